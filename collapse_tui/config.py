@@ -1,0 +1,222 @@
+"""Presets: read TOML, validate every key with a message that names it, write the resolved form.
+
+A Config is plain data; nothing in a preset can run code. Errors are ConfigError with one line
+that names the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .engines import ENGINES, Engine, Param, engine_class
+
+MODES = ("replace", "keep", "accumulate", "accumulate-subsample", "fresh")
+
+EXPERIMENT: dict[str, Param] = {
+    "name": Param("", str, "run name: letters, digits, '.', '_' and '-'"),
+    "engine": Param("", str, "model family", choices=tuple(ENGINES)),
+    "description": Param("", str, "one line on what the preset shows"),
+    "generations": Param(10, int, "number of models trained; generation 0 trains on real data", min=1),
+    "seeds": Param([0], list, "list of seeds, or a count n meaning 0 .. n-1"),
+    "device": Param("auto", str, "where torch engines run", choices=("auto", "cpu", "cuda")),
+    "checkpoint_seconds": Param(5.0, float, "least time between two checkpoints of fast runs", min=0),
+}
+DATA: dict[str, Param] = {
+    "mode": Param("replace", str, "what the next generation trains on", choices=MODES),
+    "keep_fraction": Param(0.1, float, "mode keep: share of real examples, redrawn each generation", 0, 1),
+    "fresh_fraction": Param(0.1, float, "mode fresh: share of newly drawn real examples", 0, 1),
+    "filter": Param(
+        "none", str, "keep the generated samples the reference scores best", choices=("none", "perplexity")
+    ),
+    "filter_keep": Param(0.9, float, "filter: share of generated samples kept", 0, 1, min_exclusive=True),
+}
+SECTIONS = ("experiment", "data", "engine")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class ConfigError(ValueError):
+    """A bad preset or override; str(err) is the one-line message shown to the user."""
+
+
+@dataclass(frozen=True)
+class Config:
+    experiment: dict[str, Any]
+    data: dict[str, Any]
+    engine: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.experiment["name"]
+
+    @property
+    def engine_name(self) -> str:
+        return self.experiment["engine"]
+
+    @property
+    def generations(self) -> int:
+        return self.experiment["generations"]
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.experiment["seeds"]
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps({"experiment": self.experiment, "data": self.data, "engine": self.engine})
+
+
+def builtin_presets() -> dict[str, Path]:
+    folder = importlib.resources.files("collapse_tui.presets")
+    return {p.name[:-5]: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".toml")}
+
+
+def find_preset(spec: str) -> Path:
+    """A preset file path, or the name of a built-in preset."""
+    path = Path(spec)
+    builtin = builtin_presets()
+    if path.suffix != ".toml" and spec in builtin and not path.exists():
+        return builtin[spec]
+    if path.is_dir():
+        raise ConfigError(f"{spec}: is a directory, expected a preset TOML file")
+    if not path.exists():
+        hint = _did_you_mean(spec, builtin) or f"built-in presets: {', '.join(sorted(builtin))}"
+        raise ConfigError(f"{spec}: no such preset file ({hint})")
+    return path
+
+
+def load_preset(spec: str, overrides: list[str] = ()) -> Config:
+    path = find_preset(spec)
+    try:
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    raw.setdefault("experiment", {})
+    if isinstance(raw["experiment"], dict):
+        raw["experiment"].setdefault("name", path.stem)
+    for item in overrides:
+        apply_override(raw, item)
+    return validate(raw, base_dir=path.parent)
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """--set section.key=value; the value is read as TOML, or taken as a string if it is not."""
+    key, sep, text = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) != 2 or not all(parts):
+        raise ConfigError(f"--set {item}: expected SECTION.KEY=VALUE, e.g. experiment.generations=5")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    section = raw.setdefault(parts[0], {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{parts[0]}: expected a table, got {section!r}")
+    section[parts[1]] = value
+
+
+def validate(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
+    """Check a parsed preset and fill defaults. Relative paths are resolved against base_dir."""
+    for section, value in raw.items():
+        if section not in SECTIONS:
+            hint = _did_you_mean(section, SECTIONS)
+            raise ConfigError(f"[{section}]: unknown section{hint}; expected one of {', '.join(SECTIONS)}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{section}: expected a table [{section}], got {value!r}")
+    exp_raw = raw.get("experiment", {})
+    if "engine" not in exp_raw:
+        raise ConfigError(f"experiment.engine: missing; expected one of {', '.join(ENGINES)}")
+    experiment = _section("experiment", exp_raw, EXPERIMENT)
+    if not NAME_RE.fullmatch(experiment["name"]):
+        raise ConfigError(
+            f"experiment.name: expected 1-64 letters, digits, '.', '_' or '-' (not first), got {experiment['name']!r}"
+        )
+    experiment["seeds"] = _seeds(experiment["seeds"])
+    data = _section("data", raw.get("data", {}), DATA)
+    cls = engine_class(experiment["engine"])
+    engine = _section("engine", raw.get("engine", {}), cls.PARAMS, engine_name=experiment["engine"])
+    for key, param in cls.PARAMS.items():
+        if param.kind is Path:
+            engine[key] = str(((base_dir or Path.cwd()) / engine[key]).resolve()) if engine[key] else ""
+    if data["mode"] == "fresh" and not cls.can_draw_fresh:
+        raise ConfigError(f"data.mode: 'fresh' needs an engine that can draw new real data; '{cls.name}' cannot")
+    if data["filter"] != "none" and cls.score is Engine.score:
+        raise ConfigError(f"data.filter: engine '{cls.name}' has no reference scorer; use 'none'")
+    return Config(experiment, data, engine)
+
+
+def _section(name: str, raw: dict[str, Any], schema: dict[str, Param], engine_name: str = "") -> dict[str, Any]:
+    out = {key: param.default for key, param in schema.items()}
+    for key, value in raw.items():
+        if key not in schema:
+            owner = _owner(key, engine_name)
+            hint = f" (it belongs to engine '{owner}')" if owner else _did_you_mean(key, schema, f" {name}.")
+            where = f" for engine '{engine_name}'" if engine_name else ""
+            raise ConfigError(f"{name}.{key}: unknown key{where}{hint}")
+        out[key] = _check(f"{name}.{key}", value, schema[key])
+    return out
+
+
+def _check(key: str, value: Any, p: Param) -> Any:
+    if p.kind is list:
+        return value  # seeds: checked on its own
+    if p.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    kind = str if p.kind is Path else p.kind
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {_expected(p)}, got {value!r}")
+    if p.choices is not None and value not in p.choices:
+        raise ConfigError(f"{key}: expected {_expected(p)}, got {value!r}{_did_you_mean(str(value), p.choices, ' ')}")
+    too_low = p.min is not None and (value <= p.min if p.min_exclusive else value < p.min)
+    if too_low or (p.max is not None and value > p.max) or (kind is float and value != value):
+        raise ConfigError(f"{key}: expected {_expected(p)}, got {value!r}")
+    return value
+
+
+def _expected(p: Param) -> str:
+    if p.choices is not None:
+        return "one of " + ", ".join(repr(c) for c in p.choices)
+    noun = {int: "an integer", float: "a number", str: "a string", bool: "true or false", Path: "a path"}[p.kind]
+    if p.min is not None and p.max is not None:
+        left = "(" if p.min_exclusive else "["
+        return f"{noun} in {left}{p.min:g}, {p.max:g}]"
+    if p.min is not None:
+        return f"{noun} {'>' if p.min_exclusive else '>='} {p.min:g}"
+    return noun
+
+
+def _seeds(value: Any) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100_000:
+        return list(range(value))
+    ok = (
+        isinstance(value, list)
+        and value
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+    )
+    if not ok or len(set(value)) != len(value):
+        raise ConfigError(
+            f"experiment.seeds: expected a list of distinct non-negative integers or a count, got {value!r}"
+        )
+    return list(value)
+
+
+def _owner(key: str, engine_name: str) -> str:
+    for name in ENGINES:
+        if name != engine_name and key in engine_class(name).PARAMS:
+            return name
+    return ""
+
+
+def _did_you_mean(word: str, options: Any, prefix: str = " ") -> str:
+    close = difflib.get_close_matches(word, [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean{prefix}{close[0]}?)" if close else ""

@@ -1,0 +1,52 @@
+"""What generation n+1 trains on: the data modes of the paper and of the mitigations after it.
+
+Arrays hold the seeds on axis 0 and examples on axis 1; each seed draws with its own RNG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+def subset(x: np.ndarray, k: int, rngs: list[np.random.Generator]) -> np.ndarray:
+    """k examples per seed, drawn without replacement."""
+    idx = np.stack([rng.permutation(x.shape[1])[:k] for rng in rngs])
+    return np.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
+
+
+def next_data(
+    mode: str,
+    *,
+    prev: np.ndarray,
+    pool: np.ndarray,
+    real: np.ndarray,
+    samples: np.ndarray,
+    rngs: list[np.random.Generator],
+    keep_fraction: float,
+    fresh_fraction: float,
+    draw_fresh: Callable[[int], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(training data, accumulated pool) for the next generation.
+
+    replace: the samples alone. keep: keep_fraction of the real examples, redrawn every generation,
+    the rest samples. accumulate: everything so far. accumulate-subsample: everything so far, then
+    the original size drawn from it. fresh: fresh_fraction newly drawn real examples, the rest samples.
+    """
+    n = real.shape[1]
+    if mode == "replace":
+        return samples[:, :n], pool
+    if mode == "keep":
+        k = round(keep_fraction * n)
+        return np.concatenate([subset(real, k, rngs), subset(samples, n - k, rngs)], axis=1), pool
+    if mode == "accumulate":
+        data = np.concatenate([prev, samples], axis=1)
+        return data, data
+    if mode == "accumulate-subsample":
+        pool = np.concatenate([pool, samples], axis=1)
+        return subset(pool, n, rngs), pool
+    if mode == "fresh":
+        k = round(fresh_fraction * n)
+        return np.concatenate([draw_fresh(k), subset(samples, n - k, rngs)], axis=1), pool
+    raise ValueError(f"unknown data mode {mode!r}")

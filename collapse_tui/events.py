@@ -1,0 +1,52 @@
+"""Typed events the generation loop emits; the batch front end and the Textual app consume them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_dir: Path
+    name: str
+    engine: str
+    generations: int
+    seeds: tuple[int, ...]
+    start_generation: int  # > 0 when a run resumes
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Work inside one generation: phase is 'fit', 'sample', 'evaluate' or an engine's own."""
+
+    generation: int
+    phase: str
+    step: int
+    total: int
+    loss: float | None = None
+
+
+@dataclass(frozen=True)
+class GenerationDone:
+    generation: int
+    rows: tuple[dict[str, Any], ...]  # one metrics row per seed, as written to metrics.jsonl
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    run_dir: Path
+    state: str  # 'finished', or 'stopped' (resumable)
+    generations_done: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunFailed:
+    run_dir: Path
+    error: str  # one line; the run stays resumable from its last checkpoint
+
+
+Event = RunStarted | Progress | GenerationDone | RunFinished | RunFailed

@@ -1,0 +1,253 @@
+"""The generation loop, engine-agnostic: train, sample, measure, mix the next data, checkpoint.
+
+Generation n's model trains on D_n (D_0 is real data); its samples S_n are measured and, by the
+data mode, become D_{n+1}. Seeds run together when the engine is batched, else one at a time.
+A checkpoint (data, RNG states, models) is written at most every checkpoint_seconds and always at
+the end, on stop and on failure, so a resumed run gives the same metrics row for row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .datamodes import next_data
+from .engines import Engine, engine_class
+from .events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
+from .rundir import RunDir, now_iso
+
+PROGRESS_INTERVAL = 0.1  # seconds between Progress events inside a generation
+STATUS_INTERVAL = 2.0  # seconds between heartbeats in status.json
+
+
+class Stopped(Exception):
+    """Raised inside the loop when the user asked it to stop."""
+
+
+class Control:
+    """Thread-safe stop and pause, checked between generations and at every engine report."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._go = threading.Event()
+        self._go.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._go.set()
+
+    def pause(self) -> None:
+        self._go.clear()
+
+    def resume(self) -> None:
+        self._go.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._go.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def check(self) -> None:
+        while not self._go.wait(0.1):
+            pass
+        if self._stop.is_set():
+            raise Stopped
+
+
+@dataclass
+class Group:
+    """The seeds that train together, and what they carry from one generation to the next."""
+
+    seeds: list[int]
+    rngs: list[np.random.Generator]
+    real: np.ndarray
+    data: np.ndarray
+    pool: np.ndarray
+    reference: Any = None
+    model: Any = None
+    rng_states: list[dict[str, Any]] | None = None  # as at the end of the last finished generation
+
+
+def sample_saved(generation: int, generations: int) -> bool:
+    """Which generations keep their samples for the panes: all of short runs, snapshots of long ones."""
+    return generations <= 200 or generation <= 10 or generation % 50 == 0 or generation == generations - 1
+
+
+def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None = None, resume: bool = False) -> str:
+    """Run (or resume) the experiment in rundir. Returns 'finished', 'stopped' or 'failed'."""
+    control = control or Control()
+    cfg = rundir.config()
+    engine = engine_class(cfg.engine_name)(cfg.engine, device=cfg.experiment["device"])
+    mode, data_cfg = cfg.data["mode"], cfg.data
+    t_run = time.monotonic()
+    done = -1  # last finished generation
+    saved = -1  # last checkpointed generation
+    groups: list[Group] = []
+    try:
+        ckpt = rundir.read_checkpoint() if resume else None
+        if ckpt is not None:
+            saved = done = ckpt[0]
+            groups = _load_groups(rundir, engine, ckpt[1], cfg.seeds, mode)
+        rundir.truncate_metrics(done)
+        rundir.write_status(state="running", generation=done, error=None, started=_started(rundir))
+        emit(RunStarted(rundir.path, cfg.name, cfg.engine_name, cfg.generations, tuple(cfg.seeds), done + 1))
+        if not groups:
+            groups = [_new_group(engine, seeds) for seeds in _seed_groups(engine, cfg.seeds)]
+        last_ckpt = last_status = time.monotonic()
+        for gen in range(done + 1, cfg.generations):
+            control.check()
+            t_gen = time.monotonic()
+            report = _reporter(gen, emit, control)
+            keep_preview = sample_saved(gen, cfg.generations)
+            results = [
+                _one_generation(engine, g, gen, data_cfg, report, rundir, keep_preview and i == 0)
+                for i, g in enumerate(groups)
+            ]
+            # the generation is finished: commit every group's new state at once
+            rows = []
+            for g, (data, pool, model, group_rows) in zip(groups, results):
+                g.data, g.pool, g.model = data, pool, model
+                g.rng_states = [r.bit_generator.state for r in g.rngs]
+                rows += group_rows
+            done = gen
+            rundir.append_metrics(rows)
+            emit(GenerationDone(gen, tuple(rows), time.monotonic() - t_gen))
+            now = time.monotonic()
+            if gen == cfg.generations - 1 or now - last_ckpt >= cfg.experiment["checkpoint_seconds"]:
+                _checkpoint(rundir, engine, gen, groups)
+                saved, last_ckpt = gen, time.monotonic()
+            if now - last_status >= STATUS_INTERVAL:
+                rundir.write_status(generation=gen, checkpoint_generation=saved)
+                last_status = now
+        state, error = "finished", None
+    except (Stopped, KeyboardInterrupt):
+        state, error = "stopped", None
+    except Exception as e:  # a failing run is kept resumable; its traceback goes to error.log
+        state, error = "failed", f"{type(e).__name__}: {e}".splitlines()[0]
+        (rundir.path / "error.log").write_text(traceback.format_exc())
+    if done > saved and groups and groups[0].rng_states is not None:
+        _checkpoint(rundir, engine, done, groups)
+        saved = done
+    rundir.write_status(state=state, generation=done, checkpoint_generation=saved, error=error)
+    seconds = time.monotonic() - t_run
+    emit(RunFailed(rundir.path, error) if error else RunFinished(rundir.path, state, done + 1, seconds))
+    return state
+
+
+def _one_generation(
+    engine: Engine, g: Group, gen: int, data_cfg: dict[str, Any], report, rundir: RunDir, keep_preview: bool
+) -> tuple[np.ndarray, np.ndarray, Any, list[dict[str, Any]]]:
+    n = g.real.shape[1]
+    filtering = data_cfg["filter"] != "none"
+    model = engine.fit(g.data, g.rngs, report)
+    samples = engine.sample(model, math.ceil(n / data_cfg["filter_keep"]) if filtering else n, g.rngs, report)
+    if gen == 0:
+        g.reference = model
+        _save_reference(rundir, engine, g)
+    report("evaluate", 0, 1, None)
+    metrics = engine.evaluate(model, samples, g.reference)
+    report("evaluate", 1, 1, None)
+    if filtering:  # keep the n samples the generation-0 model finds most typical
+        best = np.argsort(engine.score(g.reference, samples), axis=1, kind="stable")[:, :n]
+        samples = np.take_along_axis(samples, best.reshape(best.shape + (1,) * (samples.ndim - 2)), axis=1)
+    if keep_preview:
+        rundir.save_samples(gen, engine.preview(samples))
+    data, pool = next_data(
+        data_cfg["mode"],
+        prev=g.data,
+        pool=g.pool,
+        real=g.real,
+        samples=samples,
+        rngs=g.rngs,
+        keep_fraction=data_cfg["keep_fraction"],
+        fresh_fraction=data_cfg["fresh_fraction"],
+        draw_fresh=lambda k: engine.real_data(g.rngs, k),
+    )
+    rows = [
+        {"seed": seed, "generation": gen, "train_size": int(g.data.shape[1]), **m} for seed, m in zip(g.seeds, metrics)
+    ]
+    return data, pool, model, rows
+
+
+def _seed_groups(engine: Engine, seeds: list[int]) -> list[list[int]]:
+    return [seeds] if engine.batched else [[s] for s in seeds]
+
+
+def _new_group(engine: Engine, seeds: list[int]) -> Group:
+    rngs = [np.random.default_rng(s) for s in seeds]
+    real = engine.real_data(rngs)
+    return Group(seeds, rngs, real, real, real)
+
+
+def _reporter(gen: int, emit: Callable[[Event], None], control: Control):
+    last = [0.0]
+
+    def report(phase: str, step: int, total: int, loss: float | None) -> None:
+        control.check()
+        now = time.monotonic()
+        if step >= total or now - last[0] >= PROGRESS_INTERVAL:
+            last[0] = now
+            emit(Progress(gen, phase, step, total, loss))
+
+    return report
+
+
+def _save_reference(rundir: RunDir, engine: Engine, g: Group) -> None:
+    """Generation 0's model (the reference scorer) and the real data, once per group."""
+    tmp = rundir.new_state_dir(f"reference-{g.seeds[0]}")
+    engine.save(g.reference, tmp)
+    with open(tmp / "real.npz", "wb") as f:
+        np.savez(f, real=g.real)
+    rundir.publish_state_dir(tmp)
+
+
+def _checkpoint(rundir: RunDir, engine: Engine, gen: int, groups: list[Group]) -> None:
+    tmp = rundir.new_state_dir(f"ckpt-{gen:06d}")
+    arrays: dict[str, np.ndarray] = {}
+    for i, g in enumerate(groups):
+        arrays[f"data{i}"] = g.data
+        if g.pool is not g.data and g.pool is not g.real:
+            arrays[f"pool{i}"] = g.pool
+        (tmp / f"model{i}").mkdir()
+        engine.save(g.model, tmp / f"model{i}")
+    with open(tmp / "data.npz", "wb") as f:
+        np.savez(f, **arrays)
+    (tmp / "rng.json").write_text(json.dumps([g.rng_states for g in groups]))
+    rundir.write_checkpoint(gen, rundir.publish_state_dir(tmp))
+
+
+def _load_groups(rundir: RunDir, engine: Engine, ckpt: Path, seeds: list[int], mode: str) -> list[Group]:
+    rng_states = json.loads((ckpt / "rng.json").read_text())
+    groups = []
+    with np.load(ckpt / "data.npz", allow_pickle=False) as arrays:
+        for i, group_seeds in enumerate(_seed_groups(engine, seeds)):
+            ref_dir = rundir.state_dir / f"reference-{group_seeds[0]}"
+            with np.load(ref_dir / "real.npz", allow_pickle=False) as z:
+                real = z["real"]
+            rngs = []
+            for state in rng_states[i]:
+                rng = np.random.Generator(np.random.PCG64())
+                rng.bit_generator.state = state
+                rngs.append(rng)
+            data = arrays[f"data{i}"]
+            pool = arrays.get(f"pool{i}", data if mode == "accumulate" else real)
+            g = Group(group_seeds, rngs, real, data, pool, engine.load(ref_dir), engine.load(ckpt / f"model{i}"))
+            g.rng_states = rng_states[i]
+            groups.append(g)
+    return groups
+
+
+def _started(rundir: RunDir) -> str:
+    return rundir.read_status().get("started") or now_iso()

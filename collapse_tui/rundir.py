@@ -1,0 +1,208 @@
+"""The run directory: the unit users keep, compare and resume. Every write is atomic.
+
+preset.toml     resolved preset, as run
+status.json     state, generation, heartbeat, pid, error
+metrics.jsonl   one row per (seed, generation), appended a generation at a time
+samples/        what the sample panes show, gen-NNNNNN.npy (arrays) or .json (text)
+state/          resume: checkpoint.json -> ckpt-NNNNNN/ (data, models, RNG states), reference/
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import Config, ConfigError, load_preset
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temp file beside path, fsync, rename: readers see the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.status_path = self.path / "status.json"
+        self.samples_dir = self.path / "samples"
+        self.state_dir = self.path / "state"
+
+    @classmethod
+    def create(cls, runs_dir: Path, cfg: Config) -> RunDir:
+        """A new, empty run directory named <name>-<timestamp> inside runs_dir."""
+        runs_dir = Path(runs_dir)
+        try:
+            runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"--runs-dir {runs_dir}: cannot create: {e.strerror}") from None
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        for n in range(1, 1000):
+            path = runs_dir / (f"{cfg.name}-{stamp}" + (f"-{n}" if n > 1 else ""))
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                continue
+        run = cls(path)
+        for sub in (run.samples_dir, run.state_dir):
+            sub.mkdir()
+        atomic_write(path / "preset.toml", cfg.to_toml().encode())
+        run.metrics_path.touch()
+        run.write_status(state="created", generation=-1, generations=cfg.generations, error=None)
+        return run
+
+    @classmethod
+    def open(cls, path: Path) -> RunDir:
+        run = cls(path)
+        if not (run.path / "preset.toml").is_file():
+            raise ConfigError(f"{path}: not a run directory (no preset.toml)")
+        return run
+
+    def config(self) -> Config:
+        return load_preset(str(self.path / "preset.toml"))
+
+    # status.json
+    def read_status(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.status_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def write_status(self, **fields: Any) -> None:
+        status = self.read_status() | fields | {"heartbeat": now_iso(), "pid": os.getpid()}
+        atomic_write(self.status_path, json.dumps(status, indent=1).encode())
+
+    # metrics.jsonl
+    def append_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """One write() of whole lines with O_APPEND: a kill leaves no partial line."""
+        text = "".join(json.dumps({k: _json_safe(v) for k, v in r.items()}) + "\n" for r in rows)
+        fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        rows = []
+        try:
+            text = self.metrics_path.read_text()
+        except FileNotFoundError:
+            return rows
+        for line in text.splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                break  # a torn last line (never written by this tool, but be safe)
+        return rows
+
+    def truncate_metrics(self, last_generation: int) -> None:
+        """Keep only rows up to last_generation: rows after a checkpoint are computed again."""
+        rows = [r for r in self.read_metrics() if r["generation"] <= last_generation]
+        atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+    def sync_metrics(self) -> None:
+        fd = os.open(self.metrics_path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # samples/
+    def save_samples(self, generation: int, preview: np.ndarray | list[str]) -> None:
+        if isinstance(preview, np.ndarray):
+            path = self.samples_dir / f"gen-{generation:06d}.npy"
+            tmp = path.with_name(f".{path.name}.tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, preview, allow_pickle=False)
+            os.replace(tmp, path)
+        else:
+            atomic_write(self.samples_dir / f"gen-{generation:06d}.json", json.dumps(preview).encode())
+
+    def sample_generations(self) -> list[int]:
+        return sorted(int(p.stem[4:]) for p in self.samples_dir.glob("gen-*.*") if not p.name.startswith("."))
+
+    def load_samples(self, generation: int) -> np.ndarray | list[str]:
+        base = self.samples_dir / f"gen-{generation:06d}"
+        if base.with_suffix(".npy").exists():
+            return np.load(base.with_suffix(".npy"), allow_pickle=False)
+        return json.loads(base.with_suffix(".json").read_text())
+
+    # state/
+    def new_state_dir(self, name: str) -> Path:
+        """A fresh temp folder to fill; publish it with publish_state_dir."""
+        tmp = self.state_dir / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        return tmp
+
+    def publish_state_dir(self, tmp: Path) -> Path:
+        final = tmp.with_name(tmp.name[1:].removesuffix(".tmp"))
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        fsync_dir(self.state_dir)
+        return final
+
+    def write_checkpoint(self, generation: int, ckpt: Path) -> None:
+        """Point state/checkpoint.json at ckpt, then drop older checkpoints."""
+        self.sync_metrics()
+        atomic_write(
+            self.state_dir / "checkpoint.json", json.dumps({"generation": generation, "dir": ckpt.name}).encode()
+        )
+        for old in self.state_dir.glob("ckpt-*"):
+            if old != ckpt:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def read_checkpoint(self) -> tuple[int, Path] | None:
+        try:
+            info = json.loads((self.state_dir / "checkpoint.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return int(info["generation"]), self.state_dir / info["dir"]
+
+
+def heartbeat_age(status: dict[str, Any]) -> float:
+    """Seconds since the run last wrote its status (inf if never)."""
+    try:
+        return time.time() - datetime.fromisoformat(status["heartbeat"]).timestamp()
+    except (KeyError, ValueError):
+        return math.inf

@@ -1,0 +1,166 @@
+"""Gaussian mixtures batched over seeds: sampling, scoring and the paper's metrics in closed form.
+
+A model is a dict of arrays with the seeds on axis 0: weights (S, K), means (S, K, d) and
+covs (S, K, d, d). The single Gaussian is the case K = 1. The real distribution is N(0, I).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from .base import Engine, Report
+
+Mixture = dict[str, np.ndarray]
+
+TEST_SEED = 20240724  # the fixed real held-out sample is the same for every seed and run
+TAIL_P = 2 * stats.norm.sf(3.0)  # mass of N(0, 1) beyond 3 sigma, 0.0027
+
+
+def log_density(x: np.ndarray, m: Mixture) -> np.ndarray:
+    """log p(x) per point under each seed's mixture: x (S or 1, T, d) -> (S, T)."""
+    d = x.shape[-1]
+    prec = np.linalg.inv(m["covs"])  # (S, K, d, d)
+    _, logdet = np.linalg.slogdet(m["covs"])  # (S, K)
+    diff = x[:, None, :, :] - m["means"][:, :, None, :]  # (S, K, T, d)
+    maha = np.einsum("skti,skij,sktj->skt", diff, prec, diff)
+    logp = np.log(m["weights"])[..., None] - 0.5 * (d * np.log(2 * np.pi) + logdet[..., None] + maha)
+    top = logp.max(axis=1)
+    return top + np.log(np.exp(logp - top[:, None]).sum(axis=1))
+
+
+def moments(m: Mixture) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (S, d) and covariance (S, d, d) of each seed's mixture."""
+    w = m["weights"]
+    mean = np.einsum("sk,skd->sd", w, m["means"])
+    dev = m["means"] - mean[:, None]
+    cov = np.einsum("sk,skij->sij", w, m["covs"] + dev[..., :, None] * dev[..., None, :])
+    return mean, cov
+
+
+def w2_to_standard(mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """W2 between N(mean, cov) and N(0, I), per seed. For a mixture this is the Gelbrich lower
+    bound: the exact W2 of its moment-matched Gaussian."""
+    eig = np.clip(np.linalg.eigvalsh(cov), 0.0, None)
+    w2sq = (mean**2).sum(-1) + eig.sum(-1) + cov.shape[-1] - 2 * np.sqrt(eig).sum(-1)
+    return np.sqrt(np.clip(w2sq, 0.0, None))
+
+
+def _overlap(p: Mixture, q: Mixture) -> np.ndarray:
+    """Integral of p(x) q(x) dx per seed: sum_ij w_i v_j N(mu_i; nu_j, A_i + B_j)."""
+    d = p["means"].shape[-1]
+    cov = p["covs"][:, :, None] + q["covs"][:, None, :]  # (S, K, K', d, d)
+    diff = p["means"][:, :, None] - q["means"][:, None, :]  # (S, K, K', d)
+    _, logdet = np.linalg.slogdet(cov)
+    maha = np.einsum("sabi,sabi->sab", diff, np.linalg.solve(cov, diff[..., None])[..., 0])
+    dens = np.exp(-0.5 * (d * np.log(2 * np.pi) + logdet + maha))
+    return np.einsum("sa,sb,sab->s", p["weights"], q["weights"], dens)
+
+
+def l2_distance(p: Mixture, q: Mixture) -> np.ndarray:
+    """The paper's squared L2 distance between densities, integral of (p - q)^2, per seed."""
+    return np.clip(_overlap(p, p) - 2 * _overlap(p, q) + _overlap(q, q), 0.0, None)
+
+
+def sample(m: Mixture, n: int, rngs: list[np.random.Generator]) -> np.ndarray:
+    """n points per seed, (S, n, d): component counts ~ Multinomial(n, weights), then normals."""
+    s, k, d = m["means"].shape
+    counts = np.stack(
+        [rng.multinomial(n, w) for rng, w in zip(rngs, m["weights"] / m["weights"].sum(1, keepdims=True))]
+    )
+    z = np.stack([rng.standard_normal((n, d)) for rng in rngs])
+    labels = np.stack([np.repeat(np.arange(k), c) for c in counts])  # (S, n), grouped by component
+    chol = _safe_cholesky(m["covs"])  # (S, K, d, d)
+    seeds = np.arange(s)[:, None]
+    return m["means"][seeds, labels] + np.einsum("snij,snj->sni", chol[seeds, labels], z)
+
+
+def _safe_cholesky(covs: np.ndarray) -> np.ndarray:
+    try:
+        return np.linalg.cholesky(covs)
+    except np.linalg.LinAlgError:  # a fully collapsed component: clip its eigenvalues at zero
+        eig, vec = np.linalg.eigh(covs)
+        return vec * np.sqrt(np.clip(eig, 0.0, None))[..., None, :]
+
+
+class MixtureEngine(Engine):
+    """Shared part of the Gaussian and GMM engines; subclasses implement fit()."""
+
+    batched = True
+    can_draw_fresh = True
+
+    @property
+    def dim(self) -> int:
+        return int(self.params["dim"])
+
+    def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
+        n = int(self.params["samples"]) if n is None else n
+        return np.stack([rng.standard_normal((n, self.dim)) for rng in rngs])
+
+    def test_data(self) -> np.ndarray:
+        if not hasattr(self, "_test"):
+            rng = np.random.default_rng(TEST_SEED)
+            self._test = rng.standard_normal((1, int(self.params["test_samples"]), self.dim))
+        return self._test
+
+    def test_nll(self, model: Mixture) -> np.ndarray:
+        """Mean NLL per dimension of the fixed real held-out sample, per seed."""
+        test = self.test_data()
+        if model["means"].shape[1] > 1:
+            return -log_density(test, model).mean(axis=1) / self.dim
+        # one Gaussian: the mean NLL depends on the test sample only through its mean and covariance
+        if not hasattr(self, "_test_moments"):
+            t = test[0]
+            self._test_moments = t.mean(0), np.cov(t, rowvar=False, bias=True).reshape(self.dim, self.dim)
+        t_mean, t_cov = self._test_moments
+        mu, cov = model["means"][:, 0], model["covs"][:, 0]
+        dev = t_mean - mu
+        scatter = t_cov + dev[:, :, None] * dev[:, None, :]
+        _, logdet = np.linalg.slogdet(cov)
+        trace = np.trace(np.linalg.solve(cov, scatter), axis1=-2, axis2=-1)
+        return 0.5 * (self.dim * np.log(2 * np.pi) + logdet + trace) / self.dim
+
+    def sample(self, model: Mixture, n: int, rngs: list[np.random.Generator], report: Report) -> np.ndarray:
+        return sample(model, n, rngs)
+
+    def score(self, reference: Mixture, samples: np.ndarray) -> np.ndarray:
+        return -log_density(samples, reference) / samples.shape[-1]
+
+    def evaluate(self, model: Mixture, samples: np.ndarray, reference: Mixture) -> list[dict[str, Any]]:
+        d = self.dim
+        nll = self.test_nll(model)
+        mean, cov = moments(model)
+        comp_std = np.sqrt(np.trace(model["covs"], axis1=-2, axis2=-1) / d)  # (S, K)
+        order = np.argsort(-model["weights"], axis=1)  # components listed heaviest first
+        comp_std = np.take_along_axis(comp_std, order, axis=1)
+        weights = np.take_along_axis(model["weights"], order, axis=1)
+        tail_radius = np.sqrt(stats.chi2.isf(TAIL_P, d))
+        with np.errstate(over="ignore"):
+            perplexity = np.exp(nll)  # inf once the model all but excludes the real data
+        cols = {
+            "perplexity": perplexity,
+            "nll": nll,
+            "variance": samples.var(axis=1, ddof=1).sum(-1),
+            "mean_shift": np.linalg.norm(mean, axis=-1),
+            "fit_std": np.sqrt(np.trace(cov, axis1=-2, axis2=-1) / d),
+            "w2": w2_to_standard(mean, cov),
+            "l2_distance": l2_distance(model, reference),
+            "component_std": comp_std.mean(axis=1),
+            "tail_mass": (np.linalg.norm(samples, axis=-1) > tail_radius).mean(axis=1),
+        }
+        rows = [{k: float(v[i]) for k, v in cols.items()} for i in range(len(nll))]
+        for i, row in enumerate(rows):
+            row["component_stds"] = [float(x) for x in comp_std[i]]
+            row["component_weights"] = [float(x) for x in weights[i]]
+        return rows
+
+    def save(self, model: Mixture, directory: Path) -> None:
+        with open(directory / "model.npz", "wb") as f:
+            np.savez(f, **model)
+
+    def load(self, directory: Path) -> Mixture:
+        with np.load(directory / "model.npz", allow_pickle=False) as z:
+            return {k: z[k] for k in ("weights", "means", "covs")}

@@ -1,0 +1,1 @@
+"""Built-in presets (TOML files), installed with the package as collapse_tui.presets."""
