@@ -69,7 +69,10 @@ class Config:
         return self.experiment["seeds"]
 
     def to_toml(self) -> str:
-        return tomli_w.dumps({"experiment": self.experiment, "data": self.data, "engine": self.engine})
+        experiment = dict(self.experiment)
+        if self.seeds == list(range(len(self.seeds))):
+            experiment["seeds"] = len(self.seeds)  # 0 .. n-1 written as its count
+        return tomli_w.dumps({"experiment": experiment, "data": self.data, "engine": self.engine})
 
 
 def builtin_presets() -> dict[str, Path]:
@@ -86,8 +89,8 @@ def find_preset(spec: str) -> Path:
     if path.is_dir():
         raise ConfigError(f"{spec}: is a directory, expected a preset TOML file")
     if not path.exists():
-        hint = _did_you_mean(spec, builtin) or f"built-in presets: {', '.join(sorted(builtin))}"
-        raise ConfigError(f"{spec}: no such preset file ({hint})")
+        hint = _did_you_mean(spec, builtin) or f" (built-in presets: {', '.join(sorted(builtin))})"
+        raise ConfigError(f"{spec}: no such preset file{hint}")
     return path
 
 

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -65,27 +66,29 @@ class RunDir:
 
     @classmethod
     def create(cls, runs_dir: Path, cfg: Config) -> RunDir:
-        """A new, empty run directory named <name>-<timestamp> inside runs_dir."""
+        """A new run directory named <name>-<timestamp> in runs_dir, filled in a hidden temp folder
+        and renamed into place, so a run directory that exists is always complete."""
         runs_dir = Path(runs_dir)
         try:
             runs_dir.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.name}-", dir=runs_dir))
         except OSError as e:
-            raise ConfigError(f"--runs-dir {runs_dir}: cannot create: {e.strerror}") from None
+            raise ConfigError(f"--runs-dir {runs_dir}: cannot create a run there: {e.strerror}") from None
+        run = cls(tmp)
+        for sub in (run.samples_dir, run.state_dir):
+            sub.mkdir()
+        atomic_write(tmp / "preset.toml", cfg.to_toml().encode())
+        run.metrics_path.touch()
+        run.write_status(state="created", generation=-1, generations=cfg.generations, error=None)
+        os.chmod(tmp, 0o755)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         for n in range(1, 1000):
             path = runs_dir / (f"{cfg.name}-{stamp}" + (f"-{n}" if n > 1 else ""))
-            try:
-                path.mkdir()
-                break
-            except FileExistsError:
-                continue
-        run = cls(path)
-        for sub in (run.samples_dir, run.state_dir):
-            sub.mkdir()
-        atomic_write(path / "preset.toml", cfg.to_toml().encode())
-        run.metrics_path.touch()
-        run.write_status(state="created", generation=-1, generations=cfg.generations, error=None)
-        return run
+            if not path.exists():
+                os.rename(tmp, path)
+                fsync_dir(runs_dir)
+                return cls(path)
+        raise ConfigError(f"--runs-dir {runs_dir}: too many runs named {cfg.name}-{stamp}")
 
     @classmethod
     def open(cls, path: Path) -> RunDir:
