@@ -13,9 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, builtin_presets, load_preset
-from .rundir import RunDir, heartbeat_age
-
-STALE_SECONDS = 60.0  # a 'running' run whose heartbeat is older than this has died
+from .rundir import RunDir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,12 +56,13 @@ def cmd_presets(argv: list[str]) -> int:
 def open_for_resume(path: str) -> RunDir:
     rundir = RunDir.open(Path(path))
     status = rundir.read_status()
-    if status.get("state") == "running" and heartbeat_age(status) < STALE_SECONDS and _alive(status.get("pid")):
+    if status.get("state") == "running" and _alive(status.get("pid")):
         raise ConfigError(f"{path}: the run is still running (pid {status['pid']})")
     return rundir
 
 
 def _alive(pid: object) -> bool:
+    """Is pid a live collapse-tui process (not a later process that reused the number)?"""
     if not isinstance(pid, int) or pid == os.getpid():
         return False
     try:
@@ -71,8 +70,11 @@ def _alive(pid: object) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        return b"collapse" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the pid
 
 
 def run(argv: list[str]) -> int:

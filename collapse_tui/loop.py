@@ -2,8 +2,9 @@
 
 Generation n's model trains on D_n (D_0 is real data); its samples S_n are measured and, by the
 data mode, become D_{n+1}. Seeds run together when the engine is batched, else one at a time.
-A checkpoint (data, RNG states, models) is written at most every checkpoint_seconds and always at
-the end, on stop and on failure, so a resumed run gives the same metrics row for row.
+A checkpoint (metrics rows, data, RNG states, models) is written at most every checkpoint_seconds
+(every generation of slow engines) and always at the end, on stop and on failure, so a resumed run
+gives the same metrics row for row.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
     done = -1  # last finished generation
     saved = -1  # last checkpointed generation
     groups: list[Group] = []
+    pending: list[dict[str, Any]] = []  # metrics rows since the last checkpoint
     try:
         ckpt = rundir.read_checkpoint() if resume else None
         if ckpt is not None:
@@ -109,7 +111,7 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
         for gen in range(done + 1, cfg.generations):
             control.check()
             t_gen = time.monotonic()
-            report = _reporter(gen, emit, control)
+            report = _reporter(gen, emit, control, rundir)
             keep_preview = sample_saved(gen, cfg.generations)
             results = [
                 _one_generation(engine, g, gen, data_cfg, report, rundir, keep_preview and i == 0)
@@ -122,11 +124,11 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
                 g.rng_states = [r.bit_generator.state for r in g.rngs]
                 rows += group_rows
             done = gen
-            rundir.append_metrics(rows)
+            pending += rows
             emit(GenerationDone(gen, tuple(rows), time.monotonic() - t_gen))
             now = time.monotonic()
             if gen == cfg.generations - 1 or now - last_ckpt >= cfg.experiment["checkpoint_seconds"]:
-                _checkpoint(rundir, engine, gen, groups)
+                _checkpoint(rundir, engine, gen, groups, pending)
                 saved, last_ckpt = gen, time.monotonic()
             if now - last_status >= STATUS_INTERVAL:
                 rundir.write_status(generation=gen, checkpoint_generation=saved)
@@ -138,8 +140,11 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
         state, error = "failed", f"{type(e).__name__}: {e}".splitlines()[0]
         (rundir.path / "error.log").write_text(traceback.format_exc())
     if done > saved and groups and groups[0].rng_states is not None:
-        _checkpoint(rundir, engine, done, groups)
-        saved = done
+        try:
+            _checkpoint(rundir, engine, done, groups, pending)
+            saved = done
+        except Exception as e:  # e.g. a full disk: the previous checkpoint stays valid
+            state, error = "failed", error or f"checkpoint failed: {type(e).__name__}: {e}"
     rundir.write_status(state=state, generation=done, checkpoint_generation=saved, error=error)
     seconds = time.monotonic() - t_run
     emit(RunFailed(rundir.path, error) if error else RunFinished(rundir.path, state, done + 1, seconds))
@@ -191,8 +196,8 @@ def _new_group(engine: Engine, seeds: list[int]) -> Group:
     return Group(seeds, rngs, real, real, real)
 
 
-def _reporter(gen: int, emit: Callable[[Event], None], control: Control):
-    last = [0.0]
+def _reporter(gen: int, emit: Callable[[Event], None], control: Control, rundir: RunDir):
+    last = [0.0, time.monotonic()]  # last Progress event, last heartbeat
 
     def report(phase: str, step: int, total: int, loss: float | None) -> None:
         control.check()
@@ -200,6 +205,9 @@ def _reporter(gen: int, emit: Callable[[Event], None], control: Control):
         if step >= total or now - last[0] >= PROGRESS_INTERVAL:
             last[0] = now
             emit(Progress(gen, phase, step, total, loss))
+        if now - last[1] >= STATUS_INTERVAL:  # long generations keep the heartbeat fresh
+            last[1] = now
+            rundir.write_status()
 
     return report
 
@@ -213,7 +221,11 @@ def _save_reference(rundir: RunDir, engine: Engine, g: Group) -> None:
     rundir.publish_state_dir(tmp)
 
 
-def _checkpoint(rundir: RunDir, engine: Engine, gen: int, groups: list[Group]) -> None:
+def _checkpoint(rundir: RunDir, engine: Engine, gen: int, groups: list[Group], pending: list[dict[str, Any]]) -> None:
+    """Metrics rows, then the state, then the pointer to it: a kill between leaves rows that a
+    resume drops and computes again."""
+    rundir.append_metrics(pending)
+    pending.clear()
     tmp = rundir.new_state_dir(f"ckpt-{gen:06d}")
     arrays: dict[str, np.ndarray] = {}
     for i, g in enumerate(groups):

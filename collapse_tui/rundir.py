@@ -113,13 +113,14 @@ class RunDir:
 
     # metrics.jsonl
     def append_metrics(self, rows: list[dict[str, Any]]) -> None:
-        """One write() of whole lines with O_APPEND: a kill leaves no partial line."""
+        """Add rows by rewriting the file atomically: a reader or a kill never meets a partial line
+        (a plain append of several pages can be cut by SIGKILL or seen half-written)."""
         text = "".join(json.dumps({k: _json_safe(v) for k, v in r.items()}) + "\n" for r in rows)
-        fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
+            old = self.metrics_path.read_bytes()
+        except FileNotFoundError:
+            old = b""
+        atomic_write(self.metrics_path, old + text.encode())
 
     def read_metrics(self) -> list[dict[str, Any]]:
         rows = []
@@ -138,13 +139,6 @@ class RunDir:
         """Keep only rows up to last_generation: rows after a checkpoint are computed again."""
         rows = [r for r in self.read_metrics() if r["generation"] <= last_generation]
         atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
-
-    def sync_metrics(self) -> None:
-        fd = os.open(self.metrics_path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     # samples/
     def save_samples(self, generation: int, preview: np.ndarray | list[str]) -> None:
@@ -187,7 +181,6 @@ class RunDir:
 
     def write_checkpoint(self, generation: int, ckpt: Path) -> None:
         """Point state/checkpoint.json at ckpt, then drop older checkpoints."""
-        self.sync_metrics()
         atomic_write(
             self.state_dir / "checkpoint.json", json.dumps({"generation": generation, "dir": ckpt.name}).encode()
         )

@@ -15,15 +15,17 @@ import pytest
 
 from collapse_tui.rundir import RunDir
 
-# about 3 s of generations; checkpoints every 0.2 s so kills land between and inside checkpoints
-ARGS = [
-    "--set",
-    "experiment.generations=400",
-    "--set",
-    "experiment.seeds=400",
-    "--set",
-    "experiment.checkpoint_seconds=0.2",
-]
+# about 3 s of generations (big samples, few rows); a checkpoint every 0.2 s, so kills land before,
+# inside and after checkpoints
+SEEDS, GENERATIONS = 100, 80
+SETTINGS = {
+    "experiment.generations": GENERATIONS,
+    "experiment.seeds": SEEDS,
+    "experiment.checkpoint_seconds": 0.2,
+    "engine.samples": 2000,
+    "engine.dim": 3,
+}
+ARGS = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={value}")]
 
 
 def cli(*args: str, cwd: Path) -> subprocess.Popen:
@@ -41,13 +43,18 @@ def only_run(runs: Path) -> RunDir:
     return RunDir(path)
 
 
+def count_rows(path: Path) -> int:
+    """Rows in metrics.jsonl, asserting that it ends with a whole line."""
+    data = path.read_bytes()
+    assert data == b"" or data.endswith(b"\n"), "partial line"
+    return data.count(b"\n")
+
+
 def check_whole_lines(path: Path) -> int:
     """Every line in metrics.jsonl is complete JSON; returns the row count."""
-    text = path.read_text()
-    assert text == "" or text.endswith("\n"), "partial line"
-    for line in text.splitlines():
+    for line in path.read_text().splitlines():
         json.loads(line)
-    return text.count("\n")
+    return count_rows(path)
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +71,15 @@ def test_kill_9_then_resume_equals_the_uninterrupted_run(tmp_path, trial, expect
     work = tmp_path / "work"
     work.mkdir()
     proc = cli("--batch", "gaussian", *ARGS, cwd=work)
-    deadline = time.monotonic() + random.Random(trial).uniform(0.3, 2.0) + 1.0  # + start-up
-    while time.monotonic() < deadline and proc.poll() is None:
+    # kill once a random share of the rows is written, plus a random delay: any point of a generation
+    rnd = random.Random(trial)
+    target, delay = int(rnd.uniform(0.1, 0.8) * len(expected)), rnd.uniform(0, 0.2)
+    rows = 0
+    while rows < target and proc.poll() is None:
         if (work / "runs").exists() and any((work / "runs").glob("[!.]*")):
-            check_whole_lines(only_run(work / "runs").metrics_path)
-        time.sleep(0.01)
+            rows = count_rows(only_run(work / "runs").metrics_path)
+        time.sleep(0.002)
+    time.sleep(delay)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     run = only_run(work / "runs")
@@ -78,14 +89,16 @@ def test_kill_9_then_resume_equals_the_uninterrupted_run(tmp_path, trial, expect
     assert resumed.wait(120) == 0, resumed.stderr.read()
     assert run.metrics_path.read_text().splitlines() == expected
     status = run.read_status()
-    assert status["state"] == "finished" and status["generation"] == 399
+    assert status["state"] == "finished" and status["generation"] == GENERATIONS - 1
 
 
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, expected):
     work = tmp_path / "work"
     work.mkdir()
     proc = cli("--batch", "gaussian", *ARGS, "--set", "experiment.checkpoint_seconds=100", cwd=work)
-    time.sleep(2.0)
+    while proc.poll() is None and not ((work / "runs").exists() and any((work / "runs").glob("[!.]*"))):
+        time.sleep(0.01)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -94,7 +107,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, expected):
     status = run.read_status()
     # no checkpoint was due in 100 s: the stop wrote one for the last finished generation
     assert status["state"] == "stopped" and status["checkpoint_generation"] == status["generation"] >= 0
-    assert check_whole_lines(run.metrics_path) == 400 * (status["generation"] + 1)
+    assert check_whole_lines(run.metrics_path) == SEEDS * (status["generation"] + 1)
     resumed = cli("--batch", "--resume", str(run.path), cwd=work)
     assert resumed.wait(120) == 0
     assert run.metrics_path.read_text().splitlines() == expected
