@@ -38,7 +38,8 @@ def test_the_core_imports_no_textual():
 def test_running_a_batch_imports_no_textual_or_torch(tmp_path):
     code = (
         "import sys; from collapse_tui.cli import main; "
-        f"code = main(['--batch', 'gaussian-quick', '--set', 'experiment.generations=3', '--runs-dir', r'{tmp_path}']); "
+        "code = main(['--batch', 'gaussian-quick', '--set', 'experiment.generations=3', "
+        f"'--runs-dir', r'{tmp_path}']); "
         "bad = [m for m in ('textual', 'torch', 'transformers') if m in sys.modules]; "
         "print(code, bad)"
     )
