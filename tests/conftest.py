@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from collapse_tui import batch
+from collapse_tui.config import load_preset
+from collapse_tui.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -21,3 +27,17 @@ def write_preset(tmp_path: Path):
         return path
 
     return write
+
+
+def run_preset(tmp_path: Path, preset: str, *overrides: str) -> dict[int, dict[str, np.ndarray]]:
+    """Run a preset headless; return generation -> metric -> array over seeds."""
+    rundir = RunDir.create(tmp_path / "runs", load_preset(preset, list(overrides)))
+    with open(tmp_path / "out.txt", "w") as out:
+        assert batch.run_batch(rundir, out=out) == 0
+    by_gen: dict[int, dict[str, list]] = {}
+    for line in rundir.metrics_path.read_text().splitlines():
+        row = json.loads(line)
+        cols = by_gen.setdefault(row["generation"], {})
+        for k, v in row.items():
+            cols.setdefault(k, []).append(np.inf if v is None else v)
+    return {g: {k: np.array(v) for k, v in cols.items() if k != "component_stds"} for g, cols in by_gen.items()}

@@ -7,32 +7,12 @@ has the power to tell the closed forms apart from the no-collapse values (1.11 v
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import run_preset
 from scipy.special import gammaln
 
-from collapse_tui import batch
-from collapse_tui.config import load_preset
-from collapse_tui.rundir import RunDir
-
 M = 100
-
-
-def run_rows(tmp_path: Path, preset: str, *overrides: str) -> dict[int, dict[str, np.ndarray]]:
-    """Run a preset headless; return generation -> metric -> array over seeds."""
-    rundir = RunDir.create(tmp_path / "runs", load_preset(preset, list(overrides)))
-    with open(tmp_path / "out.txt", "w") as out:
-        assert batch.run_batch(rundir, out=out) == 0
-    by_gen: dict[int, dict[str, list]] = {}
-    for line in rundir.metrics_path.read_text().splitlines():
-        row = json.loads(line)
-        cols = by_gen.setdefault(row["generation"], {})
-        for k, v in row.items():
-            cols.setdefault(k, []).append(np.inf if v is None else v)
-    return {g: {k: np.array(v) for k, v in cols.items() if k != "component_stds"} for g, cols in by_gen.items()}
 
 
 def assert_close(values: np.ndarray, expected: float, max_se: float) -> None:
@@ -42,9 +22,9 @@ def assert_close(values: np.ndarray, expected: float, max_se: float) -> None:
 
 
 def test_generation_10_matches_the_closed_forms(tmp_path):
-    g10 = run_rows(tmp_path, "gaussian", "experiment.generations=11", "experiment.seeds=10000", f"engine.samples={M}")[
-        10
-    ]
+    g10 = run_preset(
+        tmp_path, "gaussian", "experiment.generations=11", "experiment.seeds=10000", f"engine.samples={M}"
+    )[10]
     # the model of generation 10 is N(mu_10, sigma_10^2), fitted 11 times (generation 0 is one fit)
     mu, sigma = g10["mean_shift"], g10["fit_std"]  # 1-D: mean_shift = |mu_10|, fit_std = sigma_10
     # Var(X^10) pooled over seeds = E[sigma^2] + E[mu^2] = 1 + 11/M exactly for unbiased fits
@@ -60,13 +40,13 @@ def test_generation_10_matches_the_closed_forms(tmp_path):
 
 
 def test_each_seed_variance_heads_to_zero_and_accumulate_keeps_it(tmp_path):
-    replace = run_rows(tmp_path / "r", "gaussian", "experiment.generations=1200", "experiment.seeds=64")
+    replace = run_preset(tmp_path / "r", "gaussian", "experiment.generations=1200", "experiment.seeds=64")
     last = replace[1199]["variance"]
     # log sigma^2 drifts by about -1/M a generation: median about e^-12 after 1200 generations
     assert np.median(last) < 1e-3 and (last < 0.1).mean() > 0.9
     assert np.median(replace[0]["variance"]) > 0.8
     # Gerstgrasser et al.: accumulating all data keeps the variance near 1 where replace loses most
-    acc = run_rows(
+    acc = run_preset(
         tmp_path / "a", "gaussian", "experiment.generations=200", "experiment.seeds=64", "data.mode=accumulate"
     )
     rep = replace[199]["variance"]
@@ -77,7 +57,7 @@ def test_each_seed_variance_heads_to_zero_and_accumulate_keeps_it(tmp_path):
 
 @pytest.mark.parametrize("mode", ["keep", "fresh", "accumulate-subsample"])
 def test_real_data_modes_slow_the_collapse(tmp_path, mode):
-    rows = run_rows(
+    rows = run_preset(
         tmp_path,
         "gaussian",
         "experiment.generations=300",
@@ -91,7 +71,7 @@ def test_real_data_modes_slow_the_collapse(tmp_path, mode):
 
 
 def test_filter_keeps_the_samples_the_reference_finds_most_typical(tmp_path):
-    rows = run_rows(
+    rows = run_preset(
         tmp_path,
         "gaussian",
         "experiment.generations=2",
