@@ -7,13 +7,12 @@ Exit status: 0 success, 1 a run failed, 2 bad input (one line on stderr, never a
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, builtin_presets, load_preset
-from .rundir import RunDir
+from .rundir import RunDir, process_alive
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="collapse-tui",
         description="Watch model collapse: train generation after generation on the last one's output.",
-        epilog="Other commands: `collapse-tui presets` lists the built-in presets.",
+        epilog="Other commands: `collapse-tui presets` (the built-in presets), `report RUN_DIR ...` (figures), "
+        "`export RUN_DIR --csv FILE`, `compare RUN_DIR RUN_DIR ...` (each has --help).",
     )
     p.add_argument("target", nargs="?", help="a preset (TOML file or built-in name) or a run directory")
     p.add_argument("--batch", action="store_true", help="run headless: progress on a terminal, plain lines otherwise")
@@ -56,30 +56,26 @@ def cmd_presets(argv: list[str]) -> int:
 def open_for_resume(path: str) -> RunDir:
     rundir = RunDir.open(Path(path))
     status = rundir.read_status()
-    if status.get("state") == "running" and _alive(status.get("pid")):
+    if status.get("state") == "running" and process_alive(status):
         raise ConfigError(f"{path}: the run is still running (pid {status['pid']})")
     return rundir
-
-
-def _alive(pid: object) -> bool:
-    """Is pid a live collapse-tui process (not a later process that reused the number)?"""
-    if not isinstance(pid, int) or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        return b"collapse" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True  # no /proc: trust the pid
 
 
 def run(argv: list[str]) -> int:
     if argv[:1] == ["presets"]:
         return cmd_presets(argv[1:])
+    if argv[:1] == ["report"]:  # imported lazily: matplotlib loads for reports only
+        from .report import main as report_main
+
+        return report_main(argv[1:])
+    if argv[:1] == ["export"]:
+        from .export import main as export_main
+
+        return export_main(argv[1:])
+    if argv[:1] == ["compare"]:
+        from .compare import main as compare_main
+
+        return compare_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.resume and (args.target or args.overrides):
         raise ConfigError("--resume takes the run directory alone: its preset is fixed (no PRESET, no --set)")

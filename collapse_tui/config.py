@@ -108,12 +108,13 @@ def load_preset(spec: str, overrides: list[str] = ()) -> Config:
     if isinstance(raw["experiment"], dict):
         raw["experiment"].setdefault("name", path.stem)
     for item in overrides:
-        apply_override(raw, item)
+        apply_override(raw, item, Path.cwd())
     return validate(raw, base_dir=path.parent)
 
 
-def apply_override(raw: dict[str, Any], item: str) -> None:
-    """--set section.key=value; the value is read as TOML, or taken as a string if it is not."""
+def apply_override(raw: dict[str, Any], item: str, cwd: Path | None = None) -> None:
+    """--set section.key=value; the value is read as TOML, or taken as a string if it is not.
+    A path given on the command line is relative to cwd, not to the preset file."""
     key, sep, text = item.partition("=")
     parts = key.strip().split(".")
     if not sep or len(parts) != 2 or not all(parts):
@@ -125,6 +126,10 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     section = raw.setdefault(parts[0], {})
     if not isinstance(section, dict):
         raise ConfigError(f"{parts[0]}: expected a table, got {section!r}")
+    engine = raw.get("experiment", {}).get("engine") if isinstance(raw.get("experiment"), dict) else None
+    param = engine_class(engine).PARAMS.get(parts[1]) if parts[0] == "engine" and engine in ENGINES else None
+    if cwd is not None and param is not None and param.kind is Path and isinstance(value, str) and value:
+        value = str((cwd / value).resolve())
     section[parts[1]] = value
 
 
@@ -151,6 +156,10 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
     for key, param in cls.PARAMS.items():
         if param.kind is Path:
             engine[key] = str(((base_dir or Path.cwd()) / engine[key]).resolve()) if engine[key] else ""
+    try:
+        cls.check_params(engine)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if data["mode"] == "fresh" and not cls.can_draw_fresh:
         raise ConfigError(f"data.mode: 'fresh' needs an engine that can draw new real data; '{cls.name}' cannot")
     if data["filter"] != "none" and cls.score is Engine.score:

@@ -90,7 +90,6 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
     """Run (or resume) the experiment in rundir. Returns 'finished', 'stopped' or 'failed'."""
     control = control or Control()
     cfg = rundir.config()
-    engine = engine_class(cfg.engine_name)(cfg.engine, device=cfg.experiment["device"])
     mode, data_cfg = cfg.data["mode"], cfg.data
     t_run = time.monotonic()
     done = -1  # last finished generation
@@ -98,6 +97,7 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
     groups: list[Group] = []
     pending: list[dict[str, Any]] = []  # metrics rows since the last checkpoint
     try:
+        engine = engine_class(cfg.engine_name)(cfg.engine, device=cfg.experiment["device"])
         ckpt = rundir.read_checkpoint() if resume else None
         if ckpt is not None:
             saved = done = ckpt[0]

@@ -2,7 +2,8 @@
 
 A phrase is a run of n >= 3 words (letters and digits; punctuation is skipped, case is ignored)
 that occurs at least twice, without overlap, inside one text. Only maximal repeats are kept: a
-shorter phrase whose every occurrence lies inside occurrences of a longer one is left out.
+shorter phrase whose every occurrence lies inside occurrences of a longer one is left out, and a
+loop ('a b c a b c a b c') is reported as its unit with its count, not as the unit twice.
 Plain Python, no UI: the Textual app highlights the spans this returns.
 """
 
@@ -79,23 +80,38 @@ def _maximal_repeats(ws: list[str], min_words: int) -> list[tuple[int, list[int]
     return out
 
 
-def _is_power(phrase: list[str], min_words: int) -> bool:
-    """'a b c a b c' is 'a b c' twice: report the loop's unit, with its higher count, instead."""
+def _loop_unit(phrase: list[str], min_words: int) -> int:
+    """For a phrase made of two or more copies of a shorter unit ('the the the the', 'a b c a b c a'),
+    the length of the unit it is reported as (its period, at least min_words); else 0."""
     n = len(phrase)
-    return any(n % d == 0 and phrase == phrase[:d] * (n // d) for d in range(min_words, n // 2 + 1))
+    border = [0] * n  # prefix function: the longest proper prefix that is also a suffix
+    for i in range(1, n):
+        k = border[i - 1]
+        while k and phrase[i] != phrase[k]:
+            k = border[k - 1]
+        border[i] = k + (phrase[i] == phrase[k])
+    period = n - border[-1]
+    unit = max(period, min_words)
+    return unit if 2 * period <= n and n > unit else 0
 
 
 def repeated_phrases(text: str, min_words: int = MIN_WORDS) -> list[Phrase]:
     """Phrases of min_words or more words that repeat inside text, most frequent first."""
     ws, spans = words(text)
-    found = []
+    found: dict[tuple[str, ...], tuple[int, list[int]]] = {}
     for n, starts in _maximal_repeats(ws, min_words):
+        unit = _loop_unit(ws[starts[0] : starts[0] + n], min_words)
+        if unit:  # a loop: count its unit wherever it occurs
+            key = tuple(ws[starts[0] : starts[0] + unit])
+            if key in found:
+                continue
+            n, starts = unit, [p for p in range(len(ws) - unit + 1) if tuple(ws[p : p + unit]) == key]
         occ = _non_overlapping(starts, n)
-        if len(occ) > 1 and not _is_power(ws[starts[0] : starts[0] + n], min_words):
-            found.append((n, occ))
+        if len(occ) > 1:
+            found.setdefault(tuple(ws[occ[0] : occ[0] + n]), (n, occ))
     kept: list[tuple[int, list[int]]] = []
     covered: list[tuple[int, int]] = []  # word ranges of kept occurrences
-    for n, occ in sorted(found, key=lambda f: (-f[0], f[1])):
+    for n, occ in sorted(found.values(), key=lambda f: (-f[0], f[1])):
         if all(any(a <= p and p + n <= b for a, b in covered) for p in occ):
             continue  # only ever seen inside a longer repeated phrase
         kept.append((n, occ))

@@ -14,7 +14,6 @@ import math
 import os
 import shutil
 import tempfile
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -196,9 +195,18 @@ class RunDir:
         return int(info["generation"]), self.state_dir / info["dir"]
 
 
-def heartbeat_age(status: dict[str, Any]) -> float:
-    """Seconds since the run last wrote its status (inf if never)."""
+def process_alive(status: dict[str, Any]) -> bool:
+    """Is the status's pid a live collapse-tui process (not a later one that reused the number)?"""
+    pid = status.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
     try:
-        return time.time() - datetime.fromisoformat(status["heartbeat"]).timestamp()
-    except (KeyError, ValueError):
-        return math.inf
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        return b"collapse" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the pid

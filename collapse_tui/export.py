@@ -1,0 +1,139 @@
+"""`collapse-tui export RUN_DIR --csv FILE [--parquet FILE]`: metrics.jsonl as one flat table.
+
+One row per (seed, generation), one column per metric. List-valued metrics (component_stds,
+class_shares ...) spread into name_0, name_1, ... Missing values (null in metrics.jsonl: an infinite
+or undefined number) are empty CSV cells and parquet nulls. Floats are written with repr, so reading
+the CSV back gives the metrics.jsonl values bit for bit.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError
+from .rundir import RunDir, atomic_write
+
+KEYS_FIRST = ("seed", "generation")
+
+
+def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A metrics row with list values spread into name_0, name_1, ... (nested lists are not written)."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                flat[f"{key}_{i}"] = v
+        else:
+            flat[key] = value
+    return flat
+
+
+def flat_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns (the union over rows, in first-seen order, seed and generation first) and flat rows."""
+    flat = [flatten_row(r) for r in rows]
+    columns: dict[str, None] = dict.fromkeys(KEYS_FIRST)
+    for r in flat:
+        columns.update(dict.fromkeys(r))
+    return list(columns), flat
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ""  # JSON has no inf either: the same missing value
+    return str(value)
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    columns, flat = flat_table(rows)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for r in flat:
+        writer.writerow([_cell(r.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def parse_cell(text: str) -> int | float | str | None:
+    """The value a CSV cell holds: int, float, None for an empty cell, else the text."""
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    """Rows of an exported CSV with values parsed (the inverse of write_csv, lists left spread)."""
+    with open(path, newline="") as f:
+        return [{k: parse_cell(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path | str) -> None:
+    """Write atomically; '-' writes to stdout."""
+    text = csv_text(rows)
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return
+    atomic_write(_output_path(path), text.encode())
+
+
+def write_parquet(rows: list[dict[str, Any]], path: Path | str) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError("--parquet needs pyarrow: pip install pyarrow (or use --csv)") from None
+    columns, flat = flat_table(rows)
+    data = {c: [_parquet_value(r.get(c)) for r in flat] for c in columns}
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(data), sink)
+    atomic_write(_output_path(path), sink.getvalue().to_pybytes())
+
+
+def _parquet_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _output_path(path: Path | str) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a file name")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{path}: no such directory {path.parent}")
+    return path
+
+
+def main(argv: list[str]) -> int:
+    from .cli import _Parser
+
+    p = _Parser(
+        prog="collapse-tui export", description="Write a run's metrics as a table: one row per seed and generation."
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--csv", metavar="FILE", help="write CSV (floats exact, missing values empty); '-' for stdout")
+    p.add_argument("--parquet", metavar="FILE", help="write parquet (needs pyarrow)")
+    args = p.parse_args(argv)
+    if not (args.csv or args.parquet):
+        raise ConfigError("export: give --csv FILE and/or --parquet FILE")
+    rundir = RunDir.open(Path(args.run_dir))
+    rows = rundir.read_metrics()
+    if args.parquet:
+        write_parquet(rows, args.parquet)
+    if args.csv:
+        write_csv(rows, args.csv)
+    for out in (args.parquet, args.csv):
+        if out and out != "-":
+            print(f"wrote {out}: {len(rows)} rows", file=sys.stderr)  # stderr: stdout may be the CSV
+    return 0

@@ -1,0 +1,102 @@
+"""The Textual app: `collapse-tui [PRESET | PRESETS_FOLDER | RUN_DIR]` without --batch.
+
+Bad input raises ConfigError in build_app, before the app takes the terminal, so the CLI prints
+one line and exits 2. Importing this module and drawing the start screen loads no torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+
+from ..cli import open_for_resume
+from ..config import ConfigError, find_preset, load_preset
+from ..rundir import RunDir
+from .start import PresetEntry, StartScreen, builtin_entries, folder_entries
+
+DEFAULT_PRESET = "gmm"
+
+
+class CollapseApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "collapse-tui"
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
+
+    def __init__(
+        self,
+        entries: list[PresetEntry],
+        selected: Path,
+        overrides: list[str] = (),
+        runs_dir: Path = Path("runs"),
+        open_run: RunDir | None = None,
+        resume: bool = False,
+    ):
+        super().__init__()
+        self.entries, self.selected, self.overrides, self.runs_dir = entries, selected, list(overrides), runs_dir
+        self.open_run, self.resume_now = open_run, resume
+        self.quitting = False  # waiting for the loop to checkpoint before exiting
+
+    def on_mount(self) -> None:
+        self.push_screen(StartScreen(self.entries, self.selected, self.overrides, self.runs_dir))
+        if self.open_run is not None:
+            from .run_screen import RunScreen
+
+            start = "resume" if self.resume_now else "browse"
+            self.push_screen(RunScreen(self.open_run, self.open_run.config(), start=start))
+
+    async def action_quit(self) -> None:
+        from .run_screen import RunScreen
+
+        screen = self.screen
+        if isinstance(screen, RunScreen) and screen.live and not self.quitting and screen.control is not None:
+            self.quitting = True  # the worker's end exits the app (RunScreen.on_worker_state_changed)
+            screen.action_stop()
+            self.notify("stopping: saving a checkpoint (quit again to leave at once)")
+            return
+        failed = isinstance(screen, RunScreen) and screen.run_state.state == "failed"
+        self.exit(1 if failed else 0)
+
+
+def build_app(
+    target: str | None, overrides: list[str] = (), runs_dir: Path = Path("runs"), resume: str | None = None
+) -> CollapseApp:
+    """Check the command line and build the app; raises ConfigError for anything wrong."""
+    overrides = list(overrides)
+    entries = builtin_entries(overrides)
+    builtin = {e.name: e for e in entries}
+    selected = builtin[DEFAULT_PRESET].path
+    open_run: RunDir | None = None
+    if resume:  # --resume RUN_DIR without --batch: open it and resume at once
+        target = resume
+    path = Path(target) if target else None
+    if path is not None and path.is_dir():
+        if (path / "preset.toml").is_file():
+            if overrides:
+                raise ConfigError(f"{target}: a run directory's preset is fixed; --set applies to presets only")
+            open_run = open_for_resume(str(path)) if resume else RunDir.open(path)  # resume: not if still live
+            open_run.config()  # a hand-edited preset.toml is checked like any other
+        elif resume:
+            raise ConfigError(f"{target}: not a run directory (no preset.toml)")
+        else:
+            found = folder_entries(path, overrides)
+            if not found:
+                raise ConfigError(f"{target}: not a run directory (no preset.toml) and no presets (*.toml) in it")
+            entries += found
+            selected = found[0].path
+    elif target:
+        preset = find_preset(target)
+        load_preset(target, overrides)  # errors now, not in the app
+        if preset.resolve() not in {e.path.resolve() for e in entries}:
+            entries.append(PresetEntry.load(preset, overrides))
+        selected = next(e.path for e in entries if e.path.resolve() == preset.resolve())
+    else:
+        load_preset(str(selected), overrides)
+    return CollapseApp(entries, selected, overrides, runs_dir, open_run, resume=bool(resume))
+
+
+def run_app(target: str | None, overrides: list[str], runs_dir: Path, resume: str | None = None) -> int:
+    app = build_app(target, overrides, runs_dir, resume)
+    code = app.run()
+    return code if isinstance(code, int) else (app.return_code or 0)

@@ -1,0 +1,146 @@
+"""Text drawings of what a generation produced: density maps, histograms, digits, sparklines.
+
+Shapes are drawn with characters (shades, eighth blocks, half blocks), not colours alone, so they
+read the same in dark and light themes and with NO_COLOR.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from textual.content import Content, Span
+
+from ..phrases import highlight_spans
+
+SHADES = " ·░▒▓█"
+EIGHTHS = " ▁▂▃▄▅▆▇█"
+HIGHLIGHT = "bold underline $warning"
+
+
+def extent(points: np.ndarray) -> np.ndarray:
+    """(d, 2) plot limits shared by both panes: generation 0's mean +- 4 standard deviations."""
+    pts = np.asarray(points, dtype=float).reshape(len(points), -1)
+    mean, std = pts.mean(0), pts.std(0)
+    std = np.where(std > 0, std, 1.0)
+    return np.stack([mean - 4 * std, mean + 4 * std], axis=1)
+
+
+def _bins(x: np.ndarray, lo: float, hi: float, n: int) -> np.ndarray:
+    return np.clip(((x - lo) / (hi - lo) * n).astype(int), 0, n - 1)
+
+
+def axis(lo: float, hi: float, width: int, middle: str = "") -> str:
+    """The x range under a plot: low end left, high end right."""
+    left, right = f"{lo:.3g}", f"{hi:.3g}"
+    room = width - len(left) - len(right)
+    mid = middle.center(room) if len(middle) + 2 <= room else " " * max(room, 1)
+    return (left + mid + right)[:width]
+
+
+def density(points: np.ndarray, width: int, height: int, limits: np.ndarray) -> list[str]:
+    """A histogram (1-D data) or a shaded 2-D density map of the first two dimensions, with the
+    x range on the last line."""
+    width, height = max(width, 4), max(height - 1, 2)
+    pts = np.asarray(points, dtype=float).reshape(len(points), -1)
+    pts = pts[np.isfinite(pts).all(1)]
+    inside = ((pts >= limits[:, 0]) & (pts <= limits[:, 1])).all(1)
+    pts = pts[inside]
+    if pts.shape[1] == 1:
+        counts = np.bincount(_bins(pts[:, 0], *limits[0], width), minlength=width)
+        level = np.round(counts / max(counts.max(), 1) * height * 8).astype(int)
+        rows = []
+        for r in range(height, 0, -1):  # top row first; each cell holds 8 levels
+            cell = np.clip(level - (r - 1) * 8, 0, 8)
+            rows.append("".join(EIGHTHS[c] for c in cell))
+        return [*rows, axis(*limits[0], width)]
+    xs = _bins(pts[:, 0], *limits[0], width)
+    ys = height - 1 - _bins(pts[:, 1], *limits[1], height)
+    grid = np.zeros((height, width), dtype=int)
+    np.add.at(grid, (ys, xs), 1)
+    # square root: a collapsed cluster should not leave the rest of the map blank
+    level = np.ceil(np.sqrt(grid / max(grid.max(), 1)) * (len(SHADES) - 1)).astype(int)
+    y_range = f"y {limits[1][0]:.3g}..{limits[1][1]:.3g}"
+    return ["".join(SHADES[c] for c in row) for row in level] + [axis(*limits[0], width, y_range)]
+
+
+def _rescale(images: np.ndarray, scale: float) -> np.ndarray:
+    """Nearest-neighbour upscaling by an integer, or block means when shrinking."""
+    if scale >= 1:
+        k = int(scale)
+        return images.repeat(k, axis=1).repeat(k, axis=2)
+    k = round(1 / scale)
+    n, h, w = images.shape
+    padded = np.zeros((n, -(-h // k) * k, -(-w // k) * k), dtype=float)
+    padded[:, :h, :w] = images
+    return padded.reshape(n, padded.shape[1] // k, k, padded.shape[2] // k, k).mean(axis=(2, 4))
+
+
+def _fits(h: int, w: int, width: int, height: int) -> int:
+    """How many h x w images (two pixel rows a line, one blank between) fit in width x height."""
+    return max(0, (width + 1) // (w + 1)) * max(0, (height + 1) // ((h + 1) // 2 + 1))
+
+
+def digits(images: np.ndarray, width: int, height: int) -> list[str]:
+    """Images (n, H, W) in [0, 1] as a grid of half-block drawings: two pixel rows a line, ink where
+    a pixel is above one half. The largest scale that still shows four images (or all) is used."""
+    n, h, w = images.shape
+    want = min(n, 4)
+    scale = 0.25
+    for s in (3, 2, 1, 0.5, 1 / 3):
+        size = (h * s, w * s) if s >= 1 else (-(-h // round(1 / s)), -(-w // round(1 / s)))
+        if _fits(*size, width, height) >= want:
+            scale = s
+            break
+    imgs = _rescale(np.asarray(images, dtype=float), scale) > 0.5
+    h, w = imgs.shape[1:]
+    cols = max(1, (width + 1) // (w + 1))
+    grid_rows = max(1, (height + 1) // ((h + 1) // 2 + 1))
+    lines: list[str] = []
+    for gr in range(grid_rows):
+        chunk = imgs[gr * cols : (gr + 1) * cols]
+        if not len(chunk):
+            break
+        if lines:
+            lines.append("")
+        padded = np.zeros((len(chunk), h + h % 2, w), dtype=bool)
+        padded[:, :h] = chunk
+        for r in range(0, h, 2):
+            parts = []
+            for img in padded:
+                top, bottom = img[r], img[r + 1]
+                parts.append("".join("█" if t and b else "▀" if t else "▄" if b else " " for t, b in zip(top, bottom)))
+            lines.append(" ".join(parts))
+    return lines
+
+
+def highlighted(text: str) -> Content:
+    """A text sample with its repeated phrases (word n-grams, n >= 3) marked."""
+    return Content(text, [Span(a, b, HIGHLIGHT) for a, b in highlight_spans(text)])
+
+
+def sparkline(values: list[float], width: int, height: int = 1, total: int | None = None) -> list[str]:
+    """Rows (top first) of eighth blocks. The x axis spans `total` generations (default: the values
+    given), so the line grows left to right as a run goes on; columns that cover several generations
+    show their mean, so 5000 generations draw as fast as 50. Infinite values draw as the top, NaN
+    as a gap."""
+    total = max(total or len(values), len(values), 1)
+    if width <= 0 or not values:
+        return [""] * height
+    xs = np.asarray(values, dtype=float)
+    if total <= width:  # each generation gets the same whole number of columns
+        xs = np.repeat(xs, width // total)
+    else:
+        edges = np.linspace(0, total, width + 1).astype(int)
+        cols = [(a, min(b, len(xs))) for a, b in zip(edges[:-1], edges[1:]) if a < len(xs)]
+        with np.errstate(invalid="ignore"):
+            xs = np.array([xs[a:b].mean() if b > a else np.nan for a, b in cols])
+    finite = xs[np.isfinite(xs)]
+    top = height * 8
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        with np.errstate(invalid="ignore"):
+            scaled = 1 + np.round((xs - lo) / (hi - lo) * (top - 1)) if hi > lo else np.full(len(xs), top // 2)
+    else:
+        scaled = np.zeros(len(xs))
+    level = np.where(np.isnan(xs), 0, np.where(np.isposinf(xs), top, np.where(np.isneginf(xs), 1, scaled)))
+    level = np.nan_to_num(level).astype(int)
+    return ["".join(EIGHTHS[c] for c in np.clip(level - r * 8, 0, 8)) for r in range(height - 1, -1, -1)]

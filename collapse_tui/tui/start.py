@@ -1,0 +1,278 @@
+"""The start screen: pick a preset, adjust the common fields, start a run.
+
+Fields become `--set` overrides and go through load_preset, so every message is the CLI's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Label, Select, Static
+
+from ..config import MODES, Config, ConfigError, builtin_presets, load_preset
+from ..engines import engine_class
+from ..rundir import RunDir
+from .state import disk_state
+
+FIELDS = ("generations", "seeds", "keep_fraction")
+RUNS_LISTED = 50
+
+
+@dataclass
+class PresetEntry:
+    name: str
+    path: Path
+    cfg: Config | None = None
+    error: str | None = None  # why the preset does not load (shown when it is highlighted)
+
+    @classmethod
+    def load(cls, path: Path, overrides: list[str], name: str | None = None) -> PresetEntry:
+        try:
+            return cls(name or path.stem, path, load_preset(str(path), overrides))
+        except ConfigError as e:
+            return cls(name or path.stem, path, error=str(e))
+
+
+def has_gpu() -> bool:
+    """An NVIDIA GPU is present, without importing torch (the start screen must stay light)."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return (gpus.is_dir() and any(gpus.iterdir())) or Path("/dev/nvidia0").exists()
+
+
+def device_label(cfg: Config) -> str:
+    if not engine_class(cfg.engine_name).uses_torch:
+        return "cpu"
+    device = cfg.experiment["device"]
+    if device == "auto":
+        return "cuda" if has_gpu() else "cpu"
+    return device
+
+
+def seeds_text(seeds: list[int]) -> str:
+    return str(len(seeds)) if seeds == list(range(len(seeds))) else "[" + ", ".join(map(str, seeds)) + "]"
+
+
+def builtin_entries(overrides: list[str]) -> list[PresetEntry]:
+    return [PresetEntry.load(path, overrides, name) for name, path in sorted(builtin_presets().items())]
+
+
+def folder_entries(folder: Path, overrides: list[str]) -> list[PresetEntry]:
+    return [PresetEntry.load(path, overrides) for path in sorted(folder.glob("*.toml"))]
+
+
+class StartScreen(Screen):
+    BINDINGS = [
+        # priority: the preset table and the inputs would otherwise take enter for themselves
+        Binding("enter", "start", "Start", priority=True),
+        Binding("ctrl+l", "focus_presets", "Presets"),
+        Binding("ctrl+q", "app.quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, entries: list[PresetEntry], selected: Path, overrides: list[str], runs_dir: Path):
+        super().__init__()
+        self.entries = {str(e.path): e for e in entries}
+        self.selected = str(selected)
+        self.overrides = list(overrides)
+        self.runs_dir = runs_dir
+
+    def compose(self) -> ComposeResult:
+        yield Static("collapse-tui · pick a preset, adjust, enter to start", id="title")
+        yield DataTable(id="presets", cursor_type="row")
+        yield Static(id="description")
+        with Grid(id="fields"):
+            yield Label("generations")
+            yield Input(id="generations", compact=True, tooltip="number of models trained, generation 0 included")
+            yield Label("seeds")
+            yield Input(id="seeds", compact=True, placeholder="4 or [0, 1, 2]", tooltip="a count n, or a list")
+            yield Label("data mode")
+            yield Select([(m, m) for m in MODES], id="mode", compact=True, allow_blank=False)
+            yield Label("keep fraction")
+            yield Input(id="keep_fraction", compact=True, tooltip="mode keep: share of real data kept")
+            yield Label("runs dir")
+            yield Input(str(self.runs_dir), id="runs_dir", compact=True)
+            yield Label("presets dir")
+            yield Input(id="presets_dir", compact=True, placeholder="a folder of .toml, then enter")
+        yield Static(id="message")
+        yield DataTable(id="runs", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#presets", DataTable)
+        for col in ("preset", "engine", "data mode", "gens", "seeds", "device"):
+            table.add_column(col, key=col)
+        for entry in self.entries.values():
+            self._add_row(entry)
+        keys = list(self.entries)
+        table.move_cursor(row=keys.index(self.selected) if self.selected in keys else 0)
+        runs = self.query_one("#runs", DataTable)
+        for col in ("run", "state", "generations"):
+            runs.add_column(col, key=col)
+        self._fill_fields()
+        self.list_runs()
+        table.focus()
+
+    def on_screen_resume(self) -> None:
+        self.list_runs()  # back from a run: its state changed
+
+    def list_runs(self) -> None:
+        """Run directories already in the runs dir, newest first: enter opens one (to browse or resume)."""
+        table = self.query_one("#runs", DataTable)
+        folder = Path(self.query_one("#runs_dir", Input).value.strip() or ".")
+        try:
+            found = [p for p in folder.iterdir() if (p / "preset.toml").is_file()]
+        except OSError:
+            found = []
+        found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        table.clear()
+        for path in found[:RUNS_LISTED]:
+            run = RunDir(path)
+            status = run.read_status()
+            done, total = status.get("generation", -1) + 1, status.get("generations", "?")
+            table.add_row(path.name, disk_state(run), f"{done}/{total}", key=str(path))
+        table.display = bool(found)
+        table.border_title = f"runs in {folder}/ (enter opens)"
+
+    def _add_row(self, entry: PresetEntry) -> None:
+        cfg = entry.cfg
+        if cfg is None:
+            cells = (entry.name, "error", "", "", "", "")
+        else:
+            cells = (entry.name, cfg.engine_name, cfg.data["mode"], str(cfg.generations), str(len(cfg.seeds)))
+            cells += (device_label(cfg),)
+        self.query_one("#presets", DataTable).add_row(*cells, key=str(entry.path))
+
+    def _fill_fields(self) -> None:
+        entry = self.entries[self.selected]
+        desc = self.query_one("#description", Static)
+        if entry.cfg is None:
+            desc.update(Content.styled(f"{entry.path}: cannot be used", "$text-muted"))
+        else:
+            cfg = entry.cfg
+            desc.update(Content.styled(cfg.experiment["description"] or str(entry.path), "italic"))
+            with self.prevent(Input.Changed, Select.Changed):
+                self.query_one("#generations", Input).value = str(cfg.generations)
+                self.query_one("#seeds", Input).value = seeds_text(cfg.seeds)
+                self.query_one("#mode", Select).value = cfg.data["mode"]
+                self.query_one("#keep_fraction", Input).value = f"{cfg.data['keep_fraction']:g}"
+        self.validate()
+
+    def field_overrides(self) -> list[str]:
+        values = {f: self.query_one(f"#{f}", Input).value.strip() for f in FIELDS}
+        mode = self.query_one("#mode", Select).value
+        return [
+            f"experiment.generations={values['generations']}",
+            f"experiment.seeds={values['seeds']}",
+            f'data.mode="{mode}"',
+            f"data.keep_fraction={values['keep_fraction']}",
+        ]
+
+    def config(self) -> Config:
+        """The selected preset with the CLI's and the fields' overrides, validated as the CLI does."""
+        entry = self.entries[self.selected]
+        if entry.cfg is None:
+            raise ConfigError(entry.error or f"{entry.path}: cannot be loaded")
+        if not self.query_one("#runs_dir", Input).value.strip():
+            raise ConfigError("runs dir: expected a folder name")
+        return load_preset(str(entry.path), [*self.overrides, *self.field_overrides()])
+
+    def validate(self) -> Config | None:
+        message = self.query_one("#message", Static)
+        try:
+            cfg = self.config()
+        except ConfigError as e:
+            message.update(Content.styled(str(e), "bold $error"))
+            return None
+        runs = self.query_one("#runs_dir", Input).value.strip()
+        seeds = len(cfg.seeds)
+        text = f"ready: {cfg.generations} generations × {seeds} seed{'s' * (seeds != 1)} on {device_label(cfg)}"
+        message.update(Content.styled(f"{text}, into {runs}/", "$success"))
+        return cfg
+
+    @on(DataTable.RowHighlighted, "#presets")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        key = event.row_key.value
+        if key is not None and key != self.selected:
+            self.selected = key
+            self._fill_fields()
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _changed(self, event: Input.Changed | Select.Changed) -> None:
+        self.validate()
+        if event.control.id == "runs_dir":
+            self.list_runs()
+
+    @on(DataTable.RowSelected, "#runs")
+    def _open_run(self, event: DataTable.RowSelected) -> None:
+        from .run_screen import RunScreen
+
+        try:
+            run = RunDir.open(Path(str(event.row_key.value)))
+            cfg = run.config()
+        except ConfigError as e:
+            self.query_one("#message", Static).update(Content.styled(str(e), "bold $error"))
+            return
+        self.app.push_screen(RunScreen(run, cfg))
+
+    @on(DataTable.RowSelected, "#presets")
+    def _row_selected(self) -> None:
+        self.action_start()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "presets_dir":
+            self.load_folder(event.value.strip())
+        else:
+            self.action_start()
+
+    def load_folder(self, folder: str) -> None:
+        path = Path(folder).expanduser()
+        message = self.query_one("#message", Static)
+        if not path.is_dir():
+            message.update(Content.styled(f"presets folder {folder}: no such folder", "bold $error"))
+            return
+        new = [e for e in folder_entries(path, self.overrides) if str(e.path) not in self.entries]
+        if not new and not any(path.glob("*.toml")):
+            message.update(Content.styled(f"presets folder {folder}: no .toml files in it", "bold $error"))
+            return
+        for entry in new:
+            self.entries[str(entry.path)] = entry
+            self._add_row(entry)
+        table = self.query_one("#presets", DataTable)
+        if new:
+            table.move_cursor(row=table.get_row_index(str(new[0].path)))
+        table.focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # enter opens the data mode list, and picks from it
+        in_select = self.focused is not None and any(isinstance(n, Select) for n in self.focused.ancestors_with_self)
+        return not (action == "start" and in_select)
+
+    def action_focus_presets(self) -> None:
+        self.query_one("#presets", DataTable).focus()
+
+    def action_start(self) -> None:
+        if self.focused is not None and self.focused.id == "runs":
+            self.query_one("#runs", DataTable).action_select_cursor()
+            return
+        if self.focused is not None and self.focused.id == "presets_dir":
+            self.load_folder(self.query_one("#presets_dir", Input).value.strip())
+            return
+        cfg = self.validate()
+        if cfg is None:
+            return
+        try:
+            rundir = RunDir.create(Path(self.query_one("#runs_dir", Input).value.strip()), cfg)
+        except ConfigError as e:
+            self.query_one("#message", Static).update(Content.styled(str(e), "bold $error"))
+            return
+        from .run_screen import RunScreen  # the loop and its imports load when a run starts
+
+        self.app.push_screen(RunScreen(rundir, cfg, start="new"))

@@ -1,0 +1,164 @@
+"""What the run screen shows, accumulated from loop events or read from a run directory.
+
+Plain Python (no textual): the worker thread queues events, the UI applies them here at most ~10
+times a second and redraws from this state, so fast engines never flood the interface.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..config import Config
+from ..events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
+from ..rundir import RunDir, process_alive
+from ..summary import SERIES, mean_std, scalar_keys
+
+RESUMABLE = ("created", "stopped", "failed", "crashed")
+ETA_WINDOW = 20  # generations the time estimate averages over
+
+
+def fmt(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.4g}"
+
+
+def fmt_signed(x: float) -> str:
+    if math.isnan(x):
+        return "-"
+    if math.isinf(x):
+        return "+inf" if x > 0 else "-inf"
+    return f"{x:+.4g}"
+
+
+def fmt_seconds(s: float) -> str:
+    if s < 1:
+        return "<1s"
+    s = round(s)
+    h, m = divmod(s, 3600)
+    m, sec = divmod(m, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def _number(v: Any) -> float:
+    return math.inf if v is None else v  # null in metrics.jsonl: infinite (as summary.mean_std reads it)
+
+
+@dataclass
+class RunState:
+    rundir: RunDir
+    cfg: Config
+    state: str = "created"  # created running paused stopping finished stopped failed crashed watching
+    error: str | None = None
+    keys: list[str] = field(default_factory=list)  # scalar metric names, in the rows' order
+    means: list[dict[str, float]] = field(default_factory=list)  # index: generation
+    stds: list[dict[str, float]] = field(default_factory=list)  # over seeds, of the plotted series
+    progress: Progress | None = None
+    start_generation: int = 0  # where this session's loop started (> 0 on resume)
+    gen_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=ETA_WINDOW))
+    log: list[str] = field(default_factory=list)  # lines not yet written to the log pane
+    version: int = 0  # bumped on every change the widgets show
+    truncated: bool = False  # generations were dropped (resume): tables redraw from scratch
+    _last_log: float = 0.0
+
+    @property
+    def generations(self) -> int:
+        return self.cfg.generations
+
+    @property
+    def done(self) -> int:
+        """Finished generations."""
+        return len(self.means)
+
+    def load(self) -> None:
+        """Everything already in the run directory: a browsed, stopped or resumed run."""
+        rows = self.rundir.read_metrics()
+        by_gen: dict[int, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_gen.setdefault(row["generation"], []).append(row)
+        self.means, self.stds = [], []
+        for gen in sorted(by_gen):
+            if gen != len(self.means):
+                break  # generations are contiguous; anything else is not from this tool
+            self._add(by_gen[gen])
+        self.version += 1
+        self.truncated = True
+
+    def _add(self, rows: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> None:
+        if not self.keys:
+            self.keys = scalar_keys(list(rows))
+        # the plotted series exactly as summary.by_generation computes them; the rest (table only)
+        # in one array operation, as fast engines finish hundreds of generations a second
+        series = {k: mean_std([r.get(k) for r in rows]) for k in SERIES if k in self.keys}
+        others = [k for k in self.keys if k not in series]
+        table = np.array([[_number(r.get(k)) for k in others] for r in rows], dtype=float)
+        with np.errstate(invalid="ignore"):
+            means = dict(zip(others, table.mean(axis=0).tolist())) if others else {}
+        means |= {k: m for k, (m, _) in series.items()}
+        self.means.append({k: means[k] for k in self.keys})  # in the rows' order
+        self.stds.append({k: s for k, (_, s) in series.items()})
+
+    def series(self, key: str) -> list[float]:
+        return [m.get(key, math.nan) for m in self.means]
+
+    def apply(self, ev: Event) -> None:
+        self.version += 1
+        if isinstance(ev, RunStarted):
+            self.state, self.error = "running", None
+            self.start_generation = ev.start_generation
+            if self.done > ev.start_generation:  # rows after the checkpoint are computed again
+                del self.means[ev.start_generation :], self.stds[ev.start_generation :]
+                self.truncated = True
+            where = f"resuming at generation {ev.start_generation}" if ev.start_generation else "starting"
+            self.say(f"{ev.name}: {ev.engine}, {ev.generations} generations, {len(ev.seeds)} seeds, {where}")
+            self.say(f"run directory: {ev.run_dir}")
+        elif isinstance(ev, Progress):
+            self.progress = ev
+        elif isinstance(ev, GenerationDone):
+            if ev.generation == self.done:
+                self._add(ev.rows)
+            self.gen_seconds.append(ev.seconds)
+            now = time.monotonic()
+            if now - self._last_log >= 1.0 or ev.generation in (0, self.generations - 1):
+                self._last_log = now
+                parts = "  ".join(f"{k} {fmt(self.means[-1].get(k))}" for k in SERIES)
+                self.say(f"gen {ev.generation}: {parts}  ({ev.seconds:.2f} s)")
+        elif isinstance(ev, RunFinished):
+            self.state, self.progress = ev.state, None
+            if ev.state == "finished":
+                self.say(f"finished {ev.generations_done} generations in {fmt_seconds(ev.seconds)}")
+            else:
+                self.say(f"stopped after {ev.generations_done} generations; r resumes")
+        elif isinstance(ev, RunFailed):
+            self.state, self.error, self.progress = "failed", ev.error, None
+            self.say(f"failed: {ev.error} (traceback in {self.rundir.path / 'error.log'})")
+
+    def say(self, line: str) -> None:
+        self.log.append(f"{time.strftime('%H:%M:%S')} {line}")
+
+    def eta(self) -> float | None:
+        """Seconds left: mean time of recent generations times what is left, less the current one's progress."""
+        if self.state not in ("running", "paused") or not self.gen_seconds:
+            return None
+        per_gen = sum(self.gen_seconds) / len(self.gen_seconds)
+        left = self.generations - self.done
+        p = self.progress
+        part = p.step / p.total if p and p.generation == self.done and p.total else 0.0
+        return max(0.0, per_gen * (left - min(part, 1.0)))
+
+
+def disk_state(rundir: RunDir) -> str:
+    """The state a run directory is in: a 'running' run whose process is gone has crashed."""
+    status = rundir.read_status()
+    state = status.get("state", "created")
+    if state == "running":
+        return "watching" if process_alive(status) else "crashed"
+    return state

@@ -1,0 +1,41 @@
+"""Regenerate docs/run-screen.svg: the run screen of a real gmm-quick run (300 generations), at
+100x30, mid-run.
+
+    .venv/bin/python docs/make_screenshot.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from collapse_tui.tui.app import build_app
+
+OUT = Path(__file__).parent / "run-screen.svg"
+GENERATIONS, AT_GENERATION = 300, 120  # long enough to catch it mid-run
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as runs:
+        app = build_app("gmm-quick", [f"experiment.generations={GENERATIONS}"], Path(runs))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            app.screen.action_start()  # not pilot.press: it would wait for the app to go idle, i.e. the run's end
+            await pilot.pause()
+            screen = app.screen
+            deadline = time.monotonic() + 300
+            while screen.run_state.done < AT_GENERATION and time.monotonic() < deadline:
+                await pilot.pause(0.02)
+            await pilot.press("p")  # hold the run still while the screenshot is taken
+            await pilot.pause(0.3)
+            app.save_screenshot(filename=OUT.name, path=str(OUT.parent))
+            await pilot.press("s")
+            while screen.live:
+                await pilot.pause(0.05)
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,234 @@
+"""The paper's VAE on MNIST (Nature, section 3.3): each generation trains a fresh convolutional VAE on
+images the previous generation decoded from z ~ N(0, I).
+
+Metrics per generation (model n, its samples, the generation-0 model as reference):
+- latent_spread: the paper's measure. A fixed set of latents is decoded by model n and encoded by the
+  reference encoder; the std of those means (0.674 -> 0.433 over five generations in the paper).
+- nll / perplexity: negative test ELBO in nats per pixel of the real test images, and its exp.
+- variance: variance of the reference encoder's means of the samples (mean over latent dimensions).
+- pixel_variance, and class_shares / class_entropy / min_class_share: the share of each digit among the
+  samples as judged by a classifier trained once on the real training data, so vanishing digits show.
+torch is imported inside the methods (engines.vae_torch), never when a preset is validated.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Engine, Param, Report
+from .vae_data import DataError, Dataset, load_digits, load_files, load_hub
+
+LATENT_SEED = 20240724  # the fixed latents of latent_spread: the same for every generation, seed and run
+EVAL_SEED = 7  # noise of the ELBO estimates in evaluate and score: fixed, so a resumed run agrees
+N_LATENTS = 100  # fixed latents decoded per generation, as in the paper
+EVAL_MAX = 5000  # samples encoded and classified per generation (they are i.i.d.; more adds only time)
+CLASSIFIER_MAX = 20000  # real training images the class-share classifier learns from
+FILE_KEYS = ("images", "labels", "test_images", "test_labels")
+
+
+class VAEEngine(Engine):
+    name = "vae"
+    batched = False  # one seed at a time: the loop passes S = 1
+    can_draw_fresh = False  # the real data are a finite set
+    uses_torch = True
+    PARAMS = {
+        "source": Param(
+            "digits",
+            str,
+            "where the real images come from: scikit-learn's 8x8 digits, the Hugging Face hub, or local files",
+            choices=("digits", "hub", "files"),
+        ),
+        "images": Param("", Path, "source files: training images, MNIST IDX (.gz or not) or .npz (images, labels)"),
+        "labels": Param("", Path, "source files: training labels (IDX); empty: taken from the .npz, or none"),
+        "test_images": Param("", Path, "source files: test images; empty: the test part is cut off the training file"),
+        "test_labels": Param("", Path, "source files: test labels (IDX)"),
+        "train_count": Param(0, int, "use the first train_count training images (0: all)", min=0),
+        "test_count": Param(0, int, "use the last test_count test images (0: test split, or last sixth)", min=0),
+        "hub_id": Param("mnist", str, "source hub: dataset id (splits train and test, columns image and label)"),
+        "latent": Param(20, int, "latent dimensions", min=1, max=512),
+        "capacity": Param(64, int, "channels of the first convolution; the second has twice as many", min=1, max=512),
+        "epochs": Param(30, int, "training epochs per generation", min=1),
+        "batch": Param(256, int, "images per optimizer step", min=1),
+        "lr": Param(1e-3, float, "Adam learning rate", min=0, min_exclusive=True),
+        "weight_decay": Param(1e-5, float, "Adam weight decay (L2 added to the gradient)", min=0),
+        "amp": Param(True, bool, "cuda only: bf16 autocast in the layers (loss, KL and optimizer in fp32)"),
+    }
+
+    def __init__(self, params: dict[str, Any], device: str = "cpu", base_dir: Path | None = None):
+        super().__init__({k: params.get(k, p.default) for k, p in self.PARAMS.items()}, device, base_dir)
+        self._data: Dataset | None = None
+        self._classifier = None
+        self._torch_device = None
+
+    # --- data -----------------------------------------------------------------------------------
+    @staticmethod
+    def check_params(params: dict[str, Any]) -> None:
+        """Checks across keys that need no data read: raises DataError (one line). The loop meets them at
+        the start of a run; a preset validator can call this to reject the preset before a run exists."""
+        if params["source"] != "files":
+            return
+        if not params["images"]:
+            raise DataError('engine.images: source "files" needs a path to MNIST IDX images or an .npz')
+        for key in FILE_KEYS:
+            if params[key] and not Path(params[key]).is_file():
+                raise DataError(f"engine.{key}: no such file: {params[key]}")
+        if params["test_labels"] and not params["test_images"]:
+            raise DataError("engine.test_labels: given without engine.test_images")
+
+    def dataset(self) -> Dataset:
+        """The real images, read once. Errors are DataError with one line that says what to do."""
+        if self._data is None:
+            p = self.params
+            self.check_params({**p, **{k: self._path(p[k]) for k in FILE_KEYS}})
+            counts = int(p["train_count"]), int(p["test_count"])
+            if p["source"] == "digits":
+                self._data = load_digits(*counts)
+            elif p["source"] == "hub":
+                self._data = load_hub(p["hub_id"], *counts)
+            else:
+                paths = [self._path(p[k]) for k in FILE_KEYS]
+                self._data = load_files(*paths, *counts)
+            if min(len(self._data.train), len(self._data.test)) == 0:
+                raise DataError("engine.train_count/test_count: the training and the test set need images")
+        return self._data
+
+    def _path(self, value: str) -> str:
+        return str(Path(self.base_dir, value)) if value else ""  # the config gives absolute paths already
+
+    def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
+        if n is not None:
+            raise NotImplementedError("the VAE's real data are a finite set; it cannot draw fresh examples")
+        train = self.dataset().train
+        return np.broadcast_to(train, (len(rngs), *train.shape)).copy()
+
+    # --- torch ------------------------------------------------------------------------------------
+    def _dev(self):
+        import torch
+
+        if self._torch_device is None:
+            want = self.device
+            if want == "auto":
+                want = "cuda" if torch.cuda.is_available() else "cpu"
+            self._torch_device = torch.device(want)
+        return self._torch_device
+
+    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Any:
+        import torch
+
+        from . import vae_torch as vt
+
+        if data.shape[0] != 1:
+            raise ValueError(f"the VAE engine trains one seed at a time, got data for {data.shape[0]}")
+        p, dev = self.params, self._dev()
+        init_seed, train_seed = (int(v) for v in rngs[0].integers(2**63, size=2))  # all randomness from rngs
+        _, _, h, w = data.shape
+        model = vt.new_vae(h, w, int(p["latent"]), int(p["capacity"]), init_seed, dev)
+        x = torch.from_numpy(np.ascontiguousarray(data[0], dtype=np.float32)).to(dev)  # all of it on the device
+        if dev.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        model.train_loss = vt.train(
+            model,
+            x,
+            epochs=int(p["epochs"]),
+            batch=int(p["batch"]),
+            lr=float(p["lr"]),
+            weight_decay=float(p["weight_decay"]),
+            gen=vt.generator(train_seed, dev),  # batch order and reparameterisation noise
+            amp=bool(p["amp"]),
+            report=report,
+        )
+        return model
+
+    def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report) -> np.ndarray:
+        """n images decoded from z ~ N(0, I) (the decoder's means), (1, n, H, W)."""
+        from . import vae_torch as vt
+
+        report("sample", 0, 1, None)
+        z = np.stack([rng.standard_normal((n, model.latent), dtype=np.float32) for rng in rngs])
+        out = np.stack([vt.decode(model, zs) for zs in z])
+        report("sample", 1, 1, None)
+        return out
+
+    def score(self, reference: Any, samples: np.ndarray) -> np.ndarray:
+        """Negative ELBO per pixel of each sample under the reference model, (S, n)."""
+        from . import vae_torch as vt
+
+        return np.stack([vt.neg_elbo_per_pixel(reference, s, EVAL_SEED) for s in samples])
+
+    # --- metrics ----------------------------------------------------------------------------------
+    def fixed_latents(self, latent: int) -> np.ndarray:
+        return np.random.default_rng(LATENT_SEED).standard_normal((N_LATENTS, latent), dtype=np.float32)
+
+    def classifier(self):
+        """Logistic regression on the real training pixels: deterministic (lbfgs), trained once per process."""
+        data = self.dataset()
+        if self._classifier is None and data.train_labels is not None:
+            from sklearn.linear_model import LogisticRegression
+
+            x, y = data.train[:CLASSIFIER_MAX], data.train_labels[:CLASSIFIER_MAX]
+            with warnings.catch_warnings():  # lbfgs may stop at max_iter; its accuracy is still ~92% on MNIST
+                warnings.simplefilter("ignore")
+                self._classifier = LogisticRegression(max_iter=100).fit(x.reshape(len(x), -1), y)
+        return self._classifier
+
+    def evaluate(self, model: Any, samples: np.ndarray, reference: Any) -> list[dict[str, Any]]:
+        from . import vae_torch as vt
+
+        test = self.dataset().test
+        nll = float(vt.neg_elbo_per_pixel(model, test, EVAL_SEED).mean())
+        decoded = vt.decode(model, self.fixed_latents(model.latent))
+        spread = float(vt.encode_means(reference, decoded).std())
+        clf = self.classifier()
+        rows = []
+        for s in samples[:, :EVAL_MAX]:
+            mu = vt.encode_means(reference, s)
+            row = {
+                "perplexity": float(np.exp(nll)),
+                "nll": nll,
+                "variance": float(mu.var(axis=0, ddof=1).mean()),
+                "latent_spread": spread,
+                "pixel_variance": float(s.var(axis=0).mean()),
+                "train_loss": getattr(model, "train_loss", None),
+            }
+            if clf is not None:
+                row.update(class_metrics(clf.predict(s.reshape(len(s), -1)), clf.classes_))
+            rows.append(row)
+        return rows
+
+    def classifier_accuracy(self) -> float | None:
+        """Share of the real test images the class-share classifier labels right (None without labels)."""
+        clf, data = self.classifier(), self.dataset()
+        if clf is None or data.test_labels is None:
+            return None
+        return float((clf.predict(data.test.reshape(len(data.test), -1)) == data.test_labels).mean())
+
+    def preview(self, samples: np.ndarray) -> np.ndarray:
+        """64 images of the first seed, (64, H, W) float32 in [0, 1], for the half-block panes."""
+        return np.clip(samples[0, :64], 0.0, 1.0).astype(np.float32)
+
+    # --- checkpoints ------------------------------------------------------------------------------
+    def save(self, model: Any, directory: Path) -> None:
+        from . import vae_torch as vt
+
+        vt.save(model, Path(directory))
+
+    def load(self, directory: Path) -> Any:
+        from . import vae_torch as vt
+
+        return vt.load(Path(directory), self._dev())
+
+
+def class_metrics(predicted: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
+    """Share of each class among the predictions, their entropy in nats (ln 10 = 2.303 when all ten
+    digits are equally common) and the smallest share."""
+    shares = (predicted[:, None] == classes[None, :]).mean(axis=0)
+    nz = shares[shares > 0]
+    return {
+        "class_entropy": max(0.0, float(-(nz * np.log(nz)).sum())),  # no -0.0 when one class is left
+        "min_class_share": float(shares.min()),
+        "class_shares": [float(v) for v in shares],
+    }

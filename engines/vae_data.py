@@ -1,0 +1,175 @@
+"""Images for the VAE engine: scikit-learn's bundled 8x8 digits, local MNIST IDX or .npz files, or the
+Hugging Face hub. numpy only; sklearn and datasets are imported when their source is used.
+
+Every source gives a Dataset of float32 images in [0, 1], (N, H, W), with integer labels or None.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# what to tell a user whose hub download failed: the data never changes behind their back
+LOCAL_ALTERNATIVE = (
+    'to run offline set engine.source = "files" with engine.images and engine.labels '
+    "(MNIST IDX files, .gz or not, or an .npz with arrays images and labels), "
+    'or engine.source = "digits" (scikit-learn\'s bundled 8x8 digits, no download)'
+)
+IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class DataError(ValueError):
+    """Data that cannot be read or does not fit the preset; str(err) is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    train: np.ndarray  # (N, H, W) float32 in [0, 1]
+    train_labels: np.ndarray | None  # (N,) int64
+    test: np.ndarray
+    test_labels: np.ndarray | None
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (LeCun's MNIST format), gzip-compressed or not: magic 0 0 type ndim, big-endian sizes."""
+    raw = Path(path).read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in IDX_TYPES:
+        raise DataError(f"{path}: not an IDX file (magic bytes {raw[:4].hex()})")
+    ndim = raw[3]
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    dtype = np.dtype(IDX_TYPES[raw[2]])
+    body = 4 + 4 * ndim
+    if len(raw) - body != math.prod(shape) * dtype.itemsize:
+        raise DataError(f"{path}: IDX header says {shape} but the file holds {len(raw) - body} bytes of data")
+    return np.frombuffer(raw, dtype, offset=body).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def as_images(x: np.ndarray, where: str) -> np.ndarray:
+    """(N, H, W) float32 in [0, 1] from uint8 pixels (0-255) or floats already in [0, 1]."""
+    if x.ndim == 4 and x.shape[-1] in (1, 3, 4):  # channels last: keep the brightness
+        x = x[..., :3].mean(-1) if x.shape[-1] > 1 else x[..., 0]
+    if x.ndim != 3:
+        raise DataError(f"{where}: expected images of shape (N, H, W), got {x.shape}")
+    if x.dtype == np.uint8:
+        return (x / np.float32(255)).astype(np.float32)
+    x = x.astype(np.float32)
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise DataError(f"{where}: float pixels must lie in [0, 1], got [{x.min():g}, {x.max():g}]")
+    return x
+
+
+def read_images(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images and, from an .npz, their labels (None when the file has none)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{path}: no such file")
+    if p.suffix == ".npz":
+        with np.load(p, allow_pickle=False) as z:
+            if "images" not in z:
+                raise DataError(f"{path}: expected an array named 'images', found {', '.join(z.files) or 'none'}")
+            return as_images(z["images"], path), z["labels"].astype(np.int64) if "labels" in z else None
+    return as_images(read_idx(p), path), None
+
+
+def read_labels(path: str) -> np.ndarray:
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such file")
+    return (np.load(path, allow_pickle=False)["labels"] if path.endswith(".npz") else read_idx(path)).astype(np.int64)
+
+
+def split(
+    images: np.ndarray, labels: np.ndarray | None, train_count: int, test_count: int, where: str
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """One set cut in two: the first train_count to train, the last test_count to test.
+
+    0 means: a sixth of the set to test (MNIST's 10k of 60k), and everything before it to train.
+    """
+    n = len(images)
+    test_count = test_count or n // 6
+    train_count = train_count or n - test_count
+    if train_count + test_count > n:
+        raise DataError(f"{where}: train_count {train_count} + test_count {test_count} exceed its {n} images")
+    lab = (lambda s: None) if labels is None else (lambda s: labels[s])
+    train, test = slice(0, train_count), slice(n - test_count, n)
+    return images[train], lab(train), images[test], lab(test)
+
+
+def _first(x: np.ndarray, y: np.ndarray | None, count: int, last: bool = False):
+    """The first (or last) count examples; count 0 keeps all."""
+    if not count:
+        return x, y
+    if count > len(x):
+        raise DataError(f"asked for {count} images, the set has {len(x)}")
+    s = slice(len(x) - count, len(x)) if last else slice(0, count)
+    return x[s], None if y is None else y[s]
+
+
+def _check_labels(images: np.ndarray, labels: np.ndarray | None, where: str) -> None:
+    if labels is not None and labels.shape != (len(images),):
+        raise DataError(f"{where}: {len(images)} images but labels of shape {labels.shape}")
+
+
+def load_files(
+    images: str, labels: str, test_images: str, test_labels: str, train_count: int, test_count: int
+) -> Dataset:
+    """Local files: a training set (and a test set, or the test part split off the training set)."""
+    if not images:
+        raise DataError('engine.images: source "files" needs a path to MNIST IDX images or an .npz')
+    x, y = read_images(images)
+    if labels:
+        y = read_labels(labels)
+    _check_labels(x, y, images)
+    if not test_images:
+        return Dataset(*split(x, y, train_count, test_count, images))
+    tx, ty = read_images(test_images)
+    if test_labels:
+        ty = read_labels(test_labels)
+    _check_labels(tx, ty, test_images)
+    if (y is None) != (ty is None):
+        raise DataError(f"{test_images}: give labels for both the training and the test images, or for neither")
+    return Dataset(*_first(x, y, train_count), *_first(tx, ty, test_count, last=True))
+
+
+def load_digits(train_count: int, test_count: int) -> Dataset:
+    """scikit-learn's bundled 1797 8x8 digits (pixel values 0-16); no download."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    d = sk_digits()
+    x = (d.images / 16.0).astype(np.float32)
+    return Dataset(*split(x, d.target.astype(np.int64), train_count, test_count, "digits"))
+
+
+def load_hub(hub_id: str, train_count: int, test_count: int) -> Dataset:
+    """A Hugging Face image dataset (splits train and test; columns image and label), e.g. mnist."""
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            f'source "hub" needs the datasets package (pip install datasets); {LOCAL_ALTERNATIVE}'
+        ) from None
+    datasets.disable_progress_bars()  # engines never print: a progress bar on stderr would tear the app's screen
+    try:
+        dd = datasets.load_dataset(hub_id)
+    except Exception as e:  # no network, no such dataset, a proxy: all end in the same advice
+        why = (str(e).strip().splitlines() or [""])[0][:200]
+        raise DataError(
+            f"cannot load {hub_id!r} from the Hugging Face hub ({type(e).__name__}: {why}); {LOCAL_ALTERNATIVE}"
+        ) from None
+    if "train" not in dd:
+        raise DataError(f"hub dataset {hub_id!r} has no 'train' split (it has {', '.join(dd)})")
+
+    def arrays(ds) -> tuple[np.ndarray, np.ndarray | None]:
+        col = "image" if "image" in ds.column_names else "img"
+        x = as_images(np.stack([np.asarray(im) for im in ds[col]]), f"{hub_id} {col}")
+        return x, np.asarray(list(ds["label"]), dtype=np.int64) if "label" in ds.column_names else None
+
+    x, y = arrays(dd["train"])
+    if "test" not in dd:
+        return Dataset(*split(x, y, train_count, test_count, hub_id))
+    return Dataset(*_first(x, y, train_count), *_first(*arrays(dd["test"]), test_count, last=True))

@@ -1,0 +1,167 @@
+"""The paper's convolutional VAE in PyTorch: the model, its training loop and the passes the metrics need.
+
+Imported only when a VAE run starts, so that validating a preset never loads torch (engines.vae
+imports this module inside its methods). Arrays cross the boundary as numpy; everything inside
+stays on the model's device.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+EVAL_BATCH = 2048  # images per forward pass when nothing is trained
+
+
+class VAE(nn.Module):
+    """Conv(1->c, k4 s2) - Conv(c->2c, k4 s2) - linear -> (mu, logvar); linear -> ConvT(2c->c) - ConvT(c->1).
+
+    With latent 20 and capacity c = 64 on 28x28 images this is the paper's 647,081 parameters
+    (one linear layer gives mu and logvar together: the same weights as two, one kernel fewer).
+    Other image sizes are padded to a multiple of 4 so that the decoder gives back the same size.
+    """
+
+    def __init__(self, height: int, width: int, latent: int = 20, capacity: int = 64):
+        super().__init__()
+        self.height, self.width, self.latent, self.capacity = height, width, latent, capacity
+        self.pad_h, self.pad_w = -height % 4, -width % 4
+        c = capacity
+        self.grid = (2 * c, (height + self.pad_h) // 4, (width + self.pad_w) // 4)  # after the encoder's convs
+        flat = math.prod(self.grid)
+        self.conv1 = nn.Conv2d(1, c, 4, 2, 1)
+        self.conv2 = nn.Conv2d(c, 2 * c, 4, 2, 1)
+        self.fc_stats = nn.Linear(flat, 2 * latent)
+        self.fc_dec = nn.Linear(latent, flat)
+        self.deconv2 = nn.ConvTranspose2d(2 * c, c, 4, 2, 1)
+        self.deconv1 = nn.ConvTranspose2d(c, 1, 4, 2, 1)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, H, W) -> mu, logvar (B, latent)."""
+        h = F.pad(x[:, None], (0, self.pad_w, 0, self.pad_h))
+        h = F.relu(self.conv2(F.relu(self.conv1(h))))
+        return self.fc_stats(h.flatten(1)).chunk(2, dim=1)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (B, latent) -> pixel logits (B, H, W); the image is their sigmoid."""
+        h = self.fc_dec(z).view(-1, *self.grid)
+        out = self.deconv1(F.relu(self.deconv2(h)))[:, 0]
+        return out[:, : self.height, : self.width]
+
+    def config(self) -> dict[str, int]:
+        return {"height": self.height, "width": self.width, "latent": self.latent, "capacity": self.capacity}
+
+
+def generator(seed: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def new_vae(height: int, width: int, latent: int, capacity: int, seed: int, device: torch.device) -> VAE:
+    """A freshly initialised VAE; the initial weights depend on seed only (global RNG left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = VAE(height, width, latent, capacity)
+    return model.to(device)
+
+
+def neg_elbo(model: VAE, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Per-image negative ELBO in nats, (B,): summed binary cross-entropy + KL to N(0, I), beta = 1."""
+    mu, logvar = (t.float() for t in model.encode(x))  # fp32 outside the layers, also under autocast
+    eps = torch.randn(mu.shape, generator=gen, device=mu.device)
+    logits = model.decode_logits(mu + eps * (0.5 * logvar).exp()).float()
+    rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    kl = -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(1)
+    return rec + kl
+
+
+def train(
+    model: VAE,
+    x: torch.Tensor,
+    *,
+    epochs: int,
+    batch: int,
+    lr: float,
+    weight_decay: float,
+    gen: torch.Generator,
+    amp: bool,
+    report: Callable[[str, int, int, float | None], None],
+) -> float:
+    """Adam on the summed loss of each batch (the paper's recipe); returns the last epoch's loss per pixel.
+
+    x (N, H, W) lives on the model's device. One host sync per epoch (the epoch's loss), none per step.
+    """
+    n, pixels = x.shape[0], x.shape[1] * x.shape[2]
+    cuda = x.is_cuda
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=cuda or None)
+    steps = math.ceil(n / batch)
+    last: float | None = None
+    model.train()
+    for epoch in range(epochs):
+        perm = torch.randperm(n, generator=gen, device=x.device)
+        running = torch.zeros((), device=x.device)
+        for i in range(steps):
+            xb = x[perm[i * batch : (i + 1) * batch]]
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and amp):
+                loss = neg_elbo(model, xb, gen).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            running += loss.detach()
+            report("fit", epoch * steps + i + 1, epochs * steps, last)
+        last = running.item() / (n * pixels)
+    report("fit", epochs * steps, epochs * steps, last)
+    return last
+
+
+def _batches(a: np.ndarray, device: torch.device):
+    for i in range(0, len(a), EVAL_BATCH):
+        yield torch.from_numpy(np.ascontiguousarray(a[i : i + EVAL_BATCH], dtype=np.float32)).to(device)
+
+
+@torch.inference_mode()
+def decode(model: VAE, z: np.ndarray) -> np.ndarray:
+    """Latents (n, latent) -> images (n, H, W) float32 in [0, 1]: the decoder's means, as in the paper."""
+    model.eval()
+    dev = next(model.parameters()).device
+    out = [torch.sigmoid(model.decode_logits(zb)).cpu() for zb in _batches(z, dev)]
+    return torch.cat(out).numpy()
+
+
+@torch.inference_mode()
+def encode_means(model: VAE, x: np.ndarray) -> np.ndarray:
+    """Images (n, H, W) -> posterior means mu (n, latent)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    return torch.cat([model.encode(xb)[0].cpu() for xb in _batches(x, dev)]).numpy()
+
+
+@torch.inference_mode()
+def neg_elbo_per_pixel(model: VAE, x: np.ndarray, seed: int) -> np.ndarray:
+    """Negative ELBO per pixel of each image (n,), with the noise drawn from a fixed seed."""
+    model.eval()
+    dev = next(model.parameters()).device
+    gen = generator(seed, dev)
+    out = [neg_elbo(model, xb, gen).cpu() for xb in _batches(x, dev)]
+    return (torch.cat(out).double() / (x.shape[1] * x.shape[2])).numpy()
+
+
+def save(model: VAE, directory: Path) -> None:
+    """Weights as safetensors, shape as JSON: nothing that needs pickle to read back."""
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, directory / "vae.safetensors")
+    meta = {**model.config(), "train_loss": getattr(model, "train_loss", None)}
+    (directory / "vae.json").write_text(json.dumps(meta))
+
+
+def load(directory: Path, device: torch.device) -> VAE:
+    cfg = json.loads((directory / "vae.json").read_text())
+    model = VAE(cfg["height"], cfg["width"], cfg["latent"], cfg["capacity"])
+    model.load_state_dict(load_file(directory / "vae.safetensors"))
+    model.train_loss = cfg.get("train_loss")
+    return model.to(device)

@@ -1,0 +1,360 @@
+"""The Textual app driven through Pilot: real presets, real worker thread, real run directories."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import math
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from collapse_tui.engines.gaussian import GaussianEngine
+
+from collapse_tui.cli import main as cli_main
+from collapse_tui.config import ConfigError, load_preset
+from collapse_tui.rundir import RunDir
+from collapse_tui.summary import SERIES, by_generation
+from collapse_tui.tui.app import build_app
+from collapse_tui.tui.run_screen import TABLE_ROWS, RunScreen
+from collapse_tui.tui.start import StartScreen
+from collapse_tui.tui.widgets import Trend
+
+SIZE = (80, 24)
+
+
+def run_async(test):
+    """No async pytest plugin here: run each Pilot test in its own event loop."""
+
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+
+    return wrapper
+
+
+async def wait_for(pilot, condition, timeout: float = 30.0, what: str = "condition") -> None:
+    """Let the app run until condition() holds (bounded: a hung UI fails the test, not CI)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def set_field(pilot, field_id: str, text: str) -> None:
+    screen = pilot.app.screen
+    screen.query_one(f"#{field_id}").focus()
+    await pilot.press("home", "ctrl+k", *text)
+
+
+class Gate:
+    """Let the (instant) Gaussian engine fit one generation per permit, so the test decides how far a
+    run gets before it is paused or stopped. The loop, worker thread and run directory are real."""
+
+    def __init__(self, monkeypatch):
+        self.permits = threading.Semaphore(0)
+        fit = GaussianEngine.fit
+
+        def gated(engine, data, rngs, report):
+            if not self.permits.acquire(timeout=20):
+                raise TimeoutError("the test never let this generation run")
+            return fit(engine, data, rngs, report)
+
+        monkeypatch.setattr(GaussianEngine, "fit", gated)
+
+    def let(self, n: int) -> None:
+        for _ in range(n):
+            self.permits.release()
+
+
+def trend_values(screen: RunScreen, key: str) -> list[float]:
+    return screen.query_one(f"#trend-{key}", Trend).values
+
+
+def assert_trends_match_metrics(screen: RunScreen, rundir: RunDir) -> None:
+    rows = rundir.read_metrics()
+    for key in SERIES:
+        means = [m for m, _ in by_generation(rows, key).values()]
+        assert trend_values(screen, key) == means
+
+
+@run_async
+async def test_pick_change_start_pause_stop_resume_finish(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    gate = Gate(monkeypatch)
+    app = build_app(None, [], runs)
+    async with app.run_test(size=SIZE) as pilot:
+        start = app.screen
+        assert isinstance(start, StartScreen)
+        assert Path(start.selected).name == "gmm.toml"  # no argument: the GMM preset, no download
+        await pilot.press("up")  # the table is sorted: gaussian, gaussian-quick, gmm, ...
+        assert Path(start.selected).name == "gaussian-quick.toml"
+        assert start.query_one("#generations").value == "200"
+        await set_field(pilot, "generations", "30x")
+        message = str(start.query_one("#message").render())
+        assert "experiment.generations: expected an integer >= 1, got '30x'" in message
+        await pilot.press("enter")  # refused: nothing starts, no run directory
+        assert app.screen is start and not runs.exists()
+        await pilot.press("backspace", "enter")
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        rundir = screen.rundir
+        assert rundir.config().generations == 30 and len(rundir.config().seeds) == 20
+
+        gate.let(3)
+        await wait_for(pilot, lambda: all(len(trend_values(screen, k)) >= 3 for k in SERIES), what="3 points")
+        assert screen.run_state.done == 3 and screen.run_state.state == "running"
+        assert screen.saved == [0, 1, 2] and screen.n == 2 and screen.follow
+        assert "ETA" in str(screen.query_one("#eta").render())
+        await pilot.press("left_square_bracket")
+        assert not screen.follow and screen.n == 1
+        assert str(screen.query_one("#right").border_title) == "generation 1"
+        await pilot.press("left_curly_bracket", "right_square_bracket", "right_square_bracket")
+        assert screen.n == 2 and screen.follow  # back on the newest: follows it again
+
+        await pilot.press("p")
+        assert screen.run_state.state == "paused" and screen.control.paused
+        assert screen.check_action("pause", ()) is False and screen.check_action("resume_loop", ()) is True
+        gate.let(2)  # generation 3 fits, then the loop holds at its next check
+        await pilot.pause(0.4)
+        assert screen.run_state.done == 3
+        await pilot.press("p")
+        assert screen.run_state.state == "running"
+        await wait_for(pilot, lambda: screen.run_state.done == 5, what="generations 3 and 4")
+        await pilot.press("s")
+        assert screen.run_state.state == "stopping"
+        gate.let(30)  # generation 5's fit returns; its first progress report sees the stop
+        await wait_for(pilot, lambda: not screen.live, what="the loop to stop")
+        await pilot.pause(0.2)
+        assert screen.run_state.state == "stopped" and screen.run_state.done == 5
+        assert rundir.read_status()["state"] == "stopped"
+        assert len(rundir.read_metrics()) == 5 * 20
+        assert_trends_match_metrics(screen, rundir)
+        assert screen.check_action("resume", ()) is True and screen.check_action("pause", ()) is False
+
+    monkeypatch.undo()  # the resumed half runs at full speed
+    app = build_app(str(rundir.path), [], runs)  # `collapse-tui runs/NAME`
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, RunScreen) and screen.run_state.state == "stopped"
+        assert len(trend_values(screen, "variance")) == 5
+        await pilot.press("r")
+        await wait_for(pilot, lambda: not screen.live and screen.run_state.state == "finished", what="finish")
+        await pilot.pause(0.2)
+        rows = rundir.read_metrics()
+        assert len(rows) == 30 * 20
+        assert sorted({r["generation"] for r in rows}) == list(range(30))
+        assert_trends_match_metrics(screen, rundir)
+        assert screen.n == 29 and screen.follow
+        await pilot.press("3")  # the table pane: one row per generation
+        assert screen.query_one("#metrics").row_count == 30
+        await pilot.press("4")  # the log pane (it draws once shown)
+        await pilot.pause(0.1)
+        log = " ".join(" ".join(line.text for line in screen.query_one("#log-view").lines).split())  # unwrapped
+        assert "resuming at generation 5" in log and "finished 30 generations" in log
+        await pilot.press("escape")  # back to the presets
+        assert isinstance(app.screen, StartScreen)
+
+
+@run_async
+async def test_failed_run_shows_error_and_stays_resumable(tmp_path, monkeypatch):
+    fit, calls = GaussianEngine.fit, [0]
+
+    def failing(self, data, rngs, report):
+        calls[0] += 1
+        if calls[0] == 4:
+            raise RuntimeError("the GPU caught fire")
+        return fit(self, data, rngs, report)
+
+    monkeypatch.setattr(GaussianEngine, "fit", failing)
+    app = build_app("gaussian-quick", ["experiment.generations=8", "experiment.seeds=3"], tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("enter")
+        screen = app.screen
+        await wait_for(pilot, lambda: not screen.live and screen.run_state.state == "failed", what="failure")
+        panel = screen.query_one("#error")
+        assert panel.display and "RuntimeError: the GPU caught fire" in str(panel.render())
+        assert screen.run_state.done == 3
+        assert screen.check_action("resume", ()) is True and screen.check_action("stop", ()) is False
+        monkeypatch.undo()
+        await pilot.press("r")
+        await wait_for(pilot, lambda: not screen.live and screen.run_state.state == "finished", what="finish")
+        assert not screen.query_one("#error").display
+        assert len(screen.rundir.read_metrics()) == 8 * 3
+
+
+@run_async
+async def test_start_fields_validate_as_the_cli(tmp_path):
+    app = build_app("gaussian-quick", [], tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        start = app.screen
+        cases = {
+            "generations": ("0", "experiment.generations=0"),
+            "seeds": ("[1, 1]", "experiment.seeds=[1, 1]"),
+            "keep_fraction": ("1.5", "data.keep_fraction=1.5"),
+        }
+        for field, (text, override) in cases.items():
+            before = start.query_one(f"#{field}").value
+            await set_field(pilot, field, text)
+            with pytest.raises(ConfigError) as cli_error:
+                load_preset("gaussian-quick", [override])
+            assert str(start.query_one("#message").render()) == str(cli_error.value)
+            await set_field(pilot, field, before)
+            assert str(start.query_one("#message").render()).startswith("ready: 200 generations × 20 seeds on cpu")
+        start.query_one("#mode").value = "keep"
+        await pilot.pause()
+        assert start.config().data["mode"] == "keep"
+
+
+@run_async
+async def test_presets_folder_and_user_preset(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "tiny.toml").write_text('[experiment]\nengine = "gaussian"\ngenerations = 3\nseeds = 2\n')
+    (folder / "broken.toml").write_text('[experiment]\nengine = "gaussian"\nepochs = 3\n')
+    app = build_app(str(folder / "tiny.toml"), [], tmp_path / "runs")  # `collapse-tui PRESET.toml`
+    async with app.run_test(size=SIZE) as pilot:
+        start = app.screen
+        assert Path(start.selected) == folder / "tiny.toml"
+        assert start.query_one("#generations").value == "3"
+        start.query_one("#presets_dir").value = str(folder)  # a long path: not typed key by key
+        start.query_one("#presets_dir").focus()
+        await pilot.press("enter")
+        assert str(folder / "broken.toml") in start.entries
+        assert Path(start.selected) == folder / "broken.toml"  # the folder's first preset, highlighted
+        assert "experiment.epochs: unknown key" in str(start.query_one("#message").render())
+    app = build_app(str(folder), [], tmp_path / "runs")  # a folder of presets as the target
+    async with app.run_test(size=SIZE) as pilot:
+        assert Path(app.screen.selected) == folder / "broken.toml"
+
+
+def test_bad_input_exits_2_before_the_app(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    run = RunDir.create(tmp_path / "runs", load_preset("gaussian-quick"))
+    for argv, expected in [
+        (["nope.toml"], "nope.toml: no such preset file"),
+        (["gaussian-quick", "--set", "experiment.generations=0"], "experiment.generations: expected an integer >= 1"),
+        (["--set", "engine.bogus=1"], "engine.bogus: unknown key"),
+        (["empty"], "empty: not a run directory (no preset.toml) and no presets"),
+        ([str(run.path), "--set", "experiment.seeds=2"], "a run directory's preset is fixed"),
+    ]:
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expected in err, (argv, err)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [run.path.name]  # nothing created
+
+
+@run_async
+async def test_long_run_keeps_table_and_sparkline_small(tmp_path):
+    """2500 generations: the table keeps the last TABLE_ROWS, the sparkline averages to its width."""
+    cfg = load_preset("gaussian-quick", ["experiment.generations=2500", "experiment.seeds=1"])
+    run = RunDir.create(tmp_path, cfg)
+    rows = [
+        {"seed": 0, "generation": g, "perplexity": None if g > 2000 else 2.0 + g, "variance": 1 / (1 + g)}
+        for g in range(2500)
+    ]
+    run.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run.write_status(state="finished", generation=2499)
+    app = build_app(str(run.path), [], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await pilot.press("3")  # the table pane
+        table = screen.query_one("#metrics")
+        assert table.row_count == TABLE_ROWS
+        assert table.get_row_at(TABLE_ROWS - 1)[0].plain == "2499"
+        assert len(trend_values(screen, "perplexity")) == 2500 and math.isinf(trend_values(screen, "perplexity")[-1])
+        line = str(screen.query_one("#trend-perplexity").render()).splitlines()[0]
+        assert line.rstrip().endswith("inf +inf vs g0") and len(line) <= SIZE[0]
+        assert "no samples saved" in str(screen.query_one("#right #body").render())  # none written
+
+
+@run_async
+async def test_no_color(tmp_path, monkeypatch):
+    """NO_COLOR: Textual turns every colour to grey; the drawings are characters, so they survive."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = build_app("gaussian-quick", ["experiment.generations=5"], tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.no_color
+        await pilot.press("enter")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.run_state.state == "finished", what="finish")
+        await pilot.pause(0.2)
+        svg = app.export_screenshot()
+
+    colours = set(re.findall(r"fill: #([0-9a-f]{6})", svg)) - {"c5c8c6"}  # the SVG frame's own default text
+    assert colours and all(c[0:2] == c[2:4] == c[4:6] for c in colours), " ".join(sorted(colours))
+    assert "█" in svg  # the histogram and sparklines are drawn with block characters
+
+
+@run_async
+async def test_quit_while_running_stops_at_a_checkpoint(tmp_path, monkeypatch):
+    gate = Gate(monkeypatch)
+    app = build_app("gaussian-quick", ["experiment.generations=50"], tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("enter")
+        screen = app.screen
+        gate.let(2)
+        await wait_for(pilot, lambda: screen.run_state.done == 2, what="2 generations")
+        await pilot.press("q")  # asks the loop to stop; the app exits once it has
+        assert app.quitting and screen.run_state.state == "stopping"
+        gate.let(50)
+        await wait_for(pilot, lambda: app.return_code is not None or not app.is_running, what="exit")
+    run = screen.rundir
+    assert run.read_status()["state"] == "stopped"
+    assert run.read_checkpoint()[0] == 1 and len(run.read_metrics()) == 2 * 20
+    # the start screen lists it, and enter opens it
+    app = build_app(None, [], tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        runs = app.screen.query_one("#runs")
+        assert runs.row_count == 1 and runs.get_row_at(0)[1:] == ["stopped", "2/50"]
+        runs.focus()
+        await pilot.press("enter")
+        assert isinstance(app.screen, RunScreen) and app.screen.rundir.path == run.path
+
+
+@run_async
+async def test_gmm_quick_smoke(tmp_path):
+    """The README's engine: a few gmm-quick generations, their samples drawn as 2-D density maps."""
+    app = build_app("gmm-quick", ["experiment.generations=3", "experiment.seeds=2"], tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("enter")
+        screen = app.screen
+        done = ("finished", "failed")
+        await wait_for(pilot, lambda: not screen.live and screen.run_state.state in done, timeout=120, what="gmm")
+        assert screen.run_state.state == "finished", screen.run_state.error
+        await pilot.pause(0.1)
+        for pane in ("#left", "#right"):
+            lines = str(screen.query_one(f"{pane} #body").render()).splitlines()
+            assert any(c in "".join(lines[:-1]) for c in "░▒▓█") and " y " in lines[-1]
+        assert str(screen.query_one("#right").border_title) == "generation 2"
+
+
+@run_async
+async def test_watch_a_run_of_another_process(tmp_path):
+    """A run directory another live process is running: shown read-only, followed as it grows."""
+    run = RunDir.create(tmp_path, load_preset("gaussian-quick", ["experiment.generations=4", "experiment.seeds=1"]))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)  # collapse-tui"])
+    try:
+        run.write_status(state="running", generation=0)
+        status = run.read_status() | {"pid": other.pid}
+        run.status_path.write_text(json.dumps(status))
+        run.append_metrics([{"seed": 0, "generation": 0, "perplexity": 3.0, "variance": 1.0}])
+        app = build_app(str(run.path), [], tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            assert screen.run_state.state == "watching" and screen.run_state.done == 1
+            assert screen.check_action("resume", ()) is False and screen.check_action("stop", ()) is False
+            run.append_metrics([{"seed": 0, "generation": g, "perplexity": 3.0, "variance": 1.0} for g in (1, 2, 3)])
+            run.status_path.write_text(json.dumps(status | {"state": "finished", "generation": 3}))
+            await wait_for(pilot, lambda: screen.run_state.state == "finished", timeout=10, what="the poll")
+            assert trend_values(screen, "variance") == [1.0] * 4
+    finally:
+        other.kill()
+        other.wait()

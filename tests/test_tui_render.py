@@ -1,0 +1,50 @@
+"""The text drawings of the sample panes and trends, checked cell by cell."""
+
+from __future__ import annotations
+
+import gzip
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collapse_tui.tui import render
+
+MNIST = Path(__file__).parents[1] / ".." / "shared" / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
+
+
+def test_digits_half_blocks_on_mnist():
+    if not MNIST.exists():
+        pytest.skip(f"{MNIST} not found")
+    with gzip.open(MNIST) as f:
+        images = np.frombuffer(f.read(16 + 4 * 784)[16:], dtype=np.uint8).reshape(4, 28, 28) / 255.0
+    lines = render.digits(images, width=2 * 29 + 28, height=2 * 15)  # room for four at full size
+    assert set("".join(lines)) <= set(" █▀▄")
+    assert len(lines) == 14 + 1 + 14  # two rows of digits, a blank line between
+    first = lines[:14]
+    ink = sum(line[:28].count("█") * 2 + line[:28].count("▀") + line[:28].count("▄") for line in first)
+    assert ink == int((images[0] > 0.5).sum())  # every inked pixel of the first digit, at scale 1
+    small = render.digits(images, width=40, height=8)  # a small pane: shrunk by four (7x7) to show four
+    assert len(small) == 4 and all(len(line) == 4 * 7 + 3 for line in small)
+
+
+def test_density_1d_and_2d():
+    limits = np.array([[-1.0, 1.0]])
+    spike = np.zeros((50, 1))
+    rows = render.density(spike, width=10, height=5, limits=limits)
+    assert rows[-1].startswith("-1") and rows[-1].rstrip().endswith("1")  # the x range under the plot
+    assert [r[5] for r in rows[:-1]] == ["█"] * 4 and all(r[:5].strip() == "" for r in rows[:-1])
+    points = np.array([[-0.9, -0.9], [-0.9, -0.9], [0.9, 0.9]])
+    rows = render.density(points, width=20, height=3, limits=np.array([[-1.0, 1.0], [-1.0, 1.0]]))
+    assert rows[:2] == [" " * 19 + "▓", "█" + " " * 19]  # y grows upwards; the denser cell is darker
+    assert "y -1..1" in rows[2]
+
+
+def test_sparkline_scales_and_downsamples():
+    assert render.sparkline([1, 2, 3], width=6, total=3) == ["▁▁▅▅██"]
+    assert render.sparkline([1, 2, 3], width=6, total=6) == ["▁▅█"]  # the rest is still to come
+    assert render.sparkline([1, math.inf, math.nan], width=3) == ["▄█ "]
+    many = render.sparkline(list(range(5000)), width=40, height=2)
+    assert len(many) == 2 and all(len(r) == 40 for r in many)
+    assert many[1][0] == "▁" and many[0][-1] == "█"

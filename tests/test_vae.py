@@ -1,0 +1,198 @@
+"""The VAE engine: its data readers, the paper's model, checkpoints, the loop (failure and resume)
+and the layering rule that validating a preset never imports torch. Real code on small settings."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from collapse_tui.engines.vae import VAEEngine, class_metrics
+from collapse_tui.engines.vae_data import DataError, load_files, read_idx
+from conftest import SHARED_DATA
+
+MNIST = SHARED_DATA / "mnist"
+IMAGES, LABELS = str(MNIST / "t10k-images-idx3-ubyte.gz"), str(MNIST / "t10k-labels-idx1-ubyte.gz")
+T10K_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # ../shared/data/README.md
+
+
+def engine(**params: object) -> VAEEngine:
+    return VAEEngine({**{k: p.default for k, p in VAEEngine.PARAMS.items()}, **params})
+
+
+def needs_torch() -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+
+
+# --- data ---------------------------------------------------------------------------------------
+def test_idx_reader_matches_the_known_facts_of_mnist_t10k(tmp_path):
+    images, labels = read_idx(IMAGES), read_idx(LABELS)
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (10000,)
+    assert np.bincount(labels).tolist() == T10K_COUNTS
+    assert images.max() == 255 and images.min() == 0
+    plain = tmp_path / "t10k-labels-idx1-ubyte"  # the same file, not compressed
+    plain.write_bytes(gzip.decompress(Path(LABELS).read_bytes()))
+    assert np.array_equal(read_idx(plain), labels)
+
+
+def test_files_source_splits_one_file_into_train_and_test():
+    d = load_files(IMAGES, LABELS, "", "", 8000, 2000)
+    assert d.train.shape == (8000, 28, 28) and d.test.shape == (2000, 28, 28)
+    assert d.train.dtype == np.float32 and d.train.min() >= 0.0 and d.train.max() == 1.0
+    assert np.bincount(d.train_labels).sum() + np.bincount(d.test_labels).sum() == 10000
+    assert np.array_equal(d.test[-1], read_idx(IMAGES)[-1] / np.float32(255))
+    with pytest.raises(DataError, match="exceed its 10000 images"):
+        load_files(IMAGES, LABELS, "", "", 9000, 2000)
+
+
+def test_npz_source_reads_images_and_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "set.npz"
+    np.savez(path, images=rng.integers(0, 256, (60, 12, 10), dtype=np.uint8), labels=np.arange(60) % 3)
+    d = load_files(str(path), "", "", "", 0, 0)
+    assert d.train.shape == (50, 12, 10) and d.test.shape == (10, 12, 10)  # a sixth to test
+    assert d.test_labels.tolist() == [i % 3 for i in range(50, 60)]
+    np.savez(path, pictures=np.zeros((3, 4, 4)))
+    with pytest.raises(DataError, match="'images'"):
+        load_files(str(path), "", "", "", 0, 0)
+
+
+def test_class_metrics_show_a_vanished_class():
+    m = class_metrics(np.array([0, 0, 1, 1]), np.arange(3))
+    assert m["class_shares"] == [0.5, 0.5, 0.0] and m["min_class_share"] == 0.0
+    assert m["class_entropy"] == pytest.approx(np.log(2))
+
+
+# --- layering: validating a preset or importing the engine leaves torch out ------------------------
+def test_vae_presets_validate_without_importing_torch():
+    code = (
+        "import sys; import collapse_tui.engines.vae; from collapse_tui.config import load_preset; "
+        "cfgs = [load_preset(n) for n in ('vae-mnist', 'vae-digits', 'vae-quick')]; "
+        "print([c.engine_name for c in cfgs], [m for m in ('torch', 'datasets', 'sklearn') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "['vae', 'vae', 'vae'] []"
+
+
+# --- the model and checkpoints ---------------------------------------------------------------------
+def test_the_papers_vae_has_647081_parameters_and_adapts_to_the_image_size():
+    needs_torch()
+    import torch
+    from collapse_tui.engines.vae_torch import VAE
+
+    assert sum(p.numel() for p in VAE(28, 28, 20, 64).parameters()) == 647_081
+    for h, w in ((8, 8), (30, 17)):
+        model = VAE(h, w, 5, 4)
+        mu, logvar = model.encode(torch.rand(3, h, w))
+        assert mu.shape == logvar.shape == (3, 5)
+        assert model.decode_logits(mu).shape == (3, h, w)
+
+
+def test_a_checkpoint_loads_back_and_gives_the_same_metrics(tmp_path):
+    needs_torch()
+    eng = engine(source="digits", capacity=8, epochs=2, batch=64)
+    rng = [np.random.default_rng(0)]
+    real = eng.real_data(rng)
+    ref = eng.fit(real, rng, lambda *a: None)
+    model = eng.fit(eng.sample(ref, 500, rng, lambda *a: None), rng, lambda *a: None)
+    samples = eng.sample(model, 500, rng, lambda *a: None)
+    eng.save(model, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vae.json", "vae.safetensors"]  # no pickle
+    loaded = engine(source="digits").load(tmp_path)
+    before = eng.evaluate(model, samples, ref)
+    assert eng.evaluate(loaded, samples, ref) == before
+    again = [eng.sample(m, 50, [np.random.default_rng(1)], lambda *a: None) for m in (loaded, model)]
+    assert np.array_equal(*again)
+    row = before[0]
+    assert {"perplexity", "variance", "nll", "latent_spread", "pixel_variance", "class_entropy"} <= row.keys()
+    assert row["perplexity"] == pytest.approx(np.exp(row["nll"]))
+    assert len(row["class_shares"]) == 10 and sum(row["class_shares"]) == pytest.approx(1.0)
+    assert eng.preview(samples).shape == (64, 8, 8) and eng.preview(samples).dtype == np.float32
+
+
+# --- through the loop --------------------------------------------------------------------------------
+def run_loop(tmp_path, overrides: list[str], stop_after: int | None = None, resume_dir=None):
+    from collapse_tui.config import load_preset
+    from collapse_tui.events import GenerationDone
+    from collapse_tui.loop import Control, run
+    from collapse_tui.rundir import RunDir
+
+    control = Control()
+
+    def emit(event: object) -> None:
+        if stop_after is not None and isinstance(event, GenerationDone) and event.generation == stop_after:
+            control.stop()
+
+    rundir = resume_dir or RunDir.create(tmp_path / "runs", load_preset("vae-quick", overrides))
+    return rundir, run(rundir, emit, control, resume=resume_dir is not None)
+
+
+QUICK = ["experiment.generations=4", "engine.capacity=8", "engine.epochs=2", "experiment.device='cpu'"]
+
+
+def test_a_resumed_run_gives_the_metrics_of_an_uninterrupted_one(tmp_path):
+    needs_torch()
+    whole, state = run_loop(tmp_path / "a", QUICK)
+    assert state == "finished"
+    part, state = run_loop(tmp_path / "b", QUICK, stop_after=1)
+    assert state == "stopped" and len(part.read_metrics()) == 2
+    _, state = run_loop(tmp_path / "b", QUICK, resume_dir=part)
+    assert state == "finished"
+    assert part.metrics_path.read_text() == whole.metrics_path.read_text()
+    rows = [json.loads(line) for line in whole.metrics_path.read_text().splitlines()]
+    assert [r["generation"] for r in rows] == [0, 1, 2, 3]
+    assert part.sample_generations() == [0, 1, 2, 3]
+
+
+def test_an_unreachable_hub_fails_the_run_with_one_line_naming_the_local_alternative(tmp_path, monkeypatch):
+    fake = types.ModuleType("datasets")
+
+    def load_dataset(name: str, *args: object, **kwargs: object) -> None:
+        raise ConnectionError(f"Couldn't reach 'ylecun/{name}' on the Hub (LocalEntryNotFoundError)\nmore detail")
+
+    fake.load_dataset = load_dataset
+    fake.disable_progress_bars = lambda: None
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    rundir, state = run_loop(tmp_path, ["engine.source='hub'", "experiment.generations=2"])
+    assert state == "failed"
+    error = rundir.read_status()["error"]
+    assert "\n" not in error and error.startswith("DataError: cannot load 'mnist' from the Hugging Face hub")
+    assert 'engine.source = "files"' in error and 'engine.source = "digits"' in error
+    assert rundir.read_metrics() == []
+
+
+def test_hub_source_reads_a_dataset_in_the_hubs_layout(tmp_path):
+    """load_dataset on a local folder of parquet splits, as the hub serves mnist (no network)."""
+    datasets = pytest.importorskip("datasets")
+    from collapse_tui.engines.vae_data import load_hub
+    from PIL import Image
+
+    x, y = read_idx(IMAGES)[:60], read_idx(LABELS)[:60]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)})
+    (tmp_path / "data").mkdir()
+    for name, part in (("train", slice(0, 50)), ("test", slice(50, 60))):
+        rows = {"image": [Image.fromarray(im) for im in x[part]], "label": y[part].tolist()}
+        ds = datasets.Dataset.from_dict(rows, features=features)
+        ds.to_parquet(tmp_path / "data" / f"{name}-00000-of-00001.parquet")
+    d = load_hub(str(tmp_path), 40, 5)
+    assert d.train.shape == (40, 28, 28) and d.test.shape == (5, 28, 28)
+    assert np.array_equal(d.train_labels, y[:40]) and np.array_equal(d.test_labels, y[55:60])
+    assert np.array_equal(d.test, x[55:60] / np.float32(255))
+
+
+def test_file_settings_are_checked_before_any_data_is_read(tmp_path):
+    base = {k: p.default for k, p in VAEEngine.PARAMS.items()} | {"source": "files"}
+    with pytest.raises(DataError, match='engine.images: source "files" needs a path'):
+        VAEEngine.check_params(base)
+    with pytest.raises(DataError, match="engine.labels: no such file"):
+        VAEEngine.check_params(base | {"images": IMAGES, "labels": str(tmp_path / "missing")})
+    VAEEngine.check_params(base | {"images": IMAGES, "labels": LABELS})
+    with pytest.raises(DataError, match="engine.images: no such file"):
+        engine(source="files", images=str(tmp_path / "nope.gz")).real_data([np.random.default_rng(0)])
