@@ -218,7 +218,7 @@ def print_comparison(runs: list[Run], out: TextIO) -> None:
     from rich.console import Console
 
     tty = out.isatty()
-    console = Console(file=out, highlight=False, width=None if tty else int(os.environ.get("COLUMNS", 160)))
+    console = Console(file=out, highlight=False, width=None if tty else 200)  # logs: no wrapping
     for r in runs:
         seeds = len(r.config.seeds)
         line = f"{r.label}: {r.name}, {r.engine}, mode {r.config.data['mode']}, {seeds} seeds, {r.progress()}"

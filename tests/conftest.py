@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import os
 
-# Under pytest-xdist each worker gets one core: torch's and numba's thread pools would otherwise
+# Under pytest-xdist each worker gets one core: torch's thread pool would otherwise
 # oversubscribe the machine, and OpenMP spin-waiting then slows training tenfold.
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    for var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
 
 import json
