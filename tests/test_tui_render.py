@@ -20,11 +20,16 @@ def test_digits_half_blocks_on_mnist():
     with gzip.open(MNIST) as f:
         images = np.frombuffer(f.read(16 + 4 * 784)[16:], dtype=np.uint8).reshape(4, 28, 28) / 255.0
     lines = render.digits(images, width=2 * 29 + 28, height=2 * 15)  # room for four at full size
-    assert set("".join(lines)) <= set(" █▀▄")
+    assert set("".join(lines)) <= set(" █▀▄░")
     assert len(lines) == 14 + 1 + 14  # two rows of digits, a blank line between
     first = lines[:14]
     ink = sum(line[:28].count("█") * 2 + line[:28].count("▀") + line[:28].count("▄") for line in first)
     assert ink == int((images[0] > 0.5).sum())  # every inked pixel of the first digit, at scale 1
+    pairs = images[0].reshape(14, 2, 28)  # cells with no ink but a grey pixel get the light shade
+    grey = ((pairs.max(axis=1) > 0.2) & (pairs.max(axis=1) <= 0.5)).sum()
+    assert sum(line[:28].count("░") for line in first) == grey
+    blurred = render.digits(np.full((1, 4, 4), 0.3), width=10, height=4)  # late-generation blur shows
+    assert blurred and set("".join(blurred)) == {"░"}
     small = render.digits(images, width=40, height=8)  # a small pane: shrunk by four (7x7) to show four
     assert len(small) == 4 and all(len(line) == 4 * 7 + 3 for line in small)
 

@@ -79,9 +79,20 @@ def _fits(h: int, w: int, width: int, height: int) -> int:
     return max(0, (width + 1) // (w + 1)) * max(0, (height + 1) // ((h + 1) // 2 + 1))
 
 
+INK, GREY = 0.5, 0.2  # pixel levels drawn as ink and as a light shade
+
+
+def _half_block(top: float, bottom: float) -> str:
+    t, b = top > INK, bottom > INK
+    if t or b:
+        return "█" if t and b else "▀" if t else "▄"
+    return "░" if max(top, bottom) > GREY else " "
+
+
 def digits(images: np.ndarray, width: int, height: int) -> list[str]:
     """Images (n, H, W) in [0, 1] as a grid of half-block drawings: two pixel rows a line, ink where
-    a pixel is above one half. The largest scale that still shows four images (or all) is used."""
+    a pixel is above one half, a light shade where the pair is only grey (the blur of late
+    generations). The largest scale that still shows four images (or all) is used."""
     n, h, w = images.shape
     want = min(n, 4)
     scale = 0.25
@@ -90,7 +101,7 @@ def digits(images: np.ndarray, width: int, height: int) -> list[str]:
         if _fits(*size, width, height) >= want:
             scale = s
             break
-    imgs = _rescale(np.asarray(images, dtype=float), scale) > 0.5
+    imgs = _rescale(np.asarray(images, dtype=float), scale)
     h, w = imgs.shape[1:]
     cols = max(1, (width + 1) // (w + 1))
     grid_rows = max(1, (height + 1) // ((h + 1) // 2 + 1))
@@ -101,13 +112,13 @@ def digits(images: np.ndarray, width: int, height: int) -> list[str]:
             break
         if lines:
             lines.append("")
-        padded = np.zeros((len(chunk), h + h % 2, w), dtype=bool)
+        padded = np.zeros((len(chunk), h + h % 2, w))
         padded[:, :h] = chunk
         for r in range(0, h, 2):
             parts = []
             for img in padded:
                 top, bottom = img[r], img[r + 1]
-                parts.append("".join("█" if t and b else "▀" if t else "▄" if b else " " for t, b in zip(top, bottom)))
+                parts.append("".join(_half_block(t, b) for t, b in zip(top, bottom)))
             lines.append(" ".join(parts))
     return lines
 

@@ -72,6 +72,8 @@ class StartScreen(Screen):
         # priority: the preset table and the inputs would otherwise take enter for themselves
         Binding("enter", "start", "Start", priority=True),
         Binding("ctrl+l", "focus_presets", "Presets"),
+        Binding("space", "mark", "Mark"),  # these two in the runs list only (check_action)
+        Binding("c", "compare", "Compare"),
         Binding("ctrl+q", "app.quit", "Quit", priority=True),
     ]
 
@@ -81,6 +83,7 @@ class StartScreen(Screen):
         self.selected = str(selected)
         self.overrides = list(overrides)
         self.runs_dir = runs_dir
+        self.marked: dict[str, None] = {}  # run directories marked for comparison, in marking order
 
     def compose(self) -> ComposeResult:
         yield Static("collapse-tui · pick a preset, adjust, enter to start", id="title")
@@ -131,13 +134,24 @@ class StartScreen(Screen):
             found = []
         found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
         table.clear()
+        listed = {str(p) for p in found[:RUNS_LISTED]}
+        self.marked = {k: None for k in self.marked if k in listed}
         for path in found[:RUNS_LISTED]:
             run = RunDir(path)
             status = run.read_status()
             done, total = status.get("generation", -1) + 1, status.get("generations", "?")
-            table.add_row(path.name, disk_state(run), f"{done}/{total}", key=str(path))
+            table.add_row(self._run_label(str(path)), disk_state(run), f"{done}/{total}", key=str(path))
         table.display = bool(found)
-        table.border_title = f"runs in {folder}/ (enter opens)"
+        self._runs_title()
+
+    def _run_label(self, key: str) -> str:
+        return f"✓ {Path(key).name}" if key in self.marked else Path(key).name
+
+    def _runs_title(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        folder = Path(self.query_one("#runs_dir", Input).value.strip() or ".")
+        marked = f" · {len(self.marked)} marked" if self.marked else ""
+        table.border_title = f"runs in {folder}/ (enter opens, space marks, c compares){marked}"
 
     def _add_row(self, entry: PresetEntry) -> None:
         cfg = entry.cfg
@@ -253,7 +267,37 @@ class StartScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # enter opens the data mode list, and picks from it
         in_select = self.focused is not None and any(isinstance(n, Select) for n in self.focused.ancestors_with_self)
+        if action in ("mark", "compare"):  # shown and active in the runs list only
+            return self.focused is not None and self.focused.id == "runs"
         return not (action == "start" and in_select)
+
+    def action_mark(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        if not table.row_count:
+            return
+        key = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        if key in self.marked:
+            del self.marked[key]
+        else:
+            self.marked[key] = None
+        table.update_cell(key, "run", self._run_label(key))
+        self._runs_title()
+
+    def action_compare(self) -> None:
+        from ..compare import load_runs
+        from .compare_screen import CompareScreen
+
+        message = self.query_one("#message", Static)
+        if len(self.marked) < 2:
+            message.update(Content.styled("compare: mark two or more runs (space), then c", "bold $warning"))
+            self.notify("mark two or more runs with space, then press c", title="compare", severity="warning")
+            return
+        try:
+            runs = load_runs([Path(k) for k in self.marked])  # differences: each run minus the first marked
+        except (ConfigError, OSError) as e:
+            message.update(Content.styled(f"compare: {e}", "bold $error"))
+            return
+        self.app.push_screen(CompareScreen(runs))
 
     def action_focus_presets(self) -> None:
         self.query_one("#presets", DataTable).focus()

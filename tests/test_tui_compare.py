@@ -1,0 +1,77 @@
+"""The compare screen: mark runs in the start screen's runs list, c compares them (numbers from compare_rows)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+from collapse_tui.cli import main
+from collapse_tui.compare import compare_rows, fmt
+from collapse_tui.tui.app import build_app
+from collapse_tui.tui.compare_screen import CompareScreen
+from collapse_tui.tui.start import StartScreen
+
+
+def run_async(test):
+    """No async pytest plugin here (as in test_tui.py): run each Pilot test in its own event loop."""
+
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+
+    return wrapper
+
+
+def make_runs(runs):
+    base = ["--batch", "gaussian-quick", "--set", "experiment.generations=10", "--runs-dir", str(runs)]
+    assert main(base) == 0
+    assert main([*base, "--set", "data.mode=accumulate"]) == 0
+    return sorted(p for p in runs.iterdir() if (p / "preset.toml").is_file())
+
+
+@run_async
+async def test_mark_two_runs_and_compare(tmp_path):
+    runs = tmp_path / "runs"
+    make_runs(runs)
+    app = build_app(None, [], runs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        start = app.screen
+        assert isinstance(start, StartScreen)
+        table = start.query_one("#runs")
+        await pilot.press("c")  # outside the runs list: c and space do nothing
+        assert app.screen is start and not start.marked
+        await pilot.press("shift+tab")  # from the presets, back round to the runs list
+        assert start.focused is table
+        assert table.row_count == 2
+        await pilot.press("space")  # one marked: c refuses, with a message
+        assert table.get_row_at(0)[0].startswith("✓ ")
+        await pilot.press("c")
+        await pilot.pause()
+        assert app.screen is start
+        assert "mark two or more" in str(start.query_one("#message").render())
+        await pilot.press("down", "space", "c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+
+        marked = list(start.marked)  # marking order: the first marked is the baseline of the differences
+        rows = compare_rows(marked)
+        shown = screen.query_one("#compare")
+        assert shown.row_count == len(rows) > 0
+        cells = [[str(c) for c in shown.get_row_at(i)] for i in range(len(rows))]
+        assert [c[1] for c in cells] == [r["run"] for r in rows]
+        assert {r["kind"] for r in rows} == {"run", "diff"}
+        for r, c in zip(rows, cells):
+            if r["kind"] == "run":
+                assert c[2] == f"{fmt(r['final'])} ± {fmt(r['final_std'])}"
+                assert c[3] == f"{fmt(r['peak'])} ({r['peak_generation']})"
+                assert c[4] == fmt(r["slope"], signed=True)
+            else:
+                assert c[2:] == [fmt(r["final"], True), fmt(r["peak"], True), fmt(r["slope"], True)]
+        variance_diff = next(i for i, r in enumerate(rows) if r["metric"] == "variance" and r["kind"] == "diff")
+        assert cells[variance_diff][2] == fmt(rows[variance_diff]["final"], True) != "n/a"
+
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is start
+        assert len(start.marked) == 2  # the marks stay
