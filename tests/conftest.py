@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from collapse_tui import batch
+from collapse_tui.cli import main
 from collapse_tui.config import load_preset
 from collapse_tui.rundir import RunDir
 
@@ -49,3 +50,14 @@ def run_preset(tmp_path: Path, preset: str, *overrides: str) -> dict[int, dict[s
         for k, v in row.items():
             cols.setdefault(k, []).append(np.inf if v is None else v)
     return {g: {k: np.array(v) for k, v in cols.items() if k != "component_stds"} for g, cols in by_gen.items()}
+
+
+def make_run(root: Path, preset: str, *sets: str) -> Path:
+    """Run a preset with the batch CLI in a fresh runs folder under root; return the run directory."""
+    runs = root / f"runs-{len(list(root.iterdir()))}"
+    args = ["--batch", preset, "--runs-dir", str(runs)]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 0
+    (path,) = runs.iterdir()
+    return path

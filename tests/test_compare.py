@@ -11,22 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_run
 
 from collapse_tui.cli import main
 from collapse_tui.compare import compare_rows, load_run, load_runs, print_comparison, run_labels, run_state
 from collapse_tui.rundir import RunDir
 
 GENERATIONS = 30
-
-
-def make_run(root: Path, preset: str, *sets: str) -> Path:
-    runs = root / f"runs-{len(list(root.iterdir()))}"
-    args = ["--batch", preset, "--runs-dir", str(runs)]
-    for s in sets:
-        args += ["--set", s]
-    assert main(args) == 0
-    (path,) = runs.iterdir()
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import make_run
 
 from collapse_tui.cli import main
 from collapse_tui.export import flatten_row, read_csv, write_csv
 from collapse_tui.rundir import RunDir
-
-
-def make_run(root: Path, preset: str, *sets: str) -> Path:
-    runs = root / f"runs-{preset}"
-    args = ["--batch", preset, "--runs-dir", str(runs)]
-    for s in sets:
-        args += ["--set", s]
-    assert main(args) == 0
-    (path,) = runs.iterdir()
-    return path
 
 
 @pytest.fixture(scope="module")

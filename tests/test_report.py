@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_run
 
 pytest.importorskip("matplotlib")
 
@@ -52,16 +53,6 @@ epochs = 1
 train_count = 300
 test_count = 100
 """
-
-
-def make_run(root: Path, preset: str, *sets: str) -> Path:
-    runs = root / f"runs-{len(list(root.iterdir()))}"
-    args = ["--batch", preset, "--runs-dir", str(runs)]
-    for s in sets:
-        args += ["--set", s]
-    assert main(args) == 0
-    (path,) = runs.iterdir()
-    return path
 
 
 def stopped_run(root: Path, stop_after: int) -> Path:
