@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from .config import Config, ConfigError
-from .rundir import RunDir, process_alive
+from .rundir import RunDir, run_state
 from .summary import by_generation, scalar_keys
 
 MAX_LABEL_KEYS = 3  # config differences named in a run's label
@@ -61,14 +61,6 @@ class Run:
             return f"finished, {last + 1} generations"
         where = "running, at" if self.state == "running" else f"{self.state} at"
         return f"{where} generation {last} of {total - 1}"
-
-
-def run_state(status: dict[str, Any]) -> str:
-    """status.json's state, with 'running' turned into 'crashed' when its process is gone."""
-    state = status.get("state", "created")
-    if state == "running" and not (status.get("pid") == os.getpid() or process_alive(status)):
-        return "crashed"
-    return state
 
 
 def load_run(path: Path | str | RunDir) -> Run:

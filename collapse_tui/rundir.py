@@ -195,6 +195,14 @@ class RunDir:
         return int(info["generation"]), self.state_dir / info["dir"]
 
 
+def run_state(status: dict[str, Any]) -> str:
+    """status.json's state, with 'running' turned into 'crashed' when its process is gone."""
+    state = status.get("state", "created")
+    if state == "running" and not (status.get("pid") == os.getpid() or process_alive(status)):
+        return "crashed"
+    return state
+
+
 def process_alive(status: dict[str, Any]) -> bool:
     """Is the status's pid a live collapse-tui process (not a later one that reused the number)?"""
     pid = status.get("pid")

@@ -14,8 +14,8 @@ import pytest
 from conftest import make_run
 
 from collapse_tui.cli import main
-from collapse_tui.compare import compare_rows, load_run, load_runs, print_comparison, run_labels, run_state
-from collapse_tui.rundir import RunDir
+from collapse_tui.compare import compare_rows, load_run, load_runs, print_comparison, run_labels
+from collapse_tui.rundir import RunDir, run_state
 
 GENERATIONS = 30
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import Config
 from ..events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
-from ..rundir import RunDir, process_alive
+from ..rundir import RunDir, run_state
 from ..summary import SERIES, mean_std, scalar_keys
 
 RESUMABLE = ("created", "stopped", "failed", "crashed")
@@ -156,9 +156,6 @@ class RunState:
 
 
 def disk_state(rundir: RunDir) -> str:
-    """The state a run directory is in: a 'running' run whose process is gone has crashed."""
-    status = rundir.read_status()
-    state = status.get("state", "created")
-    if state == "running":
-        return "watching" if process_alive(status) else "crashed"
-    return state
+    """The state a run directory is in: a run that a live process is running is 'watching'."""
+    state = run_state(rundir.read_status())
+    return "watching" if state == "running" else state
