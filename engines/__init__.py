@@ -17,6 +17,7 @@ ENGINES: dict[str, str] = {
     "gaussian": "gaussian:GaussianEngine",
     "gmm": "gmm:GMMEngine",
     "vae": "vae:VAEEngine",
+    "opt": "opt:OPTEngine",
 }
 
 

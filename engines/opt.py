@@ -1,0 +1,543 @@
+"""The paper's OPT-125m on WikiText-2 (Nature, section 4): each generation fine-tunes the same starting
+weights on the last generation's text, then continues every block of the ORIGINAL training set with beam
+search; those continuations are the next generation's training blocks.
+
+model: a hub id or a local folder (facebook/opt-125m by default), or "tiny": a small OPT config trained
+from scratch with a byte-level BPE tokenizer learned offline on the training text (tests, CPU demos).
+Data: wikitext-2-raw-v1 from the hub, or local text files (one per split, or a folder holding
+train.txt/valid.txt/test.txt), tokenised line by line, concatenated and cut into block_size blocks with
+the remainder dropped, as the official run_clm code does.
+
+Metrics per generation (model n, its generated blocks, the generation-0 model as reference):
+- perplexity / nll: on the real test blocks, exp(mean NLL per predicted token).
+- seq_ppl_q05 .. seq_ppl_q95, seq_ppl_mean, seq_ppl_hist: per-sequence perplexity of the generated blocks
+  (the next generation's training data) under the reference model: the paper's figure.
+- variance: variance of the log of those per-sequence perplexities.
+- distinct_1/2/3: unique n-grams / all n-grams of the generated tokens (n-grams inside a block).
+- rep4: share of 4-grams in a block that repeat an earlier 4-gram of the same block (mean over blocks).
+- rare_mass: share of generated tokens that are rare in the real training data (the tokens making up the
+  least frequent rare_tail share of the real tokens; real data sit at about rare_tail).
+torch and transformers are imported inside the methods, never when a preset is validated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Engine, Param, Report
+
+INIT_SEED = 1234  # the tiny model's starting weights: the same for every generation, seed and run
+N_PROMPTS = 8  # fixed real prompts whose continuations the sample panes show
+EVAL_MAX = 5000  # generated blocks measured per generation
+HIST_EDGES = 10 ** np.linspace(0, 4, 41)  # log-spaced per-sequence perplexity bins, 1 .. 10^4
+SPLIT_FILES = {
+    "train": ("train.txt", "wiki.train.raw", "wiki.train.tokens"),
+    "valid": ("valid.txt", "validation.txt", "wiki.valid.raw", "wiki.valid.tokens"),
+    "test": ("test.txt", "wiki.test.raw", "wiki.test.tokens"),
+}
+SPECIALS = ("<pad>", "</s>", "<unk>")
+
+
+class DataError(ValueError):
+    """Data or a model that cannot be had, or does not fit the preset; str(err) is one line for the user."""
+
+
+@dataclass
+class TextData:
+    tokenizer: Any  # a transformers tokenizer (PreTrainedTokenizerFast for the tiny model)
+    train: np.ndarray  # (N, block_size) int32: the original training blocks
+    valid: np.ndarray  # (V, block_size): picks the best checkpoint
+    test: np.ndarray  # (T, block_size): test perplexity
+    rare: np.ndarray  # (vocab,) bool: tokens rare in the real training blocks
+
+
+def _quiet_hugging_face() -> None:
+    """Engines never print: no progress bars or info logs from transformers (e.g. when saving)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+class OPTEngine(Engine):
+    name = "opt"
+    batched = False
+    can_draw_fresh = False
+    uses_torch = True
+    PARAMS = {
+        "model": Param(
+            "facebook/opt-125m",
+            str,
+            'hub id, local folder (absolute or relative to the working folder), or "tiny" (small OPT from scratch)',
+        ),
+        "dataset": Param("wikitext-2-raw-v1", str, "hub dataset (config of 'wikitext') when no local text is set"),
+        "text_dir": Param("", Path, "local folder with train.txt, valid.txt and test.txt (or wiki.*.raw)"),
+        "train": Param("", Path, "local training text file (overrides text_dir's)"),
+        "valid": Param("", Path, "local validation text file; empty: valid_fraction of the training blocks"),
+        "test": Param("", Path, "local test text file"),
+        "max_chars": Param(0, int, "read only the first max_chars characters of each text (0: all)", min=0),
+        "valid_fraction": Param(0.1, float, "no validation text: share of training blocks held out", 0, 0.5),
+        "block_size": Param(64, int, "tokens per block (training example)", min=2, max=4096),
+        "vocab_size": Param(2000, int, "tiny: BPE vocabulary learned on the training text", min=300, max=65536),
+        "tiny_layers": Param(2, int, "tiny: decoder layers", min=1, max=48),
+        "tiny_hidden": Param(64, int, "tiny: hidden size", min=8, max=4096),
+        "tiny_heads": Param(4, int, "tiny: attention heads (divide tiny_hidden)", min=1, max=64),
+        "epochs": Param(5, int, "training epochs per generation", min=1),
+        "batch": Param(128, int, "blocks per optimizer step", min=1),
+        "lr": Param(2e-5, float, "AdamW peak learning rate", min=0, min_exclusive=True),
+        "lr_min": Param(1e-6, float, "cosine schedule's floor", min=0),
+        "weight_decay": Param(0.0, float, "AdamW weight decay", min=0),
+        "warmup_steps": Param(0, int, "linear warmup steps before the cosine", min=0),
+        "num_beams": Param(5, int, "beam search width for the synthetic data", min=1, max=64),
+        "new_tokens": Param(0, int, "new tokens per continuation (0: block_size; must equal block_size)", min=0),
+        "repetition_penalty": Param(3.0, float, "generate's repetition_penalty (1.0: none)", min=0, min_exclusive=True),
+        "do_sample": Param(False, bool, "sample (with beams: beam sampling) instead of deterministic beam search"),
+        "temperature": Param(1.0, float, "do_sample: temperature", min=0, min_exclusive=True),
+        "top_p": Param(1.0, float, "do_sample: nucleus top-p", min=0, max=1, min_exclusive=True),
+        "gen_batch": Param(128, int, "prompts per generate call", min=1),
+        "eval_batch": Param(256, int, "blocks per scoring forward pass", min=1),
+        "precision": Param("auto", str, "auto: bf16 on a GPU that has it, else fp32", choices=("auto", "fp32", "bf16")),
+        "rare_tail": Param(0.1, float, "rare tokens: the least frequent ones making up this share", 0, 1),
+    }
+
+    def __init__(self, params: dict[str, Any], device: str = "cpu", base_dir: Path | None = None):
+        super().__init__({k: params.get(k, p.default) for k, p in self.PARAMS.items()}, device, base_dir)
+        self._data: TextData | None = None
+        self._start: dict[str, Any] | None = None  # starting weights of a pretrained model
+        self._torch_device = None
+        self._preview: list[str] | None = None
+        _quiet_hugging_face()
+
+    # --- parameters and data ----------------------------------------------------------------------
+    @staticmethod
+    def check_params(params: dict[str, Any]) -> None:
+        if params["new_tokens"] not in (0, params["block_size"]):
+            raise DataError(
+                f"engine.new_tokens: the synthetic blocks replace real ones, so it must equal block_size "
+                f"({params['block_size']}) or be 0, got {params['new_tokens']}"
+            )
+        if params["model"] == "tiny" and params["tiny_hidden"] % params["tiny_heads"]:
+            raise DataError(f"engine.tiny_heads: {params['tiny_heads']} does not divide tiny_hidden")
+        if params["lr_min"] > params["lr"]:
+            raise DataError(f"engine.lr_min: {params['lr_min']} is above lr {params['lr']}")
+        for key in ("text_dir", "train", "valid", "test"):
+            value = params[key]
+            if value and not Path(value).exists():
+                raise DataError(f"engine.{key}: no such file or folder: {value}")
+
+    @property
+    def new_tokens(self) -> int:
+        return int(self.params["new_tokens"] or self.params["block_size"])
+
+    def _path(self, value: str) -> str:
+        return str(Path(self.base_dir, value)) if value else ""
+
+    def texts(self) -> dict[str, list[str]]:
+        """Lines of each split (with their line breaks, as the hub's rows have them); 'valid' may be []."""
+        p = self.params
+        files = {k: self._path(p[k]) for k in ("train", "valid", "test")}
+        folder = self._path(p["text_dir"])
+        if folder:
+            for split, names in SPLIT_FILES.items():
+                if not files[split]:
+                    files[split] = next((str(Path(folder, n)) for n in names if Path(folder, n).is_file()), "")
+        limit = int(p["max_chars"]) or None
+        if files["train"]:
+            if not files["test"]:
+                raise DataError("engine.test: local training text needs a test text (engine.test or text_dir)")
+            out = {}
+            for split, f in files.items():
+                if not f:
+                    out[split] = []
+                    continue
+                if not Path(f).is_file():
+                    raise DataError(f"engine.{split}: no such file: {f}")
+                out[split] = Path(f).read_text(encoding="utf-8")[:limit].splitlines(keepends=True)
+            return out
+        try:
+            import datasets
+
+            ds = datasets.load_dataset("wikitext", p["dataset"])
+        except Exception as e:
+            raise DataError(
+                f"engine.dataset: cannot load wikitext/{p['dataset']} from the Hugging Face hub "
+                f"({type(e).__name__}); offline, set engine.text_dir or engine.train/valid/test to local text files"
+            ) from None
+
+        def lines(split: str) -> list[str]:
+            rows = ds[split]["text"]
+            if limit is None:
+                return list(rows)
+            out, n = [], 0
+            for r in rows:
+                if n >= limit:
+                    break
+                out.append(r[: limit - n])
+                n += len(out[-1])
+            return out
+
+        return {"train": lines("train"), "valid": lines("validation"), "test": lines("test")}
+
+    def dataset(self) -> TextData:
+        if self._data is None:
+            p = self.params
+            self.check_params({**p, **{k: self._path(p[k]) for k in ("text_dir", "train", "valid", "test")}})
+            texts = self.texts()
+            tok = self._tokenizer(texts["train"])
+            bs = int(p["block_size"])
+            train = group_blocks(encode_lines(tok, texts["train"]), bs)
+            if texts["valid"]:
+                valid = group_blocks(encode_lines(tok, texts["valid"]), bs)
+            else:
+                k = max(1, int(round(len(train) * float(p["valid_fraction"]))))
+                train, valid = train[:-k], train[-k:]
+            test = group_blocks(encode_lines(tok, texts["test"]), bs)
+            for split, blocks in (("train", train), ("valid", valid), ("test", test)):
+                if len(blocks) == 0:
+                    raise DataError(f"engine.{split}: the text gives no block of {bs} tokens")
+            self._data = TextData(tok, train, valid, test, rare_tokens(train, len(tok), float(p["rare_tail"])))
+        return self._data
+
+    def _tokenizer(self, train_lines: list[str]):
+        p = self.params
+        if p["model"] == "tiny":
+            return train_tokenizer(train_lines, int(p["vocab_size"]))
+        from transformers import AutoTokenizer
+
+        return self._from_hub(AutoTokenizer, "tokenizer")
+
+    def _from_hub(self, cls, what: str, **kw):
+        """A pretrained model or tokenizer by hub id or local folder; offline: one line saying what to do."""
+        name = self.params["model"]
+        local = Path(name).expanduser().exists()
+        try:
+            return cls.from_pretrained(str(Path(name).expanduser()) if local else name, local_files_only=local, **kw)
+        except Exception as e:
+            where = f"the local folder {name}" if local else f"the Hugging Face hub ({name})"
+            raise DataError(
+                f"engine.model: cannot load the {what} from {where} ({type(e).__name__}); download it "
+                f"(huggingface-cli download {name} --local-dir DIR) and set engine.model to that folder, "
+                f'or set engine.model = "tiny"'
+            ) from None
+
+    def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
+        if n is not None:
+            raise NotImplementedError("the text's real blocks are a finite set; the OPT engine cannot draw fresh ones")
+        train = self.dataset().train
+        return np.broadcast_to(train, (len(rngs), *train.shape)).copy()
+
+    # --- torch ------------------------------------------------------------------------------------
+    def _dev(self):
+        import torch
+
+        if self._torch_device is None:
+            want = self.device
+            if want == "auto":
+                want = "cuda" if torch.cuda.is_available() else "cpu"
+            self._torch_device = torch.device(want)
+        return self._torch_device
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        dev, prec = self._dev(), self.params["precision"]
+        bf16 = prec == "bf16" or (prec == "auto" and dev.type == "cuda" and torch.cuda.is_bf16_supported())
+        if bf16:
+            return torch.autocast(dev.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def new_model(self):
+        """The starting weights: the same every generation (the pretrained ones, or the tiny seeded init)."""
+        import torch
+        from transformers import AutoModelForCausalLM, OPTConfig, OPTForCausalLM
+
+        p, data = self.params, self.dataset()
+        if p["model"] == "tiny":
+            tok = data.tokenizer
+            h = int(p["tiny_hidden"])
+            cfg = OPTConfig(
+                vocab_size=len(tok),
+                hidden_size=h,
+                num_hidden_layers=int(p["tiny_layers"]),
+                ffn_dim=4 * h,
+                num_attention_heads=int(p["tiny_heads"]),
+                max_position_embeddings=max(2048, 2 * int(p["block_size"])),
+                word_embed_proj_dim=h,
+                pad_token_id=tok.pad_token_id,
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(INIT_SEED)
+                model = OPTForCausalLM(cfg)
+        else:
+            if self._start is None:
+                m = self._from_hub(AutoModelForCausalLM, "model", dtype=torch.float32)
+                self._start = {"config": m.config, "state": {k: v.clone() for k, v in m.state_dict().items()}}
+            model = AutoModelForCausalLM.from_config(self._start["config"])
+            model.load_state_dict(self._start["state"])
+        return model.to(self._dev())
+
+    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Any:
+        import torch
+
+        if data.shape[0] != 1:
+            raise ValueError(f"the OPT engine trains one seed at a time, got data for {data.shape[0]}")
+        p, dev = self.params, self._dev()
+        train_seed = int(rngs[0].integers(2**63))
+        model = self.new_model()
+        x = torch.from_numpy(np.ascontiguousarray(data[0], dtype=np.int64))
+        valid = self.dataset().valid
+        batch, epochs = int(p["batch"]), int(p["epochs"])
+        steps_per_epoch = math.ceil(len(x) / batch)
+        total = steps_per_epoch * epochs
+        opt = torch.optim.AdamW(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, cosine_lambda(total, int(p["warmup_steps"]), float(p["lr"]), float(p["lr_min"]))
+        )
+        gen = torch.Generator().manual_seed(train_seed)
+        best, best_loss, step, loss_v = None, math.inf, 0, None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(train_seed)  # dropout
+            for _ in range(epochs):
+                model.train()
+                order = torch.randperm(len(x), generator=gen)
+                for i in range(0, len(x), batch):
+                    ids = x[order[i : i + batch]].to(dev)
+                    with self._autocast():
+                        loss = model(input_ids=ids, labels=ids).loss
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    step += 1
+                    loss_v = float(loss.detach())
+                    report("train", step, total, loss_v)
+                val = float(self.block_nll(model, valid).mean())
+                if val < best_loss:
+                    best_loss = val
+                    best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(best)
+        model.eval()
+        model.train_loss, model.val_loss = loss_v, best_loss
+        return model
+
+    def block_nll(self, model, blocks: np.ndarray) -> np.ndarray:
+        """Mean NLL per predicted token of each block (tokens 2..L given the ones before), (n,) float64."""
+        import torch
+
+        model.eval()
+        out = []
+        bs = int(self.params["eval_batch"])
+        with torch.no_grad():
+            for i in range(0, len(blocks), bs):
+                ids = torch.from_numpy(np.ascontiguousarray(blocks[i : i + bs], dtype=np.int64)).to(self._dev())
+                with self._autocast():
+                    logits = model(input_ids=ids).logits
+                logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+                nll = -logp.gather(-1, ids[:, 1:, None])[..., 0]
+                out.append(nll.double().mean(dim=1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report) -> np.ndarray:
+        """Continuations of the original training blocks (cycled when n > N): exactly new_tokens new tokens
+        each, by beam search; (1, n, new_tokens) int32."""
+        train = self.dataset().train
+        prompts = train[np.arange(n) % len(train)]
+        seed = int(rngs[0].integers(2**63))
+        out = self.continue_blocks(model, prompts, seed, report)
+        self._preview = self.decode(out[prompt_indices(len(train), n)])
+        return out[None]
+
+    def continue_blocks(self, model, prompts: np.ndarray, seed: int, report: Report | None = None) -> np.ndarray:
+        import torch
+
+        p, dev, tok = self.params, self._dev(), self.dataset().tokenizer
+        k = self.new_tokens
+        kw: dict[str, Any] = {
+            "num_beams": int(p["num_beams"]),
+            "min_new_tokens": k,
+            "max_new_tokens": k,
+            "repetition_penalty": float(p["repetition_penalty"]),
+            "do_sample": bool(p["do_sample"]),
+            "pad_token_id": tok.pad_token_id,
+            "eos_token_id": tok.eos_token_id,
+        }
+        if p["do_sample"]:
+            kw.update(temperature=float(p["temperature"]), top_p=float(p["top_p"]), top_k=0)
+        model.eval()
+        bs = int(p["gen_batch"])
+        total = math.ceil(len(prompts) / bs)
+        out = np.zeros((len(prompts), k), dtype=np.int32)
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
+            torch.manual_seed(seed)
+            for j, i in enumerate(range(0, len(prompts), bs)):
+                ids = torch.from_numpy(np.ascontiguousarray(prompts[i : i + bs], dtype=np.int64)).to(dev)
+                with self._autocast():
+                    gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)
+                new = gen[:, ids.shape[1] :]
+                if new.shape[1] != k:
+                    raise RuntimeError(f"generate gave {new.shape[1]} new tokens, expected {k}")
+                out[i : i + len(ids)] = new.cpu().numpy()
+                if report is not None:
+                    report("sample", j + 1, total, None)
+        return out
+
+    def decode(self, blocks: np.ndarray) -> list[str]:
+        tok = self.dataset().tokenizer
+        return [tok.decode([int(t) for t in b], skip_special_tokens=True) for b in blocks]
+
+    def score(self, reference: Any, samples: np.ndarray) -> np.ndarray:
+        """Mean NLL per predicted token of each block under the reference model, (S, n)."""
+        return np.stack([self.block_nll(reference, s) for s in samples])
+
+    # --- metrics ----------------------------------------------------------------------------------
+    def evaluate(self, model: Any, samples: np.ndarray, reference: Any) -> list[dict[str, Any]]:
+        data = self.dataset()
+        nll = float(self.block_nll(model, data.test).mean())
+        rows = []
+        for s in samples[:, :EVAL_MAX]:
+            seq_nll = self.block_nll(reference, s)
+            rows.append(
+                {
+                    "perplexity": float(np.exp(nll)),
+                    "nll": nll,
+                    "variance": float(seq_nll.var(ddof=1)) if len(seq_nll) > 1 else 0.0,
+                    **seq_ppl_stats(seq_nll),
+                    **text_metrics(s, data.rare),
+                    "train_loss": getattr(model, "train_loss", None),
+                    "val_loss": getattr(model, "val_loss", None),
+                }
+            )
+        return rows
+
+    def preview(self, samples: np.ndarray) -> list[str]:
+        """Continuations of N_PROMPTS fixed real prompts (training blocks at fixed places), as decoded text."""
+        if self._preview is not None:
+            return list(self._preview)
+        return self.decode(samples[0, :N_PROMPTS])
+
+    def prompt_texts(self) -> list[str]:
+        train = self.dataset().train
+        return self.decode(train[prompt_indices(len(train), len(train))])
+
+    # --- checkpoints ------------------------------------------------------------------------------
+    def save(self, model: Any, directory: Path) -> None:
+        directory = Path(directory)
+        model.save_pretrained(directory, safe_serialization=True)
+        losses = {"train_loss": getattr(model, "train_loss", None), "val_loss": getattr(model, "val_loss", None)}
+        (directory / "losses.json").write_text(json.dumps(losses))
+
+    def load(self, directory: Path) -> Any:
+        from transformers import AutoModelForCausalLM
+
+        directory = Path(directory)
+        model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True).to(self._dev())
+        model.eval()
+        losses = json.loads((directory / "losses.json").read_text())
+        model.train_loss, model.val_loss = losses["train_loss"], losses["val_loss"]
+        return model
+
+
+# --- helpers (numpy; the tokenizer ones import tokenizers/transformers) --------------------------------
+def encode_lines(tok, lines: list[str]) -> list[list[int]]:
+    """Each line (a row of the dataset) tokenised as the official code does: tokenizer(examples['text'])."""
+    if not lines:
+        return []
+    return tok(lines)["input_ids"]
+
+
+def group_blocks(ids: list[list[int]], block_size: int) -> np.ndarray:
+    """Concatenate all rows' tokens and cut them into block_size blocks, dropping the remainder."""
+    flat = np.fromiter((t for row in ids for t in row), dtype=np.int32)
+    n = len(flat) // block_size
+    return flat[: n * block_size].reshape(n, block_size)
+
+
+def train_tokenizer(lines: list[str], vocab_size: int):
+    """A byte-level BPE tokenizer learned on the training text (offline, deterministic)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIALS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tk.train_from_iterator(lines, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk, pad_token="<pad>", bos_token="</s>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def cosine_lambda(total: int, warmup: int, lr: float, lr_min: float):
+    """Multiplier of lr at each step: linear warmup, then cosine from lr down to lr_min at the last step."""
+    floor = lr_min / lr
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return f
+
+
+def prompt_indices(n_train: int, n: int) -> np.ndarray:
+    """The fixed prompts: N_PROMPTS training blocks spread evenly over the (first n of the) training set."""
+    m = min(n_train, n)
+    return np.unique(np.linspace(0, m - 1, min(N_PROMPTS, m)).astype(int))
+
+
+def rare_tokens(blocks: np.ndarray, vocab: int, tail: float) -> np.ndarray:
+    """Tokens that, taken from the least frequent up, make up the `tail` share of the real tokens."""
+    counts = np.bincount(blocks.ravel(), minlength=vocab).astype(np.float64)
+    order = np.argsort(counts, kind="stable")  # rarest first; unseen tokens are rare too
+    cum = np.cumsum(counts[order]) / counts.sum()
+    rare = np.zeros(vocab, dtype=bool)
+    rare[order[cum <= tail]] = True
+    return rare
+
+
+def seq_ppl_stats(seq_nll: np.ndarray) -> dict[str, Any]:
+    ppl = np.exp(seq_nll)
+    q = np.quantile(ppl, [0.05, 0.25, 0.5, 0.75, 0.95])
+    hist = np.histogram(np.clip(ppl, HIST_EDGES[0], HIST_EDGES[-1]), bins=HIST_EDGES)[0]
+    return {
+        **{f"seq_ppl_q{int(round(k * 100)):02d}": float(v) for k, v in zip((0.05, 0.25, 0.5, 0.75, 0.95), q)},
+        "seq_ppl_mean": float(ppl.mean()),
+        "seq_ppl_hist": [int(c) for c in hist],
+    }
+
+
+def ngrams(blocks: np.ndarray, n: int) -> np.ndarray:
+    """All n-grams inside each block, (blocks, L - n + 1, n)."""
+    return np.lib.stride_tricks.sliding_window_view(blocks, n, axis=1)
+
+
+def text_metrics(blocks: np.ndarray, rare: np.ndarray) -> dict[str, float]:
+    blocks = np.asarray(blocks, dtype=np.int64)
+    out: dict[str, float] = {}
+    for n in (1, 2, 3):
+        g = ngrams(blocks, n).reshape(-1, n)
+        out[f"distinct_{n}"] = float(len(np.unique(g, axis=0)) / len(g)) if len(g) else 0.0
+    rep = []
+    for b in ngrams(blocks, 4):
+        if len(b):
+            rep.append(1.0 - len(np.unique(b, axis=0)) / len(b))
+    out["rep4"] = float(np.mean(rep)) if rep else 0.0
+    ids = blocks.ravel()
+    out["rare_mass"] = float(rare[np.clip(ids, 0, len(rare) - 1)].mean()) if len(ids) else 0.0
+    return out

@@ -1,0 +1,175 @@
+"""The OPT engine on the tiny config (from scratch, offline BPE tokenizer) and a slice of WikiText-2:
+the official block grouping, per-sequence perplexity, beam continuations, offline messages, and a
+3-generation replace run through the CLI showing the early-collapse signature. No hub access."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+import pytest
+from collapse_tui.engines.opt import OPTEngine, encode_lines, group_blocks, text_metrics, train_tokenizer
+from conftest import SHARED_DATA
+
+from collapse_tui.cli import main
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+WIKI = SHARED_DATA / "wikitext-2"
+TRAIN, TEST = str(WIKI / "valid.txt"), str(WIKI / "test.txt")
+
+
+def engine(**params: object) -> OPTEngine:
+    base = {k: p.default for k, p in OPTEngine.PARAMS.items()}
+    base.update(model="tiny", train=TRAIN, test=TEST, max_chars=20000, block_size=16, vocab_size=500)
+    return OPTEngine({**base, **params})
+
+
+def official_group_texts(examples: dict, block_size: int) -> dict:
+    """transformers/examples/pytorch/language-modeling/run_clm.py (group_texts), block_size as an argument."""
+    concatenated_examples = {k: list(chain(*examples[k])) for k in examples}
+    total_length = len(concatenated_examples[list(examples.keys())[0]])
+    total_length = (total_length // block_size) * block_size
+    result = {
+        k: [t[i : i + block_size] for i in range(0, total_length, block_size)] for k, t in concatenated_examples.items()
+    }
+    result["labels"] = result["input_ids"].copy()
+    return result
+
+
+# --- data -----------------------------------------------------------------------------------------
+def test_block_builder_reproduces_the_official_grouping():
+    lines = Path(TRAIN).read_text()[:30000].splitlines(keepends=True)
+    tok = train_tokenizer(lines, 400)
+    official = official_group_texts(dict(tok(lines)), 64)["input_ids"]
+    ours = group_blocks(encode_lines(tok, lines), 64)
+    assert ours.shape == (len(official), 64) and ours.tolist() == official
+    total = sum(len(r) for r in encode_lines(tok, lines))
+    assert len(official) == total // 64 and total % 64  # a remainder was dropped
+    assert group_blocks([[1, 2, 3], [], [4, 5], [6, 7, 8]], 3).tolist() == [[1, 2, 3], [4, 5, 6]]
+
+
+def test_text_metrics_on_known_blocks():
+    rare = np.zeros(10, dtype=bool)
+    rare[9] = True
+    m = text_metrics(np.array([[1, 2, 3, 4, 1, 2, 3, 4], [5, 6, 7, 8, 9, 0, 1, 2]]), rare)
+    assert m["distinct_1"] == pytest.approx(10 / 16)
+    assert m["rep4"] == pytest.approx((1 / 5) / 2)  # block 0: (1,2,3,4) repeats once among 5 4-grams
+    assert m["rare_mass"] == pytest.approx(1 / 16)
+
+
+# --- the model ------------------------------------------------------------------------------------
+def test_per_sequence_perplexity_equals_the_models_own_loss():
+    import torch
+
+    e = engine()
+    model = e.new_model()
+    blocks = e.dataset().test[:12]
+    ours = np.exp(e.score(model, blocks[None])[0])
+    with torch.no_grad():
+        theirs = [
+            float(torch.exp(model(input_ids=torch.tensor(b[None]).long(), labels=torch.tensor(b[None]).long()).loss))
+            for b in blocks
+        ]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4)
+
+
+@pytest.mark.parametrize("do_sample", [False, True])
+def test_beam_continuations_are_exactly_new_tokens_long_and_reproducible(do_sample):
+    e = engine(num_beams=3, gen_batch=8, do_sample=do_sample, repetition_penalty=1.5)
+    model = e.new_model()
+    n = len(e.dataset().train) + 5  # more than the training blocks: prompts cycle
+    a = e.sample(model, n, [np.random.default_rng(5)], lambda *args: None)
+    b = e.sample(model, n, [np.random.default_rng(5)], lambda *args: None)
+    assert a.shape == (1, n, 16) and a.dtype == np.int32
+    assert np.array_equal(a, b)
+    assert len(e.preview(a)) == 8 and all(isinstance(t, str) for t in e.preview(a))
+
+
+def test_offline_failures_say_what_to_download_or_set(tmp_path):
+    code = (
+        "from collapse_tui.engines.opt import OPTEngine, DataError\n"
+        "p = {k: v.default for k, v in OPTEngine.PARAMS.items()}\n"
+        f"for extra in ({{'train': {TRAIN!r}, 'test': {TEST!r}}}, {{'model': 'tiny'}}):\n"
+        "    try:\n"
+        "        OPTEngine({**p, **extra}).dataset()\n"
+        "    except DataError as e:\n"
+        "        print(e)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2, out.stderr[-2000:]
+    assert lines[0].startswith("engine.model:") and "huggingface-cli download facebook/opt-125m" in lines[0]
+    assert lines[1].startswith("engine.dataset:") and "engine.text_dir" in lines[1]
+
+
+def test_opt_presets_validate_without_importing_torch():
+    code = (
+        "import sys; from collapse_tui.config import load_preset; "
+        "c = [load_preset(n) for n in ('opt-tiny', 'opt125m-replace', 'opt125m-keep10', 'opt125m-penalty2')]; "
+        "print([x.engine['repetition_penalty'] for x in c], [x.data['mode'] for x in c], "
+        "[m for m in ('torch', 'transformers', 'datasets') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[3.0, 3.0, 3.0, 2.0] ['replace', 'replace', 'keep', 'replace'] []"
+
+
+# --- three generations through the CLI --------------------------------------------------------------
+def cli_run(runs: Path, mode: str) -> Path:
+    sets = [f"engine.train={TRAIN!r}", f"engine.test={TEST!r}", "experiment.generations=3", f"data.mode={mode!r}"]
+    argv = ["--batch", "opt-tiny", "--runs-dir", str(runs)] + list(chain(*(["--set", s] for s in sets)))
+    assert main(argv) == 0
+    (run,) = runs.iterdir()
+    return run
+
+
+@pytest.fixture(scope="module")
+def replace_run(tmp_path_factory) -> Path:
+    return cli_run(tmp_path_factory.mktemp("replace"), "replace")
+
+
+def rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_tiny_generation_0_beats_a_unigram_model(replace_run):
+    e = engine(**_preset_engine(replace_run))
+    data = e.dataset()
+    with np.load(replace_run / "state" / "reference-0" / "real.npz") as z:
+        assert np.array_equal(z["real"][0], data.train)  # the offline tokenizer is deterministic
+    counts = np.bincount(data.train.ravel(), minlength=len(data.tokenizer)) + 1.0  # add-one unigram
+    unigram = float(np.exp(-np.log(counts / counts.sum())[data.test[:, 1:]].mean()))
+    gen0 = rows(replace_run)[0]["perplexity"]
+    assert gen0 < 0.6 * unigram, (gen0, unigram)
+
+
+def _preset_engine(run: Path) -> dict:
+    import tomllib
+
+    return tomllib.loads((run / "preset.toml").read_text())["engine"]
+
+
+def test_replace_shows_the_early_collapse_signature(replace_run):
+    first, last = rows(replace_run)[0], rows(replace_run)[-1]
+    assert [r["generation"] for r in rows(replace_run)] == [0, 1, 2]
+    # generated text becomes more typical for the generation-0 model: low quantiles fall
+    assert last["seq_ppl_q25"] < first["seq_ppl_q25"] and last["seq_ppl_q50"] < 0.8 * first["seq_ppl_q50"]
+    assert last["distinct_2"] < 0.5 * first["distinct_2"]
+    assert last["rep4"] > first["rep4"] + 0.1
+    assert last["perplexity"] > first["perplexity"]  # and the real test text gets less likely
+    texts = json.loads((replace_run / "samples" / "gen-000002.json").read_text())
+    assert len(texts) == 8 and all(isinstance(t, str) for t in texts)
+
+
+def test_keep_mode_loses_less_test_perplexity_than_replace(replace_run, tmp_path):
+    keep = rows(cli_run(tmp_path, "keep"))
+    replace = rows(replace_run)
+    assert keep[0]["perplexity"] == pytest.approx(replace[0]["perplexity"])  # the same generation 0
+    assert keep[-1]["perplexity"] - keep[0]["perplexity"] < 0.2 * (replace[-1]["perplexity"] - replace[0]["perplexity"])
