@@ -331,3 +331,29 @@ def test_exploding_and_infinite_means_stay_drawable(runs, tmp_path):
     assert "mean infinite from generation 10" in ax.get_title()
     np.testing.assert_array_equal(ax.lines[0].get_xdata(), range(10))
     assert ax.get_yscale() == "log" and ax.get_ylim()[1] <= 1e200
+
+
+def test_opt_sequence_perplexity_histograms(tmp_path):
+    from conftest import SHARED_DATA
+
+    from collapse_tui.report import sequence_perplexity_figure
+
+    text = SHARED_DATA / "wikitext-2"
+    sets = ("experiment.generations=2", "engine.epochs=1", "engine.max_chars=30000", "engine.num_beams=2")
+    run_path = make_run(
+        tmp_path, "opt-tiny", *sets, f"engine.train={text / 'valid.txt'}", f"engine.test={text / 'test.txt'}"
+    )
+    run = load_run(run_path)
+    fig = sequence_perplexity_figure(run, Options())
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log"
+    stairs = [p for p in ax.patches]
+    assert len(stairs) == 2  # one histogram per generation run
+    for g, patch in enumerate(stairs):
+        (row,) = [r for r in run.rows if r["generation"] == g]
+        counts = np.array(row["seq_ppl_hist"], dtype=float)
+        np.testing.assert_allclose(patch.get_data().values, counts / counts.sum())
+    labelled(fig)
+    out = tmp_path / "rep"
+    assert main(["report", str(run_path), "--out", str(out)]) == 0
+    check_files(out, "opt-sequence-perplexity")
