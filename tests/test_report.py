@@ -202,7 +202,7 @@ def test_engines_choose_their_figures_unknown_ones_get_the_generic_set(runs):
     names = [stem for stem, _, _ in plan([gauss, gmm], Options())]
     assert names == ["perplexity", "variance", "metrics", "gaussian-errors", "gmm-density", "gmm-l2"]
     cfg = gauss.config
-    future = replace(gauss, config=Config({**cfg.experiment, "engine": "opt"}, cfg.data, cfg.engine))
+    future = replace(gauss, config=Config({**cfg.experiment, "engine": "diffusion"}, cfg.data, cfg.engine))
     assert [stem for stem, _, _ in plan([future], Options())] == [s.name for s in GENERIC]
     fig = metrics_figure([future], Options())
     assert {ax.get_title() for ax in fig.axes} >= {"perplexity", "variance", "w2", "l2_distance"}
