@@ -77,3 +77,31 @@ class Engine:
 
     def load(self, directory: Path) -> Any:
         raise NotImplementedError
+
+
+class TorchEngine(Engine):
+    """Shared part of the torch engines (VAE, OPT): one seed at a time on the preset's device, real
+    data from a finite set (self.dataset().train). torch is imported only when a method needs it."""
+
+    uses_torch = True
+    _torch_device = None
+
+    def dataset(self) -> Any:
+        raise NotImplementedError
+
+    def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
+        if n is not None:
+            raise NotImplementedError(f"{self.name}: the real data are a finite set; it cannot draw fresh examples")
+        train = self.dataset().train
+        return np.broadcast_to(train, (len(rngs), *train.shape)).copy()
+
+    def _dev(self):
+        """The torch device: 'auto' is CUDA when there is one."""
+        import torch
+
+        if self._torch_device is None:
+            want = self.device
+            if want == "auto":
+                want = "cuda" if torch.cuda.is_available() else "cpu"
+            self._torch_device = torch.device(want)
+        return self._torch_device

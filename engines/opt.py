@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Engine, Param, Report
+from .base import Param, Report, TorchEngine
 
 INIT_SEED = 1234  # the tiny model's starting weights: the same for every generation, seed and run
 N_PROMPTS = 8  # fixed real prompts whose continuations the sample panes show
@@ -65,11 +65,8 @@ def _quiet_hugging_face() -> None:
     hf_logging.set_verbosity_error()
 
 
-class OPTEngine(Engine):
+class OPTEngine(TorchEngine):
     name = "opt"
-    batched = False
-    can_draw_fresh = False
-    uses_torch = True
     PARAMS = {
         "model": Param(
             "facebook/opt-125m",
@@ -110,7 +107,6 @@ class OPTEngine(Engine):
         super().__init__({k: params.get(k, p.default) for k, p in self.PARAMS.items()}, device, base_dir)
         self._data: TextData | None = None
         self._start: dict[str, Any] | None = None  # starting weights of a pretrained model
-        self._torch_device = None
         self._preview: list[str] | None = None
         _quiet_hugging_face()
 
@@ -226,23 +222,7 @@ class OPTEngine(Engine):
                 f'or set engine.model = "tiny"'
             ) from None
 
-    def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
-        if n is not None:
-            raise NotImplementedError("the text's real blocks are a finite set; the OPT engine cannot draw fresh ones")
-        train = self.dataset().train
-        return np.broadcast_to(train, (len(rngs), *train.shape)).copy()
-
     # --- torch ------------------------------------------------------------------------------------
-    def _dev(self):
-        import torch
-
-        if self._torch_device is None:
-            want = self.device
-            if want == "auto":
-                want = "cuda" if torch.cuda.is_available() else "cpu"
-            self._torch_device = torch.device(want)
-        return self._torch_device
-
     def _autocast(self):
         import contextlib
 

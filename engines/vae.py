@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Engine, Param, Report
+from .base import Param, Report, TorchEngine
 from .vae_data import DataError, Dataset, load_digits, load_files, load_hub
 
 LATENT_SEED = 20240724  # the fixed latents of latent_spread: the same for every generation, seed and run
@@ -30,11 +30,8 @@ CLASSIFIER_MAX = 20000  # real training images the class-share classifier learns
 FILE_KEYS = ("images", "labels", "test_images", "test_labels")
 
 
-class VAEEngine(Engine):
+class VAEEngine(TorchEngine):
     name = "vae"
-    batched = False  # one seed at a time: the loop passes S = 1
-    can_draw_fresh = False  # the real data are a finite set
-    uses_torch = True
     PARAMS = {
         "source": Param(
             "digits",
@@ -62,7 +59,6 @@ class VAEEngine(Engine):
         super().__init__({k: params.get(k, p.default) for k, p in self.PARAMS.items()}, device, base_dir)
         self._data: Dataset | None = None
         self._classifier = None
-        self._torch_device = None
 
     # --- data -----------------------------------------------------------------------------------
     @staticmethod
@@ -99,23 +95,7 @@ class VAEEngine(Engine):
     def _path(self, value: str) -> str:
         return str(Path(self.base_dir, value)) if value else ""  # the config gives absolute paths already
 
-    def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
-        if n is not None:
-            raise NotImplementedError("the VAE's real data are a finite set; it cannot draw fresh examples")
-        train = self.dataset().train
-        return np.broadcast_to(train, (len(rngs), *train.shape)).copy()
-
     # --- torch ------------------------------------------------------------------------------------
-    def _dev(self):
-        import torch
-
-        if self._torch_device is None:
-            want = self.device
-            if want == "auto":
-                want = "cuda" if torch.cuda.is_available() else "cpu"
-            self._torch_device = torch.device(want)
-        return self._torch_device
-
     def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Any:
         import torch
 
