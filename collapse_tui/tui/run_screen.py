@@ -72,6 +72,7 @@ class RunScreen(Screen):
         self.prompt = 0
         self._cache: dict[int, Any] = {}
         self._shown: tuple | None = None
+        self._metrics_mtime = -1  # watching: metrics.jsonl is parsed again only when rewritten
         self._drawn = -1  # state version last drawn
         self._table_from = self._table_upto = 0
         self._columns: list[str] = []
@@ -104,8 +105,8 @@ class RunScreen(Screen):
     def on_mount(self) -> None:
         st = self.run_state
         st.load()
-        st.state = disk_state(self.rundir)
-        st.error = self.rundir.read_status().get("error")
+        status = self.rundir.read_status()
+        st.state, st.error = disk_state(status), status.get("error")
         error = self.query_one("#error")
         error.border_title = "run failed"
         error.border_subtitle = "traceback in error.log · r resumes from the last checkpoint"
@@ -160,8 +161,11 @@ class RunScreen(Screen):
         if st.state != "watching":
             return
         done = st.done
-        st.load()
-        st.state = disk_state(self.rundir)
+        mtime = self.rundir.metrics_path.stat().st_mtime_ns
+        if mtime != self._metrics_mtime:  # rewritten at each of its checkpoints: parse only then
+            self._metrics_mtime = mtime
+            st.load()
+        st.state = disk_state(self.rundir.read_status())
         if st.done != done or st.state != "watching":
             self.redraw()
             self.refresh_bindings()
