@@ -1,0 +1,172 @@
+"""The OPT engine's fast paths on the CPU in fp32 (issue 6): its beam search emits transformers' generate
+tokens for the same beams and penalty, and its training loop (device-resident data, fused AdamW, deferred
+host syncs, torch.compile) gives a plain loop's loss curve. The GPU speed itself is bench/opt_generation.py's."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from collapse_tui.engines.opt import DataError, OPTEngine, cosine_lambda
+from conftest import SHARED_DATA
+
+from collapse_tui.cli import main
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+from collapse_tui.engines.opt_beam import beam_search  # noqa: E402
+
+WIKI = SHARED_DATA / "wikitext-2"
+TRAIN, TEST = str(WIKI / "valid.txt"), str(WIKI / "test.txt")
+FIT = dict(batch=16, epochs=2, lr=5e-3, lr_min=1e-4, warmup_steps=3)
+
+
+def engine(**params: object) -> OPTEngine:
+    base = {k: p.default for k, p in OPTEngine.PARAMS.items()}
+    base.update(model="tiny", train=TRAIN, test=TEST, max_chars=20000, block_size=16, vocab_size=500, **FIT)
+    return OPTEngine({**base, **params})
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[OPTEngine, object]:
+    """A tiny OPT trained for two epochs: peaked next-token distributions, as beam search meets in a run."""
+    e = engine()
+    return e, e.fit(e.dataset().train[None], [np.random.default_rng(1)], lambda *a: None)
+
+
+def hf_generate(e: OPTEngine, model, prompts: np.ndarray, beams: int, k: int, penalty: float) -> np.ndarray:
+    tok = e.dataset().tokenizer
+    ids = torch.from_numpy(prompts.astype(np.int64))
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        num_beams=beams,
+        min_new_tokens=k,
+        max_new_tokens=k,
+        repetition_penalty=penalty,
+        do_sample=False,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    return out[:, ids.shape[1] :].numpy()
+
+
+# --- generation -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "beams, new_tokens, penalty",
+    [(5, 16, 3.0), (3, 16, 1.0), (4, 40, 1.3), (1, 16, 1.5)],  # the paper's; no penalty; long; greedy
+)
+def test_fast_beam_search_emits_generates_tokens(trained, beams, new_tokens, penalty):
+    e, model = trained
+    prompts = e.dataset().train[:48]
+    ours = beam_search(
+        model,
+        torch.from_numpy(prompts.astype(np.int64)),
+        beams,
+        new_tokens,
+        penalty,
+        [e.dataset().tokenizer.eos_token_id],
+    ).numpy()
+    theirs = hf_generate(e, model, prompts, beams, new_tokens, penalty)
+    assert ours.shape == theirs.shape == (48, new_tokens)
+    assert np.array_equal(ours, theirs), f"{(ours != theirs).any(1).sum()} of 48 continuations differ"
+    if penalty > 1:  # the penalty keeps this model off its one favourite token: continuations differ
+        assert len({tuple(r) for r in ours}) > 24
+
+
+def test_untrained_model_too(trained):
+    e = engine()
+    model = e.new_model().eval()
+    prompts = e.dataset().train[100:132]
+    ours = beam_search(
+        model, torch.from_numpy(prompts.astype(np.int64)), 5, 16, 3.0, [e.dataset().tokenizer.eos_token_id]
+    )
+    assert np.array_equal(ours.numpy(), hf_generate(e, model, prompts, 5, 16, 3.0))
+
+
+def test_engine_fast_and_hf_generators_agree_across_batches(trained):
+    e, model = trained
+    prompts = e.dataset().train[:37]
+    fast = engine(gen_batch=16).continue_blocks(model, prompts, seed=0)  # 16 + 16 + 5 prompts
+    hf = engine(gen_batch=16, generator="hf").continue_blocks(model, prompts, seed=0)
+    assert fast.dtype == np.int32 and fast.shape == (37, 16)
+    assert np.array_equal(fast, hf)
+
+
+def test_settings_the_fast_search_lacks_are_refused(trained, tmp_path, capsys):
+    e, model = trained
+    model.generation_config.no_repeat_ngram_size = 3
+    try:
+        with pytest.raises(DataError, match="no_repeat_ngram_size.*hf"):
+            e.continue_blocks(model, e.dataset().train[:4], seed=0)
+    finally:
+        model.generation_config.no_repeat_ngram_size = None
+    sets = [f"engine.train={TRAIN!r}", f"engine.test={TEST!r}", "engine.do_sample=true"]
+    argv = ["--batch", "opt-tiny", "--runs-dir", str(tmp_path / "runs")] + [a for s in sets for a in ("--set", s)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "engine.do_sample" in err[0] and 'generator = "hf"' in err[0]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+# --- training -------------------------------------------------------------------------------------
+def plain_loop_losses(e: OPTEngine, seed_rng: np.random.Generator, no_dropout: bool = False) -> list[float]:
+    """fit's recipe written the plain way: blocks on the host, unfused AdamW, loss.item() every step."""
+    p = e.params
+    train_seed = int(seed_rng.integers(2**63))
+    model = e.new_model()
+    if no_dropout:
+        switch_off_dropout(model)
+    x = torch.from_numpy(e.dataset().train.astype(np.int64))
+    total = math.ceil(len(x) / p["batch"]) * p["epochs"]
+    opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(total, p["warmup_steps"], p["lr"], p["lr_min"]))
+    gen = torch.Generator().manual_seed(train_seed)
+    torch.manual_seed(train_seed)
+    losses = []
+    for _ in range(p["epochs"]):
+        model.train()
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), p["batch"]):
+            ids = x[order[i : i + p["batch"]]]
+            loss = model(input_ids=ids, labels=ids).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+    return losses
+
+
+def switch_off_dropout(model) -> None:
+    for m in model.modules():
+        if isinstance(getattr(m, "dropout", None), float):
+            m.dropout = 0.0
+
+
+def test_training_loop_gives_the_plain_loops_loss_curve(trained):
+    e, model = trained
+    plain = plain_loop_losses(e, np.random.default_rng(1))
+    assert len(model.train_losses) == len(plain) == 2 * math.ceil(len(e.dataset().train) / 16)
+    np.testing.assert_allclose(model.train_losses, plain, rtol=2e-4)
+    assert plain[-1] < plain[0] - 0.5  # it learns
+    assert model.train_loss == pytest.approx(plain[-1], rel=2e-4)
+
+
+def test_compiled_training_gives_the_plain_loops_loss_curve():
+    """torch.compile on the CPU (inductor; about 45 s on 2 cores): the path CUDA runs by default. Dropout
+    is off on both sides, since compiled dropout draws other random numbers."""
+    e = engine(compile="on")
+    build = e.new_model
+
+    def new_model():
+        m = build()
+        switch_off_dropout(m)
+        return m
+
+    e.new_model = new_model
+    compiled = e.fit(e.dataset().train[None], [np.random.default_rng(2)], lambda *a: None).train_losses
+    plain = plain_loop_losses(e, np.random.default_rng(2), no_dropout=True)
+    np.testing.assert_allclose(compiled, plain, rtol=1e-3)
+    assert plain[-1] < plain[0] - 0.5
