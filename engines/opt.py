@@ -304,9 +304,8 @@ class OPTEngine(TorchEngine):
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, cosine_lambda(total, int(p["warmup_steps"]), float(p["lr"]), float(p["lr_min"]))
         )
-        forward = (
-            torch.compile(model) if p["compile"] == "on" or (p["compile"] == "auto" and dev.type == "cuda") else model
-        )
+        compiled = p["compile"] == "on" or (p["compile"] == "auto" and dev.type == "cuda")
+        forward = torch.compile(model, dynamic=False) if compiled else model  # static: the last batch compiles apart
         gen = torch.Generator().manual_seed(train_seed)
         losses = torch.zeros(total, device=dev)
         best, best_loss, step, loss_v, shown = None, math.inf, 0, None, time.monotonic()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from collapse_tui.engines.opt import OPTEngine, encode_lines, group_blocks, text_metrics, train_tokenizer
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, run_loop
 
 from collapse_tui.cli import main
 
@@ -82,7 +82,9 @@ def test_per_sequence_perplexity_equals_the_models_own_loss():
 
 @pytest.mark.parametrize("do_sample", [False, True])
 def test_beam_continuations_are_exactly_new_tokens_long_and_reproducible(do_sample):
-    e = engine(num_beams=3, gen_batch=8, do_sample=do_sample, repetition_penalty=1.5, generator="hf" if do_sample else "fast")
+    e = engine(
+        num_beams=3, gen_batch=8, do_sample=do_sample, repetition_penalty=1.5, generator="hf" if do_sample else "fast"
+    )
     model = e.new_model()
     n = len(e.dataset().train) + 5  # more than the training blocks: prompts cycle
     a = e.sample(model, n, [np.random.default_rng(5)], lambda *args: None)
@@ -122,8 +124,12 @@ def test_opt_presets_validate_without_importing_torch():
 
 
 # --- three generations through the CLI --------------------------------------------------------------
+def run_sets(mode: str) -> list[str]:
+    return [f"engine.train={TRAIN!r}", f"engine.test={TEST!r}", "experiment.generations=3", f"data.mode={mode!r}"]
+
+
 def cli_run(runs: Path, mode: str) -> Path:
-    sets = [f"engine.train={TRAIN!r}", f"engine.test={TEST!r}", "experiment.generations=3", f"data.mode={mode!r}"]
+    sets = run_sets(mode)
     argv = ["--batch", "opt-tiny", "--runs-dir", str(runs)] + list(chain(*(["--set", s] for s in sets)))
     assert main(argv) == 0
     (run,) = runs.iterdir()
@@ -175,3 +181,13 @@ def test_keep_mode_loses_less_test_perplexity_than_replace(replace_run, tmp_path
     replace = rows(replace_run)
     assert keep[0]["perplexity"] == pytest.approx(replace[0]["perplexity"])  # the same generation 0
     assert keep[-1]["perplexity"] - keep[0]["perplexity"] < 0.2 * (replace[-1]["perplexity"] - replace[0]["perplexity"])
+
+
+def test_a_stopped_and_resumed_run_gives_the_uninterrupted_runs_metrics(replace_run, tmp_path):
+    part, state = run_loop(tmp_path, "opt-tiny", run_sets("replace"), stop_after=0)
+    assert state == "stopped" and len(part.read_metrics()) == 1
+    _, state = run_loop(tmp_path, "opt-tiny", run_sets("replace"), resume_dir=part)
+    assert state == "finished"
+    assert part.metrics_path.read_text() == (replace_run / "metrics.jsonl").read_text()
+    texts = [json.loads((run / "samples" / "gen-000002.json").read_text()) for run in (part.path, replace_run)]
+    assert texts[0] == texts[1]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from collapse_tui.engines.vae import VAEEngine, class_metrics
 from collapse_tui.engines.vae_data import DataError, load_files, read_idx
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, run_loop
 
 MNIST = SHARED_DATA / "mnist"
 IMAGES, LABELS = str(MNIST / "t10k-images-idx3-ubyte.gz"), str(MNIST / "t10k-labels-idx1-ubyte.gz")
@@ -118,32 +118,16 @@ def test_a_checkpoint_loads_back_and_gives_the_same_metrics(tmp_path):
 
 
 # --- through the loop --------------------------------------------------------------------------------
-def run_loop(tmp_path, overrides: list[str], stop_after: int | None = None, resume_dir=None):
-    from collapse_tui.config import load_preset
-    from collapse_tui.events import GenerationDone
-    from collapse_tui.loop import Control, run
-    from collapse_tui.rundir import RunDir
-
-    control = Control()
-
-    def emit(event: object) -> None:
-        if stop_after is not None and isinstance(event, GenerationDone) and event.generation == stop_after:
-            control.stop()
-
-    rundir = resume_dir or RunDir.create(tmp_path / "runs", load_preset("vae-quick", overrides))
-    return rundir, run(rundir, emit, control, resume=resume_dir is not None)
-
-
 QUICK = ["experiment.generations=4", "engine.capacity=8", "engine.epochs=2", "experiment.device='cpu'"]
 
 
 def test_a_resumed_run_gives_the_metrics_of_an_uninterrupted_one(tmp_path):
     needs_torch()
-    whole, state = run_loop(tmp_path / "a", QUICK)
+    whole, state = run_loop(tmp_path / "a", "vae-quick", QUICK)
     assert state == "finished"
-    part, state = run_loop(tmp_path / "b", QUICK, stop_after=1)
+    part, state = run_loop(tmp_path / "b", "vae-quick", QUICK, stop_after=1)
     assert state == "stopped" and len(part.read_metrics()) == 2
-    _, state = run_loop(tmp_path / "b", QUICK, resume_dir=part)
+    _, state = run_loop(tmp_path / "b", "vae-quick", QUICK, resume_dir=part)
     assert state == "finished"
     assert part.metrics_path.read_text() == whole.metrics_path.read_text()
     rows = [json.loads(line) for line in whole.metrics_path.read_text().splitlines()]
@@ -160,7 +144,7 @@ def test_an_unreachable_hub_fails_the_run_with_one_line_naming_the_local_alterna
     fake.load_dataset = load_dataset
     fake.disable_progress_bars = lambda: None
     monkeypatch.setitem(sys.modules, "datasets", fake)
-    rundir, state = run_loop(tmp_path, ["engine.source='hub'", "experiment.generations=2"])
+    rundir, state = run_loop(tmp_path, "vae-quick", ["engine.source='hub'", "experiment.generations=2"])
     assert state == "failed"
     error = rundir.read_status()["error"]
     assert "\n" not in error and error.startswith("DataError: cannot load 'mnist' from the Hugging Face hub")
