@@ -92,6 +92,7 @@ class OPTEngine(TorchEngine):
         "lr_min": Param(1e-6, float, "cosine schedule's floor", min=0),
         "weight_decay": Param(0.0, float, "AdamW weight decay", min=0),
         "warmup_steps": Param(0, int, "linear warmup steps before the cosine", min=0),
+        "max_grad_norm": Param(1.0, float, "clip the gradient norm to this (Trainer's default); 0: no clipping", min=0),
         "num_beams": Param(5, int, "beam search width for the synthetic data", min=1, max=64),
         "new_tokens": Param(0, int, "new tokens per continuation (0: block_size; must equal block_size)", min=0),
         "repetition_penalty": Param(3.0, float, "generate's repetition_penalty (1.0: none)", min=0, min_exclusive=True),
@@ -319,6 +320,8 @@ class OPTEngine(TorchEngine):
                     with self._autocast():
                         loss = forward(input_ids=ids, labels=ids).loss
                     loss.backward()
+                    if p["max_grad_norm"]:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), float(p["max_grad_norm"]))
                     opt.step()
                     opt.zero_grad(set_to_none=True)
                     sched.step()
@@ -328,7 +331,7 @@ class OPTEngine(TorchEngine):
                         loss_v, shown = float(losses[step - 1]), time.monotonic()
                     report("train", step, total, loss_v)
                 val = float(self.block_nll(model, valid).mean())
-                if val < best_loss:
+                if best is None or val < best_loss:  # (a NaN loss still leaves weights to return)
                     best_loss = val
                     best = {k: v.detach().clone() for k, v in model.state_dict().items()}
         model.load_state_dict(best)
@@ -350,8 +353,8 @@ class OPTEngine(TorchEngine):
                 ids = torch.from_numpy(np.ascontiguousarray(blocks[i : i + bs], dtype=np.int64)).to(self._dev())
                 with self._autocast():
                     logits = model(input_ids=ids).logits
-                nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")
-                out.append(nll.double().mean(dim=1))
+                nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="none")
+                out.append(nll.view(len(ids), -1).double().mean(dim=1))
         return torch.cat(out).cpu().numpy() if out else np.zeros(0)
 
     def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report) -> np.ndarray:
