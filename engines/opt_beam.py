@@ -1,15 +1,16 @@
 """Batched beam search over an OPT model's own weights: the OPT engine's fast path for the synthetic data.
 
 It gives the tokens of transformers' `generate(num_beams=K, repetition_penalty=p, min_new_tokens =
-max_new_tokens = k)` (tests/test_opt_beam.py checks them token for token in fp32) without its
+max_new_tokens = k)` (tests/test_opt_fast.py checks them token for token in fp32) without its
 per-step overheads:
-- one preallocated KV cache per batch; a prompt's keys and values are computed once and shared by
-  its K beams (prompts are whole training blocks, so there is no padding), and only the generated
-  positions are reordered when beams swap;
+- a preallocated KV cache per batch; a prompt's keys and values are computed once and shared by its
+  K beams (prompts are whole training blocks, so there is no padding); the generated positions are
+  stored position-major, so that following the surviving beams copies only the positions filled so
+  far, as whole rows, into a second buffer (memory traffic, not arithmetic, bounds this step);
 - the repetition penalty is a (beams, vocab) presence mask, reordered with the beams;
 - no host sync inside the loop: the tokens come back once per batch.
-As in generate, the penalty and the end-of-text ban (min_new_tokens) act on log-probabilities, a beam's
-score is the sum of its penalised log-probabilities, and the best of the last K beams is returned
+As in generate, the penalty and the end-of-text ban (min_new_tokens) act on log-probabilities (on logits
+with one beam: greedy search), a beam's score is the sum of its penalised log-probabilities, and the best of the last K beams is returned
 (all have the same length, so the length penalty cannot change the order). Sampling stays with generate.
 torch is imported here; the engine imports this module only when it generates.
 """
@@ -96,22 +97,23 @@ class OPTDecoder:
 
     def step(self, tokens: torch.Tensor, t: int, prompt: torch.Tensor, gen: torch.Tensor) -> torch.Tensor:
         """One new token per beam, (B*K,), at generated position t: its keys and values go to gen
-        (layers, 2, B*K, H, T, d), it attends to its prompt's cache (layers, 2, B, H, P, d) and to
-        gen[..., :t + 1, :]. Returns the next-token logits, (B*K, vocab)."""
+        (layers, 2, T, B*K, H, d), it attends to its prompt's cache (layers, 2, B, H, P, d) and to
+        gen[:, :, :t + 1]. Returns the next-token logits, (B*K, vocab)."""
         n_prompts, plen = prompt.shape[2], prompt.shape[4]
         k = tokens.shape[0] // n_prompts
         heads, d = self.heads, self.head_dim
 
         def attend(i):
             def f(q, kn, vn):
-                gen[i, 0, :, :, t], gen[i, 1, :, :, t] = kn[:, :, 0], vn[:, :, 0]
+                gen[i, 0, t], gen[i, 1, t] = kn[:, :, 0], vn[:, :, 0]
+                kg, vg = (gen[i, j, : t + 1].permute(1, 2, 0, 3) for j in (0, 1))  # (B*K, H, t+1, d)
                 qp = q.view(n_prompts, k, heads, d).transpose(1, 2)  # (B, H, K, d): a prompt's beams together
                 sp = (qp @ prompt[i, 0].transpose(-1, -2)).transpose(1, 2).reshape(-1, heads, plen)
-                sg = (q @ gen[i, 0, :, :, : t + 1].transpose(-1, -2))[:, :, 0]  # (B*K, H, t+1)
+                sg = (q @ kg.transpose(-1, -2))[:, :, 0]  # (B*K, H, t+1)
                 w = torch.softmax(torch.cat([sp, sg], dim=-1).float(), dim=-1).to(q.dtype)
                 wp = w[..., :plen].view(n_prompts, k, heads, plen).transpose(1, 2)
                 op = (wp @ prompt[i, 1]).transpose(1, 2).reshape(-1, heads, d)
-                og = (w[..., None, plen:] @ gen[i, 1, :, :, : t + 1])[:, :, 0]
+                og = (w[..., None, plen:] @ vg)[:, :, 0]
                 return (op + og)[:, :, None]
 
             return f
@@ -128,7 +130,9 @@ def _scores(logits: torch.Tensor, seen: torch.Tensor, penalty: float, eos: torch
     logp = logits.float()
     if beams > 1:
         logp = torch.log_softmax(logp, dim=-1)
-    if penalty != 1.0:
+        if penalty != 1.0:  # log-probs are <= 0: the processor multiplies every seen one
+            logp = torch.where(seen, logp * penalty, logp)
+    elif penalty != 1.0:
         logp = torch.where(seen, torch.where(logp < 0, logp * penalty, logp / penalty), logp)
     return logp.index_fill_(1, eos, -float("inf"))
 
@@ -152,7 +156,8 @@ def beam_search(
     dtype = dtype or model.lm_head.weight.dtype
     eos = torch.tensor(eos_token_ids, device=dev, dtype=torch.long)
     cache = torch.empty(layers, 2, b, dec.heads, plen, dec.head_dim, device=dev, dtype=dtype)
-    gen = torch.empty(layers, 2, b * k, dec.heads, new_tokens, dec.head_dim, device=dev, dtype=dtype)
+    gen = torch.empty(layers, 2, new_tokens, b * k, dec.heads, dec.head_dim, device=dev, dtype=dtype)
+    spare = torch.empty_like(gen)  # the reordered cache is written here, then the two swap
     seen = torch.zeros(b, vocab, dtype=torch.bool, device=dev).scatter_(1, prompts, True)
 
     first = _scores(dec.prompt(prompts, cache), seen, repetition_penalty, eos, k)
@@ -172,5 +177,8 @@ def beam_search(
         seq, seen = seq[parent], seen[parent]
         seq[:, t] = tokens
         seen[rows, tokens] = True
-        gen[:, :, :, :, :t] = gen[:, :, parent, :, :t]
+        for i in range(layers):
+            for j in (0, 1):
+                torch.index_select(gen[i, j, :t], 1, parent, out=spare[i, j, :t])
+        gen, spare = spare, gen
     return seq.view(b, k, new_tokens)[:, 0]  # topk sorts: beam 0 scores best
