@@ -172,3 +172,15 @@ def test_compiled_training_gives_the_plain_loops_loss_curve():
     plain = plain_loop_losses(e, np.random.default_rng(2), no_dropout=True)
     np.testing.assert_allclose(compiled, plain, rtol=1e-3)
     assert plain[-1] < plain[0] - 0.5
+
+
+def test_bf16_autocast_path_runs_on_the_cpu_and_stays_close_to_fp32(trained):
+    """precision = "bf16" is what a CUDA run takes by default: bf16 forward passes and KV cache, fp32 scores."""
+    e32, m32 = trained
+    e = engine(precision="bf16")
+    model = e.fit(e.dataset().train[None], [np.random.default_rng(1)], lambda *a: None)
+    np.testing.assert_allclose(model.train_losses, m32.train_losses, rtol=0.02)
+    prompts = e.dataset().train[:64]
+    bf16, fp32 = e.continue_blocks(model, prompts, seed=0), e32.continue_blocks(model, prompts, seed=0)
+    assert bf16.shape == fp32.shape == (64, 16)
+    assert (bf16 == fp32).mean() > 0.6  # rounding moves near-ties, not the search
