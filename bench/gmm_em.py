@@ -18,24 +18,12 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
+import machine
 import numpy as np
 
 SNAPSHOTS = (0, 50, 100, 200, 350)
 M = 1000  # points per generation, as the paper
 K = 2
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"{os.cpu_count()} cores ({model}), load average {load}"
 
 
 def engine_module() -> ModuleType:
@@ -132,7 +120,7 @@ def main() -> None:
 
     if args.cold:
         os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-cold-")
-    print(f"machine: {machine()}")
+    print(f"machine: {machine.cpu()}")
 
     # sklearn first: numba's OpenMP workers, once started, could compete with sklearn's own threads
     sk_s, sk_std = run_sklearn(args.sk_seeds, args.sk_generations)

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import machine
 import numpy as np
 import torch
 from collapse_tui.engines.opt import EVAL_MAX, OPTEngine, TextData
@@ -253,20 +254,6 @@ def inductor_cache(cold: bool) -> str:
 
 
 # --- the run ------------------------------------------------------------------------------------------
-def machine(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return f"{torch.cuda.get_device_name(dev)}, torch {torch.__version__}"
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    return (
-        f"{os.cpu_count()} cores ({model}), torch {torch.__version__}, {torch.get_num_threads()} threads, load {load}"
-    )
-
-
 def fmt_s(s: float) -> str:
     return f"{s:,.0f} s" if s >= 100 else f"{s:.1f} s"
 
@@ -323,7 +310,7 @@ def main() -> None:
     engine = make_engine(args, cfg, start, data)
     bf16 = engine._bf16()
     n_params = sum(v.numel() for k, v in start.items() if k != "lm_head.weight")  # lm_head is tied
-    print(f"machine: {machine(dev)}")
+    print(f"machine: {machine.torch_device(dev)}")
     print(
         f"model: OPT, {args.shape} shape ({n_params / 1e6:.1f}M parameters, vocab {vocab}), random weights, "
         f"attention {attn}; blocks of {BLOCK} random tokens"
@@ -433,7 +420,7 @@ def main() -> None:
     eng_total = sum(work[k] / rates[k][1] for k in work)
     dtype = "bf16 autocast" if bf16 else "fp32"
     print()
-    print(f"device: {machine(dev)}; engine {dtype}, reference fp32; {args.shape} shape")
+    print(f"device: {machine.torch_device(dev)}; engine {dtype}, reference fp32; {args.shape} shape")
     print()
     print("| phase | reference (HF, fp32) | engine | speed-up |")
     print("|---|---|---|---|")

@@ -12,10 +12,10 @@ and what a paper generation (30 epochs x 60,000 28x28 images) would take at the 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
+import machine
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -98,19 +98,6 @@ def engine_epochs(x: np.ndarray, args: argparse.Namespace, device: torch.device)
     return float(np.median(per_epoch[1:]))
 
 
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    threads = torch.get_num_threads()
-    return f"{os.cpu_count()} cores ({model}), torch {torch.__version__}, {threads} threads, load {load}"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", choices=("digits", "mnist"), default="digits")
@@ -128,7 +115,7 @@ def main() -> None:
     else:
         x = read_idx(MNIST / "t10k-images-idx3-ubyte.gz") / np.float32(255)
     x = np.ascontiguousarray(x[: args.images or None])
-    print(f"machine: {machine(device)}")
+    print(f"machine: {machine.torch_device(device)}")
     size = f"{x.shape[0]} images {x.shape[1]}x{x.shape[2]}"
     model = f"capacity {args.capacity}, latent {args.latent}, batch {args.batch}"
     print(f"data: {args.data}, {size}; {model}; median of {args.epochs} epochs after one warm-up")
