@@ -75,7 +75,7 @@ def test_fast_beam_search_emits_generates_tokens(trained, beams, new_tokens, pen
         assert len({tuple(r) for r in ours}) > 24
 
 
-def test_untrained_model_too(trained):
+def test_untrained_model_too():
     e = engine()
     model = e.new_model().eval()
     prompts = e.dataset().train[100:132]
