@@ -92,7 +92,6 @@ class OPTEngine(TorchEngine):
         "lr_min": Param(1e-6, float, "cosine schedule's floor", min=0),
         "weight_decay": Param(0.0, float, "AdamW weight decay", min=0),
         "warmup_steps": Param(0, int, "linear warmup steps before the cosine", min=0),
-        "max_grad_norm": Param(1.0, float, "clip the gradient norm to this (Trainer's default); 0: no clipping", min=0),
         "num_beams": Param(5, int, "beam search width for the synthetic data", min=1, max=64),
         "new_tokens": Param(0, int, "new tokens per continuation (0: block_size; must equal block_size)", min=0),
         "repetition_penalty": Param(3.0, float, "generate's repetition_penalty (1.0: none)", min=0, min_exclusive=True),
@@ -320,8 +319,6 @@ class OPTEngine(TorchEngine):
                     with self._autocast():
                         loss = forward(input_ids=ids, labels=ids).loss
                     loss.backward()
-                    if p["max_grad_norm"]:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), float(p["max_grad_norm"]))
                     opt.step()
                     opt.zero_grad(set_to_none=True)
                     sched.step()

@@ -10,8 +10,9 @@ per-step overheads:
 - the repetition penalty is a (beams, vocab) presence mask, reordered with the beams;
 - no host sync inside the loop: the tokens come back once per batch.
 As in generate, the penalty and the end-of-text ban (min_new_tokens) act on log-probabilities (on logits
-with one beam: greedy search), a beam's score is the sum of its penalised log-probabilities, and the best of the last K beams is returned
-(all have the same length, so the length penalty cannot change the order). Sampling stays with generate.
+with one beam: greedy search), a beam's score is the sum of its penalised log-probabilities, and the best
+of the last K beams is returned (all have the same length, so the length penalty cannot change the
+order). Sampling stays with generate.
 torch is imported here; the engine imports this module only when it generates.
 """
 

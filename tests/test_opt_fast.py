@@ -112,8 +112,7 @@ def test_settings_the_fast_search_lacks_are_refused(trained, tmp_path, capsys):
 
 # --- training -------------------------------------------------------------------------------------
 def plain_loop_losses(e: OPTEngine, seed_rng: np.random.Generator, no_dropout: bool = False) -> list[float]:
-    """fit's recipe written the plain way (Trainer's: clipping at 1.0): blocks on the host, unfused AdamW,
-    loss.item() every step."""
+    """fit's recipe written the plain way: blocks on the host, unfused AdamW, loss.item() every step."""
     p = e.params
     train_seed = int(seed_rng.integers(2**63))
     model = e.new_model()
@@ -134,7 +133,6 @@ def plain_loop_losses(e: OPTEngine, seed_rng: np.random.Generator, no_dropout: b
             loss = model(input_ids=ids, labels=ids).loss
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"])
             opt.step()
             sched.step()
             losses.append(loss.item())
