@@ -92,6 +92,13 @@ class OPTEngine(TorchEngine):
         "lr_min": Param(1e-6, float, "cosine schedule's floor", min=0),
         "weight_decay": Param(0.0, float, "AdamW weight decay", min=0),
         "warmup_steps": Param(0, int, "linear warmup steps before the cosine", min=0),
+        "schedule": Param(
+            "step",
+            str,
+            "cosine from lr to lr_min over the optimizer steps (step), or a step per epoch as the official code's "
+            "CosineAnnealingLR(T_max=epochs) (epoch)",
+            choices=("step", "epoch"),
+        ),
         "num_beams": Param(5, int, "beam search width for the synthetic data", min=1, max=64),
         "new_tokens": Param(0, int, "new tokens per continuation (0: block_size; must equal block_size)", min=0),
         "repetition_penalty": Param(3.0, float, "generate's repetition_penalty (1.0: none)", min=0, min_exclusive=True),
@@ -302,7 +309,14 @@ class OPTEngine(TorchEngine):
             model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]), fused=True
         )
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, cosine_lambda(total, int(p["warmup_steps"]), float(p["lr"]), float(p["lr_min"]))
+            opt,
+            cosine_lambda(
+                total,
+                int(p["warmup_steps"]),
+                float(p["lr"]),
+                float(p["lr_min"]),
+                epochs if p["schedule"] == "epoch" else 0,
+            ),
         )
         compiled = p["compile"] == "on" or (p["compile"] == "auto" and dev.type == "cuda")
         forward = torch.compile(model, dynamic=False) if compiled else model  # static: the last batch compiles apart
@@ -511,14 +525,16 @@ def train_tokenizer(lines: list[str], vocab_size: int):
     )
 
 
-def cosine_lambda(total: int, warmup: int, lr: float, lr_min: float):
-    """Multiplier of lr at each step: linear warmup, then cosine from lr down to lr_min at the last step."""
+def cosine_lambda(total: int, warmup: int, lr: float, lr_min: float, epochs: int = 0):
+    """Multiplier of lr at each step: linear warmup, then a cosine from lr to lr_min at the last step; with
+    epochs, the cosine moves once per epoch and epoch e gets lr_min + (lr - lr_min)(1 + cos(pi e / epochs)) / 2,
+    as torch's CosineAnnealingLR(T_max=epochs, eta_min=lr_min) stepped at each epoch's end."""
     floor = lr_min / lr
 
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        t = (step * epochs // total) / epochs if epochs else min(1.0, (step - warmup) / max(1, total - warmup))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
     return f

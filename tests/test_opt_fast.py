@@ -182,3 +182,24 @@ def test_bf16_autocast_path_runs_on_the_cpu_and_stays_close_to_fp32(trained):
     bf16, fp32 = e.continue_blocks(model, prompts, seed=0), e32.continue_blocks(model, prompts, seed=0)
     assert bf16.shape == fp32.shape == (64, 16)
     assert (bf16 == fp32).mean() > 0.6  # rounding moves near-ties, not the search
+
+
+@pytest.mark.parametrize("epochs, steps_per_epoch", [(5, 7), (10, 3)])
+def test_epoch_schedule_is_the_official_codes_cosine_annealing(epochs, steps_per_epoch):
+    """schedule = "epoch": the lr of every step equals torch's CosineAnnealingLR(T_max=epochs, eta_min) stepped
+    at each epoch's end, as the official code's Lightning loop does."""
+    lr, lr_min, total = 2e-5, 1e-6, epochs * steps_per_epoch
+    w = torch.nn.Parameter(torch.zeros(1))
+    ours = torch.optim.AdamW([w], lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(ours, cosine_lambda(total, 0, lr, lr_min, epochs))
+    theirs = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    official = torch.optim.lr_scheduler.CosineAnnealingLR(theirs, T_max=epochs, eta_min=lr_min)
+    got, want = [], []
+    for step in range(total):
+        got.append(ours.param_groups[0]["lr"])
+        want.append(theirs.param_groups[0]["lr"])
+        sched.step()
+        if (step + 1) % steps_per_epoch == 0:
+            official.step()
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    assert got[0] == lr and got[-1] < 0.2 * lr and len(set(got)) == epochs
