@@ -320,6 +320,7 @@ class OPTEngine(TorchEngine):
         )
         compiled = p["compile"] == "on" or (p["compile"] == "auto" and dev.type == "cuda")
         forward = torch.compile(model, dynamic=False) if compiled else model  # static: the last batch compiles apart
+        compile_failed = torch._dynamo.exc.BackendCompilerFailed if compiled else ()
         gen = torch.Generator().manual_seed(train_seed)
         losses = torch.zeros(total, device=dev)
         best, best_loss, step, loss_v, shown = None, math.inf, 0, None, time.monotonic()
@@ -330,8 +331,14 @@ class OPTEngine(TorchEngine):
                 order = torch.randperm(len(x), generator=gen).to(dev)
                 for i in range(0, len(x), batch):
                     ids = x[order[i : i + batch]]
-                    with self._autocast():
-                        loss = forward(input_ids=ids, labels=ids).loss
+                    try:
+                        with self._autocast():
+                            loss = forward(input_ids=ids, labels=ids).loss
+                    except compile_failed as e:
+                        raise DataError(
+                            f"engine.compile: torch.compile failed ({e.inner_exception!r:.200}); "
+                            'set engine.compile = "off"'
+                        ) from e
                     loss.backward()
                     opt.step()
                     opt.zero_grad(set_to_none=True)

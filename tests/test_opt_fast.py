@@ -203,3 +203,17 @@ def test_epoch_schedule_is_the_official_codes_cosine_annealing(epochs, steps_per
             official.step()
     np.testing.assert_allclose(got, want, rtol=1e-9)
     assert got[0] == lr and got[-1] < 0.2 * lr and len(set(got)) == epochs
+
+
+def test_a_failing_compile_says_which_key_turns_it_off(monkeypatch):
+    def broken_backend(graph, inputs):
+        raise RuntimeError("no working compiler here")
+
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real(model, backend=broken_backend))
+    e = engine(compile="on")
+    with pytest.raises(DataError) as err:
+        e.fit(e.dataset().train[None], [np.random.default_rng(0)], lambda *a: None)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("engine.compile:") and "no working compiler here" in msg
+    assert msg.endswith('set engine.compile = "off"')
