@@ -292,10 +292,11 @@ class OPTEngine(TorchEngine):
         return torch.autocast(self._dev().type, dtype=torch.bfloat16) if self._bf16() else contextlib.nullcontext()
 
     def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Any:
-        """AdamW with warmup + cosine over epochs x ceil(N / batch) steps; the weights of the epoch with the
-        best validation loss. The speed comes from where the work runs, not from a changed recipe: blocks live
-        on the device, the optimizer is fused, the forward compiled on CUDA, bf16 autocast on GPUs that have
-        it, and the host reads the loss at most once a second (model.train_losses has every step's)."""
+        """AdamW over epochs x ceil(N / batch) steps, warmup then a cosine (per step, or per epoch); the
+        weights of the epoch with the best validation loss. The speed comes from where the work runs, not from
+        a changed recipe: blocks live on the device, the optimizer is fused, the forward compiled on CUDA, bf16
+        autocast on GPUs that have it, and the host reads the loss at most once a second (model.train_losses
+        has every step's)."""
         import torch
 
         if data.shape[0] != 1:
