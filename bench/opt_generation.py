@@ -216,11 +216,6 @@ def make_engine(args, cfg: OPTConfig, start: dict[str, torch.Tensor], data: Text
     return engine
 
 
-def compiles(engine: OPTEngine) -> bool:
-    c = engine.params["compile"]
-    return c == "on" or (c == "auto" and engine._dev().type == "cuda")
-
-
 def timed(dev: torch.device, fn, *a):
     sync(dev)
     t = time.perf_counter()
@@ -319,13 +314,13 @@ def main() -> None:
         f"attention {attn}; blocks of {BLOCK} random tokens"
     )
     print(
-        f"engine: {'bf16 autocast' if bf16 else 'fp32'}, compile {'on' if compiles(engine) else 'off'}, "
+        f"engine: {'bf16 autocast' if bf16 else 'fp32'}, compile {'on' if engine._compiles() else 'off'}, "
         f"batch {args.batch}, gen_batch {engine.params['gen_batch']}, eval_batch {engine.params['eval_batch']}; "
         f"reference: fp32, batch {args.batch}, generate {args.ref_gen_batch} prompts a call, "
         f"scoring {args.ref_eval_batch} blocks a pass, clip {args.ref_clip or 'off'}",
         flush=True,
     )
-    cache = inductor_cache(args.cold) if compiles(engine) else ""
+    cache = inductor_cache(args.cold) if engine._compiles() else ""
     if cache:
         print(f"torch.compile cache: {cache}", flush=True)
     rates: dict[str, tuple[float, float]] = {}  # phase -> (reference, engine) tokens/s
@@ -338,9 +333,9 @@ def main() -> None:
     build_s, model = timed(dev, engine.new_model)
     del model
     fits, graphs = [], []
-    if not compiles(engine):  # warm up on one batch; with compile the first full fit is the warm-up
+    if not engine._compiles():  # warm up on one batch; with compile the first full fit is the warm-up
         timed(dev, engine.fit, train[: args.batch][None], [np.random.default_rng(0)], quiet)
-    for _ in range(2 if compiles(engine) else 1):
+    for _ in range(2 if engine._compiles() else 1):
         before = graphs_compiled()
         s, model = timed(dev, engine.fit, train[None], [np.random.default_rng(0)], quiet)
         fits.append(s)

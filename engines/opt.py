@@ -284,6 +284,9 @@ class OPTEngine(TorchEngine):
         dev, prec = self._dev(), self.params["precision"]
         return prec == "bf16" or (prec == "auto" and dev.type == "cuda" and torch.cuda.is_bf16_supported())
 
+    def _compiles(self) -> bool:
+        return self.params["compile"] == "on" or (self.params["compile"] == "auto" and self._dev().type == "cuda")
+
     def _autocast(self):
         import contextlib
 
@@ -321,7 +324,7 @@ class OPTEngine(TorchEngine):
                 epochs if p["schedule"] == "epoch" else 0,
             ),
         )
-        compiled = p["compile"] == "on" or (p["compile"] == "auto" and dev.type == "cuda")
+        compiled = self._compiles()
         forward = torch.compile(model, dynamic=False) if compiled else model  # static: the last batch compiles apart
         compile_failed = torch._dynamo.exc.BackendCompilerFailed if compiled else ()
         gen = torch.Generator().manual_seed(train_seed)

@@ -21,6 +21,8 @@ from collapse_tui.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+# the OPT tests' text: WikiText-2's validation split trains, its test split tests
+WIKI_TRAIN, WIKI_TEST = str(SHARED_DATA / "wikitext-2" / "valid.txt"), str(SHARED_DATA / "wikitext-2" / "test.txt")
 
 
 @pytest.fixture
@@ -77,3 +79,12 @@ def run_loop(tmp_path: Path, preset: str, overrides: list[str], stop_after: int 
 
     rundir = resume_dir or RunDir.create(tmp_path / "runs", load_preset(preset, overrides))
     return rundir, run(rundir, emit, control, resume=resume_dir is not None)
+
+
+def tiny_opt(**params: object):
+    """An OPT engine on the tiny config and the first 20,000 characters of the WikiText-2 files."""
+    from collapse_tui.engines.opt import OPTEngine
+
+    base = {k: p.default for k, p in OPTEngine.PARAMS.items()}
+    base.update(model="tiny", train=WIKI_TRAIN, test=WIKI_TEST, max_chars=20000, block_size=16, vocab_size=500)
+    return OPTEngine({**base, **params})

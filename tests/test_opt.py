@@ -13,22 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from collapse_tui.engines.opt import OPTEngine, encode_lines, group_blocks, text_metrics, train_tokenizer
-from conftest import SHARED_DATA, run_loop
+from collapse_tui.engines.opt import encode_lines, group_blocks, text_metrics, train_tokenizer
+from conftest import WIKI_TEST, WIKI_TRAIN, run_loop, tiny_opt
 
 from collapse_tui.cli import main
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-WIKI = SHARED_DATA / "wikitext-2"
-TRAIN, TEST = str(WIKI / "valid.txt"), str(WIKI / "test.txt")
-
-
-def engine(**params: object) -> OPTEngine:
-    base = {k: p.default for k, p in OPTEngine.PARAMS.items()}
-    base.update(model="tiny", train=TRAIN, test=TEST, max_chars=20000, block_size=16, vocab_size=500)
-    return OPTEngine({**base, **params})
+TRAIN, TEST = WIKI_TRAIN, WIKI_TEST
+engine = tiny_opt
 
 
 def official_group_texts(examples: dict, block_size: int) -> dict:

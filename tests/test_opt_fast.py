@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 from collapse_tui.engines.opt import DataError, OPTEngine, cosine_lambda
-from conftest import SHARED_DATA
+from conftest import WIKI_TEST, WIKI_TRAIN, tiny_opt
 
 from collapse_tui.cli import main
 
@@ -17,15 +17,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 from collapse_tui.engines.opt_beam import beam_search  # noqa: E402
 
-WIKI = SHARED_DATA / "wikitext-2"
-TRAIN, TEST = str(WIKI / "valid.txt"), str(WIKI / "test.txt")
+TRAIN, TEST = WIKI_TRAIN, WIKI_TEST
 FIT = dict(batch=16, epochs=2, lr=5e-3, lr_min=1e-4, warmup_steps=3)
 
 
 def engine(**params: object) -> OPTEngine:
-    base = {k: p.default for k, p in OPTEngine.PARAMS.items()}
-    base.update(model="tiny", train=TRAIN, test=TEST, max_chars=20000, block_size=16, vocab_size=500, **FIT)
-    return OPTEngine({**base, **params})
+    return tiny_opt(**{**FIT, **params})
 
 
 @pytest.fixture(scope="module")
