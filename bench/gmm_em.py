@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 import tempfile
@@ -26,13 +27,11 @@ M = 1000  # points per generation, as the paper
 K = 2
 
 
-def engine_module() -> ModuleType:
-    """engines/gmm.py, from the installed package or, if not installed, from this checkout."""
-    try:
-        return importlib.import_module("collapse_tui.engines.gmm")
-    except ImportError:
+def engine_module(name: str = "gmm") -> ModuleType:
+    """engines/<name>.py, from the installed package or, if not installed, from this checkout."""
+    if importlib.util.find_spec("collapse_tui") is None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        return importlib.import_module("engines.gmm")
+    return importlib.import_module(f"collapse_tui.engines.{name}")
 
 
 def component_std(covs: np.ndarray) -> np.ndarray:
@@ -64,7 +63,7 @@ def run_engine(seeds: int, generations: int, evaluate: bool) -> tuple[dict[str, 
     """The engine's batched loop. Returns seconds per phase, component std (G, S) and EM iterations."""
     GMMEngine = engine_module().GMMEngine
 
-    eng = GMMEngine({k: p.default for k, p in GMMEngine.PARAMS.items()})
+    eng = GMMEngine()
     rngs = [np.random.default_rng(s) for s in range(seeds)]
 
     def report(*_: object) -> None:
@@ -77,9 +76,9 @@ def run_engine(seeds: int, generations: int, evaluate: bool) -> tuple[dict[str, 
     reference = None
     for g in range(generations):
         t0 = time.perf_counter()
-        model = eng.fit(x, rngs, report)
+        model = eng.fit(x, rngs, report).model
         t1 = time.perf_counter()
-        x = eng.sample(model, M, rngs, report)  # replace: the next generation trains on these only
+        x = eng.sample(model, M, rngs, report).samples  # replace: the next generation trains on these only
         t2 = time.perf_counter()
         if evaluate:
             reference = model if reference is None else reference
@@ -96,13 +95,14 @@ def warm_up() -> tuple[float, str]:
     """Compile (or load from numba's cache) every kernel a generation uses; returns seconds and which."""
     start = time.perf_counter()
     gmm = engine_module()
-    eng = gmm.GMMEngine({k: p.default for k, p in gmm.GMMEngine.PARAMS.items()})
+    eng = gmm.GMMEngine()
     rngs = [np.random.default_rng(0)]
     x = eng.real_data(rngs, 50)
-    model = eng.fit(x, rngs, lambda *_: None)
-    eng.evaluate(model, eng.sample(model, 50, rngs, lambda *_: None), model)
+    model = eng.fit(x, rngs, lambda *_: None).model
+    eng.evaluate(model, eng.sample(model, 50, rngs, lambda *_: None).samples, model)
     seconds = time.perf_counter() - start
-    kernels = (gmm._fit_batch, gmm._log_density_batch, gmm._place_samples)
+    k = engine_module("gmm_kernels")
+    kernels = (k.fit_batch, k.log_density_batch, k.place_samples)
     misses = sum(sum(f.stats.cache_misses.values()) for f in kernels)
     return seconds, "compiled" if misses else "loaded from numba's cache"
 

@@ -30,8 +30,9 @@ from pathlib import Path
 import machine
 import numpy as np
 import torch
-from collapse_tui.engines.opt import EVAL_MAX, OPTEngine, TextData
 from transformers import OPTConfig, OPTForCausalLM, get_cosine_schedule_with_warmup
+
+from collapse_tui.engines.opt import EVAL_MAX, OPTEngine, TextData
 
 BLOCK = 64  # the paper's block_size: tokens per training block and new tokens per continuation
 # One paper generation. wikitext-2-raw-v1 through OPT's tokenizer (GPT-2 BPE plus the </s> it puts before
@@ -168,10 +169,10 @@ def reference_generate(model, prompts: np.ndarray, engine: OPTEngine, batch: int
             new = model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
-                num_beams=int(p["num_beams"]),
+                num_beams=p.num_beams,
                 min_new_tokens=k,
                 max_new_tokens=k,
-                repetition_penalty=float(p["repetition_penalty"]),
+                repetition_penalty=p.repetition_penalty,
                 do_sample=False,
                 pad_token_id=1,
                 eos_token_id=2,
@@ -195,10 +196,8 @@ def reference_nll(model, blocks: np.ndarray, batch: int, dev: torch.device) -> n
 
 # --- the engine ---------------------------------------------------------------------------------------
 def make_engine(args, cfg: OPTConfig, start: dict[str, torch.Tensor], data: TextData) -> OPTEngine:
-    params = {k: p.default for k, p in OPTEngine.PARAMS.items()}
-    params["model"] = "tiny"
-    engine = OPTEngine(params, device=args.device)
-    engine.params.update(
+    params = dict(
+        model="tiny",
         epochs=args.epochs,
         batch=args.batch,
         weight_decay=0.01,  # as the opt125m presets
@@ -207,9 +206,10 @@ def make_engine(args, cfg: OPTConfig, start: dict[str, torch.Tensor], data: Text
         precision=args.precision,
     )
     if args.gen_batch:
-        engine.params["gen_batch"] = args.gen_batch
+        params["gen_batch"] = args.gen_batch
     if args.eval_batch:
-        engine.params["eval_batch"] = args.eval_batch
+        params["eval_batch"] = args.eval_batch
+    engine = OPTEngine(params, device=args.device)
     engine._data = data
     dev = engine._dev()
     engine.new_model = lambda: from_start(cfg, start, dev)  # instead of the hub's weights
@@ -315,7 +315,7 @@ def main() -> None:
     )
     print(
         f"engine: {'bf16 autocast' if bf16 else 'fp32'}, compile {'on' if engine._compiles() else 'off'}, "
-        f"batch {args.batch}, gen_batch {engine.params['gen_batch']}, eval_batch {engine.params['eval_batch']}; "
+        f"batch {args.batch}, gen_batch {engine.params.gen_batch}, eval_batch {engine.params.eval_batch}; "
         f"reference: fp32, batch {args.batch}, generate {args.ref_gen_batch} prompts a call, "
         f"scoring {args.ref_eval_batch} blocks a pass, clip {args.ref_clip or 'off'}",
         flush=True,
@@ -337,7 +337,8 @@ def main() -> None:
         timed(dev, engine.fit, train[: args.batch][None], [np.random.default_rng(0)], quiet)
     for _ in range(2 if engine._compiles() else 1):
         before = graphs_compiled()
-        s, model = timed(dev, engine.fit, train[None], [np.random.default_rng(0)], quiet)
+        s, fitted = timed(dev, engine.fit, train[None], [np.random.default_rng(0)], quiet)
+        model = fitted.model
         fits.append(s)
         graphs.append(graphs_compiled() - before)
     engine.block_nll(model, data.valid[:1])

@@ -7,22 +7,25 @@ that names the key, the value and what was expected.
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib
 import importlib.resources
 import re
 import tomllib
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from .engines import ENGINES, Engine, Param, engine_class
+from .engines import PRESET_GROUP, EngineError, Param, engine_class, engine_names, entry_points
 
 MODES = ("replace", "keep", "accumulate", "accumulate-subsample", "fresh")
 
 EXPERIMENT: dict[str, Param] = {
     "name": Param("", str, "run name: letters, digits, '.', '_' and '-'"),
-    "engine": Param("", str, "model family", choices=tuple(ENGINES)),
+    "engine": Param("", str, "model family: a registered engine (`collapse-tui presets` lists them)"),
     "description": Param("", str, "one line on what the preset shows"),
     "generations": Param(10, int, "number of models trained; generation 0 trains on real data", min=1),
     "seeds": Param([0], list, "list of seeds, or a count n meaning 0 .. n-1"),
@@ -75,9 +78,30 @@ class Config:
         return tomli_w.dumps({"experiment": experiment, "data": self.data, "engine": self.engine})
 
 
+@functools.cache
 def builtin_presets() -> dict[str, Path]:
-    folder = importlib.resources.files("collapse_tui.presets")
-    return {p.name[:-5]: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".toml")}
+    """name -> file of the presets that installed packages ship (entry-point group collapse_tui.presets:
+    a package holding *.toml, or an object that is a folder or a list of files), this one's first."""
+    found: dict[str, Path] = {}
+    for target in entry_points(PRESET_GROUP).values():
+        for path in _preset_files(target):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def _preset_files(target: str) -> list[Path]:
+    module, _, attr = target.partition(":")
+    try:
+        obj = importlib.import_module(module)
+        if attr:
+            obj = getattr(obj, attr)
+    except Exception:  # a broken plugin must not hide the other presets
+        return []
+    if isinstance(obj, types.ModuleType):
+        obj = Path(str(importlib.resources.files(obj)))
+    paths = [Path(p) for p in obj] if isinstance(obj, list | tuple) else [Path(obj)]
+    files = [f for p in paths for f in (sorted(p.glob("*.toml")) if p.is_dir() else [p])]
+    return [f for f in files if f.suffix == ".toml" and f.is_file()]
 
 
 def find_preset(spec: str) -> Path:
@@ -127,7 +151,7 @@ def apply_override(raw: dict[str, Any], item: str, cwd: Path | None = None) -> N
     if not isinstance(section, dict):
         raise ConfigError(f"{parts[0]}: expected a table, got {section!r}")
     engine = raw.get("experiment", {}).get("engine") if isinstance(raw.get("experiment"), dict) else None
-    param = engine_class(engine).PARAMS.get(parts[1]) if parts[0] == "engine" and engine in ENGINES else None
+    param = _engine(engine).PARAMS.get(parts[1]) if parts[0] == "engine" and engine in engine_names() else None
     if cwd is not None and param is not None and param.kind is Path and isinstance(value, str) and value:
         value = str((cwd / value).resolve())
     section[parts[1]] = value
@@ -142,27 +166,33 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
         if not isinstance(value, dict):
             raise ConfigError(f"{section}: expected a table [{section}], got {value!r}")
     exp_raw = raw.get("experiment", {})
+    names = engine_names()
     if "engine" not in exp_raw:
-        raise ConfigError(f"experiment.engine: missing; expected one of {', '.join(ENGINES)}")
+        raise ConfigError(f"experiment.engine: missing; expected one of {', '.join(names)}")
     experiment = _section("experiment", exp_raw, EXPERIMENT)
+    if experiment["engine"] not in names:
+        hint = _did_you_mean(experiment["engine"], names)
+        raise ConfigError(
+            f"experiment.engine: unknown engine {experiment['engine']!r}{hint}; expected one of {', '.join(names)}"
+        )
     if not NAME_RE.fullmatch(experiment["name"]):
         raise ConfigError(
             f"experiment.name: expected 1-64 letters, digits, '.', '_' or '-' (not first), got {experiment['name']!r}"
         )
     experiment["seeds"] = _seeds(experiment["seeds"])
     data = _section("data", raw.get("data", {}), DATA)
-    cls = engine_class(experiment["engine"])
+    cls = _engine(experiment["engine"])
     engine = _section("engine", raw.get("engine", {}), cls.PARAMS, engine_name=experiment["engine"])
     for key, param in cls.PARAMS.items():
         if param.kind is Path:
             engine[key] = str(((base_dir or Path.cwd()) / engine[key]).resolve()) if engine[key] else ""
     try:
-        cls.check_params(engine)
+        cls.check_params(cls.Params(**engine))
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if data["mode"] == "fresh" and not cls.can_draw_fresh:
         raise ConfigError(f"data.mode: 'fresh' needs an engine that can draw new real data; '{cls.name}' cannot")
-    if data["filter"] != "none" and cls.score is Engine.score:
+    if data["filter"] != "none" and not cls.can_score:
         raise ConfigError(f"data.filter: engine '{cls.name}' has no reference scorer; use 'none'")
     return Config(experiment, data, engine)
 
@@ -222,10 +252,20 @@ def _seeds(value: Any) -> list[int]:
     return list(value)
 
 
+def _engine(name: str):
+    try:
+        return engine_class(name)
+    except EngineError as e:
+        raise ConfigError(f"experiment.engine: {e}") from None
+
+
 def _owner(key: str, engine_name: str) -> str:
-    for name in ENGINES:
-        if name != engine_name and key in engine_class(name).PARAMS:
-            return name
+    for name in engine_names():
+        try:
+            if name != engine_name and key in engine_class(name).PARAMS:
+                return name
+        except EngineError:
+            continue
     return ""
 
 

@@ -156,19 +156,21 @@ def _one_generation(
 ) -> tuple[np.ndarray, np.ndarray, Any, list[dict[str, Any]]]:
     n = g.real.shape[1]
     filtering = data_cfg["filter"] != "none"
-    model = engine.fit(g.data, g.rngs, report)
-    samples = engine.sample(model, math.ceil(n / data_cfg["filter_keep"]) if filtering else n, g.rngs, report)
+    fitted = engine.fit(g.data, g.rngs, report)
+    model = fitted.model
+    generated = engine.sample(model, math.ceil(n / data_cfg["filter_keep"]) if filtering else n, g.rngs, report)
+    samples = generated.samples
     if gen == 0:
         g.reference = model
         _save_reference(rundir, engine, g)
     report("evaluate", 0, 1, None)
-    metrics = engine.evaluate(model, samples, g.reference)
+    metrics = [m | fitted.losses for m in engine.evaluate(model, samples, g.reference)]
     report("evaluate", 1, 1, None)
     if filtering:  # keep the n samples the generation-0 model finds most typical
         best = np.argsort(engine.score(g.reference, samples), axis=1, kind="stable")[:, :n]
         samples = np.take_along_axis(samples, best.reshape(best.shape + (1,) * (samples.ndim - 2)), axis=1)
-    if keep_preview:
-        rundir.save_samples(gen, engine.preview(samples))
+    if keep_preview:  # what the model generated (before a filter)
+        rundir.save_samples(gen, generated.preview)
     data, pool = next_data(
         data_cfg["mode"],
         prev=g.data,

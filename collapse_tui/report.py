@@ -528,7 +528,7 @@ def class_shares_figure(run: Run, opts: Options) -> Figure:
 def sequence_perplexity_figure(run: Run, opts: Options) -> Figure:
     """The paper's figure 1: histograms of the generation-0 model's perplexity of each generation's
     generated blocks, log x, one colour per generation (share of blocks, mean over seeds)."""
-    from .engines.opt import HIST_EDGES
+    from .engines.text_metrics import HIST_EDGES
 
     rows = [r for r in run.rows if isinstance(r.get("seq_ppl_hist"), list)]
     if not rows:

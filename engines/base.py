@@ -1,13 +1,19 @@
-"""What every engine shares: its parameter schema and the interface the generation loop calls.
+"""The engine contract: what a model family declares, and the methods the generation loop calls.
 
 Engines work on plain arrays with the seeds on axis 0: data of shape (S, N, ...) holds N examples
-for each of S seeds. Engines that train one model at a time (VAE, OPT) get S = 1.
+for each of S seeds. Engines that train one model at a time (`batched = False`) get S = 1.
 Engines know nothing of presets, run directories or front ends; progress goes through `report`.
+
+A new model family is one module: a subclass of Engine that fills the class attributes below and
+implements the abstract methods, registered under the `collapse_tui.engines` entry-point group
+(see engines/__init__.py). Its report figures, if any, live in the module that `figures` names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,13 +23,22 @@ import numpy as np
 # report(phase, step, total, loss): progress inside a generation. The loop may raise from it to stop.
 Report = Callable[[str, int, int, "float | None"], None]
 
+# What the sample panes draw for the built-in preview kinds: points (n, d) float32, images (n, H, W)
+# float32 in [0, 1], text: a list of strings. A plugin may declare a kind of its own.
+PREVIEW_KINDS = ("points", "images", "text")
+Preview = np.ndarray | list[str]
+
+
+class DataError(ValueError):
+    """Data or a model that cannot be had, or does not fit the preset; str(err) is one line for the user."""
+
 
 @dataclass(frozen=True)
 class Param:
     """One engine-specific preset key: its default, type and allowed range."""
 
     default: Any
-    kind: type  # int, float, str or bool
+    kind: type  # int, float, str, bool, or Path (a str; relative paths are resolved against the preset)
     help: str
     min: float | None = None
     max: float | None = None
@@ -31,63 +46,123 @@ class Param:
     choices: tuple[Any, ...] | None = None
 
 
-class Engine:
-    """Base class: one model family. Subclasses fill PARAMS and the methods below."""
+@dataclass(frozen=True)
+class Metric:
+    """How the UI and the reports name one of an engine's metrics."""
 
-    name: ClassVar[str]
-    PARAMS: ClassVar[dict[str, Param]]
-    batched: ClassVar[bool] = False  # True: all seeds train together in one call
-    can_draw_fresh: ClassVar[bool] = False  # True: real_data can draw new real examples at will
-    uses_torch: ClassVar[bool] = False  # True: runs on the preset's device (else always the CPU)
+    label: str  # what it measures, in words
+    unit: str = ""  # its unit, or how it is normalised
 
-    @staticmethod
-    def check_params(params: dict[str, Any]) -> None:
-        """Checks across keys that need no data read; raise ValueError with one line naming the key."""
+    @property
+    def axis(self) -> str:
+        """A figure's axis label."""
+        return f"{self.label}\n({self.unit})" if self.unit else self.label
 
-    def __init__(self, params: dict[str, Any], device: str = "cpu", base_dir: Path | None = None):
-        self.params = params
+
+@dataclass(frozen=True)
+class Fitted:
+    """What fit produced: the model, and what training measured (e.g. train_loss), which the loop adds
+    to every metrics row of the seeds this model was fitted for."""
+
+    model: Any
+    losses: Mapping[str, float | None] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """What sample produced: the examples, (S, n, ...), and what the sample panes show of them."""
+
+    samples: np.ndarray
+    preview: Preview
+
+
+def params_type(name: str, schema: Mapping[str, Param]) -> type:
+    """A frozen dataclass with one typed field per key of the schema, defaults included."""
+    fields = [(k, str if p.kind is Path else p.kind, dataclasses.field(default=p.default)) for k, p in schema.items()]
+    return dataclasses.make_dataclass(name, fields, frozen=True)
+
+
+class Engine(ABC):
+    """One model family. Subclasses fill the class attributes and implement the abstract methods."""
+
+    name: ClassVar[str]  # the engine's name in presets; equal to its entry point's name
+    PARAMS: ClassVar[dict[str, Param]]  # its [engine] keys
+    Params: ClassVar[type]  # built from PARAMS: the frozen, typed object engines read as self.params
+    preview_kind: ClassVar[str]  # what Generated.preview holds: one of PREVIEW_KINDS, or a plugin's own
+    METRICS: ClassVar[dict[str, Metric]]  # at least 'perplexity' and 'variance'; other keys are labelled by name
+    figures: ClassVar[str] = ""  # module with the engine's own report figures (a FIGURES tuple), or none
+
+    # capabilities
+    batched: ClassVar[bool] = False  # all seeds train together in one call (else one seed at a time)
+    can_draw_fresh: ClassVar[bool] = False  # real_data(rngs, n) draws n new real examples (data mode fresh)
+    can_score: ClassVar[bool] = False  # score() gives per-sample NLL under a reference (data.filter)
+    needs_torch: ClassVar[bool] = False  # runs on the preset's device with torch (else always the CPU)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "PARAMS" in cls.__dict__:
+            cls.Params = params_type(f"{cls.__name__}Params", cls.PARAMS)
+
+    def __init__(self, params: Mapping[str, Any] | Any = (), device: str = "cpu", base_dir: Path | None = None):
+        """params: the [engine] keys (missing ones take their defaults), or a Params object."""
+        self.params = params if isinstance(params, self.Params) else self.Params(**dict(params))
         self.device = device
-        self.base_dir = base_dir or Path.cwd()  # local paths in params are relative to it
+        self.base_dir = base_dir or Path.cwd()  # relative paths in params are relative to it
 
+    @staticmethod  # noqa: B027 (an optional hook, not abstract)
+    def check_params(params: Any) -> None:
+        """Checks across keys (a Params object) that need no data read: raise DataError naming the key."""
+
+    def path(self, value: str) -> Path | None:
+        """A path key's file or folder (None when not set); the preset's paths are absolute already."""
+        return Path(self.base_dir, value) if value else None
+
+    @abstractmethod
     def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
         """Real training examples, (S, N, ...): generation 0's data (n=None) or n fresh ones."""
-        raise NotImplementedError
 
-    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Fitted:
+        """A model of data (S, N, ...), drawing all randomness from rngs (one per seed)."""
 
-    def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report) -> np.ndarray:
-        """n generated examples per seed, (S, n, ...)."""
-        raise NotImplementedError
+    @abstractmethod
+    def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report) -> Generated:
+        """n generated examples per seed, (S, n, ...), and their preview."""
 
     def score(self, reference: Any, samples: np.ndarray) -> np.ndarray:
-        """Per-example NLL of samples under the reference model, (S, n): lower is more typical."""
-        raise NotImplementedError
+        """Per-example NLL of samples under the reference model, (S, n): lower is more typical.
+        Engines that can score set can_score."""
+        raise NotImplementedError(f"engine {self.name!r} cannot score samples")
 
+    @abstractmethod
     def evaluate(self, model: Any, samples: np.ndarray, reference: Any) -> list[dict[str, Any]]:
-        """One dict of metrics per seed; each has at least 'perplexity' and 'variance'."""
-        raise NotImplementedError
+        """One dict of metrics per seed; each has at least 'perplexity' and 'variance'. reference is
+        generation 0's model."""
 
-    def preview(self, samples: np.ndarray) -> np.ndarray:
-        """The small part of a generation's samples that the sample panes show (first seed)."""
-        return np.asarray(samples[0, :1000], dtype=np.float32)
-
+    @abstractmethod
     def save(self, model: Any, directory: Path) -> None:
-        raise NotImplementedError
+        """Write the model into an existing, empty directory (no pickle: npz, safetensors, JSON)."""
 
+    @abstractmethod
     def load(self, directory: Path) -> Any:
-        raise NotImplementedError
+        """The model save wrote."""
+
+
+def points_preview(samples: np.ndarray, n: int = 1000) -> np.ndarray:
+    """The preview of point data: up to n points of the first seed."""
+    return np.asarray(samples[0, :n], dtype=np.float32)
 
 
 class TorchEngine(Engine):
     """Shared part of the torch engines (VAE, OPT): one seed at a time on the preset's device, real
     data from a finite set (self.dataset().train). torch is imported only when a method needs it."""
 
-    uses_torch = True
+    needs_torch = True
     _torch_device = None
 
+    @abstractmethod
     def dataset(self) -> Any:
-        raise NotImplementedError
+        """The real data, read once; its .train holds the training examples (N, ...)."""
 
     def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
         if n is not None:

@@ -5,25 +5,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Param, Report
-from .mixture import Mixture, MixtureEngine
+from .base import Fitted, Param, Report
+from .mixture import MixtureEngine
 
 COV_FLOOR = 1e-300  # far below any variance a test looks at; keeps the covariance invertible
 
 
 class GaussianEngine(MixtureEngine):
     name = "gaussian"
+    figures = "collapse_tui.engines.figures.gaussian"
     PARAMS = {
         "dim": Param(1, int, "dimension d of the data", min=1, max=64),
         "samples": Param(100, int, "M: samples drawn per generation (and real training set size)", min=2),
         "test_samples": Param(10000, int, "size of the fixed real held-out sample for perplexity", min=1),
     }
 
-    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Mixture:
+    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Fitted:
         s, n, d = data.shape
         mean = data.mean(axis=1)
         dev = data - mean[:, None]
         cov = np.einsum("sni,snj->sij", dev, dev) / (n - 1)  # unbiased
         cov += COV_FLOOR * np.eye(d)  # a fully collapsed seed stays a (very narrow) Gaussian
         report("fit", 1, 1, None)
-        return {"weights": np.ones((s, 1)), "means": mean[:, None], "covs": cov[:, None]}
+        return Fitted({"weights": np.ones((s, 1)), "means": mean[:, None], "covs": cov[:, None]})

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from .base import Engine, Report
+from .base import Engine, Generated, Metric, Report, points_preview
 
 Mixture = dict[str, np.ndarray]
 
@@ -86,24 +86,40 @@ def _safe_cholesky(covs: np.ndarray) -> np.ndarray:
         return vec * np.sqrt(np.clip(eig, 0.0, None))[..., None, :]
 
 
+METRICS = {
+    "perplexity": Metric("perplexity of real test data", "exp of mean NLL per dimension"),
+    "variance": Metric("total variance of samples", "data units²"),
+    "nll": Metric("mean NLL of real test data", "nats per dimension"),
+    "mean_shift": Metric("distance of the model's mean from the real mean", "data units"),
+    "fit_std": Metric("the model's sqrt(trace(cov) / d)", "data units"),
+    "w2": Metric("Wasserstein-2 distance to the real N(0, I)", "data units"),
+    "l2_distance": Metric("squared L2 distance to generation 0's density", "per data unit^d"),
+    "component_std": Metric("mean component sqrt(trace(cov) / d)", "data units"),
+    "tail_mass": Metric("share of samples beyond the real 3-sigma radius", "fraction"),
+}
+
+
 class MixtureEngine(Engine):
     """Shared part of the Gaussian and GMM engines; subclasses implement fit()."""
 
+    preview_kind = "points"
+    METRICS = METRICS
     batched = True
     can_draw_fresh = True
+    can_score = True
 
     @property
     def dim(self) -> int:
-        return int(self.params["dim"])
+        return self.params.dim
 
     def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
-        n = int(self.params["samples"]) if n is None else n
+        n = self.params.samples if n is None else n
         return np.stack([rng.standard_normal((n, self.dim)) for rng in rngs])
 
     def test_data(self) -> np.ndarray:
         if not hasattr(self, "_test"):
             rng = np.random.default_rng(TEST_SEED)
-            self._test = rng.standard_normal((1, int(self.params["test_samples"]), self.dim))
+            self._test = rng.standard_normal((1, self.params.test_samples, self.dim))
         return self._test
 
     def test_nll(self, model: Mixture) -> np.ndarray:
@@ -123,8 +139,9 @@ class MixtureEngine(Engine):
         trace = np.trace(np.linalg.solve(cov, scatter), axis1=-2, axis2=-1)
         return 0.5 * (self.dim * np.log(2 * np.pi) + logdet + trace) / self.dim
 
-    def sample(self, model: Mixture, n: int, rngs: list[np.random.Generator], report: Report) -> np.ndarray:
-        return sample(model, n, rngs)
+    def sample(self, model: Mixture, n: int, rngs: list[np.random.Generator], report: Report) -> Generated:
+        x = sample(model, n, rngs)
+        return Generated(x, points_preview(x))
 
     def score(self, reference: Mixture, samples: np.ndarray) -> np.ndarray:
         return -log_density(samples, reference) / samples.shape[-1]

@@ -22,40 +22,22 @@ torch and transformers are imported inside the methods, never when a preset is v
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .base import Param, Report, TorchEngine
+from .base import DataError, Fitted, Generated, Param, Report, TorchEngine
+from .lm_train import Schedule, Trained, train_causal_lm
+from .text_data import TextData, prompt_indices, rare_tokens, read_splits, split_blocks
+from .text_metrics import METRICS, seq_ppl_stats, text_metrics
 
 INIT_SEED = 1234  # the tiny model's starting weights: the same for every generation, seed and run
-N_PROMPTS = 8  # fixed real prompts whose continuations the sample panes show
 EVAL_MAX = 5000  # generated blocks measured per generation
-HIST_EDGES = 10 ** np.linspace(0, 4, 41)  # log-spaced per-sequence perplexity bins, 1 .. 10^4
-SPLIT_FILES = {
-    "train": ("train.txt", "wiki.train.raw", "wiki.train.tokens"),
-    "valid": ("valid.txt", "validation.txt", "wiki.valid.raw", "wiki.valid.tokens"),
-    "test": ("test.txt", "wiki.test.raw", "wiki.test.tokens"),
-}
 SPECIALS = ("<pad>", "</s>", "<unk>")
-
-
-class DataError(ValueError):
-    """Data or a model that cannot be had, or does not fit the preset; str(err) is one line for the user."""
-
-
-@dataclass
-class TextData:
-    tokenizer: Any  # a transformers tokenizer (PreTrainedTokenizerFast for the tiny model)
-    train: np.ndarray  # (N, block_size) int32: the original training blocks
-    valid: np.ndarray  # (V, block_size): picks the best checkpoint
-    test: np.ndarray  # (T, block_size): test perplexity
-    rare: np.ndarray  # (vocab,) bool: tokens rare in the real training blocks
+PATH_KEYS = ("text_dir", "train", "valid", "test")
 
 
 def _quiet_hugging_face() -> None:
@@ -68,6 +50,10 @@ def _quiet_hugging_face() -> None:
 
 class OPTEngine(TorchEngine):
     name = "opt"
+    preview_kind = "text"
+    figures = "collapse_tui.engines.figures.opt"
+    METRICS = METRICS
+    can_score = True
     PARAMS = {
         "model": Param(
             "facebook/opt-125m",
@@ -122,118 +108,60 @@ class OPTEngine(TorchEngine):
         "rare_tail": Param(0.1, float, "rare tokens: the least frequent ones making up this share", 0, 1),
     }
 
-    def __init__(self, params: dict[str, Any], device: str = "cpu", base_dir: Path | None = None):
-        super().__init__({k: params.get(k, p.default) for k, p in self.PARAMS.items()}, device, base_dir)
+    def __init__(self, params: Any = (), device: str = "cpu", base_dir: Path | None = None):
+        super().__init__(params, device, base_dir)
         self._data: TextData | None = None
         self._start: dict[str, Any] | None = None  # starting weights of a pretrained model
-        self._preview: list[str] | None = None
         _quiet_hugging_face()
 
     # --- parameters and data ----------------------------------------------------------------------
     @staticmethod
-    def check_params(params: dict[str, Any]) -> None:
-        if params["new_tokens"] not in (0, params["block_size"]):
+    def check_params(p: Any) -> None:
+        if p.new_tokens not in (0, p.block_size):
             raise DataError(
                 f"engine.new_tokens: the synthetic blocks replace real ones, so it must equal block_size "
-                f"({params['block_size']}) or be 0, got {params['new_tokens']}"
+                f"({p.block_size}) or be 0, got {p.new_tokens}"
             )
-        if params["model"] == "tiny" and params["tiny_hidden"] % params["tiny_heads"]:
-            raise DataError(f"engine.tiny_heads: {params['tiny_heads']} does not divide tiny_hidden")
-        if params["do_sample"] and params["generator"] == "fast":
+        if p.model == "tiny" and p.tiny_hidden % p.tiny_heads:
+            raise DataError(f"engine.tiny_heads: {p.tiny_heads} does not divide tiny_hidden")
+        if p.do_sample and p.generator == "fast":
             raise DataError(
                 'engine.do_sample: sampling runs through transformers\' generate; set engine.generator = "hf"'
             )
-        if params["lr_min"] > params["lr"]:
-            raise DataError(f"engine.lr_min: {params['lr_min']} is above lr {params['lr']}")
-        for key in ("text_dir", "train", "valid", "test"):
-            value = params[key]
+        if p.lr_min > p.lr:
+            raise DataError(f"engine.lr_min: {p.lr_min} is above lr {p.lr}")
+        for key in PATH_KEYS:
+            value = getattr(p, key)
             if value and not Path(value).exists():
                 raise DataError(f"engine.{key}: no such file or folder: {value}")
 
     @property
     def new_tokens(self) -> int:
-        return int(self.params["new_tokens"] or self.params["block_size"])
-
-    def _path(self, value: str) -> str:
-        return str(Path(self.base_dir, value)) if value else ""
-
-    def texts(self) -> dict[str, list[str]]:
-        """Lines of each split (with their line breaks, as the hub's rows have them); 'valid' may be []."""
-        p = self.params
-        files = {k: self._path(p[k]) for k in ("train", "valid", "test")}
-        folder = self._path(p["text_dir"])
-        if folder:
-            for split, names in SPLIT_FILES.items():
-                if not files[split]:
-                    files[split] = next((str(Path(folder, n)) for n in names if Path(folder, n).is_file()), "")
-        limit = int(p["max_chars"]) or None
-        if files["train"]:
-            if not files["test"]:
-                raise DataError("engine.test: local training text needs a test text (engine.test or text_dir)")
-            out = {}
-            for split, f in files.items():
-                if not f:
-                    out[split] = []
-                    continue
-                if not Path(f).is_file():
-                    raise DataError(f"engine.{split}: no such file: {f}")
-                out[split] = Path(f).read_text(encoding="utf-8")[:limit].splitlines(keepends=True)
-            return out
-        try:
-            import datasets
-
-            ds = datasets.load_dataset("wikitext", p["dataset"])
-        except Exception as e:
-            raise DataError(
-                f"engine.dataset: cannot load wikitext/{p['dataset']} from the Hugging Face hub "
-                f"({type(e).__name__}); offline, set engine.text_dir or engine.train/valid/test to local text files"
-            ) from None
-
-        def lines(split: str) -> list[str]:
-            rows = ds[split]["text"]
-            if limit is None:
-                return list(rows)
-            out, n = [], 0
-            for r in rows:
-                if n >= limit:
-                    break
-                out.append(r[: limit - n])
-                n += len(out[-1])
-            return out
-
-        return {"train": lines("train"), "valid": lines("validation"), "test": lines("test")}
+        return self.params.new_tokens or self.params.block_size
 
     def dataset(self) -> TextData:
         if self._data is None:
             p = self.params
-            self.check_params({**p, **{k: self._path(p[k]) for k in ("text_dir", "train", "valid", "test")}})
-            texts = self.texts()
+            paths = {k: self.path(getattr(p, k)) for k in PATH_KEYS}
+            self.check_params(dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()}))
+            files = {k: paths[k] for k in ("train", "valid", "test")}
+            texts = read_splits(files, paths["text_dir"], p.dataset, p.max_chars)
             tok = self._tokenizer(texts["train"])
-            bs = int(p["block_size"])
-            train = group_blocks(encode_lines(tok, texts["train"]), bs)
-            if texts["valid"]:
-                valid = group_blocks(encode_lines(tok, texts["valid"]), bs)
-            else:
-                k = max(1, int(round(len(train) * float(p["valid_fraction"]))))
-                train, valid = train[:-k], train[-k:]
-            test = group_blocks(encode_lines(tok, texts["test"]), bs)
-            for split, blocks in (("train", train), ("valid", valid), ("test", test)):
-                if len(blocks) == 0:
-                    raise DataError(f"engine.{split}: the text gives no block of {bs} tokens")
-            self._data = TextData(tok, train, valid, test, rare_tokens(train, len(tok), float(p["rare_tail"])))
+            rows = {split: encode_lines(tok, lines) for split, lines in texts.items()}
+            train, valid, test = split_blocks(rows, p.block_size, p.valid_fraction)
+            self._data = TextData(tok, train, valid, test, rare_tokens(train, len(tok), p.rare_tail))
         return self._data
 
     def _tokenizer(self, train_lines: list[str]):
-        p = self.params
-        if p["model"] == "tiny":
-            return train_tokenizer(train_lines, int(p["vocab_size"]))
+        if self.params.model == "tiny":
+            return train_tokenizer(train_lines, self.params.vocab_size)
         from transformers import AutoTokenizer
 
         return self._from_hub(AutoTokenizer, "tokenizer")
 
     def _from_hub(self, cls, what: str, **kw):
         """A pretrained model or tokenizer by hub id or local folder; offline: one line saying what to do."""
-        name = self.params["model"]
+        name = self.params.model
         local = Path(name).expanduser().exists()
         try:
             return cls.from_pretrained(str(Path(name).expanduser()) if local else name, local_files_only=local, **kw)
@@ -252,16 +180,16 @@ class OPTEngine(TorchEngine):
         from transformers import AutoModelForCausalLM, OPTConfig, OPTForCausalLM
 
         p, data = self.params, self.dataset()
-        if p["model"] == "tiny":
+        if p.model == "tiny":
             tok = data.tokenizer
-            h = int(p["tiny_hidden"])
+            h = p.tiny_hidden
             cfg = OPTConfig(
                 vocab_size=len(tok),
                 hidden_size=h,
-                num_hidden_layers=int(p["tiny_layers"]),
+                num_hidden_layers=p.tiny_layers,
                 ffn_dim=4 * h,
-                num_attention_heads=int(p["tiny_heads"]),
-                max_position_embeddings=max(2048, 2 * int(p["block_size"])),
+                num_attention_heads=p.tiny_heads,
+                max_position_embeddings=max(2048, 2 * p.block_size),
                 word_embed_proj_dim=h,
                 pad_token_id=tok.pad_token_id,
                 bos_token_id=tok.bos_token_id,
@@ -281,11 +209,11 @@ class OPTEngine(TorchEngine):
     def _bf16(self) -> bool:
         import torch
 
-        dev, prec = self._dev(), self.params["precision"]
+        dev, prec = self._dev(), self.params.precision
         return prec == "bf16" or (prec == "auto" and dev.type == "cuda" and torch.cuda.is_bf16_supported())
 
     def _compiles(self) -> bool:
-        return self.params["compile"] == "on" or (self.params["compile"] == "auto" and self._dev().type == "cuda")
+        return self.params.compile == "on" or (self.params.compile == "auto" and self._dev().type == "cuda")
 
     def _autocast(self):
         import contextlib
@@ -294,75 +222,35 @@ class OPTEngine(TorchEngine):
 
         return torch.autocast(self._dev().type, dtype=torch.bfloat16) if self._bf16() else contextlib.nullcontext()
 
-    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Any:
-        """AdamW over epochs x ceil(N / batch) steps, warmup then a cosine (per step, or per epoch); the
-        weights of the epoch with the best validation loss. The speed comes from where the work runs, not from
-        a changed recipe: blocks live on the device, the optimizer is fused, the forward compiled on CUDA, bf16
-        autocast on GPUs that have it, and the host reads the loss at most once a second (model.train_losses
-        has every step's)."""
+    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Fitted:
+        """The starting weights fine-tuned on data (1, N, block_size) by engines/lm_train.py; the weights of
+        the epoch with the best validation loss."""
+        model, trained = self.train(data, int(rngs[0].integers(2**63)), report)
+        return Fitted(model, {"train_loss": trained.train_loss, "val_loss": trained.val_loss})
+
+    def train(self, data: np.ndarray, seed: int, report: Report) -> tuple[Any, Trained]:
         import torch
 
         if data.shape[0] != 1:
             raise ValueError(f"the OPT engine trains one seed at a time, got data for {data.shape[0]}")
-        p, dev = self.params, self._dev()
-        train_seed = int(rngs[0].integers(2**63))
+        p = self.params
         model = self.new_model()
-        x = torch.from_numpy(np.ascontiguousarray(data[0], dtype=np.int64)).to(dev)
+        x = torch.from_numpy(np.ascontiguousarray(data[0], dtype=np.int64)).to(self._dev())
+        sched = Schedule(p.epochs, p.batch, p.lr, p.lr_min, p.weight_decay, p.warmup_steps, p.schedule == "epoch")
         valid = self.dataset().valid
-        batch, epochs = int(p["batch"]), int(p["epochs"])
-        total = math.ceil(len(x) / batch) * epochs
-        opt = torch.optim.AdamW(
-            model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]), fused=True
+        trained = train_causal_lm(
+            model,
+            x,
+            sched,
+            seed,
+            validate=lambda m: float(self.block_nll(m, valid).mean()),
+            report=report,
+            autocast=self._autocast,
+            compile_forward=self._compiles(),
         )
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt,
-            cosine_lambda(
-                total,
-                int(p["warmup_steps"]),
-                float(p["lr"]),
-                float(p["lr_min"]),
-                epochs if p["schedule"] == "epoch" else 0,
-            ),
-        )
-        compiled = self._compiles()
-        forward = torch.compile(model, dynamic=False) if compiled else model  # static: the last batch compiles apart
-        compile_failed = torch._dynamo.exc.BackendCompilerFailed if compiled else ()
-        gen = torch.Generator().manual_seed(train_seed)
-        losses = torch.zeros(total, device=dev)
-        best, best_loss, step, loss_v, shown = None, math.inf, 0, None, time.monotonic()
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(train_seed)  # dropout
-            for _ in range(epochs):
-                model.train()
-                order = torch.randperm(len(x), generator=gen).to(dev)
-                for i in range(0, len(x), batch):
-                    ids = x[order[i : i + batch]]
-                    try:
-                        with self._autocast():
-                            loss = forward(input_ids=ids, labels=ids).loss
-                    except compile_failed as e:
-                        raise DataError(
-                            f"engine.compile: torch.compile failed ({e.inner_exception!r:.200}); "
-                            'set engine.compile = "off"'
-                        ) from e
-                    loss.backward()
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                    sched.step()
-                    losses[step] = loss.detach()
-                    step += 1
-                    if step == total or time.monotonic() - shown >= 1.0:  # the only host syncs in the loop
-                        loss_v, shown = float(losses[step - 1]), time.monotonic()
-                    report("train", step, total, loss_v)
-                val = float(self.block_nll(model, valid).mean())
-                if best is None or val < best_loss:  # (a NaN loss still leaves weights to return)
-                    best_loss = val
-                    best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(best)
+        model.load_state_dict(trained.best)
         model.eval()
-        model.train_loss, model.val_loss = loss_v, best_loss
-        model.train_losses = losses.cpu().tolist()
-        return model
+        return model, trained
 
     def block_nll(self, model, blocks: np.ndarray) -> np.ndarray:
         """Mean NLL per predicted token of each block (tokens 2..L given the ones before), (n,) float64."""
@@ -371,7 +259,7 @@ class OPTEngine(TorchEngine):
 
         model.eval()
         out = []
-        bs = int(self.params["eval_batch"])
+        bs = self.params.eval_batch
         with torch.no_grad():
             for i in range(0, len(blocks), bs):
                 ids = torch.from_numpy(np.ascontiguousarray(blocks[i : i + bs], dtype=np.int64)).to(self._dev())
@@ -381,15 +269,15 @@ class OPTEngine(TorchEngine):
                 out.append(nll.view(len(ids), -1).double().mean(dim=1))
         return torch.cat(out).cpu().numpy() if out else np.zeros(0)
 
-    def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report) -> np.ndarray:
+    def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report) -> Generated:
         """Continuations of the original training blocks (cycled when n > N): exactly new_tokens new tokens
-        each, by beam search; (1, n, new_tokens) int32."""
+        each, by beam search; (1, n, new_tokens) int32. The preview: the continuations of the fixed prompts,
+        decoded."""
         train = self.dataset().train
         prompts = train[np.arange(n) % len(train)]
         seed = int(rngs[0].integers(2**63))
         out = self.continue_blocks(model, prompts, seed, report)
-        self._preview = self.decode(out[prompt_indices(len(train), n)])
-        return out[None]
+        return Generated(out[None], self.decode(out[prompt_indices(len(train), n)]))
 
     def continue_blocks(self, model, prompts: np.ndarray, seed: int, report: Report | None = None) -> np.ndarray:
         """Exactly new_tokens tokens continuing each prompt, (n, new_tokens) int32, gen_batch prompts a batch:
@@ -399,7 +287,7 @@ class OPTEngine(TorchEngine):
         p, dev, tok = self.params, self._dev(), self.dataset().tokenizer
         k = self.new_tokens
         model.eval()
-        if p["generator"] == "fast":
+        if p.generator == "fast":
             from .opt_beam import beam_search, unsupported_settings
 
             if bad := unsupported_settings(model):
@@ -409,29 +297,29 @@ class OPTEngine(TorchEngine):
                 return beam_search(
                     model,
                     ids,
-                    int(p["num_beams"]),
+                    p.num_beams,
                     k,
-                    float(p["repetition_penalty"]),
+                    p.repetition_penalty,
                     [tok.eos_token_id],
                     dtype=torch.bfloat16 if self._bf16() else None,
                 )
         else:
             kw: dict[str, Any] = {
-                "num_beams": int(p["num_beams"]),
+                "num_beams": p.num_beams,
                 "min_new_tokens": k,
                 "max_new_tokens": k,
-                "repetition_penalty": float(p["repetition_penalty"]),
-                "do_sample": bool(p["do_sample"]),
+                "repetition_penalty": p.repetition_penalty,
+                "do_sample": p.do_sample,
                 "pad_token_id": tok.pad_token_id,
                 "eos_token_id": tok.eos_token_id,
             }
-            if p["do_sample"]:
-                kw.update(temperature=float(p["temperature"]), top_p=float(p["top_p"]), top_k=0)
+            if p.do_sample:
+                kw.update(temperature=p.temperature, top_p=p.top_p, top_k=0)
 
             def run(ids):
                 return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)[:, ids.shape[1] :]
 
-        bs = int(p["gen_batch"])
+        bs = p.gen_batch
         total = math.ceil(len(prompts) / bs)
         out = np.zeros((len(prompts), k), dtype=np.int32)
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
@@ -469,17 +357,9 @@ class OPTEngine(TorchEngine):
                     "variance": float(seq_nll.var(ddof=1)) if len(seq_nll) > 1 else 0.0,
                     **seq_ppl_stats(seq_nll),
                     **text_metrics(s, data.rare),
-                    "train_loss": getattr(model, "train_loss", None),
-                    "val_loss": getattr(model, "val_loss", None),
                 }
             )
         return rows
-
-    def preview(self, samples: np.ndarray) -> list[str]:
-        """Continuations of N_PROMPTS fixed real prompts (training blocks at fixed places), as decoded text."""
-        if self._preview is not None:
-            return list(self._preview)
-        return self.decode(samples[0, :N_PROMPTS])
 
     def prompt_texts(self) -> list[str]:
         train = self.dataset().train
@@ -489,8 +369,6 @@ class OPTEngine(TorchEngine):
     def save(self, model: Any, directory: Path) -> None:
         directory = Path(directory)
         model.save_pretrained(directory, safe_serialization=True)
-        losses = {"train_loss": getattr(model, "train_loss", None), "val_loss": getattr(model, "val_loss", None)}
-        (directory / "losses.json").write_text(json.dumps(losses))
 
     def load(self, directory: Path) -> Any:
         from transformers import AutoModelForCausalLM
@@ -498,8 +376,6 @@ class OPTEngine(TorchEngine):
         directory = Path(directory)
         model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True).to(self._dev())
         model.eval()
-        losses = json.loads((directory / "losses.json").read_text())
-        model.train_loss, model.val_loss = losses["train_loss"], losses["val_loss"]
         return model
 
 
@@ -509,13 +385,6 @@ def encode_lines(tok, lines: list[str]) -> list[list[int]]:
     if not lines:
         return []
     return tok(lines)["input_ids"]
-
-
-def group_blocks(ids: list[list[int]], block_size: int) -> np.ndarray:
-    """Concatenate all rows' tokens and cut them into block_size blocks, dropping the remainder."""
-    flat = np.fromiter((t for row in ids for t in row), dtype=np.int32)
-    n = len(flat) // block_size
-    return flat[: n * block_size].reshape(n, block_size)
 
 
 def train_tokenizer(lines: list[str], vocab_size: int):
@@ -536,66 +405,3 @@ def train_tokenizer(lines: list[str], vocab_size: int):
     return PreTrainedTokenizerFast(
         tokenizer_object=tk, pad_token="<pad>", bos_token="</s>", eos_token="</s>", unk_token="<unk>"
     )
-
-
-def cosine_lambda(total: int, warmup: int, lr: float, lr_min: float, epochs: int = 0):
-    """Multiplier of lr at each step: linear warmup, then a cosine from lr to lr_min at the last step; with
-    epochs, the cosine moves once per epoch and epoch e gets lr_min + (lr - lr_min)(1 + cos(pi e / epochs)) / 2,
-    as torch's CosineAnnealingLR(T_max=epochs, eta_min=lr_min) stepped at each epoch's end."""
-    floor = lr_min / lr
-
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step * epochs // total) / epochs if epochs else min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-
-    return f
-
-
-def prompt_indices(n_train: int, n: int) -> np.ndarray:
-    """The fixed prompts: N_PROMPTS training blocks spread evenly over the (first n of the) training set."""
-    m = min(n_train, n)
-    return np.unique(np.linspace(0, m - 1, min(N_PROMPTS, m)).astype(int))
-
-
-def rare_tokens(blocks: np.ndarray, vocab: int, tail: float) -> np.ndarray:
-    """Tokens that, taken from the least frequent up, make up the `tail` share of the real tokens."""
-    counts = np.bincount(blocks.ravel(), minlength=vocab).astype(np.float64)
-    order = np.argsort(counts, kind="stable")  # rarest first; unseen tokens are rare too
-    cum = np.cumsum(counts[order]) / counts.sum()
-    rare = np.zeros(vocab, dtype=bool)
-    rare[order[cum <= tail]] = True
-    return rare
-
-
-def seq_ppl_stats(seq_nll: np.ndarray) -> dict[str, Any]:
-    ppl = np.exp(seq_nll)
-    q = np.quantile(ppl, [0.05, 0.25, 0.5, 0.75, 0.95])
-    hist = np.histogram(np.clip(ppl, HIST_EDGES[0], HIST_EDGES[-1]), bins=HIST_EDGES)[0]
-    return {
-        **{f"seq_ppl_q{int(round(k * 100)):02d}": float(v) for k, v in zip((0.05, 0.25, 0.5, 0.75, 0.95), q)},
-        "seq_ppl_mean": float(ppl.mean()),
-        "seq_ppl_hist": [int(c) for c in hist],
-    }
-
-
-def ngrams(blocks: np.ndarray, n: int) -> np.ndarray:
-    """All n-grams inside each block, (blocks, L - n + 1, n)."""
-    return np.lib.stride_tricks.sliding_window_view(blocks, n, axis=1)
-
-
-def text_metrics(blocks: np.ndarray, rare: np.ndarray) -> dict[str, float]:
-    blocks = np.asarray(blocks, dtype=np.int64)
-    out: dict[str, float] = {}
-    for n in (1, 2, 3):
-        g = ngrams(blocks, n).reshape(-1, n)
-        out[f"distinct_{n}"] = float(len(np.unique(g, axis=0)) / len(g)) if len(g) else 0.0
-    rep = []
-    for b in ngrams(blocks, 4):
-        if len(b):
-            rep.append(1.0 - len(np.unique(b, axis=0)) / len(b))
-    out["rep4"] = float(np.mean(rep)) if rep else 0.0
-    ids = blocks.ravel()
-    out["rare_mass"] = float(rare[np.clip(ids, 0, len(rare) - 1)].mean()) if len(ids) else 0.0
-    return out

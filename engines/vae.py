@@ -13,14 +13,15 @@ torch is imported inside the methods (engines.vae_torch), never when a preset is
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .base import Param, Report, TorchEngine
-from .vae_data import DataError, Dataset, load_digits, load_files, load_hub
+from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine
+from .vae_data import Dataset, load_digits, load_files, load_hub
 
 LATENT_SEED = 20240724  # the fixed latents of latent_spread: the same for every generation, seed and run
 EVAL_SEED = 7  # noise of the ELBO estimates in evaluate and score: fixed, so a resumed run agrees
@@ -32,6 +33,19 @@ FILE_KEYS = ("images", "labels", "test_images", "test_labels")
 
 class VAEEngine(TorchEngine):
     name = "vae"
+    preview_kind = "images"
+    figures = "collapse_tui.engines.figures.vae"
+    can_score = True
+    METRICS = {
+        "perplexity": Metric("exp(−ELBO per pixel) of real test images"),
+        "variance": Metric("variance of generation-0 encoder means of samples", "latent units²"),
+        "nll": Metric("negative test ELBO", "nats per pixel"),
+        "latent_spread": Metric("std of generation-0 encoder means of decoded fixed latents", "latent units"),
+        "pixel_variance": Metric("variance of the sampled pixels", "ink²"),
+        "train_loss": Metric("last training loss", "nats per image"),
+        "class_entropy": Metric("entropy of the digit shares among samples", "nats"),
+        "min_class_share": Metric("share of the rarest digit among samples", "fraction"),
+    }
     PARAMS = {
         "source": Param(
             "digits",
@@ -55,48 +69,46 @@ class VAEEngine(TorchEngine):
         "amp": Param(True, bool, "cuda only: bf16 autocast in the layers (loss, KL and optimizer in fp32)"),
     }
 
-    def __init__(self, params: dict[str, Any], device: str = "cpu", base_dir: Path | None = None):
-        super().__init__({k: params.get(k, p.default) for k, p in self.PARAMS.items()}, device, base_dir)
+    def __init__(self, params: Any = (), device: str = "cpu", base_dir: Path | None = None):
+        super().__init__(params, device, base_dir)
         self._data: Dataset | None = None
         self._classifier = None
 
     # --- data -----------------------------------------------------------------------------------
     @staticmethod
-    def check_params(params: dict[str, Any]) -> None:
+    def check_params(params: Any) -> None:
         """Checks across keys that need no data read: raises DataError (one line). The loop meets them at
         the start of a run; a preset validator can call this to reject the preset before a run exists."""
-        if params["source"] != "files":
+        if params.source != "files":
             return
-        if not params["images"]:
+        if not params.images:
             raise DataError('engine.images: source "files" needs a path to MNIST IDX images or an .npz')
         for key in FILE_KEYS:
-            if params[key] and not Path(params[key]).is_file():
-                raise DataError(f"engine.{key}: no such file: {params[key]}")
-        if params["test_labels"] and not params["test_images"]:
+            value = getattr(params, key)
+            if value and not Path(value).is_file():
+                raise DataError(f"engine.{key}: no such file: {value}")
+        if params.test_labels and not params.test_images:
             raise DataError("engine.test_labels: given without engine.test_images")
 
     def dataset(self) -> Dataset:
         """The real images, read once. Errors are DataError with one line that says what to do."""
         if self._data is None:
             p = self.params
-            self.check_params({**p, **{k: self._path(p[k]) for k in FILE_KEYS}})
-            counts = int(p["train_count"]), int(p["test_count"])
-            if p["source"] == "digits":
+            paths = {k: str(self.path(getattr(p, k)) or "") for k in FILE_KEYS}
+            self.check_params(dataclasses.replace(p, **paths))
+            counts = p.train_count, p.test_count
+            if p.source == "digits":
                 self._data = load_digits(*counts)
-            elif p["source"] == "hub":
-                self._data = load_hub(p["hub_id"], *counts)
+            elif p.source == "hub":
+                self._data = load_hub(p.hub_id, *counts)
             else:
-                paths = [self._path(p[k]) for k in FILE_KEYS]
-                self._data = load_files(*paths, *counts)
+                self._data = load_files(*paths.values(), *counts)
             if min(len(self._data.train), len(self._data.test)) == 0:
                 raise DataError("engine.train_count/test_count: the training and the test set need images")
         return self._data
 
-    def _path(self, value: str) -> str:
-        return str(Path(self.base_dir, value)) if value else ""  # the config gives absolute paths already
-
     # --- torch ------------------------------------------------------------------------------------
-    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Any:
+    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Fitted:
         import torch
 
         from . import vae_torch as vt
@@ -106,32 +118,33 @@ class VAEEngine(TorchEngine):
         p, dev = self.params, self._dev()
         init_seed, train_seed = (int(v) for v in rngs[0].integers(2**63, size=2))  # all randomness from rngs
         _, _, h, w = data.shape
-        model = vt.new_vae(h, w, int(p["latent"]), int(p["capacity"]), init_seed, dev)
+        model = vt.new_vae(h, w, p.latent, p.capacity, init_seed, dev)
         x = torch.from_numpy(np.ascontiguousarray(data[0], dtype=np.float32)).to(dev)  # all of it on the device
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        model.train_loss = vt.train(
+        train_loss = vt.train(
             model,
             x,
-            epochs=int(p["epochs"]),
-            batch=int(p["batch"]),
-            lr=float(p["lr"]),
-            weight_decay=float(p["weight_decay"]),
+            epochs=p.epochs,
+            batch=p.batch,
+            lr=p.lr,
+            weight_decay=p.weight_decay,
             gen=vt.generator(train_seed, dev),  # batch order and reparameterisation noise
-            amp=bool(p["amp"]),
+            amp=p.amp,
             report=report,
         )
-        return model
+        return Fitted(model, {"train_loss": train_loss})
 
-    def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report) -> np.ndarray:
-        """n images decoded from z ~ N(0, I) (the decoder's means), (1, n, H, W)."""
+    def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report) -> Generated:
+        """n images decoded from z ~ N(0, I) (the decoder's means), (1, n, H, W); the preview is 64
+        images of the first seed, float32 in [0, 1], for the half-block panes."""
         from . import vae_torch as vt
 
         report("sample", 0, 1, None)
         z = np.stack([rng.standard_normal((n, model.latent), dtype=np.float32) for rng in rngs])
         out = np.stack([vt.decode(model, zs) for zs in z])
         report("sample", 1, 1, None)
-        return out
+        return Generated(out, np.clip(out[0, :64], 0.0, 1.0).astype(np.float32))
 
     def score(self, reference: Any, samples: np.ndarray) -> np.ndarray:
         """Negative ELBO per pixel of each sample under the reference model, (S, n)."""
@@ -172,7 +185,6 @@ class VAEEngine(TorchEngine):
                 "variance": float(mu.var(axis=0, ddof=1).mean()),
                 "latent_spread": spread,
                 "pixel_variance": float(s.var(axis=0).mean()),
-                "train_loss": getattr(model, "train_loss", None),
             }
             if clf is not None:
                 row.update(class_metrics(clf.predict(s.reshape(len(s), -1)), clf.classes_))
@@ -185,10 +197,6 @@ class VAEEngine(TorchEngine):
         if clf is None or data.test_labels is None:
             return None
         return float((clf.predict(data.test.reshape(len(data.test), -1)) == data.test_labels).mean())
-
-    def preview(self, samples: np.ndarray) -> np.ndarray:
-        """64 images of the first seed, (64, H, W) float32 in [0, 1], for the half-block panes."""
-        return np.clip(samples[0, :64], 0.0, 1.0).astype(np.float32)
 
     # --- checkpoints ------------------------------------------------------------------------------
     def save(self, model: Any, directory: Path) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .base import DataError
+
 # what to tell a user whose hub download failed: the data never changes behind their back
 LOCAL_ALTERNATIVE = (
     'to run offline set engine.source = "files" with engine.images and engine.labels '
@@ -20,10 +22,6 @@ LOCAL_ALTERNATIVE = (
     'or engine.source = "digits" (scikit-learn\'s bundled 8x8 digits, no download)'
 )
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-class DataError(ValueError):
-    """Data that cannot be read or does not fit the preset; str(err) is one line for the user."""
 
 
 @dataclass(frozen=True)

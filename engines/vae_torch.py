@@ -155,13 +155,11 @@ def neg_elbo_per_pixel(model: VAE, x: np.ndarray, seed: int) -> np.ndarray:
 def save(model: VAE, directory: Path) -> None:
     """Weights as safetensors, shape as JSON: nothing that needs pickle to read back."""
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, directory / "vae.safetensors")
-    meta = {**model.config(), "train_loss": getattr(model, "train_loss", None)}
-    (directory / "vae.json").write_text(json.dumps(meta))
+    (directory / "vae.json").write_text(json.dumps(model.config()))
 
 
 def load(directory: Path, device: torch.device) -> VAE:
     cfg = json.loads((directory / "vae.json").read_text())
     model = VAE(cfg["height"], cfg["width"], cfg["latent"], cfg["capacity"])
     model.load_state_dict(load_file(directory / "vae.safetensors"))
-    model.train_loss = cfg.get("train_loss")
     return model.to(device)

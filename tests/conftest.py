@@ -85,6 +85,5 @@ def tiny_opt(**params: object):
     """An OPT engine on the tiny config and the first 20,000 characters of the WikiText-2 files."""
     from collapse_tui.engines.opt import OPTEngine
 
-    base = {k: p.default for k, p in OPTEngine.PARAMS.items()}
-    base.update(model="tiny", train=WIKI_TRAIN, test=WIKI_TEST, max_chars=20000, block_size=16, vocab_size=500)
+    base = dict(model="tiny", train=WIKI_TRAIN, test=WIKI_TEST, max_chars=20000, block_size=16, vocab_size=500)
     return OPTEngine({**base, **params})

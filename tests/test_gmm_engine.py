@@ -7,8 +7,10 @@ import warnings
 
 import numpy as np
 import pytest
+
 from collapse_tui.engines import mixture
-from collapse_tui.engines.gmm import INFO_EM_ITER, GMMEngine, fit_mixtures
+from collapse_tui.engines.gmm import GMMEngine, fit_mixtures
+from collapse_tui.engines.gmm_kernels import INFO_EM_ITER
 
 sklearn_mixture = pytest.importorskip("sklearn.mixture")
 
@@ -22,7 +24,7 @@ def sk_fit(x: np.ndarray, k: int, seed: int, **kw: float) -> object:
 
 
 def engine(**params: object) -> GMMEngine:
-    return GMMEngine({**{k: p.default for k, p in GMMEngine.PARAMS.items()}, **params})
+    return GMMEngine(params)
 
 
 def rngs(n: int, start: int = 0) -> list[np.random.Generator]:
@@ -132,7 +134,7 @@ def test_same_generator_states_give_identical_models() -> None:
         r = rngs(4, 3)
         x = eng.real_data(r)
         for _ in range(20):
-            x = eng.sample(eng.fit(x, r, lambda *_: None), 1000, r, lambda *_: None)
+            x = eng.sample(eng.fit(x, r, lambda *_: None).model, 1000, r, lambda *_: None).samples
         finals.append(x)
     assert np.array_equal(finals[0], finals[1])
 
@@ -151,9 +153,9 @@ def test_one_dimension_runs_end_to_end() -> None:
     r = rngs(5)
     x = eng.real_data(r)
     assert x.shape == (5, 1000, 1)
-    model = eng.fit(x, r, lambda *_: None)
+    model = eng.fit(x, r, lambda *_: None).model
     assert model["covs"].shape == (5, 2, 1, 1)
-    samples = eng.sample(model, 1000, r, lambda *_: None)
+    samples = eng.sample(model, 1000, r, lambda *_: None).samples
     rows = eng.evaluate(model, samples, model)
     assert len(rows) == 5 and all(np.isfinite(row["perplexity"]) for row in rows)
     assert all(row["l2_distance"] < 1e-12 for row in rows)  # a model against itself
@@ -166,8 +168,8 @@ def test_fast_paths_keep_mixture_semantics() -> None:
     for d in (1, 2, 3):
         eng = engine(dim=d, test_samples=300)
         r = rngs(4)
-        model = eng.fit(eng.real_data(r), r, lambda *_: None)
-        ours = eng.sample(model, 700, rngs(4, 9), lambda *_: None)
+        model = eng.fit(eng.real_data(r), r, lambda *_: None).model
+        ours = eng.sample(model, 700, rngs(4, 9), lambda *_: None).samples
         base = mixture.sample(model, 700, rngs(4, 9))
         # same draws, same arithmetic; d > 2 may round the matrix product differently (1 ulp)
         np.testing.assert_allclose(ours, base, rtol=0, atol=0 if d <= 2 else 1e-14)
@@ -192,10 +194,10 @@ def test_recursive_training_collapses_the_components() -> None:
     report_calls = []
     medians = {}
     for g in range(300):
-        model = eng.fit(x, r, lambda *a: report_calls.append(a))
+        model = eng.fit(x, r, lambda *a: report_calls.append(a)).model
         if g in (0, 100, 299):
             medians[g] = float(np.median(component_std(model["covs"])))
-        x = eng.sample(model, 1000, r, lambda *_: None)
+        x = eng.sample(model, 1000, r, lambda *_: None).samples
     assert report_calls[0] == ("fit", 1, 1, None) and len(report_calls) == 300
     assert 0.85 < medians[0] < 0.97
     assert medians[100] < medians[0] - 0.1

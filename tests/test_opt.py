@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from collapse_tui.engines.opt import encode_lines, group_blocks, text_metrics, train_tokenizer
 from conftest import WIKI_TEST, WIKI_TRAIN, run_loop, tiny_opt
 
 from collapse_tui.cli import main
+from collapse_tui.engines.opt import encode_lines, train_tokenizer
+from collapse_tui.engines.text_data import group_blocks
+from collapse_tui.engines.text_metrics import text_metrics
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -83,18 +85,17 @@ def test_beam_continuations_are_exactly_new_tokens_long_and_reproducible(do_samp
     n = len(e.dataset().train) + 5  # more than the training blocks: prompts cycle
     a = e.sample(model, n, [np.random.default_rng(5)], lambda *args: None)
     b = e.sample(model, n, [np.random.default_rng(5)], lambda *args: None)
-    assert a.shape == (1, n, 16) and a.dtype == np.int32
-    assert np.array_equal(a, b)
-    assert len(e.preview(a)) == 8 and all(isinstance(t, str) for t in e.preview(a))
+    assert a.samples.shape == (1, n, 16) and a.samples.dtype == np.int32
+    assert np.array_equal(a.samples, b.samples)
+    assert len(a.preview) == 8 and all(isinstance(t, str) for t in a.preview)
 
 
 def test_offline_failures_say_what_to_download_or_set(tmp_path):
     code = (
         "from collapse_tui.engines.opt import OPTEngine, DataError\n"
-        "p = {k: v.default for k, v in OPTEngine.PARAMS.items()}\n"
         f"for extra in ({{'train': {TRAIN!r}, 'test': {TEST!r}}}, {{'model': 'tiny'}}):\n"
         "    try:\n"
-        "        OPTEngine({**p, **extra}).dataset()\n"
+        "        OPTEngine(extra).dataset()\n"
         "    except DataError as e:\n"
         "        print(e)\n"
     )

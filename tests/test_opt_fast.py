@@ -8,10 +8,12 @@ import math
 
 import numpy as np
 import pytest
-from collapse_tui.engines.opt import DataError, OPTEngine, cosine_lambda
 from conftest import WIKI_TEST, WIKI_TRAIN, tiny_opt
 
 from collapse_tui.cli import main
+from collapse_tui.engines.base import DataError
+from collapse_tui.engines.lm_train import cosine_lambda
+from collapse_tui.engines.opt import OPTEngine
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -25,11 +27,16 @@ def engine(**params: object) -> OPTEngine:
     return tiny_opt(**{**FIT, **params})
 
 
+def train(e: OPTEngine, rng_seed: int):
+    """(model, what training measured) of OPTEngine.train, seeded as fit seeds it from np.random.default_rng."""
+    return e.train(e.dataset().train[None], int(np.random.default_rng(rng_seed).integers(2**63)), lambda *a: None)
+
+
 @pytest.fixture(scope="module")
-def trained() -> tuple[OPTEngine, object]:
+def trained() -> tuple[OPTEngine, object, object]:
     """A tiny OPT trained for two epochs: peaked next-token distributions, as beam search meets in a run."""
     e = engine()
-    return e, e.fit(e.dataset().train[None], [np.random.default_rng(1)], lambda *a: None)
+    return e, *train(e, 1)
 
 
 def hf_generate(e: OPTEngine, model, prompts: np.ndarray, beams: int, k: int, penalty: float) -> np.ndarray:
@@ -55,7 +62,7 @@ def hf_generate(e: OPTEngine, model, prompts: np.ndarray, beams: int, k: int, pe
     [(5, 16, 3.0), (3, 16, 1.0), (4, 40, 1.3), (1, 16, 1.5)],  # the paper's; no penalty; long; greedy
 )
 def test_fast_beam_search_emits_generates_tokens(trained, beams, new_tokens, penalty):
-    e, model = trained
+    e, model, _ = trained
     prompts = e.dataset().train[:48]
     ours = beam_search(
         model,
@@ -83,7 +90,7 @@ def test_untrained_model_too():
 
 
 def test_engine_fast_and_hf_generators_agree_across_batches(trained):
-    e, model = trained
+    e, model, _ = trained
     prompts = e.dataset().train[:37]
     fast = engine(gen_batch=16).continue_blocks(model, prompts, seed=0)  # 16 + 16 + 5 prompts
     hf = engine(gen_batch=16, generator="hf").continue_blocks(model, prompts, seed=0)
@@ -92,7 +99,7 @@ def test_engine_fast_and_hf_generators_agree_across_batches(trained):
 
 
 def test_settings_the_fast_search_lacks_are_refused(trained, tmp_path, capsys):
-    e, model = trained
+    e, model, _ = trained
     model.generation_config.no_repeat_ngram_size = 3
     try:
         with pytest.raises(DataError, match="no_repeat_ngram_size.*hf"):
@@ -116,17 +123,17 @@ def plain_loop_losses(e: OPTEngine, seed_rng: np.random.Generator, no_dropout: b
     if no_dropout:
         switch_off_dropout(model)
     x = torch.from_numpy(e.dataset().train.astype(np.int64))
-    total = math.ceil(len(x) / p["batch"]) * p["epochs"]
-    opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(total, p["warmup_steps"], p["lr"], p["lr_min"]))
+    total = math.ceil(len(x) / p.batch) * p.epochs
+    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(total, p.warmup_steps, p.lr, p.lr_min))
     gen = torch.Generator().manual_seed(train_seed)
     torch.manual_seed(train_seed)
     losses = []
-    for _ in range(p["epochs"]):
+    for _ in range(p.epochs):
         model.train()
         order = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), p["batch"]):
-            ids = x[order[i : i + p["batch"]]]
+        for i in range(0, len(x), p.batch):
+            ids = x[order[i : i + p.batch]]
             loss = model(input_ids=ids, labels=ids).loss
             opt.zero_grad()
             loss.backward()
@@ -143,12 +150,12 @@ def switch_off_dropout(model) -> None:
 
 
 def test_training_loop_gives_the_plain_loops_loss_curve(trained):
-    e, model = trained
+    e, _, result = trained
     plain = plain_loop_losses(e, np.random.default_rng(1))
-    assert len(model.train_losses) == len(plain) == 2 * math.ceil(len(e.dataset().train) / 16)
-    np.testing.assert_allclose(model.train_losses, plain, rtol=2e-4)
+    assert len(result.step_losses) == len(plain) == 2 * math.ceil(len(e.dataset().train) / 16)
+    np.testing.assert_allclose(result.step_losses, plain, rtol=2e-4)
     assert plain[-1] < plain[0] - 0.5  # it learns
-    assert model.train_loss == pytest.approx(plain[-1], rel=2e-4)
+    assert result.train_loss == pytest.approx(plain[-1], rel=2e-4)
 
 
 def test_compiled_training_gives_the_plain_loops_loss_curve():
@@ -163,7 +170,7 @@ def test_compiled_training_gives_the_plain_loops_loss_curve():
         return m
 
     e.new_model = new_model
-    compiled = e.fit(e.dataset().train[None], [np.random.default_rng(2)], lambda *a: None).train_losses
+    compiled = train(e, 2)[1].step_losses
     plain = plain_loop_losses(e, np.random.default_rng(2), no_dropout=True)
     np.testing.assert_allclose(compiled, plain, rtol=1e-3)
     assert plain[-1] < plain[0] - 0.5
@@ -171,10 +178,10 @@ def test_compiled_training_gives_the_plain_loops_loss_curve():
 
 def test_bf16_autocast_path_runs_on_the_cpu_and_stays_close_to_fp32(trained):
     """precision = "bf16" is what a CUDA run takes by default: bf16 forward passes and KV cache, fp32 scores."""
-    e32, m32 = trained
+    e32, _, fp32_result = trained
     e = engine(precision="bf16")
-    model = e.fit(e.dataset().train[None], [np.random.default_rng(1)], lambda *a: None)
-    np.testing.assert_allclose(model.train_losses, m32.train_losses, rtol=0.02)
+    model, result = train(e, 1)
+    np.testing.assert_allclose(result.step_losses, fp32_result.step_losses, rtol=0.02)
     prompts = e.dataset().train[:64]
     bf16, fp32 = e.continue_blocks(model, prompts, seed=0), e32.continue_blocks(model, prompts, seed=0)
     assert bf16.shape == fp32.shape == (64, 16)

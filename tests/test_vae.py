@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from collapse_tui.engines.vae import VAEEngine, class_metrics
-from collapse_tui.engines.vae_data import DataError, load_files, read_idx
 from conftest import SHARED_DATA, run_loop
+
+from collapse_tui.engines.base import DataError
+from collapse_tui.engines.vae import VAEEngine, class_metrics
+from collapse_tui.engines.vae_data import load_files, read_idx
 
 MNIST = SHARED_DATA / "mnist"
 IMAGES, LABELS = str(MNIST / "t10k-images-idx3-ubyte.gz"), str(MNIST / "t10k-labels-idx1-ubyte.gz")
@@ -22,7 +24,7 @@ T10K_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # ../shar
 
 
 def engine(**params: object) -> VAEEngine:
-    return VAEEngine({**{k: p.default for k, p in VAEEngine.PARAMS.items()}, **params})
+    return VAEEngine(params)
 
 
 def needs_torch() -> None:
@@ -85,6 +87,7 @@ def test_vae_presets_validate_without_importing_torch():
 def test_the_papers_vae_has_647081_parameters_and_adapts_to_the_image_size():
     needs_torch()
     import torch
+
     from collapse_tui.engines.vae_torch import VAE
 
     assert sum(p.numel() for p in VAE(28, 28, 20, 64).parameters()) == 647_081
@@ -100,21 +103,22 @@ def test_a_checkpoint_loads_back_and_gives_the_same_metrics(tmp_path):
     eng = engine(source="digits", capacity=8, epochs=2, batch=64)
     rng = [np.random.default_rng(0)]
     real = eng.real_data(rng)
-    ref = eng.fit(real, rng, lambda *a: None)
-    model = eng.fit(eng.sample(ref, 500, rng, lambda *a: None), rng, lambda *a: None)
-    samples = eng.sample(model, 500, rng, lambda *a: None)
+    ref = eng.fit(real, rng, lambda *a: None).model
+    model = eng.fit(eng.sample(ref, 500, rng, lambda *a: None).samples, rng, lambda *a: None).model
+    generated = eng.sample(model, 500, rng, lambda *a: None)
+    samples = generated.samples
     eng.save(model, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vae.json", "vae.safetensors"]  # no pickle
     loaded = engine(source="digits").load(tmp_path)
     before = eng.evaluate(model, samples, ref)
     assert eng.evaluate(loaded, samples, ref) == before
-    again = [eng.sample(m, 50, [np.random.default_rng(1)], lambda *a: None) for m in (loaded, model)]
+    again = [eng.sample(m, 50, [np.random.default_rng(1)], lambda *a: None).samples for m in (loaded, model)]
     assert np.array_equal(*again)
     row = before[0]
     assert {"perplexity", "variance", "nll", "latent_spread", "pixel_variance", "class_entropy"} <= row.keys()
     assert row["perplexity"] == pytest.approx(np.exp(row["nll"]))
     assert len(row["class_shares"]) == 10 and sum(row["class_shares"]) == pytest.approx(1.0)
-    assert eng.preview(samples).shape == (64, 8, 8) and eng.preview(samples).dtype == np.float32
+    assert generated.preview.shape == (64, 8, 8) and generated.preview.dtype == np.float32
 
 
 # --- through the loop --------------------------------------------------------------------------------
@@ -155,8 +159,9 @@ def test_an_unreachable_hub_fails_the_run_with_one_line_naming_the_local_alterna
 def test_hub_source_reads_a_dataset_in_the_hubs_layout(tmp_path):
     """load_dataset on a local folder of parquet splits, as the hub serves mnist (no network)."""
     datasets = pytest.importorskip("datasets")
-    from collapse_tui.engines.vae_data import load_hub
     from PIL import Image
+
+    from collapse_tui.engines.vae_data import load_hub
 
     x, y = read_idx(IMAGES)[:60], read_idx(LABELS)[:60]
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)})
@@ -172,11 +177,13 @@ def test_hub_source_reads_a_dataset_in_the_hubs_layout(tmp_path):
 
 
 def test_file_settings_are_checked_before_any_data_is_read(tmp_path):
-    base = {k: p.default for k, p in VAEEngine.PARAMS.items()} | {"source": "files"}
+    def check(**keys):
+        VAEEngine.check_params(VAEEngine.Params(source="files", **keys))
+
     with pytest.raises(DataError, match='engine.images: source "files" needs a path'):
-        VAEEngine.check_params(base)
+        check()
     with pytest.raises(DataError, match="engine.labels: no such file"):
-        VAEEngine.check_params(base | {"images": IMAGES, "labels": str(tmp_path / "missing")})
-    VAEEngine.check_params(base | {"images": IMAGES, "labels": LABELS})
+        check(images=IMAGES, labels=str(tmp_path / "missing"))
+    check(images=IMAGES, labels=LABELS)
     with pytest.raises(DataError, match="engine.images: no such file"):
         engine(source="files", images=str(tmp_path / "nope.gz")).real_data([np.random.default_rng(0)])

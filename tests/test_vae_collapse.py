@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from collapse_tui.engines.vae import VAEEngine
 from conftest import SHARED_DATA
 
 from collapse_tui.datamodes import next_data
+from collapse_tui.engines.vae import VAEEngine
 
 pytest.importorskip("torch")
 pytest.importorskip("safetensors")
@@ -38,11 +38,11 @@ def quiet(*args: object) -> None:
 @pytest.fixture(scope="module")
 def series() -> dict[str, list[dict]]:
     """Metrics rows per generation for replace and accumulate, from one shared generation 0."""
-    eng = VAEEngine({**{k: p.default for k, p in VAEEngine.PARAMS.items()}, **PARAMS}, device="cpu")
+    eng = VAEEngine(PARAMS, device="cpu")
     rngs = [np.random.default_rng(0)]
     real = eng.real_data(rngs)
-    ref = eng.fit(real, rngs, quiet)
-    samples0 = eng.sample(ref, real.shape[1], rngs, quiet)
+    ref = eng.fit(real, rngs, quiet).model
+    samples0 = eng.sample(ref, real.shape[1], rngs, quiet).samples
     row0 = eng.evaluate(ref, samples0, ref)[0]
     state0 = rngs[0].bit_generator.state
     out = {}
@@ -53,8 +53,8 @@ def series() -> dict[str, list[dict]]:
         for _ in range(1, GENERATIONS):
             mix = {"keep_fraction": 0.1, "fresh_fraction": 0.1, "draw_fresh": None}
             data, pool = next_data(mode, prev=data, pool=pool, real=real, samples=samples, rngs=[rng], **mix)
-            model = eng.fit(data, [rng], quiet)
-            samples = eng.sample(model, real.shape[1], [rng], quiet)
+            model = eng.fit(data, [rng], quiet).model
+            samples = eng.sample(model, real.shape[1], [rng], quiet).samples
             rows.append(eng.evaluate(model, samples, ref)[0])
         out[mode] = rows
     out["accuracy"] = eng.classifier_accuracy()

@@ -47,7 +47,7 @@ def has_gpu() -> bool:
 
 
 def device_label(cfg: Config) -> str:
-    if not engine_class(cfg.engine_name).uses_torch:
+    if not engine_class(cfg.engine_name).needs_torch:
         return "cpu"
     device = cfg.experiment["device"]
     if device == "auto":

@@ -1,0 +1,500 @@
+"""The GMM engine's compiled part (numba): per-seed k-means and EM as sklearn's GaussianMixture runs
+them, the mixture log-density and sample placement, each parallel over seeds.
+
+cache=True: the first run compiles (~11 s on 2 cores), later runs load (~0.4 s). error_model="numpy"
+only drops Python's zero-division checks; no fastmath: results stay IEEE-exact and reproducible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+EPS = float(np.finfo(np.float64).eps)  # sklearn adds 10 * eps to every component's mass
+LOG_2PI = float(np.log(2.0 * np.pi))
+KMEANS_TOL = 1e-4  # sklearn KMeans defaults (GaussianMixture builds KMeans(n_init=1) with them)
+KMEANS_MAX_ITER = 300
+
+# info columns per seed, returned by the compiled fit
+INFO_EM_ITER, INFO_CONVERGED, INFO_FAILED, INFO_KMEANS_ITER = range(4)
+
+
+def n_local_trials(k: int) -> int:
+    """k-means++ candidates per centre after the first, as sklearn chooses them."""
+    return 2 + int(np.log(k))
+
+
+@njit(cache=True, error_model="numpy")
+def _chol_inv(cov: np.ndarray, linv: np.ndarray) -> float:
+    """Inverse of the lower Cholesky factor of cov into linv; returns log det(linv), or nan when cov
+    is not positive definite (sklearn raises then)."""
+    d = cov.shape[0]
+    low = np.zeros((d, d))
+    for a in range(d):
+        for b in range(a + 1):
+            t = cov[a, b]
+            for c in range(b):
+                t -= low[a, c] * low[b, c]
+            if a == b:
+                if not t > 0.0:
+                    return np.nan
+                low[a, a] = np.sqrt(t)
+            else:
+                low[a, b] = t / low[b, b]
+    logdet = 0.0
+    for a in range(d):  # forward substitution, column by column of the identity
+        linv[a, a] = 1.0 / low[a, a]
+        logdet -= np.log(low[a, a])
+        for b in range(a):
+            t = 0.0
+            for c in range(b, a):
+                t -= low[a, c] * linv[c, b]
+            linv[a, b] = t / low[a, a]
+            linv[b, a] = 0.0
+    return logdet
+
+
+@njit(cache=True, error_model="numpy")
+def _kmeans_labels(x: np.ndarray, k: int, u: np.ndarray, n_local: int, labels: np.ndarray) -> int:
+    """sklearn's KMeans(n_init=1): greedy k-means++ seeding driven by the uniforms u, then Lloyd until
+    the labels stop changing or the centres move less than tol. Writes labels; returns Lloyd's
+    iteration count."""
+    n, d = x.shape
+    centers = np.empty((k, d))
+    # k-means++: first centre uniform, the next ones the best of n_local candidates drawn by D^2
+    first = min(int(u[0] * n), n - 1)
+    centers[0] = x[first]
+    closest = np.empty(n)
+    for i in range(n):
+        t = 0.0
+        for a in range(d):
+            t += (x[i, a] - centers[0, a]) ** 2
+        closest[i] = t
+    cand_d = np.empty(n)
+    best_d = np.empty(n)
+    for c in range(1, k):
+        cum = np.cumsum(closest)
+        pot = cum[n - 1]
+        best_pot = np.inf
+        best = 0
+        for t in range(n_local):
+            j = min(np.searchsorted(cum, u[1 + (c - 1) * n_local + t] * pot), n - 1)
+            cand_pot = 0.0
+            for i in range(n):
+                s = 0.0
+                for a in range(d):
+                    s += (x[i, a] - x[j, a]) ** 2
+                cand_d[i] = min(closest[i], s)
+                cand_pot += cand_d[i]
+            if cand_pot < best_pot:  # strict: the first of equal candidates wins, as np.argmin
+                best_pot, best = cand_pot, j
+                best_d[:] = cand_d
+        closest[:] = best_d
+        centers[c] = x[best]
+
+    # Lloyd, with sklearn's tolerance: 1e-4 times the mean per-feature variance of the data
+    var = 0.0
+    for a in range(d):
+        m = 0.0
+        for i in range(n):
+            m += x[i, a]
+        m /= n
+        for i in range(n):
+            var += (x[i, a] - m) ** 2
+    tol = var / (n * d) * KMEANS_TOL
+    labels[:] = -1
+    sums = np.empty((k, d))
+    counts = np.empty(k)
+    dist = np.empty(n)
+    strict = False
+    it = 0
+    while it < KMEANS_MAX_ITER:
+        it += 1
+        changed = _assign(x, centers, labels, dist, sums, counts)
+        for c in range(k):  # an empty cluster takes the point farthest from its centre, as sklearn
+            if counts[c] == 0.0:
+                far = np.argmax(dist)
+                dist[far] = -1.0
+                counts[labels[far]] -= 1.0
+                counts[c] = 1.0
+                for a in range(d):
+                    sums[labels[far], a] -= x[far, a]
+                    sums[c, a] = x[far, a]
+        shift = 0.0
+        for c in range(k):
+            for a in range(d):
+                new = sums[c, a] / counts[c] if counts[c] > 0.0 else centers[c, a]
+                shift += (new - centers[c, a]) ** 2
+                centers[c, a] = new
+        if not changed:
+            strict = True
+            break
+        if shift <= tol:
+            break
+    if not strict:  # labels must match the final centres
+        _assign(x, centers, labels, dist, sums, counts)
+    return it
+
+
+@njit(cache=True, error_model="numpy")
+def _assign(
+    x: np.ndarray,
+    centers: np.ndarray,
+    labels: np.ndarray,
+    dist: np.ndarray,
+    sums: np.ndarray,
+    counts: np.ndarray,
+) -> bool:
+    """One Lloyd pass: nearest centre per point (ties to the lowest index) and its squared distance,
+    the sum and count of each cluster's points; True when any label changed."""
+    n, d = x.shape
+    sums[:] = 0.0
+    counts[:] = 0.0
+    changed = False
+    for i in range(n):
+        best = np.inf
+        lab = 0
+        for c in range(centers.shape[0]):
+            s = 0.0
+            for a in range(d):
+                s += (x[i, a] - centers[c, a]) ** 2
+            if s < best:
+                best, lab = s, c
+        changed = changed or lab != labels[i]
+        labels[i] = lab
+        dist[i] = best
+        counts[lab] += 1.0
+        for a in range(d):
+            sums[lab, a] += x[i, a]
+    return changed
+
+
+@njit(cache=True, error_model="numpy")
+def _fit_one(
+    data: np.ndarray,
+    u: np.ndarray,
+    n_local: int,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covs: np.ndarray,
+    info: np.ndarray,
+) -> None:
+    """One seed: k-means labels, then EM exactly as sklearn orders it (E-step with the current
+    parameters gives the lower bound, M-step, stop when the bound moved less than tol); the
+    returned parameters are those after the last M-step."""
+    n, d = data.shape
+    k = weights.shape[0]
+    # EM and k-means are shift-invariant: work on centred data for accuracy, add the mean back
+    center = np.empty(d)
+    for a in range(d):
+        center[a] = data[:, a].mean()
+    x = data - center
+
+    labels = np.empty(n, dtype=np.int64)
+    info[INFO_KMEANS_ITER] = _kmeans_labels(x, k, u, n_local, labels)
+
+    # sklearn's _initialize: hard responsibilities from the labels (two-pass covariance)
+    nk = np.full(k, 10.0 * EPS)
+    for i in range(n):
+        nk[labels[i]] += 1.0
+    means[:] = 0.0
+    for i in range(n):
+        for a in range(d):
+            means[labels[i], a] += x[i, a]
+    for c in range(k):
+        means[c] /= nk[c]
+    covs[:] = 0.0
+    for i in range(n):
+        c = labels[i]
+        for a in range(d):
+            for b in range(a + 1):
+                covs[c, a, b] += (x[i, a] - means[c, a]) * (x[i, b] - means[c, b])
+    for c in range(k):
+        weights[c] = nk[c] / n
+    _finish_covs(covs, nk, reg_covar)
+
+    linv = np.zeros((k, d, d))
+    const = np.empty(k)  # log w + log det(linv) - d/2 log(2 pi): the point-independent part
+    sr = np.empty(k)
+    s1 = np.empty((k, d))
+    s2 = np.empty((k, d, d))
+    diff = np.empty((k, d))
+    lp = np.empty(k)
+    shift = np.empty(d)
+    info[INFO_FAILED] = 0.0
+    if not _precompute(weights, covs, linv, const):
+        info[INFO_FAILED] = 1.0
+
+    lower = -np.inf
+    it = 0
+    converged = False
+    while it < max_iter:
+        it += 1
+        if info[INFO_FAILED]:
+            break
+        prev = lower
+        if k == 2 and d == 2:
+            total = _e_m_pass_k2d2(x, means, linv, const, sr, s1, s2)
+        else:
+            total = _e_m_pass(x, means, linv, const, sr, s1, s2, diff, lp)
+        lower = total / n
+
+        # M-step: mean = old mean + shift; scatter about the new mean from the one about the old
+        wsum = 0.0
+        for c in range(k):
+            nk[c] = sr[c] + 10.0 * EPS
+            wsum += nk[c]
+        for c in range(k):
+            weights[c] = nk[c]
+            for a in range(d):
+                shift[a] = (s1[c, a] - 10.0 * EPS * means[c, a]) / nk[c]
+                means[c, a] += shift[a]
+            for a in range(d):  # sum r (diff - shift)(diff - shift)^T, expanded
+                for b in range(a + 1):
+                    covs[c, a, b] = (
+                        s2[c, a, b] - s1[c, a] * shift[b] - shift[a] * s1[c, b] + sr[c] * shift[a] * shift[b]
+                    )
+        for c in range(k):
+            weights[c] /= wsum
+        _finish_covs(covs, nk, reg_covar)
+        if not _precompute(weights, covs, linv, const):
+            info[INFO_FAILED] = 1.0
+        if abs(lower - prev) < tol:
+            converged = True
+            break
+
+    for c in range(k):
+        for a in range(d):
+            means[c, a] += center[a]
+    info[INFO_EM_ITER] = it
+    info[INFO_CONVERGED] = 1.0 if converged else 0.0
+
+
+PROD_CHUNK = 128  # points per log of a product of normalisers: K**128 stays finite for K <= 64
+
+
+@njit(cache=True, error_model="numpy")
+def _e_m_pass(
+    x: np.ndarray,
+    means: np.ndarray,
+    linv: np.ndarray,
+    const: np.ndarray,
+    sr: np.ndarray,
+    s1: np.ndarray,
+    s2: np.ndarray,
+    diff: np.ndarray,
+    lp: np.ndarray,
+) -> float:
+    """One fused E and M pass: the sum over points of log p(x), and the responsibility-weighted
+    statistics about the current means, sr (K,), s1 (K, d), s2 (K, d, d) lower triangle.
+    Responsibilities are never stored; deviations about the current means are small near
+    convergence, so the scatter about the new means has no cancellation. The per-point
+    log(sum_k exp(lp_k - max)) is taken as the log of a product over PROD_CHUNK points: one log per
+    chunk instead of per point, the sum changes by ~1e-16 relative."""
+    n, d = x.shape
+    k = means.shape[0]
+    sr[:] = 0.0
+    s1[:] = 0.0
+    s2[:] = 0.0
+    total = 0.0
+    prod = 1.0
+    for i in range(n):
+        top = -np.inf
+        arg = 0
+        for c in range(k):
+            q = 0.0
+            for a in range(d):
+                diff[c, a] = x[i, a] - means[c, a]
+            for a in range(d):
+                t = 0.0
+                for b in range(a + 1):
+                    t += linv[c, a, b] * diff[c, b]
+                q += t * t
+            lp[c] = const[c] - 0.5 * q
+            if lp[c] > top:
+                top, arg = lp[c], c
+        norm = 0.0
+        for c in range(k):
+            lp[c] = 1.0 if c == arg else np.exp(lp[c] - top)
+            norm += lp[c]
+        total += top
+        prod *= norm
+        if i % PROD_CHUNK == PROD_CHUNK - 1:
+            total += np.log(prod)
+            prod = 1.0
+        inv = 1.0 / norm
+        for c in range(k):
+            r = lp[c] * inv
+            sr[c] += r
+            for a in range(d):
+                ra = r * diff[c, a]
+                s1[c, a] += ra
+                for b in range(a + 1):
+                    s2[c, a, b] += ra * diff[c, b]
+    return total + np.log(prod)
+
+
+@njit(cache=True, error_model="numpy")
+def _e_m_pass_k2d2(
+    x: np.ndarray,
+    means: np.ndarray,
+    linv: np.ndarray,
+    const: np.ndarray,
+    sr: np.ndarray,
+    s1: np.ndarray,
+    s2: np.ndarray,
+) -> float:
+    """_e_m_pass for the paper's case, K = 2 in 2-D, with everything in registers: 3x faster.
+    Branch-free: points near the boundary between components would mispredict a branch."""
+    m0x, m0y, m1x, m1y = means[0, 0], means[0, 1], means[1, 0], means[1, 1]
+    a00, a10, a11 = linv[0, 0, 0], linv[0, 1, 0], linv[0, 1, 1]
+    b00, b10, b11 = linv[1, 0, 0], linv[1, 1, 0], linv[1, 1, 1]
+    c0, c1 = const[0], const[1]
+    r0s = r1s = p0x = p0y = p1x = p1y = 0.0
+    q0xx = q0yx = q0yy = q1xx = q1yx = q1yy = 0.0
+    total = 0.0
+    prod = 1.0
+    for i in range(x.shape[0]):
+        dx0, dy0 = x[i, 0] - m0x, x[i, 1] - m0y
+        dx1, dy1 = x[i, 0] - m1x, x[i, 1] - m1y
+        t0, u0 = a00 * dx0, a10 * dx0 + a11 * dy0
+        t1, u1 = b00 * dx1, b10 * dx1 + b11 * dy1
+        l0 = c0 - 0.5 * (t0 * t0 + u0 * u0)
+        l1 = c1 - 0.5 * (t1 * t1 + u1 * u1)
+        e = np.exp(-abs(l1 - l0))  # the smaller weight relative to the larger
+        norm = 1.0 + e
+        r_top = 1.0 / norm
+        r_low = e * r_top
+        r0 = r_top if l0 >= l1 else r_low
+        r1 = r_low if l0 >= l1 else r_top
+        total += max(l0, l1)
+        prod *= norm
+        if i % PROD_CHUNK == PROD_CHUNK - 1:
+            total += np.log(prod)
+            prod = 1.0
+        r0s += r0
+        r1s += r1
+        px, py = r0 * dx0, r0 * dy0
+        p0x += px
+        p0y += py
+        q0xx += px * dx0
+        q0yx += py * dx0
+        q0yy += py * dy0
+        px, py = r1 * dx1, r1 * dy1
+        p1x += px
+        p1y += py
+        q1xx += px * dx1
+        q1yx += py * dx1
+        q1yy += py * dy1
+    sr[0], sr[1] = r0s, r1s
+    s1[0, 0], s1[0, 1], s1[1, 0], s1[1, 1] = p0x, p0y, p1x, p1y
+    s2[0, 0, 0], s2[0, 1, 0], s2[0, 1, 1] = q0xx, q0yx, q0yy
+    s2[1, 0, 0], s2[1, 1, 0], s2[1, 1, 1] = q1xx, q1yx, q1yy
+    return total + np.log(prod)
+
+
+@njit(cache=True, error_model="numpy")
+def _finish_covs(covs: np.ndarray, nk: np.ndarray, reg_covar: float) -> None:
+    """Lower-triangle scatter -> covariance: divide by the mass, add reg_covar, mirror."""
+    k, d, _ = covs.shape
+    for c in range(k):
+        for a in range(d):
+            for b in range(a + 1):
+                covs[c, a, b] /= nk[c]
+                covs[c, b, a] = covs[c, a, b]
+            covs[c, a, a] += reg_covar
+
+
+@njit(cache=True, error_model="numpy")
+def _precompute(weights: np.ndarray, covs: np.ndarray, linv: np.ndarray, const: np.ndarray) -> bool:
+    d = covs.shape[1]
+    for c in range(weights.shape[0]):
+        logdet = _chol_inv(covs[c], linv[c])
+        if np.isnan(logdet):
+            return False
+        const[c] = np.log(weights[c]) + logdet - 0.5 * d * LOG_2PI
+    return True
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def fit_batch(
+    data: np.ndarray,
+    u: np.ndarray,
+    n_local: int,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covs: np.ndarray,
+    info: np.ndarray,
+) -> None:
+    for s in prange(data.shape[0]):
+        _fit_one(data[s], u[s], n_local, tol, max_iter, reg_covar, weights[s], means[s], covs[s], info[s])
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def log_density_batch(x: np.ndarray, means: np.ndarray, covs: np.ndarray, log_w: np.ndarray) -> np.ndarray:
+    """log p(x) per point under each seed's mixture, x (S or 1, T, d) -> (S, T); rows of nan for a
+    seed with a covariance that is not positive definite (the caller falls back to numpy)."""
+    s, k, d = means.shape
+    t = x.shape[1]
+    out = np.empty((s, t))
+    shared = 0 if x.shape[0] > 1 else 1  # one test set for all seeds
+    for j in prange(s):
+        xs = x[j - j * shared]
+        linv = np.zeros((k, d, d))
+        const = np.empty(k)
+        ok = True
+        for c in range(k):
+            logdet = _chol_inv(covs[j, c], linv[c])
+            ok = ok and not np.isnan(logdet)
+            const[c] = log_w[j, c] + logdet - 0.5 * d * LOG_2PI
+        if not ok:
+            out[j] = np.nan
+            continue
+        lp = np.empty(k)
+        y = np.empty(d)
+        for i in range(t):
+            top = -np.inf
+            arg = 0
+            for c in range(k):
+                q = 0.0
+                for a in range(d):
+                    y[a] = xs[i, a] - means[j, c, a]
+                for a in range(d):
+                    v = 0.0
+                    for b in range(a + 1):
+                        v += linv[c, a, b] * y[b]
+                    q += v * v
+                lp[c] = const[c] - 0.5 * q
+                if lp[c] > top:
+                    top, arg = lp[c], c
+            norm = 1.0  # exp(0) for the top component
+            for c in range(k):
+                if c != arg:
+                    norm += np.exp(lp[c] - top)
+            out[j, i] = top + np.log(norm)
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def place_samples(means: np.ndarray, chol: np.ndarray, counts: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """means[label] + chol[label] @ z with labels grouped by component, as mixture.sample computes
+    it (same sum order over the full matrix, so the same numbers), without its big temporaries."""
+    s, n, d = z.shape
+    out = np.empty((s, n, d))
+    for j in range(s):
+        i = 0
+        for c in range(means.shape[1]):
+            for _ in range(counts[j, c]):
+                for a in range(d):
+                    v = 0.0
+                    for b in range(d):
+                        v += chol[j, c, a, b] * z[j, i, b]
+                    out[j, i, a] = means[j, c, a] + v
+                i += 1
+    return out

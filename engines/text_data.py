@@ -1,0 +1,122 @@
+"""Real text for the text engines: local files or WikiText from the Hugging Face hub, read as the official
+code reads it (line by line, as the hub's rows), and cut into fixed-size token blocks.
+
+numpy only; `datasets` and `tokenizers` are imported when they are used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import DataError
+
+N_PROMPTS = 8  # fixed real prompts whose continuations the sample panes show
+SPLIT_FILES = {
+    "train": ("train.txt", "wiki.train.raw", "wiki.train.tokens"),
+    "valid": ("valid.txt", "validation.txt", "wiki.valid.raw", "wiki.valid.tokens"),
+    "test": ("test.txt", "wiki.test.raw", "wiki.test.tokens"),
+}
+
+
+@dataclass
+class TextData:
+    tokenizer: Any  # what turns text into the ids of the blocks (a transformers tokenizer for OPT)
+    train: np.ndarray  # (N, block_size) int32: the original training blocks
+    valid: np.ndarray  # (V, block_size): picks the best checkpoint
+    test: np.ndarray  # (T, block_size): test perplexity
+    rare: np.ndarray  # (vocab,) bool: tokens rare in the real training blocks
+
+
+def read_splits(
+    files: dict[str, Path | None], folder: Path | None, dataset: str, max_chars: int
+) -> dict[str, list[str]]:
+    """Lines of each split (with their line breaks, as the hub's rows have them); 'valid' may be [].
+    Local text when a training file is given (or found in folder: SPLIT_FILES), else wikitext/dataset
+    from the hub; offline, one line saying which keys to set."""
+    files = dict(files)
+    if folder is not None:
+        for split, names in SPLIT_FILES.items():
+            if files.get(split) is None:
+                files[split] = next((folder / n for n in names if (folder / n).is_file()), None)
+    limit = max_chars or None
+    if files.get("train") is not None:
+        if files.get("test") is None:
+            raise DataError("engine.test: local training text needs a test text (engine.test or text_dir)")
+        out = {}
+        for split in SPLIT_FILES:
+            f = files.get(split)
+            if f is None:
+                out[split] = []
+                continue
+            if not f.is_file():
+                raise DataError(f"engine.{split}: no such file: {f}")
+            out[split] = f.read_text(encoding="utf-8")[:limit].splitlines(keepends=True)
+        return out
+    try:
+        import datasets
+
+        ds = datasets.load_dataset("wikitext", dataset)
+    except Exception as e:
+        raise DataError(
+            f"engine.dataset: cannot load wikitext/{dataset} from the Hugging Face hub "
+            f"({type(e).__name__}); offline, set engine.text_dir or engine.train/valid/test to local text files"
+        ) from None
+
+    def lines(split: str) -> list[str]:
+        rows = ds[split]["text"]
+        if limit is None:
+            return list(rows)
+        out, n = [], 0
+        for r in rows:
+            if n >= limit:
+                break
+            out.append(r[: limit - n])
+            n += len(out[-1])
+        return out
+
+    return {"train": lines("train"), "valid": lines("validation"), "test": lines("test")}
+
+
+def group_blocks(ids: list[list[int]], block_size: int) -> np.ndarray:
+    """Concatenate all rows' tokens and cut them into block_size blocks, dropping the remainder."""
+    flat = np.fromiter((t for row in ids for t in row), dtype=np.int32)
+    n = len(flat) // block_size
+    return flat[: n * block_size].reshape(n, block_size)
+
+
+def split_blocks(
+    rows: dict[str, list[list[int]]], block_size: int, valid_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, valid, test) blocks of the token rows of each split; without a validation text, the last
+    valid_fraction of the training blocks (at least one)."""
+    train = group_blocks(rows["train"], block_size)
+    if rows["valid"]:
+        valid = group_blocks(rows["valid"], block_size)
+    else:
+        k = max(1, int(round(len(train) * valid_fraction)))
+        train, valid = train[:-k], train[-k:]
+    test = group_blocks(rows["test"], block_size)
+    for split, blocks in (("train", train), ("valid", valid), ("test", test)):
+        if len(blocks) == 0:
+            raise DataError(f"engine.{split}: the text gives no block of {block_size} tokens")
+    return train, valid, test
+
+
+def rare_tokens(blocks: np.ndarray, vocab: int, tail: float) -> np.ndarray:
+    """Tokens that, taken from the least frequent up, make up the `tail` share of the real tokens."""
+    counts = np.bincount(blocks.ravel(), minlength=vocab).astype(np.float64)
+    order = np.argsort(counts, kind="stable")  # rarest first; unseen tokens are rare too
+    cum = np.cumsum(counts[order]) / counts.sum()
+    rare = np.zeros(vocab, dtype=bool)
+    rare[order[cum <= tail]] = True
+    return rare
+
+
+def prompt_indices(n_train: int, n: int) -> np.ndarray:
+    """The fixed prompts: N_PROMPTS training blocks spread evenly over the (first n of the) training set."""
+    m = min(n_train, n)
+    return np.unique(np.linspace(0, m - 1, min(N_PROMPTS, m)).astype(int))

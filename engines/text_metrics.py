@@ -1,0 +1,65 @@
+"""What the text engines measure of generated token blocks: per-sequence perplexity under the
+generation-0 model (the paper's figure 1) and n-gram diversity. numpy only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Metric
+
+HIST_EDGES = 10 ** np.linspace(0, 4, 41)  # log-spaced per-sequence perplexity bins, 1 .. 10^4
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+METRICS = {
+    "perplexity": Metric("perplexity of the real test blocks", "per token"),
+    "variance": Metric("variance of log perplexity of generated blocks", "generation-0 model"),
+    "nll": Metric("mean NLL of the real test blocks", "nats per token"),
+    **{
+        f"seq_ppl_q{round(q * 100):02d}": Metric(f"{round(q * 100)}th percentile of generated blocks' perplexity")
+        for q in QUANTILES
+    },
+    "seq_ppl_mean": Metric("mean perplexity of generated blocks", "generation-0 model"),
+    **{f"distinct_{n}": Metric(f"distinct {n}-grams among generated ones", "fraction") for n in (1, 2, 3)},
+    "rep4": Metric("4-grams repeating an earlier one in their block", "fraction"),
+    "rare_mass": Metric("generated tokens among the real text's rarest", "fraction"),
+    "train_loss": Metric("training loss", "nats per token"),
+    "val_loss": Metric("validation loss of the kept weights", "nats per token"),
+}
+
+
+def seq_ppl_stats(seq_nll: np.ndarray) -> dict[str, Any]:
+    """Quantiles, mean and log-spaced histogram of the per-sequence perplexities exp(seq_nll)."""
+    ppl = np.exp(seq_nll)
+    q = np.quantile(ppl, QUANTILES)
+    hist = np.histogram(np.clip(ppl, HIST_EDGES[0], HIST_EDGES[-1]), bins=HIST_EDGES)[0]
+    return {
+        **{f"seq_ppl_q{round(k * 100):02d}": float(v) for k, v in zip(QUANTILES, q)},
+        "seq_ppl_mean": float(ppl.mean()),
+        "seq_ppl_hist": [int(c) for c in hist],
+    }
+
+
+def ngrams(blocks: np.ndarray, n: int) -> np.ndarray:
+    """All n-grams inside each block, (blocks, L - n + 1, n)."""
+    return np.lib.stride_tricks.sliding_window_view(blocks, n, axis=1)
+
+
+def text_metrics(blocks: np.ndarray, rare: np.ndarray) -> dict[str, float]:
+    """distinct_1/2/3 (unique n-grams / all n-grams inside blocks), rep4 (share of a block's 4-grams
+    that repeat an earlier one of the same block, mean over blocks) and rare_mass (share of tokens
+    marked rare)."""
+    blocks = np.asarray(blocks, dtype=np.int64)
+    out: dict[str, float] = {}
+    for n in (1, 2, 3):
+        g = ngrams(blocks, n).reshape(-1, n)
+        out[f"distinct_{n}"] = float(len(np.unique(g, axis=0)) / len(g)) if len(g) else 0.0
+    rep = []
+    for b in ngrams(blocks, 4):
+        if len(b):
+            rep.append(1.0 - len(np.unique(b, axis=0)) / len(b))
+    out["rep4"] = float(np.mean(rep)) if rep else 0.0
+    ids = blocks.ravel()
+    out["rare_mass"] = float(rare[np.clip(ids, 0, len(rare) - 1)].mean()) if len(ids) else 0.0
+    return out
