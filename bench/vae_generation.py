@@ -19,10 +19,11 @@ import machine
 import numpy as np
 import torch
 import torch.nn.functional as F
-from collapse_tui.engines import vae_torch as vt
-from collapse_tui.engines.vae_data import load_digits, read_idx
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+from collapse_tui.engines import vae_torch as vt
+from collapse_tui.engines.vae_data import load_digits, read_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,9 +133,8 @@ def main() -> None:
 
 def preset_generation(name: str) -> float:
     """Seconds for one generation after the first of a built-in preset, through VAEEngine as the loop calls it."""
-    from collapse_tui.engines.vae import VAEEngine
-
     from collapse_tui.config import load_preset
+    from collapse_tui.engines.vae import VAEEngine
 
     eng = VAEEngine(load_preset(name).engine, device="cpu")
     rngs = [np.random.default_rng(0)]

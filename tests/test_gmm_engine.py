@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+
 from collapse_tui.engines import mixture
 from collapse_tui.engines.gmm import INFO_EM_ITER, GMMEngine, fit_mixtures
 

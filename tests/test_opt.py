@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from collapse_tui.engines.opt import encode_lines, group_blocks, text_metrics, train_tokenizer
 from conftest import WIKI_TEST, WIKI_TRAIN, run_loop, tiny_opt
 
 from collapse_tui.cli import main
+from collapse_tui.engines.opt import encode_lines, group_blocks, text_metrics, train_tokenizer
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")

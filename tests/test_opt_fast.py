@@ -8,10 +8,10 @@ import math
 
 import numpy as np
 import pytest
-from collapse_tui.engines.opt import DataError, OPTEngine, cosine_lambda
 from conftest import WIKI_TEST, WIKI_TRAIN, tiny_opt
 
 from collapse_tui.cli import main
+from collapse_tui.engines.opt import DataError, OPTEngine, cosine_lambda
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")

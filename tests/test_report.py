@@ -266,6 +266,7 @@ def test_bad_arguments_exit_2(runs, args, message, capsys):
 def vae_available() -> str:
     try:
         import torch  # noqa: F401
+
         from collapse_tui.engines import engine_class
 
         engine_class("vae")

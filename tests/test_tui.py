@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from collapse_tui.engines.gaussian import GaussianEngine
 
 from collapse_tui.cli import main as cli_main
 from collapse_tui.config import ConfigError, load_preset
+from collapse_tui.engines.gaussian import GaussianEngine
 from collapse_tui.rundir import RunDir
 from collapse_tui.summary import SERIES, by_generation
 from collapse_tui.tui.app import build_app

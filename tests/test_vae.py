@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA, run_loop
+
 from collapse_tui.engines.vae import VAEEngine, class_metrics
 from collapse_tui.engines.vae_data import DataError, load_files, read_idx
-from conftest import SHARED_DATA, run_loop
 
 MNIST = SHARED_DATA / "mnist"
 IMAGES, LABELS = str(MNIST / "t10k-images-idx3-ubyte.gz"), str(MNIST / "t10k-labels-idx1-ubyte.gz")
@@ -85,6 +86,7 @@ def test_vae_presets_validate_without_importing_torch():
 def test_the_papers_vae_has_647081_parameters_and_adapts_to_the_image_size():
     needs_torch()
     import torch
+
     from collapse_tui.engines.vae_torch import VAE
 
     assert sum(p.numel() for p in VAE(28, 28, 20, 64).parameters()) == 647_081
@@ -155,8 +157,9 @@ def test_an_unreachable_hub_fails_the_run_with_one_line_naming_the_local_alterna
 def test_hub_source_reads_a_dataset_in_the_hubs_layout(tmp_path):
     """load_dataset on a local folder of parquet splits, as the hub serves mnist (no network)."""
     datasets = pytest.importorskip("datasets")
-    from collapse_tui.engines.vae_data import load_hub
     from PIL import Image
+
+    from collapse_tui.engines.vae_data import load_hub
 
     x, y = read_idx(IMAGES)[:60], read_idx(LABELS)[:60]
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)})

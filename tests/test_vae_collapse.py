@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from collapse_tui.engines.vae import VAEEngine
 from conftest import SHARED_DATA
 
 from collapse_tui.datamodes import next_data
+from collapse_tui.engines.vae import VAEEngine
 
 pytest.importorskip("torch")
 pytest.importorskip("safetensors")
