@@ -9,18 +9,23 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 from .config import ConfigError, builtin_presets, load_preset
-from .rundir import RunDir, process_alive
+from .rundir import RunDir, open_for_resume
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage block
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
         raise ConfigError(f"{message} (see collapse-tui --help)")
 
 
+COMMANDS = ("presets", "report", "export", "compare")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """`collapse-tui [TARGET] ...`: open the app, or run headless with --batch."""
     p = _Parser(
         prog="collapse-tui",
         description="Watch model collapse: train generation after generation on the last one's output.",
@@ -43,9 +48,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def cmd_presets(argv: list[str]) -> int:
-    if argv:
-        raise ConfigError(f"presets: takes no arguments, got {' '.join(argv)}")
+def build_commands() -> argparse.ArgumentParser:
+    """`collapse-tui COMMAND ...`, one subparser per COMMANDS. A root of its own, used when argv[0] names
+    a command: beside build_parser's optional positional TARGET, argparse would take the name for a TARGET."""
+    root = _Parser(prog="collapse-tui", add_help=False)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("presets", description="List the built-in presets.")
+    p.add_argument("extra", nargs="*", help=argparse.SUPPRESS)  # refused in cmd_presets, with a clearer line
+
+    p = sub.add_parser("report", description="Draw the paper's figures from run directories.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument(
+        "--out", metavar="DIR", help="where figures go (default: RUN_DIR/report, or ./report for several runs)"
+    )
+    p.add_argument(
+        "--generations", metavar="LIST", help="snapshot generations for density and sample figures, e.g. 0,50,200"
+    )
+    p.add_argument("--format", default="png,svg", metavar="LIST", help="png, svg or png,svg (default)")
+    p.add_argument("--dpi", type=int, default=150, help="PNG resolution (default 150)")
+
+    p = sub.add_parser("export", description="Write a run's metrics as a table: one row per seed and generation.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--csv", metavar="FILE", help="write CSV (floats exact, missing values empty); '-' for stdout")
+    p.add_argument("--parquet", metavar="FILE", help="write parquet (needs pyarrow)")
+
+    p = sub.add_parser(
+        "compare", description="Compare runs: final and peak values, change per generation, and their differences."
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    return root
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    if args.extra:
+        raise ConfigError(f"presets: takes no arguments, got {' '.join(args.extra)}")
     for name, path in sorted(builtin_presets().items()):
         cfg = load_preset(str(path))
         what = cfg.experiment["description"]
@@ -53,29 +90,26 @@ def cmd_presets(argv: list[str]) -> int:
     return 0
 
 
-def open_for_resume(path: str) -> RunDir:
-    rundir = RunDir.open(Path(path))
-    status = rundir.read_status()
-    if status.get("state") == "running" and process_alive(status):
-        raise ConfigError(f"{path}: the run is still running (pid {status['pid']})")
-    return rundir
+def run_command(args: argparse.Namespace) -> int:
+    if args.command == "presets":
+        return cmd_presets(args)
+    # imported lazily: matplotlib loads for reports only, rich for compare
+    if args.command == "report":
+        from .report import run as run_report
+
+        return run_report(args)
+    if args.command == "export":
+        from .export import run as run_export
+
+        return run_export(args)
+    from .compare import run as run_compare
+
+    return run_compare(args)
 
 
 def run(argv: list[str]) -> int:
-    if argv[:1] == ["presets"]:
-        return cmd_presets(argv[1:])
-    if argv[:1] == ["report"]:  # imported lazily: matplotlib loads for reports only
-        from .report import main as report_main
-
-        return report_main(argv[1:])
-    if argv[:1] == ["export"]:
-        from .export import main as export_main
-
-        return export_main(argv[1:])
-    if argv[:1] == ["compare"]:
-        from .compare import main as compare_main
-
-        return compare_main(argv[1:])
+    if argv and argv[0] in COMMANDS:
+        return run_command(build_commands().parse_args(argv))
     args = build_parser().parse_args(argv)
     if args.resume and (args.target or args.overrides):
         raise ConfigError("--resume takes the run directory alone: its preset is fixed (no PRESET, no --set)")

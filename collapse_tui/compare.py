@@ -9,6 +9,7 @@ crashed runs (and on live ones: a snapshot of what is on disk).
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import sys
@@ -222,15 +223,8 @@ def print_comparison(runs: list[Run], out: TextIO) -> None:
     console.print(compare_table(rows, tty))
 
 
-def main(argv: list[str], out: TextIO | None = None) -> int:
-    from .cli import _Parser
-
-    p = _Parser(
-        prog="collapse-tui compare",
-        description="Compare runs: final and peak values, change per generation, and their differences.",
-    )
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    args = p.parse_args(argv)
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """`collapse-tui compare`: args as cli.build_commands parses them."""
     if len(set(map(os.path.realpath, args.run_dirs))) < len(args.run_dirs):
         raise ConfigError("compare: the same run directory is named twice")
     print_comparison(load_runs(args.run_dirs), out or sys.stdout)

@@ -8,6 +8,7 @@ the CSV back gives the metrics.jsonl values bit for bit.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import math
@@ -115,16 +116,8 @@ def _output_path(path: Path | str) -> Path:
     return path
 
 
-def main(argv: list[str]) -> int:
-    from .cli import _Parser
-
-    p = _Parser(
-        prog="collapse-tui export", description="Write a run's metrics as a table: one row per seed and generation."
-    )
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--csv", metavar="FILE", help="write CSV (floats exact, missing values empty); '-' for stdout")
-    p.add_argument("--parquet", metavar="FILE", help="write parquet (needs pyarrow)")
-    args = p.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """`collapse-tui export`: args as cli.build_commands parses them."""
     if not (args.csv or args.parquet):
         raise ConfigError("export: give --csv FILE and/or --parquet FILE")
     rundir = RunDir.open(Path(args.run_dir))

@@ -12,10 +12,10 @@ separately. pyplot is never imported: no backend, no display, no global figure s
 
 from __future__ import annotations
 
+import argparse
 import io
 import math
 import re
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -683,20 +683,8 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return formats
 
 
-def main(argv: list[str]) -> int:
-    from .cli import _Parser
-
-    p = _Parser(prog="collapse-tui report", description="Draw the paper's figures from run directories.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    p.add_argument(
-        "--out", metavar="DIR", help="where figures go (default: RUN_DIR/report, or ./report for several runs)"
-    )
-    p.add_argument(
-        "--generations", metavar="LIST", help="snapshot generations for density and sample figures, e.g. 0,50,200"
-    )
-    p.add_argument("--format", default="png,svg", metavar="LIST", help="png, svg or png,svg (default)")
-    p.add_argument("--dpi", type=int, default=150, help="PNG resolution (default 150)")
-    args = p.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """`collapse-tui report`: args as cli.build_commands parses them."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -713,7 +701,3 @@ def main(argv: list[str]) -> int:
         print(f"{w.name}: {what}")
     print(f"index: {out / 'index.md'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

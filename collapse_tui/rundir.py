@@ -218,3 +218,12 @@ def process_alive(status: dict[str, Any]) -> bool:
         return b"collapse" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc: trust the pid
+
+
+def open_for_resume(path: str) -> RunDir:
+    """Open a run directory to continue it; refused while the run that wrote it is still live."""
+    rundir = RunDir.open(Path(path))
+    status = rundir.read_status()
+    if status.get("state") == "running" and process_alive(status):
+        raise ConfigError(f"{path}: the run is still running (pid {status['pid']})")
+    return rundir

@@ -1,38 +1,64 @@
-"""One direction of imports: engines know nothing of the core or the UI; the core has no textual;
-the command line starts without torch."""
+"""One direction of imports: the import-linter contracts in pyproject.toml hold, and would catch a bad
+import; a batch run loads neither textual nor torch."""
 
 from __future__ import annotations
 
-import ast
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import ROOT
 
-
-def imported_modules(folder: str, skip: str | None = None) -> dict[str, set[str]]:
-    found = {}
-    for path in (ROOT / folder).rglob("*.py"):
-        if skip and skip in path.parts:
-            continue
-        names = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names |= {a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                names.add("." * node.level + (node.module or "").split(".")[0])
-        found[str(path.relative_to(ROOT))] = names
-    return found
+LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
 
 
-def test_engines_import_neither_the_core_nor_a_ui():
-    for path, names in imported_modules("engines").items():
-        assert not names & {"textual", "rich", "collapse_tui", ".."}, (path, names)
+def lint_imports(cwd: Path, *, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
+    env = os.environ | ({"PYTHONPATH": str(pythonpath)} if pythonpath else {})
+    return subprocess.run(
+        [LINT_IMPORTS, str(ROOT / "pyproject.toml"), "--no-cache"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-def test_the_core_imports_no_textual():
-    for path, names in imported_modules("collapse_tui", skip="tui").items():
-        assert "textual" not in names, path
+def test_import_contracts_hold():
+    proc = lint_imports(ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Contracts: 4 kept, 0 broken." in proc.stdout
+
+
+def test_each_contract_catches_a_bad_import(tmp_path):
+    # a copy of the package (the symlinked engines copied as files), found first on PYTHONPATH
+    pkg = tmp_path / "collapse_tui"
+    shutil.copytree(ROOT / "collapse_tui", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    bad = {  # one per contract; lazy imports count
+        "engines/gaussian.py": "def _bad():\n    import rich\n",
+        "loop.py": "def _bad():\n    from . import batch\n",
+        "rundir.py": "import textual\n",
+        "summary.py": "import torch\n",
+    }
+    for path, code in bad.items():
+        with open(pkg / path, "a") as f:
+            f.write("\n\n" + code)
+    (pkg / "engines" / "figures").mkdir()
+    (pkg / "engines" / "figures" / "__init__.py").write_text("")
+    (pkg / "engines" / "figures" / "gmm.py").write_text("from collapse_tui.report import new_figure\n")  # allowed
+    proc = lint_imports(tmp_path, pythonpath=tmp_path)
+    out = proc.stdout
+    assert proc.returncode == 1 and "Contracts: 0 kept, 4 broken." in out, out + proc.stderr
+    for line in (
+        "collapse_tui.engines.gaussian -> rich",
+        "collapse_tui.loop -> collapse_tui.batch",
+        "collapse_tui.rundir -> textual",
+        "collapse_tui.summary -> torch",
+    ):
+        assert line in out, (line, out)
+    assert "figures" not in out.split("Broken contracts")[1]
 
 
 def test_running_a_batch_imports_no_textual_or_torch(tmp_path):

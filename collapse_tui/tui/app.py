@@ -11,9 +11,8 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
-from ..cli import open_for_resume
 from ..config import ConfigError, find_preset, load_preset
-from ..rundir import RunDir
+from ..rundir import RunDir, open_for_resume
 from .start import PresetEntry, StartScreen, builtin_entries, folder_entries
 
 DEFAULT_PRESET = "gmm"
