@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from . import __version__
 from .config import ConfigError, builtin_presets, load_preset
+from .engines import engine_names
 from .rundir import RunDir, open_for_resume
 
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="collapse-tui",
         description="Watch model collapse: train generation after generation on the last one's output.",
-        epilog="Other commands: `collapse-tui presets` (the built-in presets), `report RUN_DIR ...` (figures), "
+        epilog="Other commands: `collapse-tui presets` (presets and engines), `report RUN_DIR ...` (figures), "
         "`export RUN_DIR --csv FILE`, `compare RUN_DIR RUN_DIR ...` (each has --help).",
     )
     p.add_argument("target", nargs="?", help="a preset (TOML file or built-in name) or a run directory")
@@ -54,7 +55,7 @@ def build_commands() -> argparse.ArgumentParser:
     root = _Parser(prog="collapse-tui", add_help=False)
     sub = root.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("presets", description="List the built-in presets.")
+    p = sub.add_parser("presets", description="List the presets and engines that are installed.")
     p.add_argument("extra", nargs="*", help=argparse.SUPPRESS)  # refused in cmd_presets, with a clearer line
 
     p = sub.add_parser("report", description="Draw the paper's figures from run directories.")
@@ -84,9 +85,14 @@ def cmd_presets(args: argparse.Namespace) -> int:
     if args.extra:
         raise ConfigError(f"presets: takes no arguments, got {' '.join(args.extra)}")
     for name, path in sorted(builtin_presets().items()):
-        cfg = load_preset(str(path))
+        try:
+            cfg = load_preset(str(path))
+        except ConfigError as e:  # e.g. a plugin's engine that does not load: the others still list
+            print(f"{name:<22} {'error':<9} {'':<10} {e}")
+            continue
         what = cfg.experiment["description"]
         print(f"{name:<22} {cfg.engine_name:<9} {cfg.data['mode']:<10} {what}")
+    print(f"engines: {', '.join(sorted(engine_names()))}")
     return 0
 
 

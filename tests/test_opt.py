@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import WIKI_TEST, WIKI_TRAIN, run_loop, tiny_opt
+from conftest import WIKI_TEST, WIKI_TRAIN, tiny_opt
 
 from collapse_tui.cli import main
 from collapse_tui.engines.opt import encode_lines, train_tokenizer
@@ -176,13 +176,3 @@ def test_keep_mode_loses_less_test_perplexity_than_replace(replace_run, tmp_path
     replace = rows(replace_run)
     assert keep[0]["perplexity"] == pytest.approx(replace[0]["perplexity"])  # the same generation 0
     assert keep[-1]["perplexity"] - keep[0]["perplexity"] < 0.2 * (replace[-1]["perplexity"] - replace[0]["perplexity"])
-
-
-def test_a_stopped_and_resumed_run_gives_the_uninterrupted_runs_metrics(replace_run, tmp_path):
-    part, state = run_loop(tmp_path, "opt-tiny", run_sets("replace"), stop_after=0)
-    assert state == "stopped" and len(part.read_metrics()) == 1
-    _, state = run_loop(tmp_path, "opt-tiny", run_sets("replace"), resume_dir=part)
-    assert state == "finished"
-    assert part.metrics_path.read_text() == (replace_run / "metrics.jsonl").read_text()
-    texts = [json.loads((run / "samples" / "gen-000002.json").read_text()) for run in (part.path, replace_run)]
-    assert texts[0] == texts[1]

@@ -4,7 +4,6 @@ and the layering rule that validating a preset never imports torch. Real code on
 from __future__ import annotations
 
 import gzip
-import json
 import subprocess
 import sys
 import types
@@ -122,23 +121,6 @@ def test_a_checkpoint_loads_back_and_gives_the_same_metrics(tmp_path):
 
 
 # --- through the loop --------------------------------------------------------------------------------
-QUICK = ["experiment.generations=4", "engine.capacity=8", "engine.epochs=2", "experiment.device='cpu'"]
-
-
-def test_a_resumed_run_gives_the_metrics_of_an_uninterrupted_one(tmp_path):
-    needs_torch()
-    whole, state = run_loop(tmp_path / "a", "vae-quick", QUICK)
-    assert state == "finished"
-    part, state = run_loop(tmp_path / "b", "vae-quick", QUICK, stop_after=1)
-    assert state == "stopped" and len(part.read_metrics()) == 2
-    _, state = run_loop(tmp_path / "b", "vae-quick", QUICK, resume_dir=part)
-    assert state == "finished"
-    assert part.metrics_path.read_text() == whole.metrics_path.read_text()
-    rows = [json.loads(line) for line in whole.metrics_path.read_text().splitlines()]
-    assert [r["generation"] for r in rows] == [0, 1, 2, 3]
-    assert part.sample_generations() == [0, 1, 2, 3]
-
-
 def test_an_unreachable_hub_fails_the_run_with_one_line_naming_the_local_alternative(tmp_path, monkeypatch):
     fake = types.ModuleType("datasets")
 
