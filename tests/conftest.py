@@ -20,9 +20,11 @@ from collapse_tui.config import load_preset
 from collapse_tui.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT / "tests" / "data"  # real subsets shipped with the tests (tests/data/README.md)
+WIKI = DATA / "wikitext-2"
+MNIST = DATA / "mnist"
 # the OPT tests' text: WikiText-2's validation split trains, its test split tests
-WIKI_TRAIN, WIKI_TEST = str(SHARED_DATA / "wikitext-2" / "valid.txt"), str(SHARED_DATA / "wikitext-2" / "test.txt")
+WIKI_TRAIN, WIKI_TEST = str(WIKI / "valid.txt"), str(WIKI / "test.txt")
 
 
 @pytest.fixture

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from conftest import WIKI as WIKI_DIR
 
 from collapse_tui.phrases import PhraseChange, compare, highlight_spans, repeated_phrases, word_diff, words
 
-WIKI = Path(__file__).parents[1] / ".." / "shared" / "data" / "wikitext-2" / "valid.txt"
+WIKI = WIKI_DIR / "valid.txt"
 
 
 @pytest.fixture(scope="module")
 def paragraphs() -> list[list[str]]:
     """Body paragraphs (not headings) of the validation split, as whitespace tokens."""
-    if not WIKI.exists():
-        pytest.skip(f"{WIKI} not found (see ../shared/data/README.md)")
     lines = WIKI.read_text(encoding="utf-8").splitlines()
     return [line.split() for line in lines if len(line.split()) > 60 and not line.strip().startswith("=")]
 

@@ -11,15 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, run_loop
+from conftest import MNIST, run_loop
 
 from collapse_tui.engines.base import DataError
 from collapse_tui.engines.vae import VAEEngine, class_metrics
 from collapse_tui.engines.vae_data import load_files, read_idx
 
-MNIST = SHARED_DATA / "mnist"
 IMAGES, LABELS = str(MNIST / "t10k-images-idx3-ubyte.gz"), str(MNIST / "t10k-labels-idx1-ubyte.gz")
-T10K_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # ../shared/data/README.md
+T10K_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # tests/data/README.md
 
 
 def engine(**params: object) -> VAEEngine:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
+from conftest import MNIST
 
 from collapse_tui.datamodes import next_data
 from collapse_tui.engines.vae import VAEEngine
@@ -17,7 +17,6 @@ from collapse_tui.engines.vae import VAEEngine
 pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-MNIST = SHARED_DATA / "mnist"
 GENERATIONS = 5  # models 0 .. 4
 PARAMS = {
     "source": "files",
