@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import run_preset
-from scipy.special import gammaln
+from scipy.special import digamma, gammaln, polygamma
 
 M = 100
 
@@ -37,6 +37,31 @@ def test_generation_10_matches_the_closed_forms(tmp_path):
     assert_close(g10["w2"] ** 2, exact, max_se=0.003)
     # within one seed the sample variance stays 1 on average: sigma_n^2 is a martingale
     assert_close(g10["variance"], 1.0, max_se=0.01)
+
+
+@pytest.mark.parametrize("estimator, ddof", [("unbiased", 1), ("mle", 0)])
+def test_log_variance_of_the_fit_follows_its_closed_form_for_both_estimators(tmp_path, estimator, ddof):
+    """Each fit multiplies the model's variance by chi2_{M-1} / (M - ddof), independently, so after the
+    n + 1 fits of generation n, log sigma_n^2 has mean (n + 1) (psi((M-1)/2) + log(2 / (M - ddof))) and
+    variance (n + 1) psi'((M-1)/2); its exp is the median variance: 0.36 (unbiased) and 0.13 (mle) at
+    generation 99, the paper's 0.38 and 0.14."""
+    n, seeds = 99, 500
+    rows = run_preset(
+        tmp_path,
+        "gaussian",
+        f"experiment.generations={n + 1}",
+        f"experiment.seeds={seeds}",
+        f"engine.estimator={estimator!r}",
+        "engine.test_samples=10",
+    )
+    log_var = np.log(rows[n]["fit_std"] ** 2)
+    mean = (n + 1) * (digamma((M - 1) / 2) + np.log(2 / (M - ddof)))
+    sd = np.sqrt((n + 1) * polygamma(1, (M - 1) / 2))
+    assert abs(log_var.mean() - mean) < 4 * sd / np.sqrt(seeds), (log_var.mean(), mean)
+    assert abs(log_var.std(ddof=1) / sd - 1) < 0.1
+    assert np.exp(mean) == pytest.approx({"unbiased": 0.363, "mle": 0.133}[estimator], abs=0.001)
+    # the two estimators are ~(n + 1) / M = 1.0 apart in log variance: over 10 standard errors
+    assert (n + 1) * np.log(M / (M - 1)) > 10 * sd / np.sqrt(seeds)
 
 
 def test_each_seed_variance_heads_to_zero_and_accumulate_keeps_it(tmp_path):
