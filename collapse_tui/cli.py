@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="collapse-tui",
         description="Watch model collapse: train generation after generation on the last one's output.",
         epilog="Other commands: `collapse-tui presets` (presets and engines), `report RUN_DIR ...` (figures), "
-        "`export RUN_DIR --csv FILE`, `compare RUN_DIR RUN_DIR ...` (each has --help).",
+        "`export RUN_DIR ... --csv FILE`, `compare RUN_DIR RUN_DIR ...` (each has --help).",
     )
     p.add_argument("target", nargs="?", help="a preset (TOML file or built-in name) or a run directory")
     p.add_argument("--batch", action="store_true", help="run headless: progress on a terminal, plain lines otherwise")
@@ -69,8 +69,11 @@ def build_commands() -> argparse.ArgumentParser:
     p.add_argument("--format", default="png,svg", metavar="LIST", help="png, svg or png,svg (default)")
     p.add_argument("--dpi", type=int, default=150, help="PNG resolution (default 150)")
 
-    p = sub.add_parser("export", description="Write a run's metrics as a table: one row per seed and generation.")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p = sub.add_parser(
+        "export",
+        description="Write runs' metrics as one table: a row per seed and generation (and a run column for several).",
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--csv", metavar="FILE", help="write CSV (floats exact, missing values empty); '-' for stdout")
     p.add_argument("--parquet", metavar="FILE", help="write parquet (needs pyarrow)")
 

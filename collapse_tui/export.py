@@ -1,6 +1,7 @@
-"""`collapse-tui export RUN_DIR --csv FILE [--parquet FILE]`: metrics.jsonl as one flat table.
+"""`collapse-tui export RUN_DIR [RUN_DIR ...] --csv FILE [--parquet FILE]`: metrics.jsonl as one flat table.
 
-One row per (seed, generation), one column per metric. List-valued metrics (component_stds,
+One row per (seed, generation), one column per metric; with several runs, one table with a first column
+`run` holding each row's run directory name. List-valued metrics (component_stds,
 class_shares ...) spread into name_0, name_1, ... Missing values (null in metrics.jsonl: an infinite
 or undefined number) are empty CSV cells and parquet nulls. Floats are written with repr, so reading
 the CSV back gives the metrics.jsonl values bit for bit.
@@ -19,7 +20,7 @@ from typing import Any
 from .config import ConfigError
 from .rundir import RunDir, atomic_write
 
-KEYS_FIRST = ("seed", "generation")
+KEYS_FIRST = ("run", "seed", "generation")  # run: only when several runs are exported
 
 
 def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +38,7 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
 def flat_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns (the union over rows, in first-seen order, seed and generation first) and flat rows."""
     flat = [flatten_row(r) for r in rows]
-    columns: dict[str, None] = dict.fromkeys(KEYS_FIRST)
+    columns: dict[str, None] = dict.fromkeys(KEYS_FIRST if flat and "run" in flat[0] else KEYS_FIRST[1:])
     for r in flat:
         columns.update(dict.fromkeys(r))
     return list(columns), flat
@@ -120,8 +121,17 @@ def run(args: argparse.Namespace) -> int:
     """`collapse-tui export`: args as cli.build_commands parses them."""
     if not (args.csv or args.parquet):
         raise ConfigError("export: give --csv FILE and/or --parquet FILE")
-    rundir = RunDir.open(Path(args.run_dir))
-    rows = rundir.read_metrics()
+    paths = [Path(p) for p in args.run_dirs]
+    if len({p.resolve() for p in paths}) < len(paths):
+        raise ConfigError("export: the same run directory is named twice")
+    runs = [RunDir.open(p) for p in paths]
+    if len(runs) == 1:
+        rows = runs[0].read_metrics()
+    else:
+        names = [r.path.name for r in runs]
+        if len(set(names)) < len(names):  # runs of the same name in different folders
+            names = [str(r.path) for r in runs]
+        rows = [{"run": name, **row} for name, run in zip(names, runs) for row in run.read_metrics()]
     if args.parquet:
         write_parquet(rows, args.parquet)
     if args.csv:

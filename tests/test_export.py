@@ -51,6 +51,23 @@ def test_csv_round_trip_is_exact(gmm_run: Path, tmp_path: Path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]  # atomic: no temp file left
 
 
+def test_several_runs_export_as_one_table_with_a_run_column(gmm_run: Path, tmp_path: Path):
+    other = make_run(tmp_path, "gaussian-quick", "experiment.generations=4", "experiment.seeds=2")
+    out = tmp_path / "both.csv"
+    assert main(["export", str(gmm_run), str(other), "--csv", str(out)]) == 0
+    back = read_csv(out)
+    with open(out, newline="") as f:
+        assert next(csv.reader(f))[:3] == ["run", "seed", "generation"]
+    for run in (gmm_run, other):
+        got = [r for r in back if r["run"] == run.name]
+        want = [flatten_row(r) for r in RunDir(run).read_metrics()]
+        assert len(got) == len(want)
+        for g, w in zip(got, want):  # each run's rows in order, values exact; the other run's columns empty
+            assert {k: g[k] for k in w} == w and all(g[k] is None for k in g.keys() - w.keys() - {"run"})
+    assert len(back) == 5 * 3 + 4 * 2
+    assert main(["export", str(other), str(other), "--csv", str(out)]) == 2  # the same run twice
+
+
 def test_nulls_are_empty_cells_and_lists_of_other_lengths(tmp_path: Path):
     rows = [
         {"seed": 0, "generation": 0, "perplexity": None, "w": [0.25, 0.75]},
