@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
-from .config import ConfigError, builtin_presets, load_preset
+from .config import ConfigError, builtin_presets, check_runnable, load_preset
 from .engines import engine_names
 from .rundir import RunDir, open_for_resume
 
@@ -130,11 +130,12 @@ def run(argv: list[str]) -> int:
 
     if args.resume:
         rundir = open_for_resume(args.resume)
-        rundir.config()  # a hand-edited preset.toml is checked like any other
+        check_runnable(rundir.config())  # a hand-edited preset.toml is checked like any other
         return run_batch(rundir, resume=True)
     if not args.target:
         raise ConfigError("--batch needs a PRESET (a TOML file or a built-in name) or --resume RUN_DIR")
     cfg = load_preset(args.target, args.overrides)
+    check_runnable(cfg)
     return run_batch(RunDir.create(Path(args.runs_dir), cfg))
 
 

@@ -10,6 +10,7 @@ import difflib
 import functools
 import importlib
 import importlib.resources
+import importlib.util
 import re
 import tomllib
 import types
@@ -19,7 +20,7 @@ from typing import Any
 
 import tomli_w
 
-from .engines import PRESET_GROUP, EngineError, Param, engine_class, engine_names, entry_points
+from .engines import PRESET_GROUP, DataError, EngineError, Param, engine_class, engine_names, entry_points
 
 MODES = ("replace", "keep", "accumulate", "accumulate-subsample", "fresh")
 
@@ -250,6 +251,22 @@ def _seeds(value: Any) -> list[int]:
             f"experiment.seeds: expected a list of distinct non-negative integers or a count, got {value!r}"
         )
     return list(value)
+
+
+def check_runnable(cfg: Config) -> None:
+    """What a run needs beyond a valid preset, checked before its run directory exists: the engine's
+    packages installed, its data and model within reach (quick checks, nothing read or downloaded)."""
+    cls = _engine(cfg.engine_name)
+    missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            f"engine '{cls.name}' needs {', '.join(missing)}, not installed "
+            "(for the built-in engines: pip install -e '.[torch]', or pip install 'collapse-tui[torch]')"
+        )
+    try:
+        cls(cfg.engine, device=cfg.experiment["device"]).preflight()
+    except DataError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _engine(name: str):

@@ -97,6 +97,7 @@ class Engine(ABC):
     can_draw_fresh: ClassVar[bool] = False  # real_data(rngs, n) draws n new real examples (data mode fresh)
     can_score: ClassVar[bool] = False  # score() gives per-sample NLL under a reference (data.filter)
     needs_torch: ClassVar[bool] = False  # runs on the preset's device with torch (else always the CPU)
+    requires: ClassVar[tuple[str, ...]] = ()  # modules a run imports, checked before a run directory exists
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -112,6 +113,10 @@ class Engine(ABC):
     @staticmethod  # noqa: B027 (an optional hook, not abstract)
     def check_params(params: Any) -> None:
         """Checks across keys (a Params object) that need no data read: raise DataError naming the key."""
+
+    def preflight(self) -> None:  # noqa: B027 (an optional hook, not abstract)
+        """Quick checks before a run directory exists that the data and model can be had (files exist, the
+        hub answers when it is needed); raise DataError naming the key. Reads and downloads nothing."""
 
     def path(self, value: str) -> Path | None:
         """A path key's file or folder (None when not set); the preset's paths are absolute already."""

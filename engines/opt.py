@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from .base import DataError, Fitted, Generated, Param, Report, TorchEngine
+from .hub import check_hub
 from .lm_train import Schedule, Trained, train_causal_lm
-from .text_data import TextData, prompt_indices, rare_tokens, read_splits, split_blocks
+from .text_data import HUB_ALTERNATIVE, TextData, local_files, prompt_indices, rare_tokens, read_splits, split_blocks
 from .text_metrics import METRICS, seq_ppl_stats, text_metrics
 
 INIT_SEED = 1234  # the tiny model's starting weights: the same for every generation, seed and run
@@ -54,6 +55,7 @@ class OPTEngine(TorchEngine):
     figures = "collapse_tui.engines.figures.opt"
     METRICS = METRICS
     can_score = True
+    requires = ("torch", "transformers", "tokenizers", "safetensors")
     PARAMS = {
         "model": Param(
             "facebook/opt-125m",
@@ -134,6 +136,19 @@ class OPTEngine(TorchEngine):
             value = getattr(p, key)
             if value and not Path(value).exists():
                 raise DataError(f"engine.{key}: no such file or folder: {value}")
+
+    def preflight(self) -> None:
+        p = self.params
+        files = {k: self.path(getattr(p, k)) for k in ("train", "valid", "test")}
+        if local_files(files, self.path(p.text_dir))["train"] is None:
+            check_hub("engine.dataset", f"wikitext/{p.dataset}", HUB_ALTERNATIVE)
+        if p.model != "tiny" and not Path(p.model).expanduser().exists():
+            check_hub(
+                "engine.model",
+                f"the model {p.model}",
+                f"download it (huggingface-cli download {p.model} --local-dir DIR) and set engine.model to that "
+                'folder, or set engine.model = "tiny"',
+            )
 
     @property
     def new_tokens(self) -> int:

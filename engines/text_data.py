@@ -31,17 +31,26 @@ class TextData:
     rare: np.ndarray  # (vocab,) bool: tokens rare in the real training blocks
 
 
+HUB_ALTERNATIVE = "offline, set engine.text_dir or engine.train/valid/test to local text files"
+
+
+def local_files(files: dict[str, Path | None], folder: Path | None) -> dict[str, Path | None]:
+    """The text file of each split: the one given, else one named as in SPLIT_FILES inside folder."""
+    found = {split: files.get(split) for split in SPLIT_FILES}
+    if folder is not None:
+        for split, names in SPLIT_FILES.items():
+            if found[split] is None:
+                found[split] = next((folder / n for n in names if (folder / n).is_file()), None)
+    return found
+
+
 def read_splits(
     files: dict[str, Path | None], folder: Path | None, dataset: str, max_chars: int
 ) -> dict[str, list[str]]:
     """Lines of each split (with their line breaks, as the hub's rows have them); 'valid' may be [].
     Local text when a training file is given (or found in folder: SPLIT_FILES), else wikitext/dataset
     from the hub; offline, one line saying which keys to set."""
-    files = dict(files)
-    if folder is not None:
-        for split, names in SPLIT_FILES.items():
-            if files.get(split) is None:
-                files[split] = next((folder / n for n in names if (folder / n).is_file()), None)
+    files = local_files(files, folder)
     limit = max_chars or None
     if files.get("train") is not None:
         if files.get("test") is None:
@@ -63,7 +72,7 @@ def read_splits(
     except Exception as e:
         raise DataError(
             f"engine.dataset: cannot load wikitext/{dataset} from the Hugging Face hub "
-            f"({type(e).__name__}); offline, set engine.text_dir or engine.train/valid/test to local text files"
+            f"({type(e).__name__}); {HUB_ALTERNATIVE}"
         ) from None
 
     def lines(split: str) -> list[str]:

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine
-from .vae_data import Dataset, load_digits, load_files, load_hub
+from .hub import check_hub
+from .vae_data import LOCAL_ALTERNATIVE, Dataset, load_digits, load_files, load_hub
 
 LATENT_SEED = 20240724  # the fixed latents of latent_spread: the same for every generation, seed and run
 EVAL_SEED = 7  # noise of the ELBO estimates in evaluate and score: fixed, so a resumed run agrees
@@ -36,6 +37,7 @@ class VAEEngine(TorchEngine):
     preview_kind = "images"
     figures = "collapse_tui.engines.figures.vae"
     can_score = True
+    requires = ("torch", "safetensors")
     METRICS = {
         "perplexity": Metric("exp(−ELBO per pixel) of real test images"),
         "variance": Metric("variance of generation-0 encoder means of samples", "latent units²"),
@@ -89,6 +91,10 @@ class VAEEngine(TorchEngine):
                 raise DataError(f"engine.{key}: no such file: {value}")
         if params.test_labels and not params.test_images:
             raise DataError("engine.test_labels: given without engine.test_images")
+
+    def preflight(self) -> None:
+        if self.params.source == "hub":
+            check_hub("engine.source", f"the dataset {self.params.hub_id!r}", LOCAL_ALTERNATIVE)
 
     def dataset(self) -> Dataset:
         """The real images, read once. Errors are DataError with one line that says what to do."""

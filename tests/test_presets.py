@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -121,10 +123,44 @@ def test_bad_preset_through_the_console_script_has_no_traceback(write_preset, tm
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_missing_package_is_named_before_a_run_directory_exists(tmp_path):
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # as if torch were not installed
+        "from collapse_tui.cli import main\n"
+        f"sys.exit(main(['--batch', 'vae-quick', '--runs-dir', {str(tmp_path / 'runs')!r}]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("collapse-tui: engine 'vae' needs torch, not installed") and ".[torch]" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "runs").exists()
+
+
+def test_an_unreachable_hub_is_found_before_a_run_directory_exists(tmp_path):
+    """opt-tiny without local text needs wikitext from the hub: a refused connection (HF_ENDPOINT at a
+    closed local port) gives one line at once, naming the keys to set, and no retries."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {"HF_ENDPOINT": "http://127.0.0.1:9"}
+    args = [sys.executable, "-m", "collapse_tui", "--batch", "opt-tiny", "--runs-dir", str(tmp_path / "runs")]
+    start = time.monotonic()
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("collapse-tui: engine.dataset: wikitext/wikitext-2-raw-v1 comes from the Hugging")
+    assert "engine.text_dir" in proc.stderr and "HF_HUB_OFFLINE=1" in proc.stderr
+    assert time.monotonic() - start < 20 and not (tmp_path / "runs").exists()
+    # with local text, the same preset passes the check (and the tiny model needs no hub)
+    from collapse_tui.config import check_runnable
+
+    text = Path(__file__).with_name("data") / "wikitext-2"
+    check_runnable(
+        load_preset(
+            "opt-tiny", [f"engine.train={str(text / 'valid.txt')!r}", f"engine.test={str(text / 'test.txt')!r}"]
+        )
+    )
+
+
 def test_resolved_preset_loads_back_to_the_same_config(write_preset):
     cfg = load_preset(str(write_preset(GOOD)), ["data.mode=keep", "experiment.seeds=4"])
     assert cfg.data["mode"] == "keep" and cfg.seeds == [0, 1, 2, 3]
-    assert cfg.engine == {"dim": 1, "samples": 10, "test_samples": 10000}  # defaults filled
+    assert cfg.engine == {"dim": 1, "samples": 10, "test_samples": 10000, "estimator": "unbiased"}  # defaults filled
     again = validate(tomllib.loads(cfg.to_toml()))
     assert again == cfg
 
@@ -141,8 +177,9 @@ def test_every_builtin_preset_is_valid_and_listed(capsys):
     names = builtin_presets()
     assert {"gaussian", "gaussian-quick", "gmm", "gmm-quick", "gmm-accumulate"} <= set(names)
     assert main(["presets"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    *lines, engines = capsys.readouterr().out.splitlines()
     assert sorted(line.split()[0] for line in lines) == sorted(names)
+    assert engines == "engines: gaussian, gmm, opt, vae"
     for name in names:
         cfg = load_preset(name)
         assert cfg.name == name and cfg.experiment["description"]

@@ -1,0 +1,43 @@
+"""Whether the Hugging Face hub can be reached, asked once and quickly before a run directory exists, so
+that an offline machine gets one line saying what to set instead of half a minute of retries."""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from urllib.parse import urlsplit
+
+from .base import DataError
+
+PROBE_SECONDS = 3.0
+
+
+def offline() -> bool:
+    """The user asked the Hugging Face libraries to use their cache only."""
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+@functools.cache
+def unreachable() -> str:
+    """Why the hub (HF_ENDPOINT, default huggingface.co) cannot be reached, or '' when it can."""
+    url = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=PROBE_SECONDS).close()
+    except OSError as e:
+        return f"{url.hostname}:{port}: {e.strerror or type(e).__name__}"
+    return ""
+
+
+def check_hub(key: str, what: str, alternative: str) -> None:
+    """DataError naming key when the hub is needed for `what` and cannot be reached. With HF_HUB_OFFLINE
+    set the cache is trusted: a missing copy fails later, with the engine's own one-line message."""
+    if offline():
+        return
+    why = unreachable()
+    if why:
+        raise DataError(
+            f"{key}: {what} comes from the Hugging Face hub, which cannot be reached ({why}); {alternative}, "
+            "or set HF_HUB_OFFLINE=1 to use a copy in the Hugging Face cache"
+        )
