@@ -6,7 +6,8 @@ Engines know nothing of presets, run directories or front ends; progress goes th
 
 A new model family is one module: a subclass of Engine that fills the class attributes below and
 implements the abstract methods, registered under the `collapse_tui.engines` entry-point group
-(see engines/__init__.py). Its report figures, if any, live in the module that `figures` names.
+(see engines/__init__.py). Its report figures, if any, live in the module that `figures` names: a
+FIGURES tuple, written as collapse_tui/report/figures.py says.
 """
 
 from __future__ import annotations

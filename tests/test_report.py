@@ -24,19 +24,14 @@ from collapse_tui import loop  # noqa: E402
 from collapse_tui.cli import main  # noqa: E402
 from collapse_tui.compare import load_run, load_runs  # noqa: E402
 from collapse_tui.config import Config, load_preset  # noqa: E402
+from collapse_tui.engines import engine_class  # noqa: E402
+from collapse_tui.engines.figures.gaussian import gaussian_errors_figure  # noqa: E402
+from collapse_tui.engines.figures.gmm import FIGURES as GMM_FIGURES  # noqa: E402
+from collapse_tui.engines.figures.gmm import density_snapshots_figure, l2_figure  # noqa: E402
 from collapse_tui.events import GenerationDone  # noqa: E402
-from collapse_tui.report import (  # noqa: E402
-    GENERIC,
-    Options,
-    density_snapshots_figure,
-    gaussian_errors_figure,
-    l2_figure,
-    metrics_figure,
-    perplexity_figure,
-    pick_generations,
-    plan,
-    variance_figure,
-)
+from collapse_tui.report import plan, write_report  # noqa: E402
+from collapse_tui.report.figures import Options, pick_generations  # noqa: E402
+from collapse_tui.report.generic import GENERIC, metrics_figure, perplexity_figure, variance_figure  # noqa: E402
 from collapse_tui.rundir import RunDir  # noqa: E402
 
 VAE_TINY = """
@@ -208,6 +203,34 @@ def test_engines_choose_their_figures_unknown_ones_get_the_generic_set(runs):
     assert {ax.get_title() for ax in fig.axes} >= {"perplexity", "variance", "w2", "l2_distance"}
 
 
+def test_an_engines_figures_come_from_the_module_its_class_names(runs, tmp_path, monkeypatch):
+    gmm = load_run(runs["gmm"])
+    own = [(stem, build.func) for stem, _, build in plan([gmm], Options()) if stem.startswith("gmm-")]
+    assert own == [(f"gmm-{s.name}", s.build) for s in GMM_FIGURES]
+    (ax,) = perplexity_figure([gmm], Options()).axes
+    assert ax.get_ylabel() == engine_class("gmm").METRICS["perplexity"].axis
+    monkeypatch.setattr(engine_class("gmm"), "figures", "")  # names no figures module: the generic ones
+    assert [stem for stem, _, _ in plan([gmm], Options())] == [s.name for s in GENERIC]
+    monkeypatch.setattr(engine_class("gmm"), "figures", "collapse_tui.engines.figures.nowhere")
+    assert [stem for stem, _, _ in plan([gmm], Options())] == [s.name for s in GENERIC]
+    written = write_report([gmm], tmp_path / "rep", Options(formats=("png",)))
+    assert written[-1].name == "gmm figures" and "ModuleNotFoundError" in written[-1].skipped
+    assert (
+        "Not drawn: engine 'gmm': its figures (collapse_tui.engines.figures.nowhere) do not load"
+        in (tmp_path / "rep" / "index.md").read_text()
+    )
+
+
+def test_runs_told_apart_by_their_paths_keep_their_layout(runs, tmp_path):
+    """Two copies of a run differ only in their folders: their labels are full paths, which wrap in the
+    legends instead of squeezing the panels to nothing (constrained_layout's 'axes sizes collapsed')."""
+    copies = [str(shutil.copytree(runs["replace"], tmp_path / ("x" * 80) / name / "run")) for name in "ab"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["report", *copies, str(runs["crashed"]), "--out", str(tmp_path / "rep"), "--format", "png"]) == 0
+    assert (tmp_path / "rep" / "gaussian-errors.png").is_file()
+
+
 def test_report_cli_writes_valid_files_and_index(runs, tmp_path, capsys):
     out = tmp_path / "rep"
     dirs = [str(runs[k]) for k in ("replace", "accumulate", "gmm", "crashed")]
@@ -277,7 +300,7 @@ def vae_available() -> str:
 
 @pytest.mark.skipif(bool(vae_available()), reason=vae_available() or "-")
 def test_vae_sample_grids_latent_density_and_classes(tmp_path):
-    from collapse_tui.report import class_shares_figure, latent_density_figure, sample_grid_figure
+    from collapse_tui.engines.figures.vae import class_shares_figure, latent_density_figure, sample_grid_figure
 
     preset = tmp_path / "vae-tiny.toml"
     preset.write_text(VAE_TINY)
@@ -337,7 +360,7 @@ def test_exploding_and_infinite_means_stay_drawable(runs, tmp_path):
 def test_opt_sequence_perplexity_histograms(tmp_path):
     from conftest import SHARED_DATA
 
-    from collapse_tui.report import sequence_perplexity_figure
+    from collapse_tui.engines.figures.opt import sequence_perplexity_figure
 
     text = SHARED_DATA / "wikitext-2"
     sets = ("experiment.generations=2", "engine.epochs=1", "engine.max_chars=30000", "engine.num_beams=2")

@@ -1,0 +1,289 @@
+"""What a figure module builds on: the data of a metric over generations, and matplotlib helpers.
+
+An engine's own report figures live in the module its class names in `figures` (e.g.
+"collapse_tui.engines.figures.gmm"; a plugin's can live anywhere). That module defines
+
+    FIGURES: tuple[Spec, ...] = (Spec("l2", l2_figure, "Squared L2 distance to generation 0."),)
+
+where each build function takes (runs, opts), or (run, opts) with per_run=True, and returns a
+matplotlib Figure from new_figure(); it raises Unavailable(why) when the runs cannot give that
+figure (no saved samples, a missing package), which the index notes. The files are named
+"<engine>-<name>" (and the run's label, for a per-run figure of several runs). A Run carries its
+metrics rows (run.rows), preset (run.config), saved samples (run.rundir) and a legend label.
+Import matplotlib inside the build functions (the report checks it is installed), and never
+pyplot: no backend, no display, no global figure state.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..compare import Run
+from ..config import ConfigError
+from ..engines import EngineError, Metric, engine_class
+from ..summary import mean_std
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "BAND",
+    "Options",
+    "Run",
+    "Series",
+    "Spec",
+    "Unavailable",
+    "axis_label",
+    "chosen_generations",
+    "draw_series",
+    "figure_title",
+    "generation_colors",
+    "legend_label",
+    "log_limits",
+    "new_figure",
+    "overlay_figure",
+    "pick_generations",
+    "plotted",
+    "series",
+    "style_axes",
+    "wants_log",
+]
+
+INSTALL_HINT = "report needs matplotlib: pip install matplotlib"
+PAPER_SNAPSHOTS = (0, 50, 100, 150, 200, 350, 2000)  # the paper's GMM figure
+MAX_PANELS = 8  # snapshot panels and sample grids per figure
+BAND = (16, 84)  # percentiles of the band on log axes, where mean ± std would go below zero
+FORMATS = ("png", "svg")
+LOG_CEILING = 200  # decades: log axes end here, so that their ticks stay below float overflow
+LEGEND_WIDTH = 40  # characters a legend line holds: a long label (a run's path) wraps, not squeezing its axes away
+
+
+class Unavailable(Exception):
+    """A figure that this run cannot give (no saved samples, a missing package): noted in the index."""
+
+
+@dataclass
+class Options:
+    generations: list[int] | None = None  # snapshot generations; None: chosen from the saved ones
+    formats: tuple[str, ...] = FORMATS
+    dpi: int = 150
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One figure: its file name (after the engine's name), how to build it and its index caption."""
+
+    name: str
+    build: Callable[..., Figure]  # (runs, opts) -> Figure, or (run, opts) when per_run
+    caption: str
+    per_run: bool = False
+
+
+@dataclass
+class Series:
+    """One metric of one run per generation: mean and std over seeds, and a percentile band."""
+
+    generations: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def series(rows: list[dict[str, Any]], key: str, f: Callable[[float], float] | None = None) -> Series:
+    """Per-generation statistics of key over seeds; f maps each row's value first (e.g. |1 - x|).
+    Missing values (null) count as infinite, as in summary.mean_std."""
+    groups: dict[int, list[float | None]] = defaultdict(list)
+    for r in rows:
+        if key in r:
+            v = r[key]
+            groups[r["generation"]].append(None if v is None else (f(v) if f else v))
+    gens = sorted(groups)
+    stats = [mean_std(groups[g]) for g in gens]
+    with np.errstate(all="ignore"):
+        arrays = [np.array([math.inf if v is None else v for v in groups[g]], dtype=float) for g in gens]
+        lo = [np.percentile(a, BAND[0]) for a in arrays]
+        hi = [np.percentile(a, BAND[1]) for a in arrays]
+    return Series(
+        np.array(gens, dtype=float),
+        np.array([m for m, _ in stats]),
+        np.array([s for _, s in stats]),
+        np.array(lo, dtype=float),
+        np.array(hi, dtype=float),
+    )
+
+
+def plotted(s: Series, positive: bool = False) -> np.ndarray:
+    """Mask of the generations a line can show: finite means (and > 0 on a log axis)."""
+    ok = np.isfinite(s.mean)
+    return ok & (s.mean > 0) if positive else ok
+
+
+def wants_log(values: Sequence[np.ndarray], ratio: float = 100.0) -> bool:
+    """A log y axis when the finite values are positive and span more than `ratio`."""
+    v = np.concatenate([np.asarray(x, dtype=float) for x in values]) if values else np.array([])
+    v = v[np.isfinite(v)]
+    return bool(v.size) and v.min() > 0 and v.max() / v.min() > ratio
+
+
+def chosen_generations(run: Run, opts: Options) -> list[int]:
+    """The snapshot generations of a per-run figure (pick_generations); Unavailable when none was saved."""
+    saved = run.rundir.sample_generations()
+    gens = pick_generations(saved, opts.generations)
+    if not gens:
+        where = f"saved: {saved[0]}..{saved[-1]}, {len(saved)} generations" if saved else "none saved"
+        raise Unavailable(f"no saved samples at the chosen generations ({where})")
+    return gens
+
+
+def pick_generations(saved: Sequence[int], wanted: Sequence[int] | None, count: int = MAX_PANELS) -> list[int]:
+    """Snapshot generations: the wanted ones that were saved; by default the paper's snapshots when
+    at least three were saved, else `count` spread evenly over the saved ones (first and last kept)."""
+    saved = sorted(saved)
+    if wanted is not None:
+        return [g for g in wanted if g in saved]
+    paper = [g for g in PAPER_SNAPSHOTS if g in saved]
+    if len(paper) >= 3:
+        return paper + ([saved[-1]] if saved[-1] > paper[-1] else [])
+    if len(saved) <= count:
+        return saved
+    idx = np.unique(np.round(np.linspace(0, len(saved) - 1, count)).astype(int))
+    return [saved[i] for i in idx]
+
+
+# --- words ----------------------------------------------------------------------------------------
+
+
+def legend_label(run: Run) -> str:
+    """The run's label, wrapped, and how far it got unless it finished."""
+    label = "\n".join(textwrap.wrap(run.label, LEGEND_WIDTH)) or run.label
+    return label if run.state == "finished" else f"{label} ({run.progress()})"
+
+
+def figure_title(runs: Sequence[Run], what: str) -> str:
+    """What the figure shows, the preset name(s) and, for one run, how far it got."""
+    if len(runs) == 1:
+        return f"{what}\n{runs[0].name}: {runs[0].progress()}"
+    names = list(dict.fromkeys(r.name for r in runs))
+    return f"{what}\n{', '.join(names)}: {len(runs)} runs"
+
+
+def engine_metrics(name: str) -> dict[str, Metric]:
+    """What an engine declares of its metrics (nothing when it does not load)."""
+    try:
+        return engine_class(name).METRICS
+    except EngineError:
+        return {}
+
+
+def axis_label(runs: Sequence[Run], key: str) -> str:
+    """A metric's axis label as the runs' engines declare it; the key when they differ or declare none."""
+    labels = {m.axis if (m := engine_metrics(r.engine).get(key)) else key for r in runs}
+    return labels.pop() if len(labels) == 1 else key
+
+
+# --- drawing --------------------------------------------------------------------------------------
+
+
+def new_figure(width: float, height: float) -> Figure:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ConfigError(INSTALL_HINT) from None
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def generation_colors(n: int) -> list[Any]:
+    """n colours from early (dark) to late (light), one per generation or class."""
+    from matplotlib import colormaps
+
+    return [colormaps["viridis"](x) for x in np.linspace(0.0, 0.9, max(n, 1))][:n]
+
+
+def log_generation_axis(ax: Axes) -> None:
+    """Log x that still shows generation 0: linear between 0 and 1, logarithmic beyond."""
+    ax.set_xscale("symlog", linthresh=1, linscale=0.4)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("generation (log scale)")
+
+
+def draw_series(ax: Axes, s: Series, label: str, log_y: bool, color: Any = None) -> list[np.ndarray]:
+    """A line of the means and a band over seeds: mean ± std, or the 16-84 percentiles on a log y
+    axis. Returns the y values drawn (for log_limits)."""
+    ok = plotted(s, positive=log_y)
+    if not ok.any():
+        return []
+    (line,) = ax.plot(s.generations[ok], s.mean[ok], label=label, color=color, lw=1.5)
+    lo, hi = (s.lo, s.hi) if log_y else (s.mean - s.std, s.mean + s.std)
+    band = ok & np.isfinite(lo) & np.isfinite(hi) & ((lo > 0) if log_y else True)
+    if band.sum() > 1:
+        ax.fill_between(s.generations[band], lo[band], hi[band], color=line.get_color(), alpha=0.2, lw=0)
+        return [s.mean[ok], lo[band], hi[band]]
+    return [s.mean[ok]]
+
+
+def log_limits(ax: Axes, drawn: Sequence[np.ndarray]) -> None:
+    """y limits of a log axis set in log space: a mean over seeds can reach 1e300 (one seed whose
+    model all but excludes the real data), where matplotlib's margins and ticks overflow. Values
+    above 10^LOG_CEILING leave the top of the axes."""
+    v = np.concatenate(drawn) if drawn else np.array([])
+    v = v[np.isfinite(v) & (v > 0)]
+    if not v.size:
+        return
+    low, high = np.log10(v.min()), np.log10(v.max())
+    pad = 0.05 * (high - low) or 0.1
+    ax.set_ylim(10.0 ** (low - pad), 10.0 ** min(high + pad, LOG_CEILING))
+
+
+def style_axes(ax: Axes, ylab: str, log_x: bool, log_y: bool, drawn: Sequence[np.ndarray]) -> None:
+    """Axis labels, scales, grid and legend of a panel of lines over generations."""
+    if log_x:
+        log_generation_axis(ax)
+    else:
+        ax.set_xlabel("generation")
+    if log_y:
+        log_limits(ax, drawn)  # first: set_yscale autoscales, overflowing near 1e300
+        ax.set_yscale("log")
+    ax.set_ylabel(ylab + (" (log scale)" if log_y else ""))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def overlay_figure(
+    runs: Sequence[Run], key: str, what: str, ylab: str, f=None, log_x: bool = False, log_y: bool | None = None
+) -> Figure:
+    """One line per run of a metric's per-generation mean over seeds, with a band and a legend."""
+    data = [series(r.rows, key, f) for r in runs]
+    if not any(plotted(s).any() for s in data):
+        raise Unavailable(f"no finite {key} values")
+    log_y = wants_log([s.mean for s in data]) if log_y is None else log_y
+    fig = new_figure(7, 4.5)
+    ax = fig.add_subplot()
+    drawn = [v for run, s in zip(runs, data) for v in draw_series(ax, s, legend_label(run), log_y)]
+    style_axes(ax, ylab, log_x, log_y, drawn)
+    band = "16-84th percentile over seeds" if log_y else "± 1 std over seeds"
+    ax.set_title(f"mean over seeds, band {band}" + infinite_note(runs, data), fontsize=9)
+    fig.suptitle(figure_title(runs, what))
+    return fig
+
+
+def infinite_note(runs: Sequence[Run], data: Sequence[Series]) -> str:
+    """Where a line stops because the mean went infinite (a seed's model gives the real data no density)."""
+    notes = []
+    for run, s in zip(runs, data):
+        inf = np.isinf(s.mean)
+        if inf.any():
+            who = f"{run.label}: " if len(runs) > 1 else ""
+            notes.append(f"{who}mean infinite from generation {int(s.generations[inf.argmax()])}")
+    return "\n" + "; ".join(notes) if notes else ""
