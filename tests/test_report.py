@@ -358,11 +358,11 @@ def test_exploding_and_infinite_means_stay_drawable(runs, tmp_path):
 
 
 def test_opt_sequence_perplexity_histograms(tmp_path):
-    from conftest import SHARED_DATA
+    from conftest import WIKI
 
     from collapse_tui.engines.figures.opt import sequence_perplexity_figure
 
-    text = SHARED_DATA / "wikitext-2"
+    text = WIKI
     sets = ("experiment.generations=2", "engine.epochs=1", "engine.max_chars=30000", "engine.num_beams=2")
     run_path = make_run(
         tmp_path, "opt-tiny", *sets, f"engine.train={text / 'valid.txt'}", f"engine.test={text / 'test.txt'}"
