@@ -68,7 +68,7 @@ def load_run(path: Path | str | RunDir) -> Run:
     rundir = path if isinstance(path, RunDir) else RunDir.open(Path(path))
     status = rundir.read_status()
     cfg = rundir.config()
-    return Run(rundir, cfg, rundir.read_metrics(), status, run_state(status), label=cfg.name)
+    return Run(rundir, cfg, rundir.read_metrics(), status, run_state(rundir, status), label=cfg.name)
 
 
 def load_runs(paths: Sequence[Path | str | RunDir]) -> list[Run]:

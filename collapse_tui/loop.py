@@ -9,8 +9,10 @@ gives the same metrics row for row.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import shutil
 import threading
 import time
 import traceback
@@ -24,7 +26,7 @@ import numpy as np
 from .datamodes import next_data
 from .engines import Engine, engine_class
 from .events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
-from .rundir import RunDir, now_iso
+from .rundir import RunDir, RunDirError, atomic_write, disk_full, now_iso
 
 PROGRESS_INTERVAL = 0.1  # seconds between Progress events inside a generation
 STATUS_INTERVAL = 2.0  # seconds between heartbeats in status.json
@@ -87,9 +89,13 @@ def sample_saved(generation: int, generations: int) -> bool:
 
 
 def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None = None, resume: bool = False) -> str:
-    """Run (or resume) the experiment in rundir. Returns 'finished', 'stopped' or 'failed'."""
+    """Run (or resume) the experiment in rundir. Returns 'finished', 'stopped' or 'failed'. Before anything
+    is written: RunDirError (a ConfigError) when another process writes the run or, on resume, when its
+    state does not match its preset or its metrics."""
     control = control or Control()
+    rundir.acquire()
     cfg = rundir.config()
+    ckpt, kept = rundir.check_resumable(cfg) if resume else (None, [])
     mode, data_cfg = cfg.data["mode"], cfg.data
     t_run = time.monotonic()
     done = -1  # last finished generation
@@ -98,11 +104,11 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
     pending: list[dict[str, Any]] = []  # metrics rows since the last checkpoint
     try:
         engine = engine_class(cfg.engine_name)(cfg.engine, device=cfg.experiment["device"])
-        ckpt = rundir.read_checkpoint() if resume else None
         if ckpt is not None:
             saved = done = ckpt[0]
             groups = _load_groups(rundir, engine, ckpt[1], cfg.seeds, mode)
-        rundir.truncate_metrics(done)
+        if resume:
+            rundir.write_metrics(kept)  # rows after the checkpoint are computed again
         rundir.write_status(state="running", generation=done, error=None, started=_started(rundir))
         emit(RunStarted(rundir.path, cfg.name, cfg.engine_name, cfg.generations, tuple(cfg.seeds), done + 1))
         if not groups:
@@ -137,18 +143,28 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
     except (Stopped, KeyboardInterrupt):
         state, error = "stopped", None
     except Exception as e:  # a failing run is kept resumable; its traceback goes to error.log
-        state, error = "failed", f"{type(e).__name__}: {e}".splitlines()[0]
-        (rundir.path / "error.log").write_text(traceback.format_exc())
+        state, error = "failed", _one_line(e)
+        with contextlib.suppress(OSError):  # a full disk: the status below may still take the one line
+            atomic_write(rundir.path / "error.log", traceback.format_exc().encode())
     if done > saved and groups and groups[0].rng_states is not None:
         try:
             _checkpoint(rundir, engine, done, groups, pending)
             saved = done
         except Exception as e:  # e.g. a full disk: the previous checkpoint stays valid
-            state, error = "failed", error or f"checkpoint failed: {type(e).__name__}: {e}"
-    rundir.write_status(state=state, generation=done, checkpoint_generation=saved, error=error)
+            state, error = "failed", error or f"checkpoint failed: {_one_line(e)}"
+    try:
+        rundir.write_status(state=state, generation=done, checkpoint_generation=saved, error=error)
+    except OSError as e:
+        state, error = "failed", error or f"status not written: {_one_line(e)}"
     seconds = time.monotonic() - t_run
     emit(RunFailed(rundir.path, error) if error else RunFinished(rundir.path, state, done + 1, seconds))
     return state
+
+
+def _one_line(e: BaseException) -> str:
+    if disk_full(e):
+        return f"no space left on device ({getattr(e, 'filename', None) or e}); free some and resume"
+    return f"{type(e).__name__}: {e}".splitlines()[0]
 
 
 def _one_generation(
@@ -229,24 +245,32 @@ def _checkpoint(rundir: RunDir, engine: Engine, gen: int, groups: list[Group], p
     rundir.append_metrics(pending)
     pending.clear()
     tmp = rundir.new_state_dir(f"ckpt-{gen:06d}")
-    arrays: dict[str, np.ndarray] = {}
-    for i, g in enumerate(groups):
-        arrays[f"data{i}"] = g.data
-        if g.pool is not g.data and g.pool is not g.real:
-            arrays[f"pool{i}"] = g.pool
-        (tmp / f"model{i}").mkdir()
-        engine.save(g.model, tmp / f"model{i}")
-    with open(tmp / "data.npz", "wb") as f:
-        np.savez(f, **arrays)
-    (tmp / "rng.json").write_text(json.dumps([g.rng_states for g in groups]))
-    rundir.write_checkpoint(gen, rundir.publish_state_dir(tmp))
+    try:
+        arrays: dict[str, np.ndarray] = {}
+        for i, g in enumerate(groups):
+            arrays[f"data{i}"] = g.data
+            if g.pool is not g.data and g.pool is not g.real:
+                arrays[f"pool{i}"] = g.pool
+            (tmp / f"model{i}").mkdir()
+            engine.save(g.model, tmp / f"model{i}")
+        with open(tmp / "data.npz", "wb") as f:
+            np.savez(f, **arrays)
+        (tmp / "rng.json").write_text(json.dumps([g.rng_states for g in groups]))
+        ckpt = rundir.publish_state_dir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk leaves no half checkpoint behind
+        raise
+    rundir.write_checkpoint(gen, ckpt)
 
 
 def _load_groups(rundir: RunDir, engine: Engine, ckpt: Path, seeds: list[int], mode: str) -> list[Group]:
     rng_states = json.loads((ckpt / "rng.json").read_text())
+    seed_groups = _seed_groups(engine, seeds)
+    if not isinstance(rng_states, list) or [len(r) for r in rng_states] != [len(g) for g in seed_groups]:
+        raise RunDirError(f"{ckpt}: its random states are not those of the preset's {len(seeds)} seeds")
     groups = []
     with np.load(ckpt / "data.npz", allow_pickle=False) as arrays:
-        for i, group_seeds in enumerate(_seed_groups(engine, seeds)):
+        for i, group_seeds in enumerate(seed_groups):
             ref_dir = rundir.state_dir / f"reference-{group_seeds[0]}"
             with np.load(ref_dir / "real.npz", allow_pickle=False) as z:
                 real = z["real"]
@@ -256,6 +280,8 @@ def _load_groups(rundir: RunDir, engine: Engine, ckpt: Path, seeds: list[int], m
                 rng.bit_generator.state = state
                 rngs.append(rng)
             data = arrays[f"data{i}"]
+            if data.shape[0] != len(group_seeds) or data.shape[2:] != real.shape[2:]:
+                raise RunDirError(f"{ckpt}: data of shape {data.shape} do not fit the preset's data {real.shape}")
             pool = arrays.get(f"pool{i}", data if mode == "accumulate" else real)
             g = Group(group_seeds, rngs, real, data, pool, engine.load(ref_dir), engine.load(ckpt / f"model{i}"))
             g.rng_states = rng_states[i]

@@ -4,16 +4,28 @@ preset.toml     resolved preset, as run
 status.json     state, generation, heartbeat, pid, error
 metrics.jsonl   one row per (seed, generation), appended a generation at a time
 samples/        what the sample panes show, gen-NNNNNN.npy (arrays) or .json (text)
-state/          resume: checkpoint.json -> ckpt-NNNNNN/ (data, models, RNG states), reference/
+state/          resume: checkpoint.json -> ckpt-NNNNNN/ (data, models, RNG states), reference-*/, and
+                preset.toml as the run started (resume refuses a preset.toml edited since)
+lock            held (flock) by the one process that writes the run, for as long as it lives
+
+Guarantees: one writer per run (the lock, taken before anything is written); a reader or a kill never
+meets a partial file (temp file, fsync, rename; never through a link); every reader validates what it
+reads and says in one line which file is wrong (RunDirError); resume never removes a row it did not
+write after the checkpoint it resumes from.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import io
 import json
 import math
 import os
 import shutil
+import stat
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,15 +34,44 @@ import numpy as np
 
 from .config import Config, ConfigError, load_preset
 
+STATES = ("created", "running", "finished", "stopped", "failed")
+STATUS_TYPES: dict[str, tuple[type, ...]] = {
+    "state": (str,),
+    "generation": (int,),
+    "generations": (int,),
+    "checkpoint_generation": (int,),
+    "pid": (int,),
+    "heartbeat": (str,),
+    "started": (str,),
+    "error": (str, type(None)),
+}
+MAX_PID = 2**22  # Linux's pid_max ceiling
+MAX_SAMPLES_BYTES = 64 * 2**20  # a samples/ file larger than this is not a preview this tool wrote
+LOCK_WAIT = 0.5  # seconds a writer retries the lock: a reader's probe holds it for microseconds
+
+_held: dict[Path, int] = {}  # runs this process writes: resolved path -> the lock's descriptor, kept until exit
+
+
+class RunDirError(ConfigError):
+    """A run directory that cannot be read or written as asked; str(err) names the file and the problem."""
+
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file beside path, fsync, rename: readers see the old file or the new one."""
+    """Write to a new temp file beside path, fsync, rename: readers see the old file or the new one. The
+    temp file is created exclusively (a link planted at its name is never followed) and removed on failure;
+    a path that is a link is replaced, never written through."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 
@@ -55,6 +96,10 @@ def now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+def disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -62,31 +107,42 @@ class RunDir:
         self.status_path = self.path / "status.json"
         self.samples_dir = self.path / "samples"
         self.state_dir = self.path / "state"
+        self.lock_path = self.path / "lock"
 
     @classmethod
-    def create(cls, runs_dir: Path, cfg: Config) -> RunDir:
-        """A new run directory named <name>-<timestamp> in runs_dir, filled in a hidden temp folder
-        and renamed into place, so a run directory that exists is always complete."""
+    def create(cls, runs_dir: Path, cfg: Config, name: str | None = None) -> RunDir:
+        """A new run directory named <name>-<timestamp> in runs_dir, filled in a hidden temp folder (whose
+        lock this process takes first) and renamed into place, so a run directory that exists is always
+        complete and already owned."""
         runs_dir = Path(runs_dir)
+        tmp: Path | None = None
         try:
             runs_dir.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.name}-", dir=runs_dir))
+            run = cls(tmp)
+            run.acquire()
+            for sub in (run.samples_dir, run.state_dir):
+                sub.mkdir()
+            atomic_write(tmp / "preset.toml", cfg.to_toml().encode())
+            atomic_write(run.state_dir / "preset.toml", cfg.to_toml().encode())
+            atomic_write(run.metrics_path, b"")
+            run.write_status(state="created", generation=-1, generations=cfg.generations, error=None)
+            os.chmod(tmp, 0o755)
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            for n in range(1, 1000):
+                path = runs_dir / (f"{name or cfg.name}-{stamp}" + (f"-{n}" if n > 1 else ""))
+                if not os.path.lexists(path):  # a dangling link with that name counts as taken
+                    os.rename(tmp, path)
+                    fsync_dir(runs_dir)
+                    _held[path.resolve()] = _held.pop(tmp.resolve())
+                    return cls(path)
         except OSError as e:
-            raise ConfigError(f"--runs-dir {runs_dir}: cannot create a run there: {e.strerror}") from None
-        run = cls(tmp)
-        for sub in (run.samples_dir, run.state_dir):
-            sub.mkdir()
-        atomic_write(tmp / "preset.toml", cfg.to_toml().encode())
-        run.metrics_path.touch()
-        run.write_status(state="created", generation=-1, generations=cfg.generations, error=None)
-        os.chmod(tmp, 0o755)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        for n in range(1, 1000):
-            path = runs_dir / (f"{cfg.name}-{stamp}" + (f"-{n}" if n > 1 else ""))
-            if not path.exists():
-                os.rename(tmp, path)
-                fsync_dir(runs_dir)
-                return cls(path)
+            if tmp is not None:
+                _release(tmp)
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise ConfigError(f"--runs-dir {runs_dir}: cannot create a run there: {e.strerror or e}") from None
+        _release(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise ConfigError(f"--runs-dir {runs_dir}: too many runs named {cfg.name}-{stamp}")
 
     @classmethod
@@ -99,12 +155,58 @@ class RunDir:
     def config(self) -> Config:
         return load_preset(str(self.path / "preset.toml"))
 
+    # the lock
+    def acquire(self) -> None:
+        """Become the run's only writer for the rest of this process's life: an exclusive flock on RUN/lock.
+        A second writer gets RunDirError naming the holder's pid; a dead holder's lock is free."""
+        key = self.path.resolve()
+        if key in _held:
+            return
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise RunDirError(f"{self.lock_path}: cannot open the run's lock: {e.strerror}") from None
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                    os.close(fd)
+                    raise RunDirError(f"{self.path}: another process (pid {holder}) is writing this run") from None
+                time.sleep(0.02)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _held[key] = fd
+
+    def writer_alive(self) -> bool:
+        """Does a live process (this one included) hold the run's lock?"""
+        if self.path.resolve() in _held:
+            return True
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return False  # no lock file: nobody ever wrote it with this tool's lock
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # also drops the shared lock
+        return False
+
     # status.json
     def read_status(self) -> dict[str, Any]:
+        """status.json, validated ({} while it does not exist)."""
         try:
-            return json.loads(self.status_path.read_text())
-        except (OSError, ValueError):
+            raw = self.status_path.read_bytes()
+        except FileNotFoundError:
             return {}
+        except OSError as e:
+            raise RunDirError(f"{self.status_path}: cannot read it: {e.strerror}") from None
+        return valid_status(_json(raw, self.status_path), self.status_path)
 
     def write_status(self, **fields: Any) -> None:
         status = self.read_status() | fields | {"heartbeat": now_iso(), "pid": os.getpid()}
@@ -122,42 +224,81 @@ class RunDir:
         atomic_write(self.metrics_path, old + text.encode())
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        rows = []
+        """Every row, validated: RunDirError names the first line that is not a metrics row."""
         try:
-            text = self.metrics_path.read_text()
+            raw = self.metrics_path.read_bytes()
         except FileNotFoundError:
-            return rows
-        for line in text.splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                break  # a torn last line (never written by this tool, but be safe)
-        return rows
+            return []
+        except OSError as e:
+            raise RunDirError(f"{self.metrics_path}: cannot read it: {e.strerror}") from None
+        if raw and not raw.endswith(b"\n"):
+            raise RunDirError(f"{self.metrics_path}: the last line is cut off (not written by collapse-tui)")
+        return [
+            valid_row(_json(line, self.metrics_path, i), self.metrics_path, i)
+            for i, line in enumerate(raw.splitlines(), 1)
+        ]
 
-    def truncate_metrics(self, last_generation: int) -> None:
-        """Keep only rows up to last_generation: rows after a checkpoint are computed again."""
-        rows = [r for r in self.read_metrics() if r["generation"] <= last_generation]
+    def rows_to_resume(self, checkpoint: int, seeds: list[int]) -> list[dict[str, Any]]:
+        """The rows a resume from the checkpoint keeps: exactly one per seed and generation up to it. Rows
+        after it must be whole generations that a checkpoint interrupted (this tool's, computed again);
+        anything else is RunDirError, with the file left as it is."""
+        rows = self.read_metrics()
+        kept = [r for r in rows if r["generation"] <= checkpoint]
+        want = {(s, g) for s in seeds for g in range(checkpoint + 1)}
+        got = [(r["seed"], r["generation"]) for r in kept]
+        if len(got) != len(set(got)) or set(got) != want:
+            missing, extra = len(want - set(got)), len(got) - len(set(got) & want)
+            raise RunDirError(
+                f"{self.metrics_path}: does not match the checkpoint at generation {checkpoint} "
+                f"({missing} of its {len(want)} rows missing, {extra} unexpected); resume leaves it as it is"
+            )
+        later = {(r["seed"], r["generation"]) for r in rows if r["generation"] > checkpoint}
+        gens = sorted({g for _, g in later})
+        whole = {(s, g) for s in seeds for g in gens} == later and len(later) == len(rows) - len(kept)
+        if not whole or gens != list(range(checkpoint + 1, checkpoint + 1 + len(gens))):
+            raise RunDirError(
+                f"{self.metrics_path}: rows after the checkpoint at generation {checkpoint} are not whole "
+                "generations this run wrote; resume leaves the file as it is"
+            )
+        return kept
+
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
 
     # samples/
     def save_samples(self, generation: int, preview: np.ndarray | list[str]) -> None:
         if isinstance(preview, np.ndarray):
             path = self.samples_dir / f"gen-{generation:06d}.npy"
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, preview, allow_pickle=False)
-            os.replace(tmp, path)
+            atomic_write(path, _npy_bytes(preview))
         else:
             atomic_write(self.samples_dir / f"gen-{generation:06d}.json", json.dumps(preview).encode())
 
     def sample_generations(self) -> list[int]:
-        return sorted(int(p.stem[4:]) for p in self.samples_dir.glob("gen-*.*") if not p.name.startswith("."))
+        gens = set()
+        for p in self.samples_dir.glob("gen-*.*"):
+            if not p.name.startswith(".") and p.stem[4:].isdigit() and p.suffix in (".npy", ".json"):
+                gens.add(int(p.stem[4:]))
+        return sorted(gens)
 
     def load_samples(self, generation: int) -> np.ndarray | list[str]:
+        """A generation's preview: an array of at least one dimension, or a list of strings (RunDirError else)."""
         base = self.samples_dir / f"gen-{generation:06d}"
-        if base.with_suffix(".npy").exists():
-            return np.load(base.with_suffix(".npy"), allow_pickle=False)
-        return json.loads(base.with_suffix(".json").read_text())
+        path = base.with_suffix(".npy") if base.with_suffix(".npy").exists() else base.with_suffix(".json")
+        try:
+            size = path.stat().st_size
+            if not stat.S_ISREG(path.stat().st_mode) or size > MAX_SAMPLES_BYTES:
+                raise RunDirError(f"{path}: not a preview this tool wrote ({size} bytes)")
+            if path.suffix == ".npy":
+                x = np.load(path, allow_pickle=False)
+                if not isinstance(x, np.ndarray) or x.ndim == 0 or x.dtype.kind not in "fiub":
+                    raise RunDirError(f"{path}: expected an array of numbers with at least one dimension")
+                return x
+            texts = json.loads(path.read_bytes())
+        except (OSError, ValueError) as e:
+            raise RunDirError(f"{path}: cannot read it: {e}") from None
+        if not (isinstance(texts, list) and all(isinstance(t, str) for t in texts)):
+            raise RunDirError(f"{path}: expected a list of strings")
+        return texts
 
     # state/
     def new_state_dir(self, name: str) -> Path:
@@ -188,42 +329,121 @@ class RunDir:
                 shutil.rmtree(old, ignore_errors=True)
 
     def read_checkpoint(self) -> tuple[int, Path] | None:
+        """(generation, folder) of the last checkpoint, or None when there is none; RunDirError when it is
+        not one this tool wrote."""
+        path = self.state_dir / "checkpoint.json"
         try:
-            info = json.loads((self.state_dir / "checkpoint.json").read_text())
-        except (OSError, ValueError):
+            raw = path.read_bytes()
+        except FileNotFoundError:
             return None
-        return int(info["generation"]), self.state_dir / info["dir"]
+        except OSError as e:
+            raise RunDirError(f"{path}: cannot read it: {e.strerror}") from None
+        info = _json(raw, path)
+        ok = isinstance(info, dict) and _is_int(info.get("generation")) and isinstance(info.get("dir"), str)
+        if not ok or info["generation"] < 0 or not info["dir"].startswith("ckpt-") or "/" in info["dir"]:
+            raise RunDirError(f"{path}: expected {{'generation': N, 'dir': 'ckpt-...'}}, got {_short(info)}")
+        folder = self.state_dir / info["dir"]
+        if not folder.is_dir():
+            raise RunDirError(f"{path}: points at {folder}, which does not exist")
+        return info["generation"], folder
+
+    def check_resumable(self, cfg: Config) -> tuple[tuple[int, Path] | None, list[dict[str, Any]]]:
+        """(checkpoint, the metrics rows a resume keeps), or RunDirError when the state is missing, is not
+        this tool's, or does not match the preset the run started with. Changes nothing."""
+        if not self.state_dir.is_dir():
+            raise RunDirError(f"{self.state_dir}: missing, so there is nothing to resume from")
+        started = self.state_dir / "preset.toml"
+        if started.is_file() and started.read_text() != cfg.to_toml():
+            before = load_preset(str(started))
+            changes = [
+                f"{s}.{k}: {getattr(before, s).get(k)!r} -> {getattr(cfg, s).get(k)!r}"
+                for s in ("experiment", "data", "engine")
+                for k in {**getattr(before, s), **getattr(cfg, s)}
+                if getattr(before, s).get(k) != getattr(cfg, s).get(k)
+            ]
+            what = "; ".join(changes[:3]) or "reformatted"
+            raise RunDirError(
+                f"{self.path / 'preset.toml'}: changed since the run started ({what}); resume needs the preset it"
+                " started with (a copy is in state/preset.toml)"
+            )
+        ckpt = self.read_checkpoint()
+        if ckpt is not None and ckpt[0] >= cfg.generations:
+            raise RunDirError(
+                f"{self.state_dir / 'checkpoint.json'}: claims generation {ckpt[0]} of a run of {cfg.generations}"
+            )
+        return ckpt, self.rows_to_resume(ckpt[0] if ckpt else -1, cfg.seeds)
 
 
-def run_state(status: dict[str, Any]) -> str:
-    """status.json's state, with 'running' turned into 'crashed' when its process is gone."""
+def _release(path: Path) -> None:
+    fd = _held.pop(path.resolve(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _npy_bytes(x: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, x, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _json(raw: bytes, path: Path, line: int | None = None) -> Any:
+    where = f"{path}" + (f": line {line}" if line else "")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise RunDirError(f"{where}: not JSON ({str(e).splitlines()[0][:80]})") from None
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def valid_status(obj: Any, path: Path) -> dict[str, Any]:
+    """status.json's schema: an object of known keys of known types, a known state, a plausible pid."""
+    if not isinstance(obj, dict):
+        raise RunDirError(f"{path}: expected a JSON object, got {_short(obj)}")
+    for key, types in STATUS_TYPES.items():
+        v = obj.get(key)
+        if key in obj and (not isinstance(v, types) or (isinstance(v, bool) and bool not in types)):
+            raise RunDirError(f"{path}: {key} should be {' or '.join(t.__name__ for t in types)}, got {_short(v)}")
+    if "state" in obj and obj["state"] not in STATES:
+        raise RunDirError(f"{path}: state {obj['state']!r} is not one of {', '.join(STATES)}")
+    if "pid" in obj and not 0 < obj["pid"] <= MAX_PID:
+        raise RunDirError(f"{path}: pid {obj['pid']} is not a process id")
+    return obj
+
+
+def valid_row(obj: Any, path: Path, line: int) -> dict[str, Any]:
+    """A metrics row: an object with integer seed and generation >= 0, values numbers, null or lists of them."""
+    if not isinstance(obj, dict):
+        raise RunDirError(f"{path}: line {line}: expected a JSON object, got {_short(obj)}")
+    for key in ("seed", "generation"):
+        if not (_is_int(obj.get(key)) and obj[key] >= 0):
+            raise RunDirError(f"{path}: line {line}: {key} should be an integer >= 0, got {_short(obj.get(key))}")
+    for key, v in obj.items():
+        items = v if isinstance(v, list) else [v]
+        if not all(x is None or isinstance(x, int | float | str) for x in items):
+            raise RunDirError(f"{path}: line {line}: {key} should be numbers or null, got {_short(v)}")
+    return obj
+
+
+def run_state(rundir: RunDir, status: dict[str, Any]) -> str:
+    """status.json's state, with 'running' turned into 'crashed' when no live process holds the lock."""
     state = status.get("state", "created")
-    if state == "running" and not (status.get("pid") == os.getpid() or process_alive(status)):
+    if state == "running" and not rundir.writer_alive():
         return "crashed"
     return state
 
 
-def process_alive(status: dict[str, Any]) -> bool:
-    """Is the status's pid a live collapse-tui process (not a later one that reused the number)?"""
-    pid = status.get("pid")
-    if not isinstance(pid, int) or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        return b"collapse" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True  # no /proc: trust the pid
-
-
 def open_for_resume(path: str) -> RunDir:
-    """Open a run directory to continue it; refused while the run that wrote it is still live."""
+    """Open a run directory to continue it: take its lock first (RunDirError if another process writes
+    it), then check that its state matches its preset."""
     rundir = RunDir.open(Path(path))
-    status = rundir.read_status()
-    if status.get("state") == "running" and process_alive(status):
-        raise ConfigError(f"{path}: the run is still running (pid {status['pid']})")
+    rundir.acquire()
+    rundir.check_resumable(rundir.config())
     return rundir

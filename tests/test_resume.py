@@ -123,7 +123,7 @@ def test_a_live_run_cannot_be_resumed_twice(tmp_path):
             time.sleep(0.01)
         second = cli("--batch", "--resume", str(only_run(tmp_path / "runs").path), cwd=tmp_path)
         assert second.wait(30) == 2
-        assert "the run is still running" in second.stderr.read()
+        assert f"another process (pid {proc.pid}) is writing this run" in second.stderr.read()
     finally:
         proc.kill()
         proc.wait()

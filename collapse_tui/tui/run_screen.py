@@ -106,7 +106,7 @@ class RunScreen(Screen):
         st = self.run_state
         st.load()
         status = self.rundir.read_status()
-        st.state, st.error = disk_state(status), status.get("error")
+        st.state, st.error = disk_state(self.rundir, status), status.get("error")
         error = self.query_one("#error")
         error.border_title = "run failed"
         error.border_subtitle = "traceback in error.log · r resumes from the last checkpoint"
@@ -165,7 +165,7 @@ class RunScreen(Screen):
         if mtime != self._metrics_mtime:  # rewritten at each of its checkpoints: parse only then
             self._metrics_mtime = mtime
             st.load()
-        st.state = disk_state(self.rundir.read_status())
+        st.state = disk_state(self.rundir, self.rundir.read_status())
         if st.done != done or st.state != "watching":
             self.redraw()
             self.refresh_bindings()

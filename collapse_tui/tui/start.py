@@ -140,7 +140,7 @@ class StartScreen(Screen):
             run = RunDir(path)
             status = run.read_status()
             done, total = status.get("generation", -1) + 1, status.get("generations", "?")
-            table.add_row(self._run_label(str(path)), disk_state(status), f"{done}/{total}", key=str(path))
+            table.add_row(self._run_label(str(path)), disk_state(run, status), f"{done}/{total}", key=str(path))
         table.display = bool(found)
         self._runs_title()
 

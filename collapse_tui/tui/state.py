@@ -155,7 +155,7 @@ class RunState:
         return max(0.0, per_gen * (left - min(part, 1.0)))
 
 
-def disk_state(status: dict[str, Any]) -> str:
+def disk_state(rundir: RunDir, status: dict[str, Any]) -> str:
     """The state a run directory's status.json says: a run that a live process is running is 'watching'."""
-    state = run_state(status)
+    state = run_state(rundir, status)
     return "watching" if state == "running" else state
