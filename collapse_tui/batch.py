@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from datetime import datetime
 from typing import TextIO
 
@@ -17,10 +16,10 @@ from . import loop
 from .events import Event, GenerationDone, RunFailed, RunFinished, RunStarted
 from .events import Progress as ProgressEvent
 from .rundir import RunDir
-from .summary import SERIES, by_generation, mean_std, scalar_keys
+from .runlog import RunLog, failed_line
+from .summary import by_generation, scalar_keys
 
 EXIT = {"finished": 0, "failed": 1, "stopped": 130}
-LINE_INTERVAL = 1.0  # plain mode: at most one line a second for fast generations
 
 
 class BatchView:
@@ -28,8 +27,7 @@ class BatchView:
         self.tty = out.isatty()
         self.console = Console(file=out, highlight=False, soft_wrap=not self.tty)
         self.progress: Progress | None = None
-        self.generations = 0
-        self.last_line = 0.0
+        self.log = RunLog()
         self.name = ""
 
     def line(self, text: str) -> None:
@@ -39,11 +37,12 @@ class BatchView:
             self.console.print(f"{datetime.now().strftime('%Y-%m-%d %H:%M:%S')} {text}", markup=False)
 
     def handle(self, ev: Event) -> None:
+        if isinstance(ev, GenerationDone) and self.progress:
+            self.progress.update(self.gen_task, completed=ev.generation + 1)
+        for text in self.log.lines(ev):
+            self.line(text)
         if isinstance(ev, RunStarted):
-            self.generations, self.name = ev.generations, ev.name
-            where = f"resuming at generation {ev.start_generation}" if ev.start_generation else "starting"
-            self.line(f"{ev.name}: {ev.engine}, {ev.generations} generations, {len(ev.seeds)} seeds, {where}")
-            self.line(f"run directory: {ev.run_dir}")
+            self.name = ev.name
             if self.tty:
                 self.progress = Progress(
                     TextColumn("{task.description}"),
@@ -63,18 +62,6 @@ class BatchView:
             self.progress.update(
                 self.step_task, description=f"gen {ev.generation} {ev.phase}{loss}", completed=ev.step, total=ev.total
             )
-        elif isinstance(ev, GenerationDone):
-            if self.progress:
-                self.progress.update(self.gen_task, completed=ev.generation + 1)
-            now = time.monotonic()
-            last = ev.generation == self.generations - 1
-            if ev.seconds >= LINE_INTERVAL or now - self.last_line >= LINE_INTERVAL or last or ev.generation == 0:
-                self.last_line = now
-                parts = [f"gen {ev.generation}/{self.generations - 1}"]
-                for key in SERIES:
-                    mean, _ = mean_std([r.get(key) for r in ev.rows])
-                    parts.append(f"{key} {mean:.4g}")
-                self.line("  ".join(parts) + f"  ({ev.seconds:.2f} s)")
         elif isinstance(ev, RunFinished | RunFailed) and self.progress:
             self.progress.stop()
             self.progress = None
@@ -85,7 +72,7 @@ class BatchView:
             self.console.print(summary_table(rows, self.name, self.tty))
         status = rundir.read_status()
         if state == "failed":
-            self.line(f"failed: {status.get('error')} (traceback in {rundir.path / 'error.log'})")
+            self.line(failed_line(status.get("error"), rundir.path))
         if state != "finished":
             self.line(f"{state}; resume with: collapse-tui --batch --resume {rundir.path}")
         else:

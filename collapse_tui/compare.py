@@ -21,12 +21,15 @@ from typing import Any, TextIO
 import numpy as np
 
 from .config import Config, ConfigError
+from .numbers import fmt, plural
 from .rundir import RunDir, run_state
 from .summary import by_generation, scalar_keys
 
 MAX_LABEL_KEYS = 3  # config differences named in a run's label
 HIDDEN_KEYS = ("experiment.name", "experiment.description", "experiment.engine")  # name or preset tell these
 LABEL_ORDER = ("data", "engine", "experiment")  # which differences name a run first
+COLUMNS = ("metric", "run", "final: mean ± std", "peak (gen)", "change / gen")
+NA = "n/a"  # a number the comparison does not have
 
 
 @dataclass
@@ -175,10 +178,20 @@ def compare_rows(runs: Sequence[Run | RunDir | Path | str]) -> list[dict[str, An
     return out
 
 
-def fmt(value: float | None, signed: bool = False) -> str:
-    if value is None or math.isnan(value):
-        return "n/a"
-    return f"{value:+.4g}" if signed else f"{value:.4g}"
+def table_cells(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """The COLUMNS of each compare_rows row as the CLI's table and the app's show them; a metric is
+    named on its first row only."""
+    cells = []
+    for i, r in enumerate(rows):
+        metric = r["metric"] if i == 0 or rows[i - 1]["metric"] != r["metric"] else ""
+        if r["kind"] == "diff":
+            numbers = (fmt(r["final"], True, NA), fmt(r["peak"], True, NA), fmt(r["slope"], True, NA))
+        else:
+            peak = f"{fmt(r['peak'], missing=NA)} ({r['peak_generation']})" if r["peak_generation"] is not None else NA
+            final = f"{fmt(r['final'], missing=NA)} ± {fmt(r['final_std'], missing=NA)}"
+            numbers = (final, peak, fmt(r["slope"], True, NA))
+        cells.append((metric, r["run"], *numbers))
+    return cells
 
 
 def compare_table(rows: list[dict[str, Any]], tty: bool):
@@ -186,24 +199,12 @@ def compare_table(rows: list[dict[str, Any]], tty: bool):
     from rich.table import Table
 
     table = Table(box=box.SIMPLE_HEAD if tty else box.ASCII)
-    table.add_column("metric")
-    table.add_column("run")
-    for col in ("final: mean ± std", "peak (gen)", "change / gen"):
-        table.add_column(col, justify="right")
-    for i, r in enumerate(rows):
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in COLUMNS[:2] else "right")
+    for i, (r, cells) in enumerate(zip(rows, table_cells(rows))):
         last_of_metric = i + 1 == len(rows) or rows[i + 1]["metric"] != r["metric"]
-        if r["kind"] == "run":
-            cells = (
-                f"{fmt(r['final'])} ± {fmt(r['final_std'])}",
-                f"{fmt(r['peak'])} ({r['peak_generation']})" if r["peak_generation"] is not None else "n/a",
-                fmt(r["slope"], signed=True),
-            )
-            style = None
-        else:
-            cells = (fmt(r["final"], True), fmt(r["peak"], True), fmt(r["slope"], True))
-            style = "italic" if tty else None
-        first_of_metric = i == 0 or rows[i - 1]["metric"] != r["metric"]
-        table.add_row(r["metric"] if first_of_metric else "", r["run"], *cells, style=style, end_section=last_of_metric)
+        style = "italic" if tty and r["kind"] == "diff" else None
+        table.add_row(*cells, style=style, end_section=last_of_metric)
     return table
 
 
@@ -213,8 +214,8 @@ def print_comparison(runs: list[Run], out: TextIO) -> None:
     tty = out.isatty()
     console = Console(file=out, highlight=False, width=None if tty else 200)  # logs: no wrapping
     for r in runs:
-        seeds = len(r.config.seeds)
-        line = f"{r.label}: {r.name}, {r.engine}, mode {r.config.data['mode']}, {seeds} seeds, {r.progress()}"
+        seeds = plural(len(r.config.seeds), "seed")
+        line = f"{r.label}: {r.name}, {r.engine}, mode {r.config.data['mode']}, {seeds}, {r.progress()}"
         console.print(f"{line}  [{r.rundir.path}]", markup=False)
     rows = compare_rows(runs)
     if not rows:

@@ -21,9 +21,9 @@ from collapse_tui.engines.gaussian import GaussianEngine
 from collapse_tui.rundir import RunDir
 from collapse_tui.summary import SERIES, by_generation
 from collapse_tui.tui.app import build_app
-from collapse_tui.tui.run_screen import TABLE_ROWS, RunScreen
+from collapse_tui.tui.components import TABLE_ROWS, SamplesView, Trend
+from collapse_tui.tui.run_screen import RunScreen
 from collapse_tui.tui.start import StartScreen
-from collapse_tui.tui.widgets import Trend
 
 SIZE = (80, 24)
 
@@ -110,13 +110,14 @@ async def test_pick_change_start_pause_stop_resume_finish(tmp_path, monkeypatch)
         gate.let(3)
         await wait_for(pilot, lambda: all(len(trend_values(screen, k)) >= 3 for k in SERIES), what="3 points")
         assert screen.run_state.done == 3 and screen.run_state.state == "running"
-        assert screen.saved == [0, 1, 2] and screen.n == 2 and screen.follow
+        view = screen.query_one(SamplesView)
+        assert view.saved == (0, 1, 2) and view.n == 2 and view.follow
         assert "ETA" in str(screen.query_one("#eta").render())
         await pilot.press("left_square_bracket")
-        assert not screen.follow and screen.n == 1
+        assert not view.follow and view.n == 1
         assert str(screen.query_one("#right").border_title) == "generation 1"
         await pilot.press("left_curly_bracket", "right_square_bracket", "right_square_bracket")
-        assert screen.n == 2 and screen.follow  # back on the newest: follows it again
+        assert view.n == 2 and view.follow  # back on the newest: follows it again
 
         await pilot.press("p")
         assert screen.run_state.state == "paused" and screen.control.paused
@@ -151,7 +152,8 @@ async def test_pick_change_start_pause_stop_resume_finish(tmp_path, monkeypatch)
         assert len(rows) == 30 * 20
         assert sorted({r["generation"] for r in rows}) == list(range(30))
         assert_trends_match_metrics(screen, rundir)
-        assert screen.n == 29 and screen.follow
+        view = screen.query_one(SamplesView)
+        assert view.n == 29 and view.follow
         await pilot.press("3")  # the table pane: one row per generation
         assert screen.query_one("#metrics").row_count == 30
         await pilot.press("4")  # the log pane (it draws once shown)
@@ -273,6 +275,23 @@ async def test_long_run_keeps_table_and_sparkline_small(tmp_path):
         line = str(screen.query_one("#trend-perplexity").render()).splitlines()[0]
         assert line.rstrip().endswith("inf +inf vs g0") and len(line) <= SIZE[0]
         assert "no samples saved" in str(screen.query_one("#right #body").render())  # none written
+
+
+@run_async
+async def test_a_preview_kind_without_a_drawing_is_one_line(tmp_path, monkeypatch):
+    """A plugin's own preview kind: the panes say so in one line; the rest of the screen works."""
+    monkeypatch.setattr(GaussianEngine, "preview_kind", "rgb")
+    app = build_app("gaussian-quick", ["experiment.generations=3", "experiment.seeds=1"], tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("enter")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.run_state.state == "finished", what="finish")
+        await pilot.pause(0.1)
+        for pane in ("#left", "#right"):
+            body = str(screen.query_one(f"{pane} #body").render())
+            assert body == "no drawing for preview kind 'rgb' (samples on disk in samples/)"
+        assert str(screen.query_one("#right").border_title) == "generation 2"
+        assert len(trend_values(screen, "variance")) == 3
 
 
 @run_async

@@ -6,7 +6,8 @@ import asyncio
 import functools
 
 from collapse_tui.cli import main
-from collapse_tui.compare import compare_rows, fmt
+from collapse_tui.compare import compare_rows
+from collapse_tui.numbers import fmt
 from collapse_tui.tui.app import build_app
 from collapse_tui.tui.compare_screen import CompareScreen
 from collapse_tui.tui.start import StartScreen
@@ -20,6 +21,11 @@ def run_async(test):
         return asyncio.run(test(*args, **kwargs))
 
     return wrapper
+
+
+def na(x: float | None, signed: bool = False) -> str:
+    """A number as the comparison writes it: n/a when there is none."""
+    return fmt(x, signed, missing="n/a")
 
 
 def make_runs(runs):
@@ -63,13 +69,13 @@ async def test_mark_two_runs_and_compare(tmp_path):
         assert {r["kind"] for r in rows} == {"run", "diff"}
         for r, c in zip(rows, cells):
             if r["kind"] == "run":
-                assert c[2] == f"{fmt(r['final'])} ± {fmt(r['final_std'])}"
-                assert c[3] == f"{fmt(r['peak'])} ({r['peak_generation']})"
-                assert c[4] == fmt(r["slope"], signed=True)
+                assert c[2] == f"{na(r['final'])} ± {na(r['final_std'])}"
+                assert c[3] == f"{na(r['peak'])} ({r['peak_generation']})"
+                assert c[4] == na(r["slope"], True)
             else:
-                assert c[2:] == [fmt(r["final"], True), fmt(r["peak"], True), fmt(r["slope"], True)]
+                assert c[2:] == [na(r["final"], True), na(r["peak"], True), na(r["slope"], True)]
         variance_diff = next(i for i, r in enumerate(rows) if r["metric"] == "variance" and r["kind"] == "diff")
-        assert cells[variance_diff][2] == fmt(rows[variance_diff]["final"], True) != "n/a"
+        assert cells[variance_diff][2] == na(rows[variance_diff]["final"], True) != "n/a"
 
         await pilot.press("escape")
         await pilot.pause()

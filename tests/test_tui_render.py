@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collapse_tui.tui import render
+from collapse_tui.tui import previews, render
 
 MNIST = Path(__file__).parents[1] / ".." / "shared" / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
 
@@ -53,3 +53,17 @@ def test_sparkline_scales_and_downsamples():
     many = render.sparkline(list(range(5000)), width=40, height=2)
     assert len(many) == 2 and all(len(r) == 40 for r in many)
     assert many[1][0] == "▁" and many[0][-1] == "█"
+
+
+def test_each_preview_kind_has_its_drawing():
+    """The panes draw what the engine declares; a kind without a drawing (a plugin's own) is one line."""
+    points = previews.draw("points", np.zeros((50, 1)), None, 10, 5)
+    assert points.plot and points.subtitle == "n=50 var 0" and "█" in points.body.plain
+    images = previews.draw("images", np.ones((4, 4, 4)), None, 20, 6)
+    assert images.plot and images.subtitle == "4 images" and set(images.body.plain) <= set(" █\n")
+    text = previews.draw("text", ["one two three one two three"], None, 20, 6)
+    assert not text.plot and text.body.plain == "#1 one two three one two three"
+    rgb = previews.draw("rgb", np.zeros((2, 4, 4, 3)), None, 20, 6)
+    assert rgb.body.plain == "no drawing for preview kind 'rgb' (samples on disk in samples/)"
+    assert previews.preview_kind("gmm") == "points" and previews.preview_kind("opt") == "text"
+    assert previews.preview_kind("no-such-engine") == previews.UNKNOWN  # EngineError: no drawing

@@ -36,13 +36,15 @@ def stopped_run(tmp_path: Path, stop_after: int = 11) -> Path:
 
 
 def text_run(tmp_path: Path, generations: int = 6) -> Path:
-    """A run directory with text samples, as a text engine writes them: continuations of the same
-    real prompts (WikiText-2), drifting into loops generation after generation."""
+    """A run directory of a text engine (the opt-tiny preset; nothing is trained) with text samples as
+    it writes them: continuations of the same real prompts (WikiText-2), drifting into loops
+    generation after generation. The panes draw what the engine's preview kind says, so the preset
+    must be a text engine's."""
     if not WIKI.exists():
         pytest.skip(f"{WIKI} not found")
     paragraphs = [line.split() for line in WIKI.read_text(encoding="utf-8").splitlines()]
     paragraphs = [p for p in paragraphs if len(p) > 60 and p[0] != "="][:3]
-    cfg = load_preset("gaussian-quick", [f"experiment.generations={generations}", "experiment.seeds=2"])
+    cfg = load_preset("opt-tiny", [f"experiment.generations={generations}", "experiment.seeds=2"])
     path = RunDir.create(tmp_path, cfg).path.rename(tmp_path / "demo-text")
     run = RunDir(path)
     for g in range(generations):

@@ -1,7 +1,7 @@
 """What the run screen shows, accumulated from loop events or read from a run directory.
 
 Plain Python (no textual): the worker thread queues events, the UI applies them here at most ~10
-times a second and redraws from this state, so fast engines never flood the interface.
+times a second and shows what changed, so fast engines never flood the interface.
 """
 
 from __future__ import annotations
@@ -16,36 +16,13 @@ import numpy as np
 
 from ..config import Config
 from ..events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
+from ..numbers import fmt_seconds
 from ..rundir import RunDir, run_state
+from ..runlog import RunLog, failed_line
 from ..summary import SERIES, mean_std, scalar_keys
 
 RESUMABLE = ("created", "stopped", "failed", "crashed")
 ETA_WINDOW = 20  # generations the time estimate averages over
-
-
-def fmt(x: float | None) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return f"{x:.4g}"
-
-
-def fmt_signed(x: float) -> str:
-    if math.isnan(x):
-        return "-"
-    if math.isinf(x):
-        return "+inf" if x > 0 else "-inf"
-    return f"{x:+.4g}"
-
-
-def fmt_seconds(s: float) -> str:
-    if s < 1:
-        return "<1s"
-    s = round(s)
-    h, m = divmod(s, 3600)
-    m, sec = divmod(m, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
 def _number(v: Any) -> float:
@@ -65,9 +42,8 @@ class RunState:
     start_generation: int = 0  # where this session's loop started (> 0 on resume)
     gen_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=ETA_WINDOW))
     log: list[str] = field(default_factory=list)  # lines not yet written to the log pane
-    version: int = 0  # bumped on every change the widgets show
-    truncated: bool = False  # generations were dropped (resume): tables redraw from scratch
-    _last_log: float = 0.0
+    rewrites: int = 0  # bumped when generations already shown were read again or dropped (resume)
+    runlog: RunLog = field(default_factory=RunLog)
 
     @property
     def generations(self) -> int:
@@ -89,8 +65,7 @@ class RunState:
             if gen != len(self.means):
                 break  # generations are contiguous; anything else is not from this tool
             self._add(by_gen[gen])
-        self.version += 1
-        self.truncated = True
+        self.rewrites += 1
 
     def _add(self, rows: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> None:
         if not self.keys:
@@ -110,27 +85,20 @@ class RunState:
         return [m.get(key, math.nan) for m in self.means]
 
     def apply(self, ev: Event) -> None:
-        self.version += 1
+        for line in self.runlog.lines(ev):  # the start and the generations, as the batch output has them
+            self.say(line)
         if isinstance(ev, RunStarted):
             self.state, self.error = "running", None
             self.start_generation = ev.start_generation
             if self.done > ev.start_generation:  # rows after the checkpoint are computed again
                 del self.means[ev.start_generation :], self.stds[ev.start_generation :]
-                self.truncated = True
-            where = f"resuming at generation {ev.start_generation}" if ev.start_generation else "starting"
-            self.say(f"{ev.name}: {ev.engine}, {ev.generations} generations, {len(ev.seeds)} seeds, {where}")
-            self.say(f"run directory: {ev.run_dir}")
+                self.rewrites += 1
         elif isinstance(ev, Progress):
             self.progress = ev
         elif isinstance(ev, GenerationDone):
             if ev.generation == self.done:
                 self._add(ev.rows)
             self.gen_seconds.append(ev.seconds)
-            now = time.monotonic()
-            if now - self._last_log >= 1.0 or ev.generation in (0, self.generations - 1):
-                self._last_log = now
-                parts = "  ".join(f"{k} {fmt(self.means[-1].get(k))}" for k in SERIES)
-                self.say(f"gen {ev.generation}: {parts}  ({ev.seconds:.2f} s)")
         elif isinstance(ev, RunFinished):
             self.state, self.progress = ev.state, None
             if ev.state == "finished":
@@ -139,7 +107,7 @@ class RunState:
                 self.say(f"stopped after {ev.generations_done} generations; r resumes")
         elif isinstance(ev, RunFailed):
             self.state, self.error, self.progress = "failed", ev.error, None
-            self.say(f"failed: {ev.error} (traceback in {self.rundir.path / 'error.log'})")
+            self.say(failed_line(ev.error, ev.run_dir))
 
     def say(self, line: str) -> None:
         self.log.append(f"{time.strftime('%H:%M:%S')} {line}")

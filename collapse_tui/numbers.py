@@ -1,0 +1,27 @@
+"""Numbers as tables, logs and the app write them: one copy for the CLI and the app (no textual)."""
+
+from __future__ import annotations
+
+import math
+
+
+def fmt(x: float | None, signed: bool = False, missing: str = "-") -> str:
+    """Four significant digits, inf and -inf as such; None and NaN read as `missing`."""
+    if x is None or math.isnan(x):
+        return missing
+    return f"{x:+.4g}" if signed else f"{x:.4g}"
+
+
+def fmt_seconds(s: float) -> str:
+    """A duration as m:ss or h:mm:ss."""
+    if s < 1:
+        return "<1s"
+    s = round(s)
+    h, m = divmod(s, 3600)
+    m, sec = divmod(m, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 seed', '20 seeds'."""
+    return f"{n} {noun}{'s' * (n != 1)}"

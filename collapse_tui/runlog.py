@@ -1,0 +1,41 @@
+"""A run's log lines from its events: the same in the batch output and in the app's log pane."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from .events import Event, GenerationDone, RunStarted
+from .numbers import fmt, plural
+from .summary import SERIES, mean_std
+
+LINE_INTERVAL = 1.0  # seconds: fast engines finish hundreds of generations a second
+
+
+class RunLog:
+    """Lines for the start of a run and its generations: the first, the last, and at most one a second."""
+
+    def __init__(self) -> None:
+        self.generations = 0
+        self._last = -math.inf  # when the last generation line was written
+
+    def lines(self, ev: Event) -> list[str]:
+        if isinstance(ev, RunStarted):
+            self.generations = ev.generations
+            where = f"resuming at generation {ev.start_generation}" if ev.start_generation else "starting"
+            seeds = plural(len(ev.seeds), "seed")
+            head = f"{ev.name}: {ev.engine}, {ev.generations} generations, {seeds}, {where}"
+            return [head, f"run directory: {ev.run_dir}"]
+        if isinstance(ev, GenerationDone):
+            now = time.monotonic()
+            if now - self._last < LINE_INTERVAL and ev.generation not in (0, self.generations - 1):
+                return []
+            self._last = now
+            means = [f"{key} {fmt(mean_std([r.get(key) for r in ev.rows])[0])}" for key in SERIES]
+            return ["  ".join([f"gen {ev.generation}/{self.generations - 1}", *means]) + f"  ({ev.seconds:.2f} s)"]
+        return []
+
+
+def failed_line(error: str | None, run_dir: Path) -> str:
+    return f"failed: {error} (traceback in {run_dir / 'error.log'})"

@@ -1,0 +1,81 @@
+"""Generation 0 against generation n: repeated phrases and a word diff for text, every metric otherwise."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.reactive import var
+from textual.widgets import Static
+
+from ...numbers import fmt
+from ...phrases import compare, word_diff
+from ..state import RunState
+
+MARKS = {"appeared": "+", "grew": ">", "shrank": "<", "vanished": "-"}
+
+
+class DiffPane(VerticalScroll):
+    done = var(0)  # bound to the run screen's: the metrics follow every finished generation
+
+    def __init__(self, run_state: RunState, kind: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.run_state, self.kind = run_state, kind
+        # what the sample panes show: n, generation 0's samples, generation n's, the prompt
+        self.compared: tuple[int | None, Any, Any, int] = (None, None, None, 0)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="diff-body")
+
+    def compare(self, n: int | None, first: Any, other: Any, prompt: int) -> None:
+        """What the sample panes now show."""
+        self.compared = (n, first, other, prompt)
+        self._draw()
+
+    def watch_done(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        n, first, other, prompt = self.compared
+        text = self.kind == "text" and n is not None and first is not None and other is not None
+        self.query_one("#diff-body", Static).update(self._text(n, first, other, prompt) if text else self._metrics(n))
+
+    def _metrics(self, n: int | None) -> Content:
+        means = self.run_state.means
+        if not means:
+            return Content.styled("no generation to compare yet", "$text-muted")
+        n = n if n is not None and n < len(means) else len(means) - 1
+        head = f"{'metric':<16}{'gen 0':>12}{f'gen {n}':>12}{'change':>12}"
+        lines = [Content.styled(head, "bold")]
+        for key, a in means[0].items():
+            b = means[n].get(key, math.nan)
+            change = b - a if math.isfinite(a) and math.isfinite(b) else math.inf if b != a else 0.0
+            lines.append(Content(f"{key[:15]:<16}{fmt(a):>12}{fmt(b):>12}{fmt(change, signed=True):>12}"))
+        return Content("\n").join(lines)
+
+    @staticmethod
+    def _text(n: int, before: list[str], after: list[str], prompt: int) -> Content:
+        changes = compare(before, after)
+        out = [Content.styled(f"repeated phrases, generation 0 -> {n} (all prompts)", "bold")]
+        if not changes:
+            out.append(Content.styled("no change", "$text-muted"))
+        for c in changes:
+            line = Content(f"{MARKS[c.kind]} {c.kind:<8} {c.before:>3} -> {c.after:<3} ")
+            out.append(line + Content.styled(c.text, "bold" if c.kind in ("appeared", "grew") else ""))
+        out.append(Content(""))
+        out.append(Content.styled(f"word diff of prompt #{prompt + 1}: [-generation 0-] {{+generation {n}+}}", "bold"))
+        a = before[prompt] if prompt < len(before) else ""
+        b = after[prompt] if prompt < len(after) else ""
+        pieces = []
+        for op, text in word_diff(a, b):
+            if op == "equal":
+                pieces.append(Content(text))
+            elif op == "delete":
+                pieces.append(Content.styled(f"[-{text}-]", "strike $error"))
+            else:
+                pieces.append(Content.styled(f"{{+{text}+}}", "bold $success"))
+        out.append(Content(" ").join(pieces))
+        return Content("\n").join(out)

@@ -1,0 +1,71 @@
+"""What a sample pane draws for each preview kind an engine declares (Engine.preview_kind).
+
+A kind with no drawing here, a plugin's own say, gets one muted line: its samples stay on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from textual.content import Content
+
+from ..engines import EngineError, engine_class
+from ..numbers import fmt
+from . import render
+
+UNKNOWN = "unknown"  # the kind of an engine that does not load
+
+
+@dataclass(frozen=True)
+class Drawing:
+    body: Content
+    subtitle: str = ""
+    plot: bool = False  # characters laid out in 2-D: no wrapping at their blanks
+
+
+# (samples, generation 0's samples (shared scales), width, height, highlighted prompt) -> drawing
+Draw = Callable[[Any, Any, int, int, int], Drawing]
+
+
+def points(samples: np.ndarray, first: Any, width: int, height: int, prompt: int) -> Drawing:
+    """A histogram (1-D) or a density map, both panes on generation 0's scale."""
+    limits = render.extent(first if first is not None and len(first) else samples)
+    lines = render.density(samples, width, height, limits)
+    pts = np.asarray(samples, dtype=float).reshape(len(samples), -1)
+    var = float(pts.var(0, ddof=1).sum()) if len(samples) > 1 else 0.0
+    return Drawing(Content("\n".join(lines)), f"n={len(samples)} var {fmt(var)}", plot=True)
+
+
+def images(samples: np.ndarray, first: Any, width: int, height: int, prompt: int) -> Drawing:
+    return Drawing(Content("\n".join(render.digits(samples, width, height))), f"{len(samples)} images", plot=True)
+
+
+def text(samples: list[str], first: Any, width: int, height: int, prompt: int) -> Drawing:
+    """Every sample, its repeated phrases marked; the prompt the diff shows in reverse."""
+    parts = [
+        Content.styled(f"#{i + 1} ", "reverse bold" if i == prompt else "bold") + render.highlighted(t)
+        for i, t in enumerate(samples)
+    ]
+    return Drawing(Content("\n\n").join(parts) if parts else Content("(empty)"), f"{len(samples)} prompts")
+
+
+DRAWINGS: dict[str, Draw] = {"points": points, "images": images, "text": text}
+
+
+def preview_kind(engine: str) -> str:
+    """The engine's declared preview kind; UNKNOWN when the engine does not load."""
+    try:
+        return getattr(engine_class(engine), "preview_kind", UNKNOWN)
+    except EngineError:
+        return UNKNOWN
+
+
+def draw(kind: str, samples: Any, first: Any, width: int, height: int, prompt: int = 0) -> Drawing:
+    drawing = DRAWINGS.get(kind)
+    if drawing is None:
+        line = f"no drawing for preview kind {kind!r} (samples on disk in samples/)"
+        return Drawing(Content.styled(line, "$text-muted"))
+    return drawing(samples, first, width, height, prompt)
