@@ -1,7 +1,12 @@
-"""The headless front end: rich progress bars on a terminal, plain timestamped lines otherwise."""
+"""The headless front end: rich progress bars on a terminal, plain timestamped lines otherwise.
+
+Output is a courtesy, the run directory the record: a closed stdout or a reader that went away (`| head`)
+silences the output and the run goes on. SIGINT, SIGTERM and SIGHUP stop after a checkpoint ("stopped",
+resumable); a second one quits at once."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from datetime import datetime
@@ -20,21 +25,41 @@ from .runlog import RunLog, failed_line
 from .summary import by_generation, scalar_keys
 
 EXIT = {"finished": 0, "failed": 1, "stopped": 130}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class QuietOnBrokenPipe(Console):
+    """rich exits the process when its reader goes away; here the output goes quiet and the run goes on."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        if self.file is sys.stdout:  # no "Exception ignored" when Python flushes it at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 class BatchView:
-    def __init__(self, out: TextIO):
-        self.tty = out.isatty()
-        self.console = Console(file=out, highlight=False, soft_wrap=not self.tty)
+    def __init__(self, out: TextIO | None):
+        self.out = out if out is not None else open(os.devnull, "w")  # noqa: SIM115 (stdout closed: >&-)
+        if hasattr(self.out, "reconfigure"):
+            self.out.reconfigure(errors="replace")  # PYTHONIOENCODING=ascii: "?" for what it cannot show
+        self.tty = self.out.isatty()
+        self.pm = "±" if _encodes(self.out, "±") else "+/-"
+        self.console = QuietOnBrokenPipe(file=self.out, highlight=False, soft_wrap=not self.tty)
         self.progress: Progress | None = None
         self.log = RunLog()
         self.name = ""
 
+    def print(self, *objects, **kwargs) -> None:
+        try:
+            self.console.print(*objects, **kwargs)
+        except OSError:  # e.g. EIO from a terminal that hung up: keep running, quietly
+            self.console.on_broken_pipe()
+
     def line(self, text: str) -> None:
         if self.tty:
-            self.console.print(text)
+            self.print(text)
         else:
-            self.console.print(f"{datetime.now().strftime('%Y-%m-%d %H:%M:%S')} {text}", markup=False)
+            self.print(f"{datetime.now().strftime('%Y-%m-%d %H:%M:%S')} {text}", markup=False)
 
     def handle(self, ev: Event) -> None:
         if isinstance(ev, GenerationDone) and self.progress:
@@ -43,7 +68,7 @@ class BatchView:
             self.line(text)
         if isinstance(ev, RunStarted):
             self.name = ev.name
-            if self.tty:
+            if self.tty and not self.console.quiet:
                 self.progress = Progress(
                     TextColumn("{task.description}"),
                     BarColumn(),
@@ -69,17 +94,31 @@ class BatchView:
     def summary(self, rundir: RunDir, state: str) -> None:
         rows = rundir.read_metrics()
         if rows:
-            self.console.print(summary_table(rows, self.name, self.tty))
-        status = rundir.read_status()
-        if state == "failed":
-            self.line(failed_line(status.get("error"), rundir.path))
-        if state != "finished":
-            self.line(f"{state}; resume with: collapse-tui --batch --resume {rundir.path}")
-        else:
+            self.print(summary_table(rows, self.name, self.tty, self.pm))
+        error = rundir.read_status().get("error")
+        if state == "failed" and sys.stderr is not None:
+            print(f"collapse-tui: {failed_line(error, rundir.path)}", file=sys.stderr)
+        if state == "finished":
             self.line(f"finished: {rundir.path}")
+        elif resumable(state, error):
+            self.line(f"{state}; resume with: collapse-tui --batch --resume {rundir.path}")
 
 
-def summary_table(rows: list[dict], title: str, tty: bool) -> Table:
+def resumable(state: str, error: str | None) -> bool:
+    """Resuming can help: not after an error in the preset or its data, which a resume would meet again
+    (and a changed preset is refused on resume)."""
+    return state != "finished" and not (error or "").startswith(("DataError", "ConfigError", "RunDirError"))
+
+
+def _encodes(out: TextIO, text: str) -> bool:
+    try:
+        text.encode(getattr(out, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def summary_table(rows: list[dict], title: str, tty: bool, pm: str = "±") -> Table:
     first, last = rows[0]["generation"], rows[-1]["generation"]
     table = Table(title=f"{title}: generation {first} -> {last}", box=box.SIMPLE if tty else box.ASCII)
     for col in ("metric", f"gen {first}", f"gen {last}", "change"):
@@ -87,25 +126,29 @@ def summary_table(rows: list[dict], title: str, tty: bool) -> Table:
     for key in scalar_keys(rows):
         series = by_generation(rows, key)
         (m0, s0), (m1, s1) = series[first], series[last]
-        table.add_row(key, f"{m0:.4g} ± {s0:.2g}", f"{m1:.4g} ± {s1:.2g}", f"{m1 - m0:+.4g}")
+        table.add_row(key, f"{m0:.4g} {pm} {s0:.2g}", f"{m1:.4g} {pm} {s1:.2g}", f"{m1 - m0:+.4g}")
     return table
 
 
 def run_batch(rundir: RunDir, resume: bool = False, out: TextIO | None = None) -> int:
-    """Run in the foreground; the first Ctrl-C stops after a checkpoint, the second at once."""
-    view = BatchView(out or sys.stdout)
+    """Run in the foreground; the first stop signal stops after a checkpoint, the second at once. Exit
+    status: 0 finished, 1 failed, 128 + the signal's number when a signal stopped it (130 for Ctrl-C)."""
+    view = BatchView(out if out is not None else sys.stdout)
     control = loop.Control()
+    stopped_by: list[int] = []
 
-    def on_sigint(signum, frame) -> None:
+    def on_signal(signum, frame) -> None:
         if control.stopping:
             raise KeyboardInterrupt
         control.stop()
-        view.line("stopping: saving a checkpoint (Ctrl-C again to quit at once)")
+        stopped_by.append(signum)
+        view.line(f"stopping ({signal.Signals(signum).name}): saving a checkpoint (again to quit at once)")
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     try:
         state = loop.run(rundir, view.handle, control, resume=resume)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     view.summary(rundir, state)
-    return EXIT[state]
+    return 128 + stopped_by[0] if state == "stopped" and stopped_by else EXIT[state]

@@ -7,6 +7,7 @@ Exit status: 0 success, 1 a run failed, 2 bad input (one line on stderr, never a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -143,8 +144,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except ConfigError as e:
-        print(f"collapse-tui: {e}", file=sys.stderr)
+        _say(f"collapse-tui: {e}")
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while starting, or twice during a run (its checkpoint is kept)
+        _say("collapse-tui: interrupted")
+        return 130
+    except BrokenPipeError:  # `collapse-tui presets | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _say(line: str) -> None:
+    if sys.stderr is not None:
+        print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ import functools
 import importlib
 import importlib.resources
 import importlib.util
+import math
+import os
 import re
+import stat
 import tomllib
 import types
 from dataclasses import dataclass
@@ -40,9 +43,11 @@ DATA: dict[str, Param] = {
     "filter": Param(
         "none", str, "keep the generated samples the reference scores best", choices=("none", "perplexity")
     ),
-    "filter_keep": Param(0.9, float, "filter: share of generated samples kept", 0, 1, min_exclusive=True),
+    # at most 100 samples drawn per sample kept: a smaller share only eats the machine's memory
+    "filter_keep": Param(0.9, float, "filter: share of generated samples kept", 0.01, 1),
 }
 SECTIONS = ("experiment", "data", "engine")
+MAX_PRESET_BYTES = 2**20
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -122,7 +127,7 @@ def find_preset(spec: str) -> Path:
 def load_preset(spec: str, overrides: list[str] = ()) -> Config:
     path = find_preset(spec)
     try:
-        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+        raw = tomllib.loads(_read_preset(path).decode("utf-8"))
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from None
     except tomllib.TOMLDecodeError as e:
@@ -135,6 +140,17 @@ def load_preset(spec: str, overrides: list[str] = ()) -> Config:
     for item in overrides:
         apply_override(raw, item, Path.cwd())
     return validate(raw, base_dir=path.parent)
+
+
+def _read_preset(path: Path) -> bytes:
+    """The file's bytes, if it is a regular file of at most MAX_PRESET_BYTES (/dev/zero is not a preset)."""
+    with open(path, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ConfigError(f"{path}: not a regular file, expected a preset TOML file")
+        data = f.read(MAX_PRESET_BYTES + 1)
+    if len(data) > MAX_PRESET_BYTES:
+        raise ConfigError(f"{path}: larger than a preset's {MAX_PRESET_BYTES // 2**20} MB limit")
+    return data
 
 
 def apply_override(raw: dict[str, Any], item: str, cwd: Path | None = None) -> None:
@@ -263,10 +279,37 @@ def check_runnable(cfg: Config) -> None:
             f"engine '{cls.name}' needs {', '.join(missing)}, not installed "
             "(for the built-in engines: pip install -e '.[torch]', or pip install 'collapse-tui[torch]')"
         )
+    engine = cls(cfg.engine, device=cfg.experiment["device"])
     try:
-        cls(cfg.engine, device=cfg.experiment["device"]).preflight()
+        engine.preflight()
     except DataError as e:
         raise ConfigError(str(e)) from None
+    check_memory(cfg, engine)
+
+
+def check_memory(cfg: Config, engine) -> None:
+    """Refuse a run whose generations cannot fit in the memory this machine has available."""
+    n = int(cfg.engine.get("samples", 0))
+    drawn = math.ceil(n / cfg.data["filter_keep"]) if cfg.data["filter"] != "none" else n
+    pooled = n * cfg.generations if cfg.data["mode"].startswith("accumulate") else n
+    need = engine.memory_bytes(len(cfg.seeds), drawn, pooled)
+    have = available_memory()
+    if need and have and need > have:
+        raise ConfigError(
+            f"this run needs about {need / 2**30:.1f} GiB (seeds x samples x dimensions, {cfg.data['mode']} mode) "
+            f"and {have / 2**30:.1f} GiB are available; use fewer seeds or samples"
+        )
+
+
+def available_memory() -> int:
+    """MemAvailable in bytes (0 when it cannot be read)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _engine(name: str):

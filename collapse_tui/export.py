@@ -86,7 +86,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path | str) -> None:
     if str(path) == "-":
         sys.stdout.write(text)
         return
-    atomic_write(_output_path(path), text.encode())
+    _write(_output_path(path), text.encode())
 
 
 def write_parquet(rows: list[dict[str, Any]], path: Path | str) -> None:
@@ -99,13 +99,23 @@ def write_parquet(rows: list[dict[str, Any]], path: Path | str) -> None:
     data = {c: [_parquet_value(r.get(c)) for r in flat] for c in columns}
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table(data), sink)
-    atomic_write(_output_path(path), sink.getvalue().to_pybytes())
+    _write(_output_path(path), sink.getvalue().to_pybytes())
 
 
 def _parquet_value(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _write(path: Path, data: bytes) -> None:
+    """A regular file (or a new one) is replaced atomically; a FIFO or a device is written into, never
+    replaced by a file."""
+    if path.exists() and not path.is_file():
+        with open(path, "wb") as f:
+            f.write(data)
+    else:
+        atomic_write(path, data)
 
 
 def _output_path(path: Path | str) -> Path:

@@ -49,7 +49,7 @@ MAX_PID = 2**22  # Linux's pid_max ceiling
 MAX_SAMPLES_BYTES = 64 * 2**20  # a samples/ file larger than this is not a preview this tool wrote
 LOCK_WAIT = 0.5  # seconds a writer retries the lock: a reader's probe holds it for microseconds
 
-_held: dict[Path, int] = {}  # runs this process writes: resolved path -> the lock's descriptor, kept until exit
+_held: dict[tuple[int, int], int] = {}  # runs this process writes: (device, inode) -> lock descriptor, until exit
 
 
 class RunDirError(ConfigError):
@@ -132,9 +132,8 @@ class RunDir:
             for n in range(1, 1000):
                 path = runs_dir / (f"{name or cfg.name}-{stamp}" + (f"-{n}" if n > 1 else ""))
                 if not os.path.lexists(path):  # a dangling link with that name counts as taken
-                    os.rename(tmp, path)
+                    os.rename(tmp, path)  # the lock goes with the folder
                     fsync_dir(runs_dir)
-                    _held[path.resolve()] = _held.pop(tmp.resolve())
                     return cls(path)
         except OSError as e:
             if tmp is not None:
@@ -159,7 +158,7 @@ class RunDir:
     def acquire(self) -> None:
         """Become the run's only writer for the rest of this process's life: an exclusive flock on RUN/lock.
         A second writer gets RunDirError naming the holder's pid; a dead holder's lock is free."""
-        key = self.path.resolve()
+        key = _identity(self.path)
         if key in _held:
             return
         try:
@@ -183,7 +182,7 @@ class RunDir:
 
     def writer_alive(self) -> bool:
         """Does a live process (this one included) hold the run's lock?"""
-        if self.path.resolve() in _held:
+        if _identity(self.path) in _held:
             return True
         try:
             fd = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -350,6 +349,7 @@ class RunDir:
     def check_resumable(self, cfg: Config) -> tuple[tuple[int, Path] | None, list[dict[str, Any]]]:
         """(checkpoint, the metrics rows a resume keeps), or RunDirError when the state is missing, is not
         this tool's, or does not match the preset the run started with. Changes nothing."""
+        self.read_status()  # valid, or the refusal names it
         if not self.state_dir.is_dir():
             raise RunDirError(f"{self.state_dir}: missing, so there is nothing to resume from")
         started = self.state_dir / "preset.toml"
@@ -374,8 +374,14 @@ class RunDir:
         return ckpt, self.rows_to_resume(ckpt[0] if ckpt else -1, cfg.seeds)
 
 
+def _identity(path: Path) -> tuple[int, int]:
+    """What stays the same when a run directory is renamed or reached through another path."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
 def _release(path: Path) -> None:
-    fd = _held.pop(path.resolve(), None)
+    fd = _held.pop(_identity(path), None)
     if fd is not None:
         os.close(fd)
 

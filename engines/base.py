@@ -119,6 +119,11 @@ class Engine(ABC):
         """Quick checks before a run directory exists that the data and model can be had (files exist, the
         hub answers when it is needed); raise DataError naming the key. Reads and downloads nothing."""
 
+    def memory_bytes(self, seeds: int, drawn: int, pooled: int) -> int:
+        """About how many bytes a generation holds for seeds seeds with drawn samples drawn per seed and
+        pooled training examples kept per seed (0: not estimated). The loop refuses what cannot fit."""
+        return 0
+
     def path(self, value: str) -> Path | None:
         """A path key's file or folder (None when not set); the preset's paths are absolute already."""
         return Path(self.base_dir, value) if value else None

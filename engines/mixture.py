@@ -116,6 +116,13 @@ class MixtureEngine(Engine):
         n = self.params.samples if n is None else n
         return np.stack([rng.standard_normal((n, self.dim)) for rng in rngs])
 
+    def memory_bytes(self, seeds: int, drawn: int, pooled: int) -> int:
+        # float64 points: the data, the pool, the samples with their normals, and the (K, drawn, d)
+        # temporaries of scoring them for a filter
+        k = int(getattr(self.params, "components", 1))
+        n = self.params.samples
+        return 8 * self.dim * seeds * (3 * n + pooled + (3 + k) * drawn)
+
     def test_data(self) -> np.ndarray:
         if not hasattr(self, "_test"):
             rng = np.random.default_rng(TEST_SEED)

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import gzip
 import math
-from pathlib import Path
 
 import numpy as np
-import pytest
+from conftest import MNIST
 
 from collapse_tui.tui import previews, render
 
-MNIST = Path(__file__).parents[1] / ".." / "shared" / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
+MNIST_IMAGES = MNIST / "t10k-images-idx3-ubyte.gz"
 
 
 def test_digits_half_blocks_on_mnist():
-    if not MNIST.exists():
-        pytest.skip(f"{MNIST} not found")
-    with gzip.open(MNIST) as f:
+    with gzip.open(MNIST_IMAGES) as f:
         images = np.frombuffer(f.read(16 + 4 * 784)[16:], dtype=np.uint8).reshape(4, 28, 28) / 255.0
     lines = render.digits(images, width=2 * 29 + 28, height=2 * 15)  # room for four at full size
     assert set("".join(lines)) <= set(" █▀▄░")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
+from conftest import WIKI
 
 from collapse_tui import loop
 from collapse_tui.config import load_preset
@@ -18,7 +18,7 @@ from collapse_tui.rundir import RunDir
 from collapse_tui.tui.app import build_app
 
 SIZE = (80, 24)
-WIKI = Path(__file__).parents[1] / ".." / "shared" / "data" / "wikitext-2" / "valid.txt"
+WIKI_VALID = WIKI / "valid.txt"
 
 
 def stopped_run(tmp_path: Path, stop_after: int = 11) -> Path:
@@ -40,9 +40,7 @@ def text_run(tmp_path: Path, generations: int = 6) -> Path:
     it writes them: continuations of the same real prompts (WikiText-2), drifting into loops
     generation after generation. The panes draw what the engine's preview kind says, so the preset
     must be a text engine's."""
-    if not WIKI.exists():
-        pytest.skip(f"{WIKI} not found")
-    paragraphs = [line.split() for line in WIKI.read_text(encoding="utf-8").splitlines()]
+    paragraphs = [line.split() for line in WIKI_VALID.read_text(encoding="utf-8").splitlines()]
     paragraphs = [p for p in paragraphs if len(p) > 60 and p[0] != "="][:3]
     cfg = load_preset("opt-tiny", [f"experiment.generations={generations}", "experiment.seeds=2"])
     path = RunDir.create(tmp_path, cfg).path.rename(tmp_path / "demo-text")

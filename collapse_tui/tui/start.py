@@ -138,7 +138,11 @@ class StartScreen(Screen):
         self.marked = {k: None for k in self.marked if k in listed}
         for path in found[:RUNS_LISTED]:
             run = RunDir(path)
-            status = run.read_status()
+            try:
+                status = run.read_status()
+            except ConfigError:  # enter says what is wrong with it; the other runs stay usable
+                table.add_row(self._run_label(str(path)), "unreadable", "?", key=str(path))
+                continue
             done, total = status.get("generation", -1) + 1, status.get("generations", "?")
             table.add_row(self._run_label(str(path)), disk_state(run, status), f"{done}/{total}", key=str(path))
         table.display = bool(found)
@@ -230,6 +234,7 @@ class StartScreen(Screen):
         try:
             run = RunDir.open(Path(str(event.row_key.value)))
             cfg = run.config()
+            run.read_status(), run.read_metrics()  # an unreadable run: its one line, not the run screen
         except ConfigError as e:
             self.query_one("#message", Static).update(Content.styled(str(e), "bold $error"))
             return
