@@ -392,3 +392,32 @@ def test_ctrl_c_while_starting_prints_one_line(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_the_app_stops_its_run_at_a_checkpoint_on_sigterm_and_sighup(tmp_path, sig):
+    import asyncio
+
+    from collapse_tui.tui.app import build_app
+
+    runs = tmp_path / "runs"
+
+    async def go() -> None:
+        app = build_app("gaussian-quick", ["experiment.generations=100000"], runs)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("enter")
+            for _ in range(200):  # until generations are running
+                await pilot.pause(0.05)
+                found = list(runs.glob("[!.]*")) if runs.exists() else []
+                if found and RunDir(found[0]).read_status().get("state") == "running":
+                    break
+            os.kill(os.getpid(), sig)
+            for _ in range(400):
+                await pilot.pause(0.05)
+                if not app.is_running:
+                    break
+
+    asyncio.run(go())
+    (path,) = runs.glob("[!.]*")
+    status = RunDir(path).read_status()
+    assert status["state"] == "stopped" and status["checkpoint_generation"] == status["generation"] > 0

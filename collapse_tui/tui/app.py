@@ -6,6 +6,8 @@ one line and exits 2. Importing this module and drawing the start screen loads n
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from pathlib import Path
 
 from textual.app import App
@@ -38,6 +40,10 @@ class CollapseApp(App[int]):
         self.quitting = False  # waiting for the loop to checkpoint before exiting
 
     def on_mount(self) -> None:
+        # a server's shutdown (SIGTERM) or a dropped SSH session (SIGHUP): quit as q does, so a running
+        # run stops at a checkpoint and records "stopped"
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            asyncio.get_running_loop().add_signal_handler(sig, lambda: self.call_later(self.action_quit))
         self.push_screen(StartScreen(self.entries, self.selected, self.overrides, self.runs_dir))
         if self.open_run is not None:
             from .run_screen import RunScreen
@@ -76,6 +82,7 @@ def build_app(
                 raise ConfigError(f"{target}: a run directory's preset is fixed; --set applies to presets only")
             open_run = open_for_resume(str(path)) if resume else RunDir.open(path)  # resume: not if still live
             open_run.config()  # a hand-edited preset.toml is checked like any other
+            open_run.read_status(), open_run.read_metrics()  # and so are its other files
         elif resume:
             raise ConfigError(f"{target}: not a run directory (no preset.toml)")
         else:

@@ -8,6 +8,7 @@ one never blocks it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
 from functools import partial
@@ -21,7 +22,7 @@ from textual.widgets import Footer, RichLog, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from .. import loop
-from ..config import Config
+from ..config import Config, ConfigError
 from ..events import Event, Progress
 from ..numbers import plural
 from ..rundir import RunDir
@@ -110,6 +111,19 @@ class RunScreen(Screen):
 
     # the worker
     def start_loop(self, resume: bool) -> None:
+        try:  # here, not in the worker: a refusal changes nothing and says why
+            self.rundir.acquire()
+            if resume:
+                self.rundir.check_resumable(self.cfg)
+        except ConfigError as e:
+            self.run_state.say(str(e))
+            self.notify(str(e), severity="error", timeout=10)
+            with contextlib.suppress(ConfigError):
+                self.run_state.state = disk_state(self.rundir, self.rundir.read_status())
+            if self.run_state.state == "watching":
+                self.set_interval(1.0, self.poll_disk)
+            self.flush()
+            return
         self.control = loop.Control()
         self.run_state.state = "running"
         self.run_state.gen_seconds.clear()
