@@ -21,7 +21,7 @@ from . import loop
 from .events import Event, GenerationDone, RunFailed, RunFinished, RunStarted
 from .events import Progress as ProgressEvent
 from .rundir import RunDir
-from .runlog import RunLog, failed_line
+from .runlog import RunLog, failed_line, resumable
 from .summary import by_generation, scalar_keys
 
 EXIT = {"finished": 0, "failed": 1, "stopped": 130}
@@ -102,12 +102,6 @@ class BatchView:
             self.line(f"finished: {rundir.path}")
         elif resumable(state, error):
             self.line(f"{state}; resume with: collapse-tui --batch --resume {rundir.path}")
-
-
-def resumable(state: str, error: str | None) -> bool:
-    """Resuming can help: not after an error in the preset or its data, which a resume would meet again
-    (and a changed preset is refused on resume)."""
-    return state != "finished" and not (error or "").startswith(("DataError", "ConfigError", "RunDirError"))
 
 
 def _encodes(out: TextIO, text: str) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
-from .config import ConfigError, builtin_presets, check_runnable, load_preset
+from .config import ConfigError, builtin_presets, check_runnable, load_preset, requirements
 from .engines import engine_names
 from .rundir import RunDir, open_for_resume
 
@@ -92,10 +92,10 @@ def cmd_presets(args: argparse.Namespace) -> int:
         try:
             cfg = load_preset(str(path))
         except ConfigError as e:  # e.g. a plugin's engine that does not load: the others still list
-            print(f"{name:<22} {'error':<9} {'':<10} {e}")
+            print(f"{name:<22} {'error':<9} {'':<10} {'':<14} {e}")
             continue
-        what = cfg.experiment["description"]
-        print(f"{name:<22} {cfg.engine_name:<9} {cfg.data['mode']:<10} {what}")
+        needs = ",".join(requirements(cfg)) or "-"
+        print(f"{name:<22} {cfg.engine_name:<9} {cfg.data['mode']:<10} {needs:<14} {cfg.experiment['description']}")
     print(f"engines: {', '.join(sorted(engine_names()))}")
     return 0
 

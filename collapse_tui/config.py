@@ -269,6 +269,18 @@ def _seeds(value: Any) -> list[int]:
     return list(value)
 
 
+def requirements(cfg: Config) -> list[str]:
+    """What a preset needs beyond this package and a CPU: 'torch', 'gpu' (device = "cuda"), 'hub'
+    (a download from the Hugging Face hub). For `presets` and the start screen; reads nothing."""
+    cls = _engine(cfg.engine_name)
+    needs = ["torch"] if cls.needs_torch else []
+    if cls.needs_torch and cfg.experiment["device"] == "cuda":
+        needs.append("gpu")
+    if cls(cfg.engine).hub_needs():
+        needs.append("hub")
+    return needs
+
+
 def check_runnable(cfg: Config) -> None:
     """What a run needs beyond a valid preset, checked before its run directory exists: the engine's
     packages installed, its data and model within reach (quick checks, nothing read or downloaded)."""

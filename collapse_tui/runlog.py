@@ -37,5 +37,11 @@ class RunLog:
         return []
 
 
+def resumable(state: str, error: str | None) -> bool:
+    """Resuming can help: not after an error in the preset or its data, which a resume would meet again
+    (and a changed preset is refused on resume)."""
+    return state != "finished" and not (error or "").startswith(("DataError", "ConfigError", "RunDirError"))
+
+
 def failed_line(error: str | None, run_dir: Path) -> str:
     return f"failed: {error} (traceback in {run_dir / 'error.log'})"

@@ -115,6 +115,10 @@ class Engine(ABC):
     def check_params(params: Any) -> None:
         """Checks across keys (a Params object) that need no data read: raise DataError naming the key."""
 
+    def hub_needs(self) -> list[tuple[str, str]]:
+        """(key, what) for each thing these params take from the Hugging Face hub; none by default."""
+        return []
+
     def preflight(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Quick checks before a run directory exists that the data and model can be had (files exist, the
         hub answers when it is needed); raise DataError naming the key. Reads and downloads nothing."""
@@ -180,6 +184,16 @@ class TorchEngine(Engine):
             raise NotImplementedError(f"{self.name}: the real data are a finite set; it cannot draw fresh examples")
         train = self.dataset().train
         return np.broadcast_to(train, (len(rngs), *train.shape)).copy()
+
+    def preflight(self) -> None:
+        if self.device == "cuda":
+            import torch  # the run is about to import it anyway
+
+            if not torch.cuda.is_available():
+                raise DataError(
+                    "experiment.device: 'cuda', and torch sees no GPU here; --set experiment.device='cpu' runs it "
+                    "on the CPU (a GPU preset: hours to days there)"
+                )
 
     def _dev(self):
         """The torch device: 'auto' is CUDA when there is one."""

@@ -137,18 +137,27 @@ class OPTEngine(TorchEngine):
             if value and not Path(value).exists():
                 raise DataError(f"engine.{key}: no such file or folder: {value}")
 
-    def preflight(self) -> None:
+    def hub_needs(self) -> list[tuple[str, str]]:
         p = self.params
         files = {k: self.path(getattr(p, k)) for k in ("train", "valid", "test")}
+        needs = []
         if local_files(files, self.path(p.text_dir))["train"] is None:
-            check_hub("engine.dataset", f"wikitext/{p.dataset}", HUB_ALTERNATIVE)
+            needs.append(("engine.dataset", f"wikitext/{p.dataset}"))
         if p.model != "tiny" and not Path(p.model).expanduser().exists():
-            check_hub(
-                "engine.model",
-                f"the model {p.model}",
-                f"download it (huggingface-cli download {p.model} --local-dir DIR) and set engine.model to that "
-                'folder, or set engine.model = "tiny"',
+            needs.append(("engine.model", f"the model {p.model}"))
+        return needs
+
+    def preflight(self) -> None:
+        super().preflight()
+        p = self.params
+        for key, what in self.hub_needs():
+            alternative = (
+                HUB_ALTERNATIVE
+                if key == "engine.dataset"
+                else f"download it (huggingface-cli download {p.model} --local-dir DIR) and set engine.model to "
+                'that folder, or set engine.model = "tiny"'
             )
+            check_hub(key, what, alternative)
 
     @property
     def new_tokens(self) -> int:

@@ -92,9 +92,13 @@ class VAEEngine(TorchEngine):
         if params.test_labels and not params.test_images:
             raise DataError("engine.test_labels: given without engine.test_images")
 
+    def hub_needs(self) -> list[tuple[str, str]]:
+        return [("engine.source", f"the dataset {self.params.hub_id!r}")] if self.params.source == "hub" else []
+
     def preflight(self) -> None:
-        if self.params.source == "hub":
-            check_hub("engine.source", f"the dataset {self.params.hub_id!r}", LOCAL_ALTERNATIVE)
+        super().preflight()
+        for key, what in self.hub_needs():
+            check_hub(key, what, LOCAL_ALTERNATIVE)
 
     def dataset(self) -> Dataset:
         """The real images, read once. Errors are DataError with one line that says what to do."""

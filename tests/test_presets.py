@@ -65,7 +65,7 @@ BAD = {
     "set-no-section": (GOOD, ["--set", "generations=3"], ["--set", "SECTION.KEY=VALUE"]),
     "set-bad-value": (GOOD, ["--set", "engine.samples=abc"], ["engine.samples", "'abc'"]),
     "set-unknown-key": (GOOD, ["--set", "engine.sample=5"], ["engine.sample", "did you mean engine.samples"]),
-    "filter-keep-zero": (GOOD, ["--set", "data.filter_keep=0"], ["data.filter_keep", "(0, 1]"]),
+    "filter-keep-zero": (GOOD, ["--set", "data.filter_keep=0"], ["data.filter_keep", "[0.01, 1]"]),
 }
 
 
