@@ -22,7 +22,7 @@ from .events import Event, GenerationDone, RunFailed, RunFinished, RunStarted
 from .events import Progress as ProgressEvent
 from .rundir import RunDir
 from .runlog import RunLog, failed_line, resumable
-from .summary import by_generation, scalar_keys
+from .summary import by_generation, change, log_keys_of, scalar_keys
 
 EXIT = {"finished": 0, "failed": 1, "stopped": 130}
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -43,8 +43,10 @@ class BatchView:
         if hasattr(self.out, "reconfigure"):
             self.out.reconfigure(errors="replace")  # PYTHONIOENCODING=ascii: "?" for what it cannot show
         self.tty = self.out.isatty()
-        self.pm = "±" if _encodes(self.out, "±") else "+/-"
-        self.console = QuietOnBrokenPipe(file=self.out, highlight=False, soft_wrap=not self.tty)
+        self.ascii = not _encodes(self.out, "×")
+        # a log file or a pipe: lines as long as they are, the summary table unwrapped
+        width = None if self.tty else 200
+        self.console = QuietOnBrokenPipe(file=self.out, highlight=False, soft_wrap=not self.tty, width=width)
         self.progress: Progress | None = None
         self.log = RunLog()
         self.name = ""
@@ -94,7 +96,8 @@ class BatchView:
     def summary(self, rundir: RunDir, state: str) -> None:
         rows = rundir.read_metrics()
         if rows:
-            self.print(summary_table(rows, self.name, self.tty, self.pm))
+            log_keys = log_keys_of(rundir.config().engine_name)
+            self.print(summary_table(rows, self.name, self.tty, log_keys, ascii=self.ascii))
         error = rundir.read_status().get("error")
         if state == "failed" and sys.stderr is not None:
             print(f"collapse-tui: {failed_line(error, rundir.path)}", file=sys.stderr)
@@ -112,15 +115,21 @@ def _encodes(out: TextIO, text: str) -> bool:
     return True
 
 
-def summary_table(rows: list[dict], title: str, tty: bool, pm: str = "±") -> Table:
+def summary_table(rows: list[dict], title: str, tty: bool, log_keys: set[str], ascii: bool = False) -> Table:
+    """Every metric at the first and the last generation on disk: the median over seeds and, with several
+    seeds, the 16th-84th percentile band; the change as a ratio for log-quantities."""
     first, last = rows[0]["generation"], rows[-1]["generation"]
-    table = Table(title=f"{title}: generation {first} -> {last}", box=box.SIMPLE if tty else box.ASCII)
+    seeds = len({r["seed"] for r in rows})
+    over = f"median [16th, 84th percentile] of {seeds} seeds" if seeds > 1 else "1 seed"
+    title = f"{title}: generation {first} -> {last}, {over}"
+    table = Table(title=title, box=box.SIMPLE if tty else box.ASCII)
     for col in ("metric", f"gen {first}", f"gen {last}", "change"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     for key in scalar_keys(rows):
-        series = by_generation(rows, key)
-        (m0, s0), (m1, s1) = series[first], series[last]
-        table.add_row(key, f"{m0:.4g} {pm} {s0:.2g}", f"{m1:.4g} {pm} {s1:.2g}", f"{m1 - m0:+.4g}")
+        series = by_generation(rows, key, log_keys)
+        a, b = series[first], series[last]
+        moved = change(a, b)
+        table.add_row(key, a.text(), b.text(), moved.replace("×", "x") if ascii else moved)
     return table
 
 

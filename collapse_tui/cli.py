@@ -82,6 +82,7 @@ def build_commands() -> argparse.ArgumentParser:
         "compare", description="Compare runs: final and peak values, change per generation, and their differences."
     )
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--generation", type=int, metavar="N", help="compare at generation N (default: each run's last one)")
     return root
 
 

@@ -1,15 +1,18 @@
 """`collapse-tui compare RUN_DIR RUN_DIR ...`: runs side by side, and what reports share.
 
-For every scalar metric the runs share: the final value (mean ± std over seeds at the run's last
-generation), the peak of the per-generation means, and the change per generation (least-squares slope
-of the per-generation means); then each later run minus the first. compare_rows() gives the numbers
-as plain dicts so a Textual screen can show the same table. Works on finished, stopped, failed and
+For every scalar metric the runs share: the final value (median over seeds and its 16th-84th
+percentile band, at the run's last generation or at --generation N), the peak of the per-generation
+medians, and the change per generation (least-squares slope of the medians; log-quantities as ratios);
+then each later run against the first. Runs are columns (A, B, ...) so that it reads at 80 columns.
+compare_rows() gives the numbers as plain dicts and grid() the cells, for this table and the app's.
+Works on finished, stopped, failed and
 crashed runs (and on live ones: a snapshot of what is on disk).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -23,12 +26,11 @@ import numpy as np
 from .config import Config, ConfigError
 from .numbers import fmt, plural
 from .rundir import RunDir, run_state
-from .summary import by_generation, scalar_keys
+from .summary import Summary, by_generation, is_log, log_keys_of, ratio, scalar_keys, show
 
 MAX_LABEL_KEYS = 3  # config differences named in a run's label
 HIDDEN_KEYS = ("experiment.name", "experiment.description", "experiment.engine")  # name or preset tell these
 LABEL_ORDER = ("data", "engine", "experiment")  # which differences name a run first
-COLUMNS = ("metric", "run", "final: mean ± std", "peak (gen)", "change / gen")
 NA = "n/a"  # a number the comparison does not have
 
 
@@ -50,6 +52,11 @@ class Run:
     @property
     def engine(self) -> str:
         return self.config.engine_name
+
+    @functools.cached_property
+    def log_keys(self) -> set[str]:
+        """The metrics the run's engine summarises in log space (summary.py)."""
+        return log_keys_of(self.engine)
 
     @property
     def last_generation(self) -> int:
@@ -123,26 +130,30 @@ def slope(generations: Sequence[float], values: Sequence[float]) -> float:
     return float((dx * (y - y.mean())).sum() / (dx * dx).sum())
 
 
-def metric_summary(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """Final mean ± std over seeds, peak of the per-generation means, slope per generation."""
-    series = by_generation(rows, key)
+def metric_summary(rows: list[dict[str, Any]], key: str, log_keys: set[str], at: int | None = None) -> dict[str, Any]:
+    """At the run's last generation (or the last one up to `at`): the median over seeds with its 16-84th
+    percentile band, the peak of the per-generation medians and their least-squares slope per generation.
+    Log-quantities in log10: their slope is decades per generation."""
+    series = {g: s for g, s in by_generation(rows, key, log_keys).items() if at is None or g <= at}
+    log = is_log(key, log_keys)
     if not series:
-        return dict.fromkeys(("final", "final_std", "peak", "slope"), math.nan) | {
-            "generation": None,
-            "peak_generation": None,
-        }
+        empty = dict.fromkeys(("final", "final_lo", "final_hi", "peak", "slope"), math.nan)
+        return empty | {"seeds": 0, "log": log, "generation": None, "peak_generation": None}
     gens = list(series)
-    means = [series[g][0] for g in gens]
-    last = gens[-1]
-    finite_or_inf = [(m, g) for m, g in zip(means, gens) if not math.isnan(m)]
-    peak, peak_gen = max(finite_or_inf, key=lambda t: t[0]) if finite_or_inf else (math.nan, None)
+    centres = [series[g].centre for g in gens]
+    last = series[gens[-1]]
+    known = [(c, g) for c, g in zip(centres, gens) if not math.isnan(c)]
+    peak, peak_gen = max(known) if known else (math.nan, None)
     return {
-        "final": series[last][0],
-        "final_std": series[last][1],
-        "generation": last,
+        "final": last.centre,
+        "final_lo": last.lo,
+        "final_hi": last.hi,
+        "seeds": last.seeds,
+        "log": log,
+        "generation": gens[-1],
         "peak": peak,
         "peak_generation": peak_gen,
-        "slope": slope(gens, means),
+        "slope": slope(gens, centres),
     }
 
 
@@ -157,67 +168,105 @@ def _difference(a: float, b: float) -> float:
         return float(np.float64(a) - np.float64(b))  # inf - inf is nan, not an exception
 
 
-def compare_rows(runs: Sequence[Run | RunDir | Path | str]) -> list[dict[str, Any]]:
-    """The comparison as flat dicts, per metric: one row per run (kind 'run'), then one per later
-    run minus the first (kind 'diff', final_std None). Keys: metric, run, kind, final, final_std,
-    generation, peak, peak_generation, slope."""
+def compare_rows(runs: Sequence[Run | RunDir | Path | str], at: int | None = None) -> list[dict[str, Any]]:
+    """The comparison as flat dicts, per metric: one row per run (kind 'run'), then one per later run
+    against the first (kind 'diff': final, peak and slope differences, a log10 ratio for log-quantities).
+    Keys: metric, run, kind, log, final, final_lo, final_hi, seeds, generation, peak, peak_generation, slope."""
     if all(isinstance(r, Run) and r.label for r in runs):
         loaded = list(runs)
     else:
         loaded = load_runs([r.rundir if isinstance(r, Run) else r for r in runs])
+    log_keys = set().union(*(r.log_keys for r in loaded))
     out: list[dict[str, Any]] = []
     for key in shared_metrics(loaded):
-        stats = [metric_summary(r.rows, key) for r in loaded]
+        stats = [metric_summary(r.rows, key, log_keys, at) for r in loaded]
         for run, s in zip(loaded, stats):
             out.append({"metric": key, "run": run.label, "kind": "run", **s})
         first = stats[0]
         for run, s in zip(loaded[1:], stats[1:]):
             diff = {k: _difference(s[k], first[k]) for k in ("final", "peak", "slope")}
-            none = dict.fromkeys(("final_std", "generation", "peak_generation"))
-            out.append({"metric": key, "run": f"{run.label} − {loaded[0].label}", "kind": "diff", **diff, **none})
+            none = dict.fromkeys(("final_lo", "final_hi", "generation", "peak_generation"))
+            label = f"{run.label} vs {loaded[0].label}"
+            out.append({"metric": key, "run": label, "kind": "diff", "log": s["log"], "seeds": 0, **diff, **none})
     return out
 
 
-def table_cells(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    """The COLUMNS of each compare_rows row as the CLI's table and the app's show them; a metric is
-    named on its first row only."""
-    cells = []
-    for i, r in enumerate(rows):
-        metric = r["metric"] if i == 0 or rows[i - 1]["metric"] != r["metric"] else ""
-        if r["kind"] == "diff":
-            numbers = (fmt(r["final"], True, NA), fmt(r["peak"], True, NA), fmt(r["slope"], True, NA))
-        else:
-            peak = f"{fmt(r['peak'], missing=NA)} ({r['peak_generation']})" if r["peak_generation"] is not None else NA
-            final = f"{fmt(r['final'], missing=NA)} ± {fmt(r['final_std'], missing=NA)}"
-            numbers = (final, peak, fmt(r["slope"], True, NA))
-        cells.append((metric, r["run"], *numbers))
-    return cells
+def letters(n: int) -> list[str]:
+    """Short column names for n runs: A, B, ..., Z, AA, AB ..."""
+    names = []
+    for i in range(n):
+        name = ""
+        i += 1
+        while i:
+            i, r = divmod(i - 1, 26)
+            name = chr(65 + r) + name
+        names.append(name)
+    return names
+
+
+def grid(rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """The comparison as the CLI's table and the app's show it: a column per run (A, B, ...) and per
+    difference to the first run ('B vs A'); per metric three lines: the final median with its band, the
+    peak (and its generation), the change per generation (a ratio for log-quantities)."""
+    runs = list(dict.fromkeys(r["run"] for r in rows if r["kind"] == "run"))
+    names = letters(len(runs))
+    columns = ["metric", *names, *(f"{n} vs {names[0]}" for n in names[1:])]
+    lines: list[tuple[str, ...]] = []
+    for metric in dict.fromkeys(r["metric"] for r in rows):
+        of = [r for r in rows if r["metric"] == metric]
+        mine, diffs = [r for r in of if r["kind"] == "run"], [r for r in of if r["kind"] == "diff"]
+        final = [_final(r) for r in mine] + [_moved(r["final"], r["log"]) for r in diffs]
+        peak = [_peak(r) for r in mine] + [_moved(r["peak"], r["log"]) for r in diffs]
+        per_gen = [_moved(r["slope"], r["log"], per=True) for r in mine + diffs]
+        lines += [(metric, *final), ("  peak (gen)", *peak), ("  change / gen", *per_gen)]
+    return columns, lines
+
+
+def _final(r: dict[str, Any]) -> str:
+    if r["generation"] is None:
+        return NA
+    return Summary(r["final"], r["final_lo"], r["final_hi"], r["seeds"], r["log"]).text()
+
+
+def _peak(r: dict[str, Any]) -> str:
+    return NA if r["peak_generation"] is None else f"{show(r['peak'], r['log'])} ({r['peak_generation']})"
+
+
+def _moved(d: float, log: bool, per: bool = False) -> str:
+    """A difference (or a slope): a ratio for log-quantities, signed otherwise."""
+    if math.isnan(d):
+        return NA
+    return (ratio(d) if log else fmt(d, signed=True, digits=3)) + ("/gen" if per and log else "")
 
 
 def compare_table(rows: list[dict[str, Any]], tty: bool):
     from rich import box
     from rich.table import Table
 
+    columns, lines = grid(rows)
     table = Table(box=box.SIMPLE_HEAD if tty else box.ASCII)
-    for col in COLUMNS:
-        table.add_column(col, justify="left" if col in COLUMNS[:2] else "right")
-    for i, (r, cells) in enumerate(zip(rows, table_cells(rows))):
-        last_of_metric = i + 1 == len(rows) or rows[i + 1]["metric"] != r["metric"]
-        style = "italic" if tty and r["kind"] == "diff" else None
-        table.add_row(*cells, style=style, end_section=last_of_metric)
+    for col in columns:
+        diff = " vs " in col
+        style = "italic" if tty and diff else None  # the differences apart from the runs' own numbers
+        table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=col == "metric", style=style)
+    for i, cells in enumerate(lines):
+        table.add_row(*cells, end_section=i % 3 == 2)
     return table
 
 
-def print_comparison(runs: list[Run], out: TextIO) -> None:
+def print_comparison(runs: list[Run], out: TextIO, at: int | None = None) -> None:
     from rich.console import Console
 
     tty = out.isatty()
     console = Console(file=out, highlight=False, width=None if tty else 200)  # logs: no wrapping
-    for r in runs:
+    for name, r in zip(letters(len(runs)), runs):
         seeds = plural(len(r.config.seeds), "seed")
-        line = f"{r.label}: {r.name}, {r.engine}, mode {r.config.data['mode']}, {seeds}, {r.progress()}"
+        line = f"{name} = {r.label}: {r.engine}, mode {r.config.data['mode']}, {seeds}, {r.progress()}"
         console.print(f"{line}  [{r.rundir.path}]", markup=False)
-    rows = compare_rows(runs)
+    rows = compare_rows(runs, at)
+    gens = {r["run"]: r["generation"] for r in rows if r["kind"] == "run"}
+    at_each = ", ".join(f"{n} {gens.get(r.label)}" for n, r in zip(letters(len(runs)), runs))
+    console.print(f"final: at generation {at_each}; median [16th, 84th percentile] over seeds", markup=False)
     if not rows:
         console.print("no metric shared by these runs (or no generation finished)", markup=False)
         return
@@ -228,5 +277,5 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """`collapse-tui compare`: args as cli.build_commands parses them."""
     if len(set(map(os.path.realpath, args.run_dirs))) < len(args.run_dirs):
         raise ConfigError("compare: the same run directory is named twice")
-    print_comparison(load_runs(args.run_dirs), out or sys.stdout)
+    print_comparison(load_runs(args.run_dirs), out or sys.stdout, args.generation)
     return 0

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 
-def fmt(x: float | None, signed: bool = False, missing: str = "-") -> str:
-    """Four significant digits, inf and -inf as such; None and NaN read as `missing`."""
+def fmt(x: float | None, signed: bool = False, missing: str = "-", digits: int = 4) -> str:
+    """`digits` significant digits, inf and -inf as such; None and NaN read as `missing`."""
     if x is None or math.isnan(x):
         return missing
-    return f"{x:+.4g}" if signed else f"{x:.4g}"
+    return f"{x:+.{digits}g}" if signed else f"{x:.{digits}g}"
 
 
 def fmt_seconds(s: float) -> str:

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from .events import Event, GenerationDone, RunStarted
-from .numbers import fmt, plural
-from .summary import SERIES, mean_std
+from .numbers import plural
+from .summary import SERIES, is_log, show, summarize, values
 
 LINE_INTERVAL = 1.0  # seconds: fast engines finish hundreds of generations a second
 
@@ -32,8 +32,11 @@ class RunLog:
             if now - self._last < LINE_INTERVAL and ev.generation not in (0, self.generations - 1):
                 return []
             self._last = now
-            means = [f"{key} {fmt(mean_std([r.get(key) for r in ev.rows])[0])}" for key in SERIES]
-            return ["  ".join([f"gen {ev.generation}/{self.generations - 1}", *means]) + f"  ({ev.seconds:.2f} s)"]
+            medians = []
+            for key in SERIES:
+                log = is_log(key)
+                medians.append(f"{key} {show(summarize(values(ev.rows, key, log), log).centre, log)}")
+            return ["  ".join([f"gen {ev.generation}/{self.generations - 1}", *medians]) + f"  ({ev.seconds:.2f} s)"]
         return []
 
 

@@ -1,14 +1,128 @@
-"""Numbers over seeds from metrics rows: what the summary table, sparklines and reports show."""
+"""Numbers over seeds from metrics rows: the one place that says what the tables, sparklines, logs,
+`compare` and the reports show of a metric at a generation.
+
+- The centre is the median over seeds and the band the 16th to 84th percentile: a band that never
+  leaves the range of the values (no negative variance), with the centre always inside it.
+- A log-quantity (perplexity, and the metrics an engine declares with Metric(log=True)) is kept in
+  log10: the quantity itself can overflow float (a seed whose model gives the real data almost no
+  density has a perplexity of e^820), its logarithm does not. Perplexity's natural log is the row's
+  nll (every engine writes both), so a perplexity written as null is still summarised exactly.
+- A value missing from a row (null: an overflow or an undefined number) counts as +inf.
+"""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-SERIES = ("perplexity", "variance")
+from .engines import EngineError, engine_class
+from .numbers import fmt
+
+SERIES = ("perplexity", "variance")  # what the sparklines show
+BAND = (16, 84)  # percentiles over seeds
+LOG_OF = {"perplexity": "nll"}  # the row key holding a log-quantity's natural log
+LN10 = math.log(10.0)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One metric at one generation over seeds; log10 values when log is set."""
+
+    centre: float
+    lo: float
+    hi: float
+    seeds: int
+    log: bool = False
+
+    def text(self) -> str:
+        """'34.2' for one seed or no spread, else '34.2 [30.1, 38.9]' (the band over seeds)."""
+        if self.seeds < 2 or self.lo == self.hi or math.isnan(self.lo):
+            return show(self.centre, self.log)
+        band = f"{show(self.lo, self.log, 3)}, {show(self.hi, self.log, 3)}"
+        return f"{show(self.centre, self.log)} [{band}]"
+
+
+def show(x: float, log: bool = False, digits: int = 4) -> str:
+    """A number in `digits` significant digits; a log10 value as the number it stands for, past float's
+    range too (10^356.1 reads 1.26e356)."""
+    if not log or math.isnan(x):
+        return fmt(x, digits=digits)
+    if math.isinf(x):
+        return "inf" if x > 0 else "0"
+    if -4 < x < 6:
+        return fmt(10.0**x, digits=digits)
+    exponent = math.floor(x)
+    return f"{10.0 ** (x - exponent):.{digits - 1}g}e{exponent:+d}".replace("e+", "e")
+
+
+def change(before: Summary, after: Summary) -> str:
+    """after against before: a ratio for log-quantities ('×1.35', '×1e352'), a difference otherwise."""
+    d = after.centre - before.centre
+    if math.isnan(d):
+        return "inf" if math.isinf(after.centre) else "-"
+    return ratio(d) if after.log else fmt(d, signed=True)
+
+
+def ratio(d: float) -> str:
+    """A change of d in log10 as a ratio: '+3.5%' for small ones, '×12.6', '×1e352' for large ones."""
+    if math.isinf(d):
+        return "×inf" if d > 0 else "×0"
+    return f"{10.0**d - 1:+.2%}" if abs(d) < 0.15 else f"×{show(d, log=True, digits=3)}"
+
+
+def is_log(key: str, log_keys: Iterable[str] = ()) -> bool:
+    return key in LOG_OF or key in set(log_keys)
+
+
+def values(rows: Sequence[dict[str, Any]], key: str, log: bool) -> np.ndarray:
+    """The metric over these rows as floats (log10 when log); null and missing read as +inf."""
+    out = np.empty(len(rows))
+    for i, r in enumerate(rows):
+        v = r.get(key)
+        if log:
+            ln = r.get(LOG_OF.get(key, ""))
+            if isinstance(ln, int | float) and math.isfinite(ln):
+                out[i] = ln / LN10
+            elif isinstance(v, int | float) and v > 0:
+                out[i] = math.log10(v)
+            else:
+                out[i] = -math.inf if v == 0 else math.inf
+        else:
+            out[i] = math.inf if v is None else float(v)
+    return out
+
+
+def summarize(xs: np.ndarray, log: bool = False) -> Summary:
+    """Median and 16-84th percentiles of one metric's values over seeds (already in log10 if log)."""
+    return summarize_columns(xs[:, None], [log])[0]
+
+
+def summarize_columns(table: np.ndarray, logs: Sequence[bool]) -> list[Summary]:
+    """summarize() of each column of a (seeds, metrics) table at once: fast engines finish hundreds
+    of generations a second, and the app summarises each as it comes."""
+    n = table.shape[0]
+    if not n:
+        return [Summary(math.nan, math.nan, math.nan, 0, log) for log in logs]
+    with np.errstate(invalid="ignore"):
+        q = np.percentile(table, [BAND[0], 50, BAND[1]], axis=0)
+    # between two equal infinities the interpolation gives nan: the value is that infinity
+    inf = np.where(np.isposinf(table).any(axis=0), math.inf, -math.inf)
+    q = np.where(np.isnan(q) & np.isinf(table).any(axis=0), inf, q)
+    return [Summary(float(c), float(lo), float(hi), n, log) for lo, c, hi, log in zip(*q, logs)]
+
+
+def summarize_rows(
+    rows: Sequence[dict[str, Any]], keys: Sequence[str], log_keys: Iterable[str] = ()
+) -> dict[str, Summary]:
+    """Every key's summary over these rows (one generation's, one per seed)."""
+    logs = [is_log(k, log_keys) for k in keys]
+    table = np.stack([values(rows, k, log) for k, log in zip(keys, logs)], axis=1) if keys else np.zeros((len(rows), 0))
+    return dict(zip(keys, summarize_columns(table, logs)))
 
 
 def scalar_keys(rows: list[dict[str, Any]]) -> list[str]:
@@ -21,20 +135,18 @@ def scalar_keys(rows: list[dict[str, Any]]) -> list[str]:
     return list(keys)
 
 
-def mean_std(values: list[float | None]) -> tuple[float, float]:
-    """Mean and standard deviation over seeds; missing (null) values count as infinite."""
-    xs = np.array([math.inf if v is None else v for v in values], dtype=float)
-    if not xs.size:
-        return math.nan, math.nan
-    with np.errstate(all="ignore"):
-        mean = float(xs.mean())
-        std = float(xs.std(ddof=1)) if xs.size > 1 and math.isfinite(mean) else 0.0
-    return mean, std
-
-
-def by_generation(rows: list[dict[str, Any]], key: str) -> dict[int, tuple[float, float]]:
-    """generation -> (mean, std) of one metric over seeds."""
-    groups: dict[int, list[float | None]] = defaultdict(list)
+def by_generation(rows: list[dict[str, Any]], key: str, log_keys: Iterable[str] = ()) -> dict[int, Summary]:
+    """generation -> the metric's summary over seeds, generations in order."""
+    groups: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        groups[row["generation"]].append(row.get(key))
-    return {g: mean_std(v) for g, v in sorted(groups.items())}
+        groups[row["generation"]].append(row)
+    log = is_log(key, log_keys)
+    return {g: summarize(values(groups[g], key, log), log) for g in sorted(groups)}
+
+
+def log_keys_of(engine: str) -> set[str]:
+    """The metrics an engine declares as log-quantities (none when it does not load)."""
+    try:
+        return {k for k, m in engine_class(engine).METRICS.items() if m.log}
+    except EngineError:
+        return set()

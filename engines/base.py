@@ -53,6 +53,7 @@ class Metric:
 
     label: str  # what it measures, in words
     unit: str = ""  # its unit, or how it is normalised
+    log: bool = False  # a positive quantity that spans decades (a perplexity): summarised and drawn in log10
 
     @property
     def axis(self) -> str:

@@ -87,7 +87,7 @@ def _safe_cholesky(covs: np.ndarray) -> np.ndarray:
 
 
 METRICS = {
-    "perplexity": Metric("perplexity of real test data", "exp of mean NLL per dimension"),
+    "perplexity": Metric("perplexity of real test data", "exp of mean NLL per dimension", log=True),
     "variance": Metric("total variance of samples", "data units²"),
     "nll": Metric("mean NLL of real test data", "nats per dimension"),
     "mean_shift": Metric("distance of the model's mean from the real mean", "data units"),

@@ -13,14 +13,16 @@ HIST_EDGES = 10 ** np.linspace(0, 4, 41)  # log-spaced per-sequence perplexity b
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 METRICS = {
-    "perplexity": Metric("perplexity of the real test blocks", "per token"),
+    "perplexity": Metric("perplexity of the real test blocks", "per token", log=True),
     "variance": Metric("variance of log perplexity of generated blocks", "generation-0 model"),
     "nll": Metric("mean NLL of the real test blocks", "nats per token"),
     **{
-        f"seq_ppl_q{round(q * 100):02d}": Metric(f"{round(q * 100)}th percentile of generated blocks' perplexity")
+        f"seq_ppl_q{round(q * 100):02d}": Metric(
+            f"{round(q * 100)}th percentile of generated blocks' perplexity", log=True
+        )
         for q in QUANTILES
     },
-    "seq_ppl_mean": Metric("mean perplexity of generated blocks", "generation-0 model"),
+    "seq_ppl_mean": Metric("mean perplexity of generated blocks", "generation-0 model", log=True),
     **{f"distinct_{n}": Metric(f"distinct {n}-grams among generated ones", "fraction") for n in (1, 2, 3)},
     "rep4": Metric("4-grams repeating an earlier one in their block", "fraction"),
     "rare_mass": Metric("generated tokens among the real text's rarest", "fraction"),

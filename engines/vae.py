@@ -39,7 +39,7 @@ class VAEEngine(TorchEngine):
     can_score = True
     requires = ("torch", "safetensors")
     METRICS = {
-        "perplexity": Metric("exp(−ELBO per pixel) of real test images"),
+        "perplexity": Metric("exp(−ELBO per pixel) of real test images", log=True),
         "variance": Metric("variance of generation-0 encoder means of samples", "latent units²"),
         "nll": Metric("negative test ELBO", "nats per pixel"),
         "latent_spread": Metric("std of generation-0 encoder means of decoded fixed latents", "latent units"),

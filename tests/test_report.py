@@ -87,12 +87,15 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def means(run: Path, key: str, f=None) -> tuple[list[int], list[float]]:
-    """Per-generation means over seeds straight from metrics.jsonl (f applied per row first)."""
+def medians(run: Path, key: str, f=None) -> tuple[list[int], list[float]]:
+    """Per-generation medians over seeds straight from metrics.jsonl (f applied per row first);
+    perplexity's in log space, from nll: exp of the median NLL."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     gens = sorted({r["generation"] for r in rows})
+    if key == "perplexity":
+        return gens, [float(np.exp(np.median([r["nll"] for r in rows if r["generation"] == g]))) for g in gens]
     f = f or (lambda v: v)
-    return gens, [float(np.mean([f(r[key]) for r in rows if r["generation"] == g])) for g in gens]
+    return gens, [float(np.median([f(r[key]) for r in rows if r["generation"] == g])) for g in gens]
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -129,7 +132,7 @@ def test_overlaid_series_match_metrics(runs):
         assert len(ax.lines) == 2  # one line per run
         assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mode=replace", "mode=accumulate"]
         for line, run in zip(ax.lines, (runs["replace"], runs["accumulate"])):
-            gens, want = means(run, key)
+            gens, want = medians(run, key)
             np.testing.assert_array_equal(line.get_xdata(), gens)
             np.testing.assert_allclose(line.get_ydata(), want, rtol=1e-12)
         assert "gaussian-quick" in fig.get_suptitle()
@@ -145,7 +148,7 @@ def test_gaussian_errors_are_the_papers_figure(runs):
         assert ax.get_xscale() == "symlog" and ax.get_yscale() == "log"
         assert len(ax.lines) == 2
         for line, run in zip(ax.lines, (runs["replace"], runs["accumulate"])):
-            gens, want = means(run, key, f)
+            gens, want = medians(run, key, f)
             np.testing.assert_array_equal(line.get_xdata(), gens)
             np.testing.assert_allclose(line.get_ydata(), want, rtol=1e-12)
             assert "M=20" in line.get_label()
@@ -174,7 +177,7 @@ def test_gmm_density_snapshots_and_l2(runs):
     fig = l2_figure([run], Options())
     (ax,) = fig.axes
     assert ax.get_yscale() == "log" and len(ax.lines) == 1
-    gens, want = means(runs["gmm"], "l2_distance")
+    gens, want = medians(runs["gmm"], "l2_distance")
     assert want[0] == 0  # generation 0 is the reference: left off the log axis
     np.testing.assert_array_equal(ax.lines[0].get_xdata(), gens[1:])
     np.testing.assert_allclose(ax.lines[0].get_ydata(), want[1:], rtol=1e-12)
@@ -208,7 +211,7 @@ def test_an_engines_figures_come_from_the_module_its_class_names(runs, tmp_path,
     own = [(stem, build.func) for stem, _, build in plan([gmm], Options()) if stem.startswith("gmm-")]
     assert own == [(f"gmm-{s.name}", s.build) for s in GMM_FIGURES]
     (ax,) = perplexity_figure([gmm], Options()).axes
-    assert ax.get_ylabel() == engine_class("gmm").METRICS["perplexity"].axis
+    assert ax.get_ylabel() == engine_class("gmm").METRICS["perplexity"].axis + " (log scale)"
     monkeypatch.setattr(engine_class("gmm"), "figures", "")  # names no figures module: the generic ones
     assert [stem for stem, _, _ in plan([gmm], Options())] == [s.name for s in GENERIC]
     monkeypatch.setattr(engine_class("gmm"), "figures", "collapse_tui.engines.figures.nowhere")
@@ -335,26 +338,27 @@ def test_vae_sample_grids_latent_density_and_classes(tmp_path):
         check_files(out, stem)
 
 
-def test_exploding_and_infinite_means_stay_drawable(runs, tmp_path):
-    """A seed whose model gives the real data no density makes the mean infinite (null in metrics),
-    another pushes it to 1e300: the line stops, the title says where, the axis does not overflow."""
+def test_perplexity_past_float_overflow_is_drawn_over_the_whole_run(runs, tmp_path):
+    """From generation 10 every seed's model gives the real data e^(800+) less density: perplexity
+    overflows (null in metrics.jsonl), its log (nll) does not. The line spans every generation, on a
+    log10 axis, at log10 of the median perplexity."""
     run = tmp_path / "run"
     shutil.copytree(runs["replace"], run)
     rows = RunDir(run).read_metrics()
     for r in rows:
-        if r["seed"] == 0 and r["generation"] >= 10:
-            r["perplexity"] = None
-        if r["seed"] == 1 and r["generation"] == 5:
-            r["perplexity"] = 1e300
+        if r["generation"] >= 10:
+            r["nll"], r["perplexity"] = 800.0 + r["generation"] + r["seed"], None
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fig = perplexity_figure([load_run(run)], Options())
         fig.savefig(io.BytesIO(), format="png")
     (ax,) = fig.axes
-    assert "mean infinite from generation 10" in ax.get_title()
-    np.testing.assert_array_equal(ax.lines[0].get_xdata(), range(10))
-    assert ax.get_yscale() == "log" and ax.get_ylim()[1] <= 1e200
+    gens = sorted({r["generation"] for r in rows})
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), gens)  # no generation left out
+    want = [np.median([r["nll"] for r in rows if r["generation"] == g]) / np.log(10) for g in gens]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), want, rtol=1e-12)
+    assert ax.get_yscale() == "linear" and ax.get_ylabel().startswith("log10 of") and "infinite" not in ax.get_title()
 
 
 def test_opt_sequence_perplexity_histograms(tmp_path):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
+
+import numpy as np
 
 from collapse_tui.cli import main
-from collapse_tui.compare import compare_rows
+from collapse_tui.compare import compare_rows, grid
 from collapse_tui.numbers import fmt
 from collapse_tui.tui.app import build_app
 from collapse_tui.tui.compare_screen import CompareScreen
@@ -21,11 +24,6 @@ def run_async(test):
         return asyncio.run(test(*args, **kwargs))
 
     return wrapper
-
-
-def na(x: float | None, signed: bool = False) -> str:
-    """A number as the comparison writes it: n/a when there is none."""
-    return fmt(x, signed, missing="n/a")
 
 
 def make_runs(runs):
@@ -61,21 +59,18 @@ async def test_mark_two_runs_and_compare(tmp_path):
         assert isinstance(screen, CompareScreen)
 
         marked = list(start.marked)  # marking order: the first marked is the baseline of the differences
-        rows = compare_rows(marked)
+        columns, lines = grid(compare_rows(marked))
         shown = screen.query_one("#compare")
-        assert shown.row_count == len(rows) > 0
-        cells = [[str(c) for c in shown.get_row_at(i)] for i in range(len(rows))]
-        assert [c[1] for c in cells] == [r["run"] for r in rows]
-        assert {r["kind"] for r in rows} == {"run", "diff"}
-        for r, c in zip(rows, cells):
-            if r["kind"] == "run":
-                assert c[2] == f"{na(r['final'])} ± {na(r['final_std'])}"
-                assert c[3] == f"{na(r['peak'])} ({r['peak_generation']})"
-                assert c[4] == na(r["slope"], True)
-            else:
-                assert c[2:] == [na(r["final"], True), na(r["peak"], True), na(r["slope"], True)]
-        variance_diff = next(i for i, r in enumerate(rows) if r["metric"] == "variance" and r["kind"] == "diff")
-        assert cells[variance_diff][2] == na(rows[variance_diff]["final"], True) != "n/a"
+        assert [str(c.label) for c in shown.columns.values()] == columns == ["metric", "A", "B", "B vs A"]
+        cells = [[str(c) for c in shown.get_row_at(i)] for i in range(shown.row_count)]
+        assert cells == [list(line) for line in lines]
+        # the variance line of run A: the median over its seeds at its last generation, and their band
+        rows = [json.loads(x) for x in (marked[0] / "metrics.jsonl").read_text().splitlines()]
+        last = [r["variance"] for r in rows if r["generation"] == 9]
+        (var,) = [c for c in cells if c[0] == "variance"]
+        lo, mid, hi = np.percentile(last, [16, 50, 84])
+        assert var[1] == f"{fmt(mid)} [{fmt(lo, digits=3)}, {fmt(hi, digits=3)}]"
+        assert shown.fixed_columns == 1  # the metric names stay when the table scrolls sideways
 
         await pilot.press("escape")
         await pilot.pause()

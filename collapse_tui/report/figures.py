@@ -16,7 +16,6 @@ pyplot: no backend, no display, no global figure state.
 
 from __future__ import annotations
 
-import math
 import textwrap
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -28,13 +27,14 @@ import numpy as np
 from ..compare import Run
 from ..config import ConfigError
 from ..engines import EngineError, Metric, engine_class
-from ..summary import mean_std
+from ..summary import BAND, by_generation, is_log, summarize, values
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
+    "AXIS_MODES",
     "BAND",
     "Options",
     "Run",
@@ -42,6 +42,7 @@ __all__ = [
     "Spec",
     "Unavailable",
     "axis_label",
+    "axis_mode",
     "chosen_generations",
     "draw_series",
     "figure_title",
@@ -54,15 +55,14 @@ __all__ = [
     "plotted",
     "series",
     "style_axes",
-    "wants_log",
 ]
 
 INSTALL_HINT = "report needs matplotlib: pip install matplotlib"
 PAPER_SNAPSHOTS = (0, 50, 100, 150, 200, 350, 2000)  # the paper's GMM figure
 MAX_PANELS = 8  # snapshot panels and sample grids per figure
-BAND = (16, 84)  # percentiles of the band on log axes, where mean ± std would go below zero
 FORMATS = ("png", "svg")
-LOG_CEILING = 200  # decades: log axes end here, so that their ticks stay below float overflow
+LOG_CEILING = 200  # decades: beyond this a log-quantity is drawn as its log10 on a linear axis (float overflows)
+AXIS_MODES = ("linear", "log", "log10")  # y axes: values, values on a log scale, log10 of the values
 LEGEND_WIDTH = 40  # characters a legend line holds: a long label (a run's path) wraps, not squeezing its axes away
 
 
@@ -89,52 +89,62 @@ class Spec:
 
 @dataclass
 class Series:
-    """One metric of one run per generation: mean and std over seeds, and a percentile band."""
+    """One metric of one run per generation over seeds (summary.py): the median and the 16th-84th
+    percentile band, log10 values when log is set."""
 
     generations: np.ndarray
-    mean: np.ndarray
-    std: np.ndarray
+    centre: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    log: bool = False
 
 
 # --- data -----------------------------------------------------------------------------------------
 
 
-def series(rows: list[dict[str, Any]], key: str, f: Callable[[float], float] | None = None) -> Series:
-    """Per-generation statistics of key over seeds; f maps each row's value first (e.g. |1 - x|).
-    Missing values (null) count as infinite, as in summary.mean_std."""
-    groups: dict[int, list[float | None]] = defaultdict(list)
-    for r in rows:
-        if key in r:
-            v = r[key]
-            groups[r["generation"]].append(None if v is None else (f(v) if f else v))
-    gens = sorted(groups)
-    stats = [mean_std(groups[g]) for g in gens]
+def series(
+    rows: list[dict[str, Any]], key: str, f: Callable[[float], float] | None = None, log_keys: set[str] = frozenset()
+) -> Series:
+    """Per-generation summaries of key over seeds, as the tables show them; f maps each row's value
+    first (e.g. |1 - x|). A log-quantity (perplexity, and the log_keys: a run's run.log_keys) in log10."""
+    if f is None:
+        log = is_log(key, log_keys)
+        stats = by_generation([r for r in rows if key in r], key, log_keys)
+    else:
+        groups: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for r in rows:
+            if key in r:
+                groups[r["generation"]].append({key: None if r[key] is None else f(r[key])})
+        log, stats = False, {g: summarize(values(groups[g], key, False)) for g in sorted(groups)}
+    gens = list(stats)
+    col = [[getattr(stats[g], k) for g in gens] for k in ("centre", "lo", "hi")]
+    return Series(np.array(gens, dtype=float), *(np.array(c, dtype=float) for c in col), log=log)
+
+
+def on_axis(s: Series, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centre, lo, hi) in the coordinates of an axis of the given mode."""
     with np.errstate(all="ignore"):
-        arrays = [np.array([math.inf if v is None else v for v in groups[g]], dtype=float) for g in gens]
-        lo = [np.percentile(a, BAND[0]) for a in arrays]
-        hi = [np.percentile(a, BAND[1]) for a in arrays]
-    return Series(
-        np.array(gens, dtype=float),
-        np.array([m for m, _ in stats]),
-        np.array([s for _, s in stats]),
-        np.array(lo, dtype=float),
-        np.array(hi, dtype=float),
-    )
+        if mode == "log10":
+            return (s.centre, s.lo, s.hi) if s.log else tuple(np.log10(v) for v in (s.centre, s.lo, s.hi))
+        return tuple(np.power(10.0, v) for v in (s.centre, s.lo, s.hi)) if s.log else (s.centre, s.lo, s.hi)
 
 
-def plotted(s: Series, positive: bool = False) -> np.ndarray:
-    """Mask of the generations a line can show: finite means (and > 0 on a log axis)."""
-    ok = np.isfinite(s.mean)
-    return ok & (s.mean > 0) if positive else ok
-
-
-def wants_log(values: Sequence[np.ndarray], ratio: float = 100.0) -> bool:
-    """A log y axis when the finite values are positive and span more than `ratio`."""
-    v = np.concatenate([np.asarray(x, dtype=float) for x in values]) if values else np.array([])
+def axis_mode(data: Sequence[Series], ratio: float = 100.0) -> str:
+    """log10 for a log-quantity past float's range, log for one within it or for positive values spanning
+    more than `ratio`, else linear."""
+    if any(s.log for s in data):
+        top = [v for s in data for v in (s.centre, s.hi) for v in v[np.isfinite(v)]]
+        return "log10" if top and max(top) > LOG_CEILING else "log"
+    v = np.concatenate([s.centre for s in data]) if data else np.array([])
     v = v[np.isfinite(v)]
-    return bool(v.size) and v.min() > 0 and v.max() / v.min() > ratio
+    return "log" if v.size and v.min() > 0 and v.max() / v.min() > ratio else "linear"
+
+
+def plotted(s: Series, mode: str = "linear") -> np.ndarray:
+    """Mask of the generations a line can show: finite centres (and > 0 on a log axis)."""
+    c = on_axis(s, mode)[0]
+    ok = np.isfinite(c)
+    return ok & (c > 0) if mode == "log" else ok
 
 
 def chosen_generations(run: Run, opts: Options) -> list[int]:
@@ -218,19 +228,19 @@ def log_generation_axis(ax: Axes) -> None:
     ax.set_xlabel("generation (log scale)")
 
 
-def draw_series(ax: Axes, s: Series, label: str, log_y: bool, color: Any = None) -> list[np.ndarray]:
-    """A line of the means and a band over seeds: mean ± std, or the 16-84 percentiles on a log y
-    axis. Returns the y values drawn (for log_limits)."""
-    ok = plotted(s, positive=log_y)
+def draw_series(ax: Axes, s: Series, label: str, mode: str, color: Any = None) -> list[np.ndarray]:
+    """A line of the medians and the 16-84th percentile band over seeds, in the axis's mode (AXIS_MODES).
+    Returns the y values drawn (for log_limits)."""
+    ok = plotted(s, mode)
     if not ok.any():
         return []
-    (line,) = ax.plot(s.generations[ok], s.mean[ok], label=label, color=color, lw=1.5)
-    lo, hi = (s.lo, s.hi) if log_y else (s.mean - s.std, s.mean + s.std)
-    band = ok & np.isfinite(lo) & np.isfinite(hi) & ((lo > 0) if log_y else True)
+    centre, lo, hi = on_axis(s, mode)
+    (line,) = ax.plot(s.generations[ok], centre[ok], label=label, color=color, lw=1.5)
+    band = ok & np.isfinite(lo) & np.isfinite(hi) & ((lo > 0) if mode == "log" else True)
     if band.sum() > 1:
         ax.fill_between(s.generations[band], lo[band], hi[band], color=line.get_color(), alpha=0.2, lw=0)
-        return [s.mean[ok], lo[band], hi[band]]
-    return [s.mean[ok]]
+        return [centre[ok], lo[band], hi[band]]
+    return [centre[ok]]
 
 
 def log_limits(ax: Axes, drawn: Sequence[np.ndarray]) -> None:
@@ -246,44 +256,47 @@ def log_limits(ax: Axes, drawn: Sequence[np.ndarray]) -> None:
     ax.set_ylim(10.0 ** (low - pad), 10.0 ** min(high + pad, LOG_CEILING))
 
 
-def style_axes(ax: Axes, ylab: str, log_x: bool, log_y: bool, drawn: Sequence[np.ndarray]) -> None:
+def style_axes(ax: Axes, ylab: str, log_x: bool, mode: str, drawn: Sequence[np.ndarray], legend: bool = True) -> None:
     """Axis labels, scales, grid and legend of a panel of lines over generations."""
     if log_x:
         log_generation_axis(ax)
     else:
         ax.set_xlabel("generation")
-    if log_y:
+    if mode == "log":
         log_limits(ax, drawn)  # first: set_yscale autoscales, overflowing near 1e300
         ax.set_yscale("log")
-    ax.set_ylabel(ylab + (" (log scale)" if log_y else ""))
+    ax.set_ylabel({"log": f"{ylab} (log scale)", "log10": f"log10 of {ylab}"}.get(mode, ylab))
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    if legend:
+        ax.legend(fontsize=8)
 
 
 def overlay_figure(
     runs: Sequence[Run], key: str, what: str, ylab: str, f=None, log_x: bool = False, log_y: bool | None = None
 ) -> Figure:
-    """One line per run of a metric's per-generation mean over seeds, with a band and a legend."""
-    data = [series(r.rows, key, f) for r in runs]
-    if not any(plotted(s).any() for s in data):
+    """One line per run of a metric's per-generation median over seeds, with its band and a legend.
+    log_y: True a log axis (log10 of the values past float's range), False linear, None chosen."""
+    data = [series(r.rows, key, f, r.log_keys) for r in runs]
+    if not any(plotted(s, "log10" if s.log else "linear").any() for s in data):
         raise Unavailable(f"no finite {key} values")
-    log_y = wants_log([s.mean for s in data]) if log_y is None else log_y
+    mode = axis_mode(data)
+    if log_y is not None:  # as asked, but log10 values where a log axis would overflow
+        mode = "linear" if not log_y else "log10" if mode == "log10" else "log"
     fig = new_figure(7, 4.5)
     ax = fig.add_subplot()
-    drawn = [v for run, s in zip(runs, data) for v in draw_series(ax, s, legend_label(run), log_y)]
-    style_axes(ax, ylab, log_x, log_y, drawn)
-    band = "16-84th percentile over seeds" if log_y else "± 1 std over seeds"
-    ax.set_title(f"mean over seeds, band {band}" + infinite_note(runs, data), fontsize=9)
+    drawn = [v for run, s in zip(runs, data) for v in draw_series(ax, s, legend_label(run), mode)]
+    style_axes(ax, ylab, log_x, mode, drawn)
+    ax.set_title(f"median over seeds, band {BAND[0]}-{BAND[1]}th percentile" + infinite_note(runs, data), fontsize=9)
     fig.suptitle(figure_title(runs, what))
     return fig
 
 
 def infinite_note(runs: Sequence[Run], data: Sequence[Series]) -> str:
-    """Where a line stops because the mean went infinite (a seed's model gives the real data no density)."""
+    """Where a line stops because the median went infinite (most seeds' models give the data no density)."""
     notes = []
     for run, s in zip(runs, data):
-        inf = np.isinf(s.mean)
+        inf = np.isinf(s.centre)
         if inf.any():
             who = f"{run.label}: " if len(runs) > 1 else ""
-            notes.append(f"{who}mean infinite from generation {int(s.generations[inf.argmax()])}")
+            notes.append(f"{who}median infinite from generation {int(s.generations[inf.argmax()])}")
     return "\n" + "; ".join(notes) if notes else ""

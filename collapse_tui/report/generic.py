@@ -14,14 +14,14 @@ from .figures import (
     Spec,
     Unavailable,
     axis_label,
+    axis_mode,
     draw_series,
     figure_title,
     legend_label,
-    log_limits,
     new_figure,
     overlay_figure,
     series,
-    wants_log,
+    style_axes,
 )
 
 if TYPE_CHECKING:
@@ -49,20 +49,16 @@ def metrics_figure(runs: Sequence[Run], opts: Options) -> Figure:
     fig = new_figure(4 * cols, 2.8 * rows + 0.8)
     for i, key in enumerate(keys):
         ax = fig.add_subplot(rows, cols, i + 1)
-        data = [series(r.rows, key) for r in runs]
-        log_y = wants_log([s.mean for s in data], ratio=1e3)
-        drawn = [v for run, s in zip(runs, data) for v in draw_series(ax, s, legend_label(run), log_y)]
+        data = [series(r.rows, key, log_keys=r.log_keys) for r in runs]
+        mode = axis_mode(data, ratio=1e3)
+        drawn = [v for run, s in zip(runs, data) for v in draw_series(ax, s, legend_label(run), mode)]
         ax.set_title(key, fontsize=10)
-        ax.set_xlabel("generation")
-        ax.set_ylabel(f"{key} (log)" if log_y else key, fontsize=8)
-        if log_y:
-            log_limits(ax, drawn)  # first: set_yscale autoscales, overflowing near 1e300
-            ax.set_yscale("log")
-        ax.grid(True, alpha=0.3)
+        style_axes(ax, key, False, mode, drawn, legend=False)
+        ax.yaxis.label.set_fontsize(8)
     handles, labels = fig.axes[0].get_legend_handles_labels()
     if len(runs) > 1 and handles:
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(runs), 3), fontsize=8)
-    fig.suptitle(figure_title(runs, "All metrics: mean over seeds, band ± 1 std (16-84th percentile on log axes)"))
+    fig.suptitle(figure_title(runs, "All metrics: median over seeds, band 16-84th percentile"))
     return fig
 
 

@@ -1,6 +1,7 @@
 """The compare screen: marked runs side by side, the same numbers as `collapse-tui compare`.
 
-Every cell comes from compare.table_cells, as the CLI's table does; nothing is recomputed here.
+Every cell comes from compare.grid, as the CLI's table does; nothing is recomputed here. Runs are
+columns (A, B, ...) named above the table, and the metric column stays put when it scrolls sideways.
 Loads no torch or matplotlib.
 """
 
@@ -12,7 +13,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from ..compare import COLUMNS, Run, compare_rows, table_cells
+from ..compare import Run, compare_rows, grid, letters
 
 
 class CompareScreen(Screen):
@@ -29,7 +30,11 @@ class CompareScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(f"collapse-tui · comparing {len(self.runs)} runs · ← → scroll, esc back", id="title")
-        lines = [f"{r.label}: {r.engine}, mode {r.config.data['mode']}, {r.progress()}" for r in self.runs]
+        names = letters(len(self.runs))
+        lines = [
+            f"{n} = {r.label}: {r.engine}, mode {r.config.data['mode']}, {r.progress()}"
+            for n, r in zip(names, self.runs)
+        ]
         yield Static("\n".join(lines), id="compare-runs", markup=False)
         yield DataTable(id="compare", cursor_type="row", zebra_stripes=True)
         yield Static("no metric shared by these runs (or no generation finished)", id="compare-empty")
@@ -37,13 +42,13 @@ class CompareScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#compare", DataTable)
-        for col in COLUMNS:
+        columns, lines = grid(self.rows)
+        for col in columns:
             table.add_column(col, key=col)
-        for i, (row, cells) in enumerate(zip(self.rows, table_cells(self.rows))):
-            style = "italic" if row["kind"] == "diff" else ""
-            names = [Text(c, style=style) for c in cells[:2]]
-            numbers = [Text(c, style=style, justify="right") for c in cells[2:]]
-            table.add_row(*names, *numbers, key=str(i))
+        table.fixed_columns = 1
+        for i, (metric, *numbers) in enumerate(lines):
+            name = Text(metric, style="" if metric.startswith(" ") else "bold")
+            table.add_row(name, *(Text(c, justify="right") for c in numbers), key=str(i))
         table.display = bool(self.rows)
         self.query_one("#compare-empty", Static).display = not self.rows
         table.focus()

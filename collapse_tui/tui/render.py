@@ -6,6 +6,8 @@ read the same in dark and light themes and with NO_COLOR.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from textual.content import Content, Span
 
@@ -128,11 +130,17 @@ def highlighted(text: str) -> Content:
     return Content(text, [Span(a, b, HIGHLIGHT) for a, b in highlight_spans(text)])
 
 
-def sparkline(values: list[float], width: int, height: int = 1, total: int | None = None) -> list[str]:
+def sparkline(
+    values: list[float],
+    width: int,
+    height: int = 1,
+    total: int | None = None,
+    frame: tuple[float, float] | None = None,
+) -> list[str]:
     """Rows (top first) of eighth blocks. The x axis spans `total` generations (default: the values
     given), so the line grows left to right as a run goes on; columns that cover several generations
-    show their mean, so 5000 generations draw as fast as 50. Infinite values draw as the top, NaN
-    as a gap."""
+    show their mean, so 5000 generations draw as fast as 50. The y axis spans `frame` (default: the
+    values' range). Infinite values draw as the top, NaN as a gap."""
     total = max(total or len(values), len(values), 1)
     if width <= 0 or not values:
         return [""] * height
@@ -148,6 +156,8 @@ def sparkline(values: list[float], width: int, height: int = 1, total: int | Non
     top = height * 8
     if finite.size:
         lo, hi = float(finite.min()), float(finite.max())
+        if frame is not None and all(map(math.isfinite, frame)):
+            lo, hi = min(lo, frame[0]), max(hi, frame[1])
         with np.errstate(invalid="ignore"):
             scaled = 1 + np.round((xs - lo) / (hi - lo) * (top - 1)) if hi > lo else np.full(len(xs), top // 2)
     else:

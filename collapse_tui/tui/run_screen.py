@@ -213,7 +213,8 @@ class RunScreen(Screen):
         for key in SERIES:
             trend = self.query_one(f"#trend-{key}", Trend)
             trend.values = st.series(key)
-            trend.spread = st.stds[-1].get(key, math.nan) if st.stds else math.nan
+            latest = st.medians[-1].get(key) if st.medians else None
+            trend.band = (latest.lo, latest.hi) if latest is not None else (math.nan, math.nan)
 
     # actions
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

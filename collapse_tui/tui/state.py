@@ -12,21 +12,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ..config import Config
 from ..events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
 from ..numbers import fmt_seconds
 from ..rundir import RunDir, run_state
 from ..runlog import RunLog, failed_line
-from ..summary import SERIES, mean_std, scalar_keys
+from ..summary import Summary, log_keys_of, scalar_keys, summarize_rows
 
 RESUMABLE = ("created", "stopped", "failed", "crashed")
 ETA_WINDOW = 20  # generations the time estimate averages over
-
-
-def _number(v: Any) -> float:
-    return math.inf if v is None else v  # null in metrics.jsonl: infinite (as summary.mean_std reads it)
 
 
 @dataclass
@@ -36,14 +30,17 @@ class RunState:
     state: str = "created"  # created running paused stopping finished stopped failed crashed watching
     error: str | None = None
     keys: list[str] = field(default_factory=list)  # scalar metric names, in the rows' order
-    means: list[dict[str, float]] = field(default_factory=list)  # index: generation
-    stds: list[dict[str, float]] = field(default_factory=list)  # over seeds, of the plotted series
+    medians: list[dict[str, Summary]] = field(default_factory=list)  # index: generation; summary.py's numbers
     progress: Progress | None = None
     start_generation: int = 0  # where this session's loop started (> 0 on resume)
     gen_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=ETA_WINDOW))
     log: list[str] = field(default_factory=list)  # lines not yet written to the log pane
     rewrites: int = 0  # bumped when generations already shown were read again or dropped (resume)
     runlog: RunLog = field(default_factory=RunLog)
+    log_keys: set[str] = field(default_factory=set)  # the engine's log-quantities
+
+    def __post_init__(self) -> None:
+        self.log_keys = log_keys_of(self.cfg.engine_name)
 
     @property
     def generations(self) -> int:
@@ -52,7 +49,7 @@ class RunState:
     @property
     def done(self) -> int:
         """Finished generations."""
-        return len(self.means)
+        return len(self.medians)
 
     def load(self) -> None:
         """Everything already in the run directory: a browsed, stopped or resumed run."""
@@ -60,9 +57,9 @@ class RunState:
         by_gen: dict[int, list[dict[str, Any]]] = {}
         for row in rows:
             by_gen.setdefault(row["generation"], []).append(row)
-        self.means, self.stds = [], []
+        self.medians = []
         for gen in sorted(by_gen):
-            if gen != len(self.means):
+            if gen != len(self.medians):
                 break  # generations are contiguous; anything else is not from this tool
             self._add(by_gen[gen])
         self.rewrites += 1
@@ -70,19 +67,11 @@ class RunState:
     def _add(self, rows: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> None:
         if not self.keys:
             self.keys = scalar_keys(list(rows))
-        # the plotted series exactly as summary.by_generation computes them; the rest (table only)
-        # in one array operation, as fast engines finish hundreds of generations a second
-        series = {k: mean_std([r.get(k) for r in rows]) for k in SERIES if k in self.keys}
-        others = [k for k in self.keys if k not in series]
-        table = np.array([[_number(r.get(k)) for k in others] for r in rows], dtype=float)
-        with np.errstate(invalid="ignore"):
-            means = dict(zip(others, table.mean(axis=0).tolist())) if others else {}
-        means |= {k: m for k, (m, _) in series.items()}
-        self.means.append({k: means[k] for k in self.keys})  # in the rows' order
-        self.stds.append({k: s for k, (_, s) in series.items()})
+        self.medians.append(summarize_rows(rows, self.keys, self.log_keys))
 
     def series(self, key: str) -> list[float]:
-        return [m.get(key, math.nan) for m in self.means]
+        """The medians of key, generation by generation (log10 for log-quantities)."""
+        return [m[key].centre if key in m else math.nan for m in self.medians]
 
     def apply(self, ev: Event) -> None:
         for line in self.runlog.lines(ev):  # the start and the generations, as the batch output has them
@@ -91,7 +80,7 @@ class RunState:
             self.state, self.error = "running", None
             self.start_generation = ev.start_generation
             if self.done > ev.start_generation:  # rows after the checkpoint are computed again
-                del self.means[ev.start_generation :], self.stds[ev.start_generation :]
+                del self.medians[ev.start_generation :]
                 self.rewrites += 1
         elif isinstance(ev, Progress):
             self.progress = ev

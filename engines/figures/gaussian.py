@@ -33,8 +33,8 @@ def gaussian_label(run: Run) -> str:
 
 def gaussian_errors_figure(runs: Sequence[Run], opts: Options) -> Figure:
     """The paper's single-Gaussian figure: |mu - mu_n| and |sigma - sigma_n| of the fitted model against
-    generation (the original is N(0, I): mean_shift is |mu_n|, fit_std is sigma_n), per seed then
-    averaged, log axes."""
+    generation (the original is N(0, I): mean_shift is |mu_n|, fit_std is sigma_n), per seed, then the
+    median over seeds with its 16-84th percentile band, log axes."""
     if not any(plotted(series(r.rows, "mean_shift")).any() for r in runs):
         raise Unavailable("no finite mean_shift values")
     fig = new_figure(11, 4.5)
@@ -45,10 +45,10 @@ def gaussian_errors_figure(runs: Sequence[Run], opts: Options) -> Figure:
     for i, (key, f, ylab, what) in enumerate(parts):
         ax = fig.add_subplot(1, 2, i + 1)
         data = [series(r.rows, key, f) for r in runs]
-        log_y = all(np.all(s.mean[np.isfinite(s.mean)] > 0) for s in data)
-        drawn = [v for run, s in zip(runs, data) for v in draw_series(ax, s, gaussian_label(run), log_y)]
-        style_axes(ax, ylab, log_x=True, log_y=log_y, drawn=drawn)
-        ax.set_title(f"{what}: mean over seeds, band {BAND[0]}-{BAND[1]}th percentile", fontsize=9)
+        mode = "log" if all(np.all(s.centre[np.isfinite(s.centre)] > 0) for s in data) else "linear"
+        drawn = [v for run, s in zip(runs, data) for v in draw_series(ax, s, gaussian_label(run), mode)]
+        style_axes(ax, ylab, log_x=True, mode=mode, drawn=drawn)
+        ax.set_title(f"{what}: median over seeds, band {BAND[0]}-{BAND[1]}th percentile", fontsize=9)
     fig.suptitle(figure_title(runs, "Single Gaussian: estimation error against generation"))
     return fig
 

@@ -33,7 +33,7 @@ class KDEEngine(Engine):
     preview_kind = "points"
     figures = "collapse_kde_figures"
     METRICS = {
-        "perplexity": Metric("exp of mean NLL per dimension of real test data"),
+        "perplexity": Metric("exp of mean NLL per dimension of real test data", log=True),
         "variance": Metric("total variance of samples", "data units²"),
     }
     batched = True

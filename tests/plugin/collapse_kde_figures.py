@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from collapse_tui.report.figures import Spec, Unavailable, new_figure, series
+from collapse_tui.report.figures import Spec, Unavailable, new_figure
 
 
 def variance_theory_figure(runs, opts):
+    """The mean over seeds (the closed form is for the mean) of each generation's sample variance."""
     fig = new_figure(6, 4)
     ax = fig.add_subplot()
     for run in runs:
-        s = series(run.rows, "variance")
-        if not len(s.generations):
+        gens = np.array(sorted({r["generation"] for r in run.rows}))
+        if not len(gens):
             raise Unavailable("no variance on disk yet")
+        mean = np.array([np.mean([r["variance"] for r in run.rows if r["generation"] == g]) for g in gens])
         m, h = run.config.engine["samples"], run.config.engine["bandwidth"]
         a = (m - 1) / m
-        theory = s.mean[0] * a**s.generations + h**2 * (1 - a**s.generations) / (1 - a)
-        ax.plot(s.generations, s.mean, label=f"{run.label}: mean over seeds")
-        ax.plot(s.generations, theory, ls="--", label="a^n s0² + h² (1 - a^n) / (1 - a)")
+        theory = a ** (gens + 1) + h**2 * (1 - a ** (gens + 1)) / (1 - a)
+        ax.plot(gens, mean, label=f"{run.label}: mean over seeds")
+        ax.plot(gens, theory, ls="--", label="a^(n+1) + h² (1 - a^(n+1)) / (1 - a)")
     ax.set_xlabel("generation")
     ax.set_ylabel("variance of samples")
     ax.legend(fontsize=8)

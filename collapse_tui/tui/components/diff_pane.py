@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from textual.app import ComposeResult
@@ -11,8 +10,8 @@ from textual.content import Content
 from textual.reactive import var
 from textual.widgets import Static
 
-from ...numbers import fmt
 from ...phrases import compare, word_diff
+from ...summary import change, show
 from ..state import RunState
 
 MARKS = {"appeared": "+", "grew": ">", "shrank": "<", "vanished": "-"}
@@ -44,16 +43,18 @@ class DiffPane(VerticalScroll):
         self.query_one("#diff-body", Static).update(self._text(n, first, other, prompt) if text else self._metrics(n))
 
     def _metrics(self, n: int | None) -> Content:
-        means = self.run_state.means
-        if not means:
+        """Every metric's median over seeds at generation 0 and n, and the change (summary.py's)."""
+        medians = self.run_state.medians
+        if not medians:
             return Content.styled("no generation to compare yet", "$text-muted")
-        n = n if n is not None and n < len(means) else len(means) - 1
+        n = n if n is not None and n < len(medians) else len(medians) - 1
         head = f"{'metric':<16}{'gen 0':>12}{f'gen {n}':>12}{'change':>12}"
         lines = [Content.styled(head, "bold")]
-        for key, a in means[0].items():
-            b = means[n].get(key, math.nan)
-            change = b - a if math.isfinite(a) and math.isfinite(b) else math.inf if b != a else 0.0
-            lines.append(Content(f"{key[:15]:<16}{fmt(a):>12}{fmt(b):>12}{fmt(change, signed=True):>12}"))
+        for key, a in medians[0].items():
+            b = medians[n].get(key)
+            after = show(b.centre, b.log) if b else "-"
+            moved = change(a, b) if b else "-"
+            lines.append(Content(f"{key[:15]:<16}{show(a.centre, a.log):>12}{after:>12}{moved:>12}"))
         return Content("\n").join(lines)
 
     @staticmethod

@@ -8,11 +8,14 @@ from rich.text import Text
 from textual.reactive import var
 from textual.widgets import DataTable
 
-from ...numbers import fmt
-from ...summary import SERIES
+from ...summary import SERIES, Summary, show
 from ..state import RunState
 
 TABLE_ROWS = 200  # metrics.jsonl has them all
+
+
+def _cell(s: Summary | None) -> str:
+    return "-" if s is None else show(s.centre, s.log)
 
 
 class MetricsTable(DataTable):
@@ -54,7 +57,7 @@ class MetricsTable(DataTable):
         at_end = self.cursor_row >= self.row_count - 1
         columns = [c.value for c in self.columns][1:]
         for g in range(upto, done):
-            cells = (Text(fmt(st.means[g].get(k)), justify="right") for k in columns)
+            cells = (Text(_cell(st.medians[g].get(k)), justify="right") for k in columns)
             self.add_row(Text(str(g), justify="right"), *cells, key=str(g))
         for g in range(first, first + self.row_count - TABLE_ROWS):
             self.remove_row(str(g))

@@ -1,31 +1,33 @@
-"""One metric over generations: label, sparkline, latest value, its change and its spread."""
+"""One metric over generations: label, sparkline, latest value, its change and its band over seeds."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-import numpy as np
 from textual.content import Content
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from ...numbers import fmt
+from ...summary import ratio, show
 from .. import render
 
 LABEL_WIDTH = 11
 TAIL_WIDTH = 22
+# the sparkline's frame spans at least this much around generation 0's value, so that noise does not
+# fill the height as a collapse would: a tenth of a decade for log-quantities, 10% otherwise
+MIN_FRAME_LOG = 0.1
+MIN_FRAME_SHARE = 0.1
 
 
 class Trend(Widget):
-    """The per-generation means over seeds as they are, the change since generation 0 and the spread
-    over seeds of the latest; a log-scaled trend only draws them in log10 (perplexity spans decades,
-    and may be inf)."""
+    """The per-generation medians over seeds (summary.py; log10 values for a log-quantity, which the
+    second row says), the change since generation 0 and the latest generation's band over seeds."""
 
     DEFAULT_CSS = "Trend { height: 2; }"
 
     values: reactive[list[float]] = reactive(list)
-    spread = reactive(math.nan)  # std over seeds of the latest generation
+    band = reactive((math.nan, math.nan))  # 16th and 84th percentile over seeds of the latest generation
 
     def __init__(self, label: str, log: bool = False, total: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
@@ -33,31 +35,37 @@ class Trend(Widget):
         self.total = total  # generations the x axis spans
         self.log_scale = log
 
+    def frame(self) -> tuple[float, float]:
+        """The sparkline's y range: every value, and at least MIN_FRAME_* around generation 0's."""
+        finite = [v for v in self.values if math.isfinite(v)]
+        if not finite:
+            return math.nan, math.nan
+        first = self.values[0] if math.isfinite(self.values[0]) else finite[0]
+        half = MIN_FRAME_LOG if self.log_scale else MIN_FRAME_SHARE * abs(first) or (max(finite) - min(finite)) / 2
+        return min(min(finite), first - half), max(max(finite), first + half)
+
     def tail(self) -> tuple[str, str]:
         if not self.values:
             return "no generation yet", ""
         first, last = self.values[0], self.values[-1]
-        if math.isfinite(first) and math.isfinite(last) and first:
-            ratio = last / first
-            change = f"×{ratio:.2g}" if abs(ratio) >= 10 else f"{ratio - 1:+.0%}"
-        elif math.isinf(last) and math.isfinite(first):
-            change = "+inf"
+        log = self.log_scale
+        if log:
+            change = ratio(last - first) if not (math.isinf(first) and math.isinf(last)) else ""
+        elif math.isfinite(first) and math.isfinite(last) and first > 0 and last > 0:
+            change = ratio(math.log10(last / first))
         else:
-            change = ""
-        head = f"{fmt(last)} {change}"
+            change = "+inf" if math.isinf(last) and math.isfinite(first) else ""
+        head = f"{show(last, log)} {change}"
         if change and len(head) + 6 <= TAIL_WIDTH:
             head += " vs g0"
-        spread = f"± {fmt(self.spread)} over seeds" if math.isfinite(self.spread) and self.spread else ""
+        lo, hi = self.band
+        spread = f"seeds {show(lo, log, 3)}..{show(hi, log, 3)}" if lo != hi and not math.isnan(lo) else ""
         return head, spread
 
     def render(self) -> Content:
-        plotted = self.values
-        if self.log_scale:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                plotted = list(np.log10(np.asarray(self.values, dtype=float)))
         height = max(1, self.size.height)
         width = max(0, self.size.width - LABEL_WIDTH - TAIL_WIDTH - 1)
-        rows = render.sparkline(plotted, width, height, self.total)
+        rows = render.sparkline(self.values, width, height, self.total, self.frame())
         tails = [*self.tail(), *[""] * height][:height]
         labels = [self.label, "(log10)" if self.log_scale else "", *[""] * height][:height]
         lines = []
