@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -65,7 +66,7 @@ async def test_mark_two_runs_and_compare(tmp_path):
         cells = [[str(c) for c in shown.get_row_at(i)] for i in range(shown.row_count)]
         assert cells == [list(line) for line in lines]
         # the variance line of run A: the median over its seeds at its last generation, and their band
-        rows = [json.loads(x) for x in (marked[0] / "metrics.jsonl").read_text().splitlines()]
+        rows = [json.loads(x) for x in (Path(marked[0]) / "metrics.jsonl").read_text().splitlines()]
         last = [r["variance"] for r in rows if r["generation"] == 9]
         (var,) = [c for c in cells if c[0] == "variance"]
         lo, mid, hi = np.percentile(last, [16, 50, 84])
