@@ -6,7 +6,7 @@ import math
 import time
 from pathlib import Path
 
-from .events import Event, GenerationDone, RunStarted
+from .events import Event, GenerationDone, Progress, RunStarted
 from .numbers import plural
 from .summary import SERIES, is_log, show, summarize, values
 
@@ -27,6 +27,8 @@ class RunLog:
             seeds = plural(len(ev.seeds), "seed")
             head = f"{ev.name}: {ev.engine}, {ev.generations} generations, {seeds}, {where}"
             return [head, f"run directory: {ev.run_dir}"]
+        if isinstance(ev, Progress) and ev.phase == "compile" and ev.step == 0:
+            return ["compiling the engine's kernels: the first run only, later runs load them from a cache"]
         if isinstance(ev, GenerationDone):
             now = time.monotonic()
             if now - self._last < LINE_INTERVAL and ev.generation not in (0, self.generations - 1):

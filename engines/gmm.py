@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import gmm_kernels
 from .base import DataError, Fitted, Generated, Param, Report, points_preview
 from .gmm_kernels import INFO_FAILED, fit_batch, log_density_batch, n_local_trials, place_samples
 from .mixture import Mixture, MixtureEngine, _safe_cholesky, log_density
@@ -68,6 +69,8 @@ class GMMEngine(MixtureEngine):
     last_info: np.ndarray | None = None  # (S, 4) diagnostics of the last fit, see fit_mixtures
 
     def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Fitted:
+        if not fit_batch.signatures and not gmm_kernels.cached():  # the first run on this machine
+            report("compile", 0, 1, None)
         p = self.params
         model, self.last_info = fit_mixtures(data, rngs, p.components, p.tol, p.max_iter, p.reg_covar)
         report("fit", 1, 1, None)

@@ -7,8 +7,18 @@ only drops Python's zero-division checks; no fastmath: results stay IEEE-exact a
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 from numba import njit, prange
+
+
+def cached() -> bool:
+    """Whether numba has this module's compiled kernels in its cache (NUMBA_CACHE_DIR, else beside it)."""
+    place = Path(os.environ.get("NUMBA_CACHE_DIR") or Path(__file__).resolve().parent / "__pycache__")
+    return place.is_dir() and any(place.rglob(f"{Path(__file__).stem}.*.nbi"))
+
 
 EPS = float(np.finfo(np.float64).eps)  # sklearn adds 10 * eps to every component's mass
 LOG_2PI = float(np.log(2.0 * np.pi))

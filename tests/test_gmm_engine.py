@@ -202,3 +202,32 @@ def test_recursive_training_collapses_the_components() -> None:
     assert 0.85 < medians[0] < 0.97
     assert medians[100] < medians[0] - 0.1
     assert medians[299] < 0.65
+
+
+def test_a_first_run_says_it_compiles(tmp_path, monkeypatch) -> None:
+    """With an empty numba cache the first fit reports the 'compile' phase, which the run log turns into
+    one line; with the kernels cached it does not."""
+    from collapse_tui.engines import gmm, gmm_kernels
+    from collapse_tui.events import Progress
+    from collapse_tui.runlog import RunLog
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert not gmm_kernels.cached()
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "gmm_kernels.fit_batch-494.py311.nbi").write_bytes(b"")
+    assert gmm_kernels.cached()
+    monkeypatch.setattr(gmm_kernels, "cached", lambda: False)
+    class NotYetCompiled:  # the kernel as before its first call in this process
+        signatures: list = []
+
+        def __call__(self, *args):
+            return gmm_kernels.fit_batch(*args)
+
+    monkeypatch.setattr(gmm, "fit_batch", NotYetCompiled())
+    calls = []
+    eng = engine(samples=20)
+    eng.fit(eng.real_data(rngs(1), 20), rngs(1), lambda *a: calls.append(a))
+    assert calls[0] == ("compile", 0, 1, None)
+    assert RunLog().lines(Progress(0, "compile", 0, 1)) == [
+        "compiling the engine's kernels: the first run only, later runs load them from a cache"
+    ]
