@@ -205,6 +205,7 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
             engine[key] = str(((base_dir or Path.cwd()) / engine[key]).resolve()) if engine[key] else ""
     try:
         cls.check_params(cls.Params(**engine))
+        cls.check_data(cls.Params(**engine), data)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if data["mode"] == "fresh" and not cls.can_draw_fresh:

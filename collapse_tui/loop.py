@@ -172,7 +172,7 @@ def _one_generation(
 ) -> tuple[np.ndarray, np.ndarray, Any, list[dict[str, Any]]]:
     n = g.real.shape[1]
     filtering = data_cfg["filter"] != "none"
-    fitted = engine.fit(g.data, g.rngs, report)
+    fitted = engine.fit(g.data, g.rngs, report, source=g.model)  # g.model: the previous generation's
     model = fitted.model
     generated = engine.sample(model, math.ceil(n / data_cfg["filter_keep"]) if filtering else n, g.rngs, report)
     samples = generated.samples

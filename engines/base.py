@@ -116,6 +116,10 @@ class Engine(ABC):
     def check_params(params: Any) -> None:
         """Checks across keys (a Params object) that need no data read: raise DataError naming the key."""
 
+    @staticmethod  # noqa: B027 (an optional hook, not abstract)
+    def check_data(params: Any, data: Mapping[str, Any]) -> None:
+        """Checks of the engine's keys against the preset's [data] section: raise DataError naming the key."""
+
     def hub_needs(self) -> list[tuple[str, str]]:
         """(key, what) for each thing these params take from the Hugging Face hub; none by default."""
         return []
@@ -138,8 +142,10 @@ class Engine(ABC):
         """Real training examples, (S, N, ...): generation 0's data (n=None) or n fresh ones."""
 
     @abstractmethod
-    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Fitted:
-        """A model of data (S, N, ...), drawing all randomness from rngs (one per seed)."""
+    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
+        """A model of data (S, N, ...), drawing all randomness from rngs (one per seed). source is the
+        model that generated data (the previous generation's; None at generation 0), for an engine that
+        draws fresh synthetic examples from it while it trains (the VAE's synthetic = "stream")."""
 
     @abstractmethod
     def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report) -> Generated:

@@ -5,6 +5,8 @@ it collapses faster (median variance after 100 generations at M = 100: 0.38 agai
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .base import Fitted, Param, Report
@@ -28,7 +30,7 @@ class GaussianEngine(MixtureEngine):
         ),
     }
 
-    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Fitted:
+    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
         s, n, d = data.shape
         mean = data.mean(axis=1)
         dev = data - mean[:, None]

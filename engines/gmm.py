@@ -9,6 +9,8 @@ on the uniforms drawn from its own Generator: bit-identical whatever the thread 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from . import gmm_kernels
@@ -68,7 +70,7 @@ class GMMEngine(MixtureEngine):
 
     last_info: np.ndarray | None = None  # (S, 4) diagnostics of the last fit, see fit_mixtures
 
-    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Fitted:
+    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
         if not fit_batch.signatures and not gmm_kernels.cached():  # the first run on this machine
             report("compile", 0, 1, None)
         p = self.params

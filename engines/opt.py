@@ -246,7 +246,7 @@ class OPTEngine(TorchEngine):
 
         return torch.autocast(self._dev().type, dtype=torch.bfloat16) if self._bf16() else contextlib.nullcontext()
 
-    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Fitted:
+    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
         """The starting weights fine-tuned on data (1, N, block_size) by engines/lm_train.py; the weights of
         the epoch with the best validation loss."""
         model, trained = self.train(data, int(rngs[0].integers(2**63)), report)

@@ -69,6 +69,13 @@ class VAEEngine(TorchEngine):
         "lr": Param(1e-3, float, "Adam learning rate", min=0, min_exclusive=True),
         "weight_decay": Param(1e-5, float, "Adam weight decay (L2 added to the gradient)", min=0),
         "amp": Param(True, bool, "cuda only: bf16 autocast in the layers (loss, KL and optimizer in fp32)"),
+        "synthetic": Param(
+            "fixed",
+            str,
+            "what a generation trains on: one decoded set as large as the real training set (fixed), or a fresh "
+            "batch decoded by the previous generation's model at every optimizer step (stream: the official notebook)",
+            choices=("fixed", "stream"),
+        ),
     }
 
     def __init__(self, params: Any = (), device: str = "cpu", base_dir: Path | None = None):
@@ -118,7 +125,17 @@ class VAEEngine(TorchEngine):
         return self._data
 
     # --- torch ------------------------------------------------------------------------------------
-    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report) -> Fitted:
+    @staticmethod
+    def check_data(params: Any, data: Any) -> None:
+        if params.synthetic == "stream" and (data["mode"] != "replace" or data["filter"] != "none"):
+            raise DataError(
+                'engine.synthetic: "stream" trains on the previous generation\'s decoder alone, so it needs '
+                f'data.mode = "replace" and no data.filter, got mode {data["mode"]!r}, filter {data["filter"]!r}'
+            )
+
+    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
+        """A fresh VAE trained on data (1, N, H, W); with synthetic = "stream" and a source, on N images a
+        epoch decoded by the source from fresh z at every step, as the official notebook does."""
         import torch
 
         from . import vae_torch as vt
@@ -139,9 +156,10 @@ class VAEEngine(TorchEngine):
             batch=p.batch,
             lr=p.lr,
             weight_decay=p.weight_decay,
-            gen=vt.generator(train_seed, dev),  # batch order and reparameterisation noise
+            gen=vt.generator(train_seed, dev),  # batch order, reparameterisation noise, streamed latents
             amp=p.amp,
             report=report,
+            source=source if p.synthetic == "stream" else None,
         )
         return Fitted(model, {"train_loss": train_loss})
 

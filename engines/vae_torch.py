@@ -92,10 +92,13 @@ def train(
     gen: torch.Generator,
     amp: bool,
     report: Callable[[str, int, int, float | None], None],
+    source: VAE | None = None,
 ) -> float:
     """Adam on the summed loss of each batch (the paper's recipe); returns the last epoch's loss per pixel.
 
-    x (N, H, W) lives on the model's device. One host sync per epoch (the epoch's loss), none per step.
+    x (N, H, W) lives on the model's device. With a source, each batch is instead decoded by the source
+    (the decoder's means) from fresh z ~ N(0, I), for as many steps as x would take. One host sync per
+    epoch (the epoch's loss), none per step.
     """
     n, pixels = x.shape[0], x.shape[1] * x.shape[2]
     cuda = x.is_cuda
@@ -103,11 +106,18 @@ def train(
     steps = math.ceil(n / batch)
     last: float | None = None
     model.train()
+    if source is not None:
+        source.eval()
     for epoch in range(epochs):
         perm = torch.randperm(n, generator=gen, device=x.device)
         running = torch.zeros((), device=x.device)
         for i in range(steps):
-            xb = x[perm[i * batch : (i + 1) * batch]]
+            if source is None:
+                xb = x[perm[i * batch : (i + 1) * batch]]
+            else:
+                with torch.no_grad():
+                    z = torch.randn((min(batch, n - i * batch), model.latent), generator=gen, device=x.device)
+                    xb = torch.sigmoid(source.decode_logits(z)).float()
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and amp):
                 loss = neg_elbo(model, xb, gen).sum()
             opt.zero_grad(set_to_none=True)

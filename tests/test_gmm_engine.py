@@ -217,6 +217,7 @@ def test_a_first_run_says_it_compiles(tmp_path, monkeypatch) -> None:
     (tmp_path / "x" / "gmm_kernels.fit_batch-494.py311.nbi").write_bytes(b"")
     assert gmm_kernels.cached()
     monkeypatch.setattr(gmm_kernels, "cached", lambda: False)
+
     class NotYetCompiled:  # the kernel as before its first call in this process
         signatures: list = []
 

@@ -168,3 +168,45 @@ def test_file_settings_are_checked_before_any_data_is_read(tmp_path):
     check(images=IMAGES, labels=LABELS)
     with pytest.raises(DataError, match="engine.images: no such file"):
         engine(source="files", images=str(tmp_path / "nope.gz")).real_data([np.random.default_rng(0)])
+
+
+def test_stream_trains_on_the_previous_decoder_not_on_the_data():
+    """synthetic = "stream" (the official notebook): every step decodes a fresh batch from the source
+    model. A source whose decoder paints every pixel 0.9 teaches a model that samples near 0.9,
+    whatever the data passed to fit; "fixed" learns the data (real digits: mostly background)."""
+    needs_torch()
+    import torch
+
+    from collapse_tui.engines import vae_torch as vt
+
+    rngs = [np.random.default_rng(0)]
+    kw = dict(source="digits", capacity=8, epochs=8, batch=64, latent=4)
+    real = engine(**kw).real_data(rngs)
+    source = vt.new_vae(8, 8, 4, 8, 0, torch.device("cpu"))
+    with torch.no_grad():
+        for p in source.parameters():
+            p.zero_()
+        source.deconv1.bias.fill_(float(np.log(0.9 / 0.1)))  # sigmoid -> 0.9 everywhere
+    steps = {}
+    means = {}
+    for mode in ("stream", "fixed"):
+        eng = engine(**kw, synthetic=mode)
+        calls: list[tuple] = []
+
+        def report(*args, calls=calls) -> None:
+            calls.append(args)
+
+        model = eng.fit(real, [np.random.default_rng(1)], report, source=source).model
+        steps[mode] = calls[-1][2]
+        means[mode] = float(eng.sample(model, 200, [np.random.default_rng(2)], lambda *a: None).samples.mean())
+    assert steps["stream"] == steps["fixed"]  # as many optimizer steps as the data would take
+    assert means["stream"] > 0.75 and means["fixed"] < 0.5, means
+
+
+def test_stream_needs_replace_mode(tmp_path, capsys):
+    from collapse_tui.cli import main
+
+    sets = ["--set", "engine.synthetic=stream", "--set", "data.mode=keep"]
+    assert main(["--batch", "vae-quick", *sets, "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert 'engine.synthetic: "stream"' in err and "data.mode" in err and err.count("\n") == 1

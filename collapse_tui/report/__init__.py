@@ -112,6 +112,13 @@ def write_report(runs: Sequence[Run], out: Path, opts: Options) -> list[Written]
     return written
 
 
+GENERATIONS_NOTE = (
+    "Generation g is the g-th model trained: generation 0 on real data, generation g on generation g-1's "
+    "samples. The paper's GMM and OPT figures count the same way; the official VAE notebook's \"Gen 0\" is "
+    "the first model trained on generated data, our generation 1."
+)
+
+
 def index_markdown(runs: Sequence[Run], written: Sequence[Written]) -> str:
     lines = [f"# collapse-tui report: {', '.join(dict.fromkeys(r.name for r in runs))}", ""]
     lines += [f"Made {datetime.now().strftime('%Y-%m-%d %H:%M')} from:", ""]
@@ -119,6 +126,7 @@ def index_markdown(runs: Sequence[Run], written: Sequence[Written]) -> str:
     for r in runs:
         cells = (r.label, r.name, r.engine, r.config.data["mode"], len(r.config.seeds), r.progress(), r.rundir.path)
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    lines += ["", GENERATIONS_NOTE]
     for w in written:
         lines += ["", f"## {w.name}", "", w.caption, ""]
         if w.skipped:

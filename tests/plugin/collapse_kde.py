@@ -44,7 +44,7 @@ class KDEEngine(Engine):
         n = self.params.samples if n is None else n
         return np.stack([rng.standard_normal((n, self.params.dim)) for rng in rngs])
 
-    def fit(self, data, rngs, report):
+    def fit(self, data, rngs, report, source=None):
         report("fit", 1, 1, None)
         return Fitted({"points": np.array(data, dtype=np.float64)})
 
