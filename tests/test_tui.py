@@ -62,10 +62,10 @@ class Gate:
         self.permits = threading.Semaphore(0)
         fit = GaussianEngine.fit
 
-        def gated(engine, data, rngs, report):
+        def gated(engine, data, rngs, report, source=None):
             if not self.permits.acquire(timeout=20):
                 raise TimeoutError("the test never let this generation run")
-            return fit(engine, data, rngs, report)
+            return fit(engine, data, rngs, report, source)
 
         monkeypatch.setattr(GaussianEngine, "fit", gated)
 
@@ -175,11 +175,11 @@ async def test_pick_change_start_pause_stop_resume_finish(tmp_path, monkeypatch)
 async def test_failed_run_shows_error_and_stays_resumable(tmp_path, monkeypatch):
     fit, calls = GaussianEngine.fit, [0]
 
-    def failing(self, data, rngs, report):
+    def failing(self, data, rngs, report, source=None):
         calls[0] += 1
         if calls[0] == 4:
             raise RuntimeError("the GPU caught fire")
-        return fit(self, data, rngs, report)
+        return fit(self, data, rngs, report, source)
 
     monkeypatch.setattr(GaussianEngine, "fit", failing)
     app = build_app("gaussian-quick", ["experiment.generations=8", "experiment.seeds=3"], tmp_path / "runs")
