@@ -198,7 +198,8 @@ def test_recursive_training_collapses_the_components() -> None:
         if g in (0, 100, 299):
             medians[g] = float(np.median(component_std(model["covs"])))
         x = eng.sample(model, 1000, r, lambda *_: None).samples
-    assert report_calls[0] == ("fit", 1, 1, None) and len(report_calls) == 300
+    fits = [c for c in report_calls if c[0] != "compile"]  # a first run on this machine also says it compiles
+    assert fits[0] == ("fit", 1, 1, None) and len(fits) == 300
     assert 0.85 < medians[0] < 0.97
     assert medians[100] < medians[0] - 0.1
     assert medians[299] < 0.65
