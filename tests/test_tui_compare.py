@@ -28,6 +28,14 @@ def na(x: float | None, signed: bool = False) -> str:
     return fmt(x, signed, missing="n/a")
 
 
+def numbers(r: dict) -> list[str]:
+    """final, peak and change per generation of a compare_rows row, as the CLI's table writes them."""
+    if r["kind"] == "diff":
+        return [na(r["final"], True), na(r["peak"], True), na(r["slope"], True)]
+    final, peak = f"{na(r['final'])} ± {na(r['final_std'])}", f"{na(r['peak'])} ({r['peak_generation']})"
+    return [final, peak, na(r["slope"], True)]
+
+
 def make_runs(runs):
     base = ["--batch", "gaussian-quick", "--set", "experiment.generations=10", "--runs-dir", str(runs)]
     assert main(base) == 0
@@ -50,7 +58,7 @@ async def test_mark_two_runs_and_compare(tmp_path):
         assert start.focused is table
         assert table.row_count == 2
         await pilot.press("space")  # one marked: c refuses, with a message
-        assert table.get_row_at(0)[0].startswith("✓ ")
+        assert table.get_row_at(0)[-1].startswith("✓ ")  # the run column
         await pilot.press("c")
         await pilot.pause()
         assert app.screen is start
@@ -62,20 +70,23 @@ async def test_mark_two_runs_and_compare(tmp_path):
 
         marked = list(start.marked)  # marking order: the first marked is the baseline of the differences
         rows = compare_rows(marked)
-        shown = screen.query_one("#compare")
-        assert shown.row_count == len(rows) > 0
-        cells = [[str(c) for c in shown.get_row_at(i)] for i in range(len(rows))]
-        assert [c[1] for c in cells] == [r["run"] for r in rows]
         assert {r["kind"] for r in rows} == {"run", "diff"}
-        for r, c in zip(rows, cells):
-            if r["kind"] == "run":
-                assert c[2] == f"{na(r['final'])} ± {na(r['final_std'])}"
-                assert c[3] == f"{na(r['peak'])} ({r['peak_generation']})"
-                assert c[4] == na(r["slope"], True)
-            else:
-                assert c[2:] == [na(r["final"], True), na(r["peak"], True), na(r["slope"], True)]
-        variance_diff = next(i for i, r in enumerate(rows) if r["metric"] == "variance" and r["kind"] == "diff")
-        assert cells[variance_diff][2] == na(rows[variance_diff]["final"], True) != "n/a"
+        metrics = list(dict.fromkeys(r["metric"] for r in rows))
+        shown = screen.query_one("#compare")
+        assert shown.row_count == len(metrics) > 0
+        # a row per metric: the final values of A, B and B−A, then their peaks, then their changes per generation
+        assert [str(c.label) for c in shown.columns.values()][:4] == ["metric", "A final", "B final", "B−A final"]
+        for i, metric in enumerate(metrics):
+            a, b, diff = (numbers(r) for r in rows if r["metric"] == metric)
+            assert [str(c) for c in shown.get_row_at(i)] == [metric, *(x[j] for j in range(3) for x in (a, b, diff))]
+        variance = next(r for r in rows if r["metric"] == "variance" and r["kind"] == "diff")
+        assert numbers(variance)[0] != "n/a"
+        # at 80x24 every metric's name and final values are on screen
+        lines = [shown.render_line(y).text for y in range(shown.size.height)]
+        for r in rows:
+            assert numbers(r)[0] in next(line for line in lines if line.split()[0] == r["metric"])
+        legend = str(screen.query_one("#compare-runs").render())
+        assert legend.startswith(f"A  {rows[0]['run']}: gaussian") and f"\nB  {rows[1]['run']}: " in legend
 
         await pilot.press("escape")
         await pilot.pause()
