@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
-from .config import ConfigError, builtin_presets, check_runnable, load_preset, requirements
+from .config import ConfigError, builtin_presets, check_runnable, load_preset, requirements, run_name
 from .engines import engine_names
 from .rundir import RunDir, open_for_resume
 
@@ -138,7 +138,7 @@ def run(argv: list[str]) -> int:
         raise ConfigError("--batch needs a PRESET (a TOML file or a built-in name) or --resume RUN_DIR")
     cfg = load_preset(args.target, args.overrides)
     check_runnable(cfg)
-    return run_batch(RunDir.create(Path(args.runs_dir), cfg))
+    return run_batch(RunDir.create(Path(args.runs_dir), cfg, name=run_name(args.target, cfg)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -225,11 +225,11 @@ def grid(rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, ...]]]:
 def _final(r: dict[str, Any]) -> str:
     if r["generation"] is None:
         return NA
-    return Summary(r["final"], r["final_lo"], r["final_hi"], r["seeds"], r["log"]).text()
+    return Summary(r["final"], r["final_lo"], r["final_hi"], r["seeds"], r["log"]).text(digits=3)  # 80 columns
 
 
 def _peak(r: dict[str, Any]) -> str:
-    return NA if r["peak_generation"] is None else f"{show(r['peak'], r['log'])} ({r['peak_generation']})"
+    return NA if r["peak_generation"] is None else f"{show(r['peak'], r['log'], 3)} ({r['peak_generation']})"
 
 
 def _moved(d: float, log: bool, per: bool = False) -> str:

@@ -270,6 +270,41 @@ def _seeds(value: Any) -> list[int]:
     return list(value)
 
 
+RUN_NAME_PARTS = 3  # changed keys named in a new run's name
+
+
+def run_name(spec: str, cfg: Config) -> str:
+    """A new run's name: cfg's name, then what cfg changes from the preset spec as its file has it, data keys
+    first, at most RUN_NAME_PARTS of them: 'gmm-quick-keep-seeds2'. Paths are left out (they name the
+    machine, not the experiment); a preset that is valid only with its overrides gives cfg's name alone."""
+    try:
+        preset = load_preset(spec)
+    except ConfigError:
+        return cfg.name
+    paths = {k for k, p in _engine(cfg.engine_name).PARAMS.items() if p.kind is Path}
+    parts = []
+    for section in ("data", "experiment", "engine"):
+        old, new = getattr(preset, section), getattr(cfg, section)
+        for key, value in new.items():
+            skip = key in (("name", "description", "engine") if section == "experiment" else paths)
+            if value != old.get(key) and not skip:
+                parts.append(_name_part(key, value))
+    name = "-".join([cfg.name, *parts[:RUN_NAME_PARTS]])
+    return re.sub(r"[^A-Za-z0-9._-]", "", name)[:64]
+
+
+def _name_part(key: str, value: Any) -> str:
+    """A string as itself ('keep' for data.mode), else the key and the value: 'seeds2' (a count), 'seeds1.5',
+    'keep_fraction0.5', 'do_sample'."""
+    if isinstance(value, str):
+        return value or f"no_{key}"
+    if isinstance(value, bool):
+        return key if value else f"no_{key}"
+    if key == "seeds":
+        return f"seeds{len(value)}" if value == list(range(len(value))) else "seeds" + ".".join(map(str, value))
+    return f"{key}{value:g}" if isinstance(value, float) else f"{key}{value}"
+
+
 def requirements(cfg: Config) -> list[str]:
     """What a preset needs beyond this package and a CPU: 'torch', 'gpu' (device = "cuda"), 'hub'
     (a download from the Hugging Face hub). For `presets` and the start screen; reads nothing."""

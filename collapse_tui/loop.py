@@ -43,6 +43,7 @@ class Control:
         self._stop = threading.Event()
         self._go = threading.Event()
         self._go.set()
+        self._waited = 0.0  # seconds check() held the loop paused (written by the loop's thread only)
 
     def stop(self) -> None:
         self._stop.set()
@@ -62,9 +63,15 @@ class Control:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def clock(self) -> float:
+        """time.monotonic() less the time check() held the loop paused: a generation's time leaves pauses out."""
+        return time.monotonic() - self._waited
+
     def check(self) -> None:
+        start = time.monotonic()
         while not self._go.wait(0.1):
             pass
+        self._waited += time.monotonic() - start
         if self._stop.is_set():
             raise Stopped
 
@@ -116,7 +123,7 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
         last_ckpt = last_status = time.monotonic()
         for gen in range(done + 1, cfg.generations):
             control.check()
-            t_gen = time.monotonic()
+            t_gen = control.clock()
             report = _reporter(gen, emit, control, rundir)
             keep_preview = sample_saved(gen, cfg.generations)
             results = [
@@ -131,7 +138,7 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
                 rows += group_rows
             done = gen
             pending += rows
-            emit(GenerationDone(gen, tuple(rows), time.monotonic() - t_gen))
+            emit(GenerationDone(gen, tuple(rows), control.clock() - t_gen))
             now = time.monotonic()
             if gen == cfg.generations - 1 or now - last_ckpt >= cfg.experiment["checkpoint_seconds"]:
                 _checkpoint(rundir, engine, gen, groups, pending)

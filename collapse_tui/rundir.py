@@ -16,12 +16,14 @@ write after the checkpoint it resumes from.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import io
 import json
 import math
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -47,6 +49,8 @@ STATUS_TYPES: dict[str, tuple[type, ...]] = {
 }
 MAX_PID = 2**22  # Linux's pid_max ceiling
 MAX_SAMPLES_BYTES = 64 * 2**20  # a samples/ file larger than this is not a preview this tool wrote
+STAMP = "%Y%m%d-%H%M%S"  # a run directory is named <name>-<STAMP of its creation>[-n]
+STAMP_RE = re.compile(r"-(\d{8}-\d{6})(-\d+)?$")
 LOCK_WAIT = 0.5  # seconds a writer retries the lock: a reader's probe holds it for microseconds
 
 _held: dict[tuple[int, int], int] = {}  # runs this process writes: (device, inode) -> lock descriptor, until exit
@@ -128,7 +132,7 @@ class RunDir:
             atomic_write(run.metrics_path, b"")
             run.write_status(state="created", generation=-1, generations=cfg.generations, error=None)
             os.chmod(tmp, 0o755)
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            stamp = datetime.now().strftime(STAMP)
             for n in range(1, 1000):
                 path = runs_dir / (f"{name or cfg.name}-{stamp}" + (f"-{n}" if n > 1 else ""))
                 if not os.path.lexists(path):  # a dangling link with that name counts as taken
@@ -153,6 +157,15 @@ class RunDir:
 
     def config(self) -> Config:
         return load_preset(str(self.path / "preset.toml"))
+
+    def started(self, status: dict[str, Any]) -> float:
+        """When the run started (status.json's 'started'), else when it was created (its name's timestamp), in
+        seconds since the epoch; 0 when neither says. Lists of runs sort by this: a report touches mtimes."""
+        with contextlib.suppress(KeyError, ValueError):
+            return datetime.fromisoformat(status["started"]).timestamp()
+        with contextlib.suppress(TypeError, ValueError):  # TypeError: no timestamp in the name
+            return datetime.strptime(STAMP_RE.search(self.path.name)[1], STAMP).timestamp()
+        return 0.0
 
     # the lock
     def acquire(self) -> None:

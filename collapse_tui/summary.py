@@ -39,12 +39,12 @@ class Summary:
     seeds: int
     log: bool = False
 
-    def text(self) -> str:
-        """'34.2' for one seed or no spread, else '34.2 [30.1, 38.9]' (the band over seeds)."""
+    def text(self, digits: int = 4) -> str:
+        """'34.2' for one seed or no spread, else '34.2 [30.1, 38.9]' (the band over seeds, one digit less)."""
         if self.seeds < 2 or self.lo == self.hi or math.isnan(self.lo):
-            return show(self.centre, self.log)
-        band = f"{show(self.lo, self.log, 3)}, {show(self.hi, self.log, 3)}"
-        return f"{show(self.centre, self.log)} [{band}]"
+            return show(self.centre, self.log, digits)
+        band = f"{show(self.lo, self.log, digits - 1)}, {show(self.hi, self.log, digits - 1)}"
+        return f"{show(self.centre, self.log, digits)} [{band}]"
 
 
 def show(x: float, log: bool = False, digits: int = 4) -> str:

@@ -114,7 +114,6 @@ class OPTEngine(TorchEngine):
         super().__init__(params, device, base_dir)
         self._data: TextData | None = None
         self._start: dict[str, Any] | None = None  # starting weights of a pretrained model
-        _quiet_hugging_face()
 
     # --- parameters and data ----------------------------------------------------------------------
     @staticmethod
@@ -165,6 +164,7 @@ class OPTEngine(TorchEngine):
 
     def dataset(self) -> TextData:
         if self._data is None:
+            _quiet_hugging_face()  # here, not at construction: the start screen builds engines to ask them
             p = self.params
             paths = {k: self.path(getattr(p, k)) for k in PATH_KEYS}
             self.check_params(dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()}))
@@ -397,6 +397,7 @@ class OPTEngine(TorchEngine):
     def load(self, directory: Path) -> Any:
         from transformers import AutoModelForCausalLM
 
+        _quiet_hugging_face()
         directory = Path(directory)
         model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True).to(self._dev())
         model.eval()

@@ -180,7 +180,7 @@ def test_the_app_lists_an_unreadable_run_and_opens_the_rest(tmp_path):
         async with app.run_test(size=(100, 40)) as pilot:
             await pilot.pause()
             table = app.screen.query_one("#runs")
-            return {str(k.value): str(table.get_row(k)[1]) for k in table.rows}
+            return {str(k.value): str(table.get_cell(k, "state")) for k in table.rows}
 
     got = asyncio.run(states())
     assert got == {str(good.path): "stopped", str(bad.path): "unreadable"}

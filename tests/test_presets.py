@@ -203,3 +203,8 @@ def test_a_path_that_is_no_builtin_name_is_read_as_a_file(tmp_path: Path, capsys
     (tmp_path / "gmm").mkdir()  # a folder named like a built-in preset is not taken for it
     code, err = _run_cli(["--batch", "gmm"], capsys)
     assert code == 2 and "gmm: is a directory" in err
+
+
+def test_the_gmm_description_counts_generations_as_its_table_does():
+    cfg = load_preset("gmm")  # generations = 2001 models: generation 0 (real data) .. 2000
+    assert f"generations 0..{cfg.generations - 1}" in cfg.experiment["description"]

@@ -6,7 +6,9 @@ import asyncio
 import functools
 import json
 import math
+import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -15,10 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import WIKI
 
+from collapse_tui import loop
 from collapse_tui.cli import main as cli_main
-from collapse_tui.config import ConfigError, load_preset
+from collapse_tui.config import ConfigError, builtin_presets, check_runnable, load_preset, run_name
+from collapse_tui.engines import DataError
 from collapse_tui.engines.gaussian import GaussianEngine
+from collapse_tui.engines.hub import unreachable
+from collapse_tui.events import GenerationDone, Progress
 from collapse_tui.rundir import RunDir
 from collapse_tui.summary import SERIES
 from collapse_tui.tui.app import build_app
@@ -113,10 +120,12 @@ async def test_pick_change_start_pause_stop_resume_finish(tmp_path, monkeypatch)
         assert isinstance(screen, RunScreen)
         rundir = screen.rundir
         assert rundir.config().generations == 30 and len(rundir.config().seeds) == 20
+        assert re.fullmatch(r"gaussian-quick-generations30-\d{8}-\d{6}", rundir.path.name)  # named by the change
 
         gate.let(3)
         await wait_for(pilot, lambda: all(len(trend_values(screen, k)) >= 3 for k in SERIES), what="3 points")
         assert screen.run_state.done == 3 and screen.run_state.state == "running"
+        assert " · gen 2/29 · " in str(screen.query_one("#status").render())  # as the log counts: gen 2 of 0..29
         view = screen.query_one(SamplesView)
         assert view.saved == (0, 1, 2) and view.n == 2 and view.follow
         assert "ETA" in str(screen.query_one("#eta").render())
@@ -339,7 +348,7 @@ async def test_quit_while_running_stops_at_a_checkpoint(tmp_path, monkeypatch):
     app = build_app(None, [], tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
         runs = app.screen.query_one("#runs")
-        assert runs.row_count == 1 and runs.get_row_at(0)[1:] == ["stopped", "2/50"]
+        assert runs.row_count == 1 and runs.get_row_at(0)[:4] == ["stopped", "replace", "20", "2/50"]
         runs.focus()
         await pilot.press("enter")
         assert isinstance(app.screen, RunScreen) and app.screen.rundir.path == run.path
@@ -384,3 +393,213 @@ async def test_watch_a_run_of_another_process(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def shown_lines(widget) -> list[str]:
+    """What a scrolling widget (a DataTable) draws now: its visible lines, without the border."""
+    return [widget.render_line(y).text for y in range(widget.size.height)]
+
+
+@run_async
+async def test_q_quits_the_start_screen_and_types_in_a_field(tmp_path):
+    app = build_app(None, [], tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await set_field(pilot, "presets_dir", "quiet")
+        assert app.screen.query_one("#presets_dir").value == "quiet" and app.is_running
+        await pilot.press("ctrl+l", "q")  # back in the preset table: q quits
+        await wait_for(pilot, lambda: app.return_code is not None, what="exit")
+    assert app.return_code == 0
+
+
+@run_async
+async def test_presets_and_runs_share_the_height(tmp_path):
+    """At 120x40 every built-in preset shows; at 80x24, with six runs, the runs list still shows four or more."""
+    runs = tmp_path / "runs"
+    for mode in ("replace", "keep", "accumulate", "fresh", "replace", "keep"):
+        RunDir.create(runs, load_preset("gaussian-quick", [f"data.mode={mode}"]))
+    app = build_app(None, [], runs)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        presets = app.screen.query_one("#presets")
+        names = [line.split()[0] for line in shown_lines(presets)[1:] if line.strip()]
+        assert names == sorted(builtin_presets())
+    app = build_app(None, [], runs)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        lines = shown_lines(app.screen.query_one("#runs"))
+        assert lines[0].split() == ["state", "mode", "seeds", "gens", "run"]
+        assert sum("gaussian-quick-" in line for line in lines) >= 4
+        assert len(shown_lines(app.screen.query_one("#presets"))) >= 5  # the header and four presets
+
+
+@run_async
+async def test_runs_list_the_last_started_first_with_mode_and_seeds(tmp_path):
+    """Ordered by status.json's 'started' (else the name's timestamp), not by mtime, which a report changes."""
+    runs = tmp_path / "runs"
+    old = RunDir.create(runs, load_preset("gaussian-quick", ["data.mode=keep", "experiment.seeds=2"]), name="old")
+    old.write_status(started="2025-01-01T10:00:00+00:00")
+    later = RunDir.create(runs, load_preset("gmm-quick"), name="later")
+    later.write_status(started="2025-06-01T10:00:00+00:00")
+    new = RunDir.create(runs, load_preset("gaussian-quick", ["experiment.seeds=[1, 5]"]), name="new")  # not started
+    future = time.time() + 1000
+    os.utime(old.path, (future, future))  # touched last, started first
+    app = build_app(None, [], runs)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#runs")
+        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        assert [r[-1] for r in rows] == [new.path.name, later.path.name, old.path.name]
+        assert [r[:4] for r in rows] == [
+            ["created", "replace", "[1, 5]", "0/200"],
+            ["created", "replace", "4", "0/60"],
+            ["created", "keep", "2", "0/200"],
+        ]
+
+
+@run_async
+async def test_new_runs_are_named_by_what_changed(tmp_path, capsys):
+    keep2 = load_preset("gmm-quick", ["data.mode=keep", "experiment.seeds=2"])
+    assert run_name("gmm-quick", load_preset("gmm-quick")) == "gmm-quick"  # the preset as it is
+    assert run_name("gmm-quick", keep2) == "gmm-quick-keep-seeds2"
+    many = ["experiment.generations=5", "data.mode=keep", "engine.samples=50", "data.keep_fraction=0.5"]
+    assert run_name("gmm-quick", load_preset("gmm-quick", many)) == "gmm-quick-keep-keep_fraction0.5-generations5"
+    runs = tmp_path / "runs"
+    batch = ["--batch", "gmm-quick", "--set", "data.mode=keep", "--set", "experiment.seeds=2", "--runs-dir", str(runs)]
+    assert cli_main(batch) == 0
+    assert [re.sub(r"-\d{8}-\d{6}$", "", p.name) for p in runs.iterdir()] == ["gmm-quick-keep-seeds2"]
+    capsys.readouterr()
+    app = build_app("gmm-quick", [], tmp_path / "app-runs")
+    async with app.run_test(size=SIZE) as pilot:
+        start = app.screen
+        start.query_one("#mode").value = "keep"
+        await set_field(pilot, "seeds", "2")
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, RunScreen) and screen.rundir.path.name.startswith("gmm-quick-keep-seeds2-")
+        await wait_for(pilot, lambda: not screen.live, timeout=60, what="the run")
+
+
+@run_async
+async def test_start_screen_shows_needs_and_refuses_what_cannot_run(tmp_path, monkeypatch):
+    """The needs column; opt-tiny without text needs the hub, which is unreachable here (a closed port): the
+    check's one line, no run directory. Its text dir field gives local text (train.txt and test.txt)."""
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    unreachable.cache_clear()
+    text = tmp_path / "text"
+    text.mkdir()
+    shutil.copy(WIKI / "valid.txt", text / "train.txt")
+    shutil.copy(WIKI / "test.txt", text / "test.txt")
+    runs = tmp_path / "runs"
+    app = build_app(None, [], runs)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            start = app.screen
+            presets = start.query_one("#presets")
+            needs = {presets.get_row_at(i)[0]: presets.get_row_at(i)[-1] for i in range(presets.row_count)}
+            assert needs["gmm"] == "-" and needs["opt-tiny"] == "torch,hub" and needs["vae-quick"] == "torch"
+            assert not start.query_one("#text_dir").display  # gmm: no text
+            presets.move_cursor(row=presets.get_row_index(str(builtin_presets()["opt-tiny"])))
+            await pilot.pause()
+            assert start.query_one("#text_dir").display
+            await pilot.press("enter")
+            message = str(start.query_one("#message").render())
+            assert message.startswith("engine.dataset: wikitext/wikitext-2-raw-v1 comes from the Hugging Face hub")
+            assert app.screen is start and not runs.exists()
+            start.query_one("#text_dir").value = str(text)  # a long path: not typed key by key
+            await pilot.pause()
+            assert str(start.query_one("#message").render()).startswith("ready: 5 generations × 1 seed on cpu")
+            assert start.config().engine["text_dir"] == str(text)
+            check_runnable(start.config())  # what enter checks first: the local text needs no hub
+    finally:
+        unreachable.cache_clear()
+
+
+@run_async
+async def test_vae_samples_fill_the_pane(tmp_path):
+    """A bigger terminal shows more of the preview's 64 digits, never below their own size."""
+    cfg = load_preset("vae-quick", ["experiment.generations=3"])
+    run = RunDir(RunDir.create(tmp_path, cfg).path.rename(tmp_path / "vae"))
+    images = np.random.default_rng(0).random((64, 8, 8), dtype=np.float32)
+    for g in (0, 1):
+        run.append_metrics([{"seed": 0, "generation": g, "perplexity": 2.0, "variance": 1.0}])
+        run.save_samples(g, images)
+    run.write_status(state="stopped", generation=1)
+    shown = {}
+    for size in (SIZE, (120, 40)):
+        app = build_app(str(run.path), [], tmp_path)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            pane = app.screen.query_one("#right")
+            shown[size] = int(re.fullmatch(r"(\d+) of 64 images", str(pane.border_subtitle))[1])
+            body = str(pane.query_one("#body").render()).splitlines()
+            cols, rows = (len(body[0]) + 1) // 9, (len(body) + 1) // 5  # 8x8 at 1x: 8 columns and 4 lines, a gap
+            assert cols * rows == shown[size] and len(body[0]) == 9 * cols - 1 and len(body) == 5 * rows - 1
+    assert 8 <= shown[SIZE] < shown[(120, 40)]
+
+
+@run_async
+async def test_eta_during_the_first_generation(tmp_path, monkeypatch):
+    """A slow first generation (a VAE's): the time left from the share of its training done."""
+    gate, fit = threading.Event(), GaussianEngine.fit
+
+    def slow(engine, data, rngs, report, source=None):
+        time.sleep(0.3)
+        report("fit", 1, 4, None)  # a quarter of the training done
+        if not gate.wait(20):
+            raise TimeoutError("the test never let this generation finish")
+        return fit(engine, data, rngs, report, source)
+
+    monkeypatch.setattr(GaussianEngine, "fit", slow)
+    app = build_app("gaussian-quick", ["experiment.generations=3", "experiment.seeds=1"], tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("enter")
+        screen = app.screen
+        eta = screen.query_one("#eta")
+        await wait_for(pilot, lambda: "fit 1/4" in str(screen.query_one("#phase").render()), what="progress")
+        await pilot.pause(0.2)
+        assert re.fullmatch(r"ETA (<1s|\d+:\d\d)", str(eta.render())) and str(eta.render()) != "ETA <1s"
+        gate.set()
+        await wait_for(pilot, lambda: not screen.live, what="the run")
+
+
+def test_a_pause_inside_a_generation_is_not_its_time(tmp_path):
+    run = RunDir.create(tmp_path, load_preset("gaussian-quick", ["experiment.generations=3", "experiment.seeds=1"]))
+    control, seconds = loop.Control(), {}
+
+    def emit(ev) -> None:
+        if isinstance(ev, Progress) and ev.generation == 1 and ev.phase == "fit":
+            control.pause()  # the loop holds at its next check, inside generation 1
+            threading.Timer(0.5, control.resume).start()
+        elif isinstance(ev, GenerationDone):
+            seconds[ev.generation] = ev.seconds
+
+    start = time.monotonic()
+    assert loop.run(run, emit, control) == "finished"
+    assert time.monotonic() - start >= 0.5 and seconds[1] < 0.25
+
+
+@run_async
+async def test_a_failed_run_that_resuming_cannot_help_offers_no_resume(tmp_path, monkeypatch):
+    fit, calls = GaussianEngine.fit, [0]
+
+    def bad_data(self, data, rngs, report, source=None):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise DataError("engine.samples: the data ran out")
+        return fit(self, data, rngs, report)
+
+    monkeypatch.setattr(GaussianEngine, "fit", bad_data)
+    app = build_app("gaussian-quick", ["experiment.generations=4", "experiment.seeds=1"], tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("enter")
+        screen = app.screen
+        await wait_for(pilot, lambda: not screen.live and screen.run_state.state == "failed", what="failure")
+        await pilot.pause()
+        assert screen.run_state.error == "DataError: engine.samples: the data ran out"
+        assert str(screen.query_one("#phase").render()) == "failed after 1 of 4 generations"
+        assert screen.query_one("#error").border_subtitle == "traceback in error.log"
+        assert screen.check_action("resume", ()) is False
+        await pilot.press("r")
+        assert screen.run_state.state == "failed" and not screen.live

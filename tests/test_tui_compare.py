@@ -49,7 +49,7 @@ async def test_mark_two_runs_and_compare(tmp_path):
         assert start.focused is table
         assert table.row_count == 2
         await pilot.press("space")  # one marked: c refuses, with a message
-        assert table.get_row_at(0)[0].startswith("✓ ")
+        assert table.get_row_at(0)[-1].startswith("✓ ")  # the run column
         await pilot.press("c")
         await pilot.pause()
         assert app.screen is start
@@ -70,8 +70,13 @@ async def test_mark_two_runs_and_compare(tmp_path):
         last = [r["variance"] for r in rows if r["generation"] == 9]
         (var,) = [c for c in cells if c[0] == "variance"]
         lo, mid, hi = np.percentile(last, [16, 50, 84])
-        assert var[1] == f"{fmt(mid)} [{fmt(lo, digits=3)}, {fmt(hi, digits=3)}]"
+        assert var[1] == f"{fmt(mid, digits=3)} [{fmt(lo, digits=2)}, {fmt(hi, digits=2)}]"
         assert shown.fixed_columns == 1  # the metric names stay when the table scrolls sideways
+        # at 80x24 a metric's name and its final values for both runs and their difference are on screen
+        rendered = [shown.render_line(y).text for y in range(shown.size.height)]
+        (line,) = [x for x in lines if x[0] == "perplexity"]
+        whole = [r for r in rendered if r.split()[0] == "perplexity" and all(c in r for c in line[1:])]
+        assert whole, "\n".join(rendered)
 
         await pilot.press("escape")
         await pilot.pause()

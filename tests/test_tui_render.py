@@ -27,8 +27,19 @@ def test_digits_half_blocks_on_mnist():
     assert sum(line[:28].count("░") for line in first) == grey
     blurred = render.digits(np.full((1, 4, 4), 0.3), width=10, height=4)  # late-generation blur shows
     assert blurred and set("".join(blurred)) == {"░"}
-    small = render.digits(images, width=40, height=8)  # a small pane: shrunk by four (7x7) to show four
-    assert len(small) == 4 and all(len(line) == 4 * 7 + 3 for line in small)
+    small = render.digits(images, width=40, height=8)  # a small pane: two at half size (14x14), no smaller
+    assert len(small) == 7 and all(len(line) == 2 * 14 + 1 for line in small)
+    assert render.digit_layout(images.shape, 40, 8) == (0.5, 2)
+    tiny = render.digits(images, width=20, height=4)  # too small for one at half size: what shows, smaller
+    assert render.digit_layout(images.shape, 20, 4) == (0.25, 2) and len(tiny) == 4 and len(tiny[0]) == 2 * 7 + 1
+
+
+def test_digits_show_as_many_as_fit_at_a_readable_size():
+    """8x8 digits never below 1x, 28x28 never below 1/2x; among those, the scale that shows the most."""
+    assert render.digit_layout((64, 8, 8), 36, 13) == (1, 8)  # 80x24's pane: 4 x 2 at 1x, not 4 at 2x
+    assert render.digit_layout((64, 8, 8), 56, 29) == (1, 36)  # 120x40's: 6 x 6
+    assert render.digit_layout((4, 8, 8), 56, 29) == (3, 4)  # all of them fit larger: the largest that shows all
+    assert render.digit_layout((64, 28, 28), 56, 29) == (0.5, 9)  # 3 x 3 at 14x14, not 25 at 10x10
 
 
 def test_density_1d_and_2d():

@@ -40,7 +40,9 @@ def points(samples: np.ndarray, first: Any, width: int, height: int, prompt: int
 
 
 def images(samples: np.ndarray, first: Any, width: int, height: int, prompt: int) -> Drawing:
-    return Drawing(Content("\n".join(render.digits(samples, width, height))), f"{len(samples)} images", plot=True)
+    shown = render.digit_layout(samples.shape, width, height)[1]
+    subtitle = f"{shown} of {len(samples)} images" if shown < len(samples) else f"{len(samples)} images"
+    return Drawing(Content("\n".join(render.digits(samples, width, height))), subtitle, plot=True)
 
 
 def text(samples: list[str], first: Any, width: int, height: int, prompt: int) -> Drawing:

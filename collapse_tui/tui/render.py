@@ -81,6 +81,33 @@ def _fits(h: int, w: int, width: int, height: int) -> int:
     return max(0, (width + 1) // (w + 1)) * max(0, (height + 1) // ((h + 1) // 2 + 1))
 
 
+SCALES = (3, 2, 1, 1 / 2, 1 / 3, 1 / 4)
+READABLE = 14  # pixels a side a digit keeps (all of a smaller one): 8x8 digits at 1x at least, 28x28 at 1/2x
+
+
+def _scaled(h: int, w: int, scale: float) -> tuple[int, int]:
+    if scale >= 1:
+        return int(h * scale), int(w * scale)
+    k = round(1 / scale)
+    return -(-h // k), -(-w // k)
+
+
+def digit_layout(shape: tuple[int, ...], width: int, height: int) -> tuple[float, int]:
+    """The scale to draw images of shape (n, H, W) at in width x height, and how many show: as many as fit
+    at a readable size (READABLE), at the largest scale that shows that many. A pane too small for one
+    readable image takes the largest scale that shows one."""
+    n, h, w = shape[:3]
+
+    def shown(scale: float) -> int:
+        return min(n, _fits(*_scaled(h, w, scale), width, height))
+
+    readable = [s for s in SCALES if min(_scaled(h, w, s)) >= min(h, w, READABLE)]
+    scale = max(readable, key=lambda s: (shown(s), s))
+    if not shown(scale):
+        scale = next((s for s in SCALES if shown(s)), SCALES[-1])
+    return scale, shown(scale)
+
+
 INK, GREY = 0.5, 0.2  # pixel levels drawn as ink and as a light shade
 
 
@@ -94,15 +121,8 @@ def _half_block(top: float, bottom: float) -> str:
 def digits(images: np.ndarray, width: int, height: int) -> list[str]:
     """Images (n, H, W) in [0, 1] as a grid of half-block drawings: two pixel rows a line, ink where
     a pixel is above one half, a light shade where the pair is only grey (the blur of late
-    generations). The largest scale that still shows four images (or all) is used."""
-    n, h, w = images.shape
-    want = min(n, 4)
-    scale = 0.25
-    for s in (3, 2, 1, 0.5, 1 / 3):
-        size = (h * s, w * s) if s >= 1 else (-(-h // round(1 / s)), -(-w // round(1 / s)))
-        if _fits(*size, width, height) >= want:
-            scale = s
-            break
+    generations). As many as fit at a readable scale are drawn (digit_layout)."""
+    scale, _ = digit_layout(images.shape, width, height)
     imgs = _rescale(np.asarray(images, dtype=float), scale)
     h, w = imgs.shape[1:]
     cols = max(1, (width + 1) // (w + 1))

@@ -26,6 +26,7 @@ from ..config import Config, ConfigError
 from ..events import Event, Progress
 from ..numbers import plural
 from ..rundir import RunDir
+from ..runlog import resumable
 from ..summary import SERIES
 from .components import DiffPane, MetricsTable, ProgressRow, SamplesView, Trend
 from .previews import preview_kind
@@ -99,9 +100,7 @@ class RunScreen(Screen):
         st.load()
         status = self.rundir.read_status()
         st.state, st.error = disk_state(self.rundir, status), status.get("error")
-        error = self.query_one("#error")
-        error.border_title = "run failed"
-        error.border_subtitle = "traceback in error.log · r resumes from the last checkpoint"
+        self.query_one("#error").border_title = "run failed"
         if self.start == "new" or (self.start == "resume" and st.state in RESUMABLE):
             self.start_loop(resume=self.start == "resume")
         elif st.state == "watching":
@@ -139,6 +138,12 @@ class RunScreen(Screen):
     @property
     def live(self) -> bool:
         return self.worker is not None and self.worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
+
+    @property
+    def can_resume(self) -> bool:
+        """r is offered: no loop runs, and resuming can help (not after an error in the preset or its data)."""
+        st = self.run_state
+        return not self.live and st.state in RESUMABLE and resumable(st.state, st.error)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self.worker or event.state in (WorkerState.PENDING, WorkerState.RUNNING):
@@ -199,14 +204,17 @@ class RunScreen(Screen):
 
     def _draw_status(self) -> None:
         st, cfg = self.run_state, self.cfg
+        last = st.done - 1 if st.done else "-"  # the last finished generation / the last one, as the log has them
         self.query_one("#status", Static).update(
-            f"{st.state.upper()} · gen {st.done}/{cfg.generations} · {self.rundir.path.name} · "
+            f"{st.state.upper()} · gen {last}/{cfg.generations - 1} · {self.rundir.path.name} · "
             f"{cfg.engine_name} · {cfg.data['mode']} · {plural(len(cfg.seeds), 'seed')}"
         )
         error = self.query_one("#error", Static)
         error.display = st.state == "failed" and bool(st.error)
         if error.display:
             error.update(st.error or "")
+            resume = " · r resumes from the last checkpoint" if resumable(st.state, st.error) else ""
+            error.border_subtitle = f"traceback in error.log{resume}"
 
     def _draw_trends(self) -> None:
         st = self.run_state
@@ -226,7 +234,7 @@ class RunScreen(Screen):
         if action == "stop":
             return self.live and st in ("running", "paused")
         if action == "resume":
-            return not self.live and st in RESUMABLE
+            return self.can_resume
         if action == "prompt":
             return any(view.prompts for view in self.query(SamplesView))
         if action == "back":
@@ -254,7 +262,7 @@ class RunScreen(Screen):
             self._set_state("stopping", "stopping: saving a checkpoint")
 
     def action_resume(self) -> None:
-        if not self.live and self.run_state.state in RESUMABLE:
+        if self.can_resume:
             self.start_loop(resume=True)
             self.flush()
 

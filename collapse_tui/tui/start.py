@@ -5,6 +5,8 @@ Fields become `--set` overrides and go through load_preset, so every message is 
 
 from __future__ import annotations
 
+import contextlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +18,11 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 
-from ..config import MODES, Config, ConfigError, builtin_presets, load_preset
+from ..config import MODES, Config, ConfigError, builtin_presets, check_runnable, load_preset, requirements, run_name
 from ..engines import engine_class
 from ..rundir import RunDir
 from .state import disk_state
 
-FIELDS = ("generations", "seeds", "keep_fraction")
 RUNS_LISTED = 50
 
 
@@ -59,6 +60,17 @@ def seeds_text(seeds: list[int]) -> str:
     return str(len(seeds)) if seeds == list(range(len(seeds))) else "[" + ", ".join(map(str, seeds)) + "]"
 
 
+class RowTable(DataTable):
+    """The preset table and the runs list: they share, as 1fr each, the height the fields leave."""
+
+    def fit(self) -> None:
+        """No taller than its rows (a border line above and below, the header): leave the rest to the other."""
+        self.styles.max_height = self.row_count + 3
+
+    def on_resize(self) -> None:
+        self.move_cursor(row=self.cursor_row)  # shorter (a field shown, a smaller terminal): keep the cursor in view
+
+
 def builtin_entries(overrides: list[str]) -> list[PresetEntry]:
     return [PresetEntry.load(path, overrides, name) for name, path in sorted(builtin_presets().items())]
 
@@ -74,7 +86,7 @@ class StartScreen(Screen):
         Binding("ctrl+l", "focus_presets", "Presets"),
         Binding("space", "mark", "Mark"),  # these two in the runs list only (check_action)
         Binding("c", "compare", "Compare"),
-        Binding("ctrl+q", "app.quit", "Quit", priority=True),
+        Binding("q", "app.quit", "Quit"),  # not a priority: an input types its q (ctrl+q quits from anywhere)
     ]
 
     def __init__(self, entries: list[PresetEntry], selected: Path, overrides: list[str], runs_dir: Path):
@@ -87,7 +99,7 @@ class StartScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static("collapse-tui · pick a preset, adjust, enter to start", id="title")
-        yield DataTable(id="presets", cursor_type="row")
+        yield RowTable(id="presets", cursor_type="row")
         yield Static(id="description")
         with Grid(id="fields"):
             yield Label("generations")
@@ -102,20 +114,22 @@ class StartScreen(Screen):
             yield Input(str(self.runs_dir), id="runs_dir", compact=True)
             yield Label("presets dir")
             yield Input(id="presets_dir", compact=True, placeholder="a folder of .toml, then enter")
+            yield Label("text dir", id="text_dir_label")  # text engines: local text instead of the hub's
+            yield Input(id="text_dir", compact=True, placeholder="a folder with train.txt, test.txt (valid.txt)")
         yield Static(id="message")
-        yield DataTable(id="runs", cursor_type="row")
+        yield RowTable(id="runs", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one("#presets", DataTable)
-        for col in ("preset", "engine", "data mode", "gens", "seeds", "device"):
+        for col in ("preset", "engine", "data mode", "gens", "seeds", "device", "needs"):
             table.add_column(col, key=col)
         for entry in self.entries.values():
             self._add_row(entry)
         keys = list(self.entries)
         table.move_cursor(row=keys.index(self.selected) if self.selected in keys else 0)
         runs = self.query_one("#runs", DataTable)
-        for col in ("run", "state", "generations"):
+        for col in ("state", "mode", "seeds", "gens", "run"):  # the name last: the columns line up before it
             runs.add_column(col, key=col)
         self._fill_fields()
         self.list_runs()
@@ -125,27 +139,34 @@ class StartScreen(Screen):
         self.list_runs()  # back from a run: its state changed
 
     def list_runs(self) -> None:
-        """Run directories already in the runs dir, newest first: enter opens one (to browse or resume)."""
-        table = self.query_one("#runs", DataTable)
+        """Run directories already in the runs dir, the last started first: enter opens one (to browse or resume)."""
+        table = self.query_one("#runs", RowTable)
         folder = Path(self.query_one("#runs_dir", Input).value.strip() or ".")
         try:
-            found = [p for p in folder.iterdir() if (p / "preset.toml").is_file()]
+            found = [RunDir(p) for p in folder.iterdir() if (p / "preset.toml").is_file()]
         except OSError:
             found = []
-        found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        statuses = {}
+        for run in found:
+            with contextlib.suppress(ConfigError):  # unreadable: listed as such, enter says what is wrong
+                statuses[run.path] = run.read_status()
+        found.sort(key=lambda r: (r.started(statuses.get(r.path, {})), r.path.name), reverse=True)
+        found = found[:RUNS_LISTED]
         table.clear()
-        listed = {str(p) for p in found[:RUNS_LISTED]}
-        self.marked = {k: None for k in self.marked if k in listed}
-        for path in found[:RUNS_LISTED]:
-            run = RunDir(path)
+        self.marked = {k: None for k in self.marked if k in {str(r.path) for r in found}}
+        for run in found:
+            key = str(run.path)
             try:
-                status = run.read_status()
-            except ConfigError:  # enter says what is wrong with it; the other runs stay usable
-                table.add_row(self._run_label(str(path)), "unreadable", "?", key=str(path))
+                status, cfg = statuses[run.path], run.config()
+            except (KeyError, ConfigError):  # the other runs stay usable
+                table.add_row("unreadable", "", "", "?", self._run_label(key), key=key)
                 continue
-            done, total = status.get("generation", -1) + 1, status.get("generations", "?")
-            table.add_row(self._run_label(str(path)), disk_state(run, status), f"{done}/{total}", key=str(path))
+            gens = f"{status.get('generation', -1) + 1}/{status.get('generations', '?')}"
+            table.add_row(
+                disk_state(run, status), cfg.data["mode"], seeds_text(cfg.seeds), gens, self._run_label(key), key=key
+            )
         table.display = bool(found)
+        table.fit()
         self._runs_title()
 
     def _run_label(self, key: str) -> str:
@@ -160,11 +181,13 @@ class StartScreen(Screen):
     def _add_row(self, entry: PresetEntry) -> None:
         cfg = entry.cfg
         if cfg is None:
-            cells = (entry.name, "error", "", "", "", "")
+            cells = (entry.name, "error", "", "", "", "", "")
         else:
             cells = (entry.name, cfg.engine_name, cfg.data["mode"], str(cfg.generations), str(len(cfg.seeds)))
-            cells += (device_label(cfg),)
-        self.query_one("#presets", DataTable).add_row(*cells, key=str(entry.path))
+            cells += (device_label(cfg), ",".join(requirements(cfg)) or "-")
+        table = self.query_one("#presets", RowTable)
+        table.add_row(*cells, key=str(entry.path))
+        table.fit()
 
     def _fill_fields(self) -> None:
         entry = self.entries[self.selected]
@@ -179,17 +202,24 @@ class StartScreen(Screen):
                 self.query_one("#seeds", Input).value = seeds_text(cfg.seeds)
                 self.query_one("#mode", Select).value = cfg.data["mode"]
                 self.query_one("#keep_fraction", Input).value = f"{cfg.data['keep_fraction']:g}"
+                self.query_one("#text_dir", Input).value = cfg.engine.get("text_dir", "")
+        texts = entry.cfg is not None and "text_dir" in entry.cfg.engine  # an engine of local text (opt)
+        self.query_one("#text_dir", Input).display = self.query_one("#text_dir_label").display = texts
         self.validate()
 
     def field_overrides(self) -> list[str]:
-        values = {f: self.query_one(f"#{f}", Input).value.strip() for f in FIELDS}
-        mode = self.query_one("#mode", Select).value
-        return [
-            f"experiment.generations={values['generations']}",
-            f"experiment.seeds={values['seeds']}",
-            f'data.mode="{mode}"',
-            f"data.keep_fraction={values['keep_fraction']}",
+        def value(field: str) -> str:
+            return self.query_one(f"#{field}", Input).value.strip()
+
+        overrides = [
+            f"experiment.generations={value('generations')}",
+            f"experiment.seeds={value('seeds')}",
+            f'data.mode="{self.query_one("#mode", Select).value}"',
+            f"data.keep_fraction={value('keep_fraction')}",
         ]
+        if self.query_one("#text_dir", Input).display:
+            overrides.append(f"engine.text_dir={json.dumps(value('text_dir'))}")  # quoted: any path is a string
+        return overrides
 
     def config(self) -> Config:
         """The selected preset with the CLI's and the fields' overrides, validated as the CLI does."""
@@ -200,17 +230,20 @@ class StartScreen(Screen):
             raise ConfigError("runs dir: expected a folder name")
         return load_preset(str(entry.path), [*self.overrides, *self.field_overrides()])
 
+    def say(self, text: str, style: str = "bold $error") -> None:
+        """The line under the fields: what is wrong, or what enter starts."""
+        self.query_one("#message", Static).update(Content.styled(text, style))
+
     def validate(self) -> Config | None:
-        message = self.query_one("#message", Static)
         try:
             cfg = self.config()
         except ConfigError as e:
-            message.update(Content.styled(str(e), "bold $error"))
+            self.say(str(e))
             return None
         runs = self.query_one("#runs_dir", Input).value.strip()
         seeds = len(cfg.seeds)
         text = f"ready: {cfg.generations} generations × {seeds} seed{'s' * (seeds != 1)} on {device_label(cfg)}"
-        message.update(Content.styled(f"{text}, into {runs}/", "$success"))
+        self.say(f"{text}, into {runs}/", "$success")
         return cfg
 
     @on(DataTable.RowHighlighted, "#presets")
@@ -236,7 +269,7 @@ class StartScreen(Screen):
             cfg = run.config()
             run.read_status(), run.read_metrics()  # an unreadable run: its one line, not the run screen
         except ConfigError as e:
-            self.query_one("#message", Static).update(Content.styled(str(e), "bold $error"))
+            self.say(str(e))
             return
         self.app.push_screen(RunScreen(run, cfg))
 
@@ -253,13 +286,12 @@ class StartScreen(Screen):
 
     def load_folder(self, folder: str) -> None:
         path = Path(folder).expanduser()
-        message = self.query_one("#message", Static)
         if not path.is_dir():
-            message.update(Content.styled(f"presets folder {folder}: no such folder", "bold $error"))
+            self.say(f"presets folder {folder}: no such folder")
             return
         new = [e for e in folder_entries(path, self.overrides) if str(e.path) not in self.entries]
         if not new and not any(path.glob("*.toml")):
-            message.update(Content.styled(f"presets folder {folder}: no .toml files in it", "bold $error"))
+            self.say(f"presets folder {folder}: no .toml files in it")
             return
         for entry in new:
             self.entries[str(entry.path)] = entry
@@ -292,15 +324,14 @@ class StartScreen(Screen):
         from ..compare import load_runs
         from .compare_screen import CompareScreen
 
-        message = self.query_one("#message", Static)
         if len(self.marked) < 2:
-            message.update(Content.styled("compare: mark two or more runs (space), then c", "bold $warning"))
+            self.say("compare: mark two or more runs (space), then c", "bold $warning")
             self.notify("mark two or more runs with space, then press c", title="compare", severity="warning")
             return
         try:
             runs = load_runs([Path(k) for k in self.marked])  # differences: each run minus the first marked
         except (ConfigError, OSError) as e:
-            message.update(Content.styled(f"compare: {e}", "bold $error"))
+            self.say(f"compare: {e}")
             return
         self.app.push_screen(CompareScreen(runs))
 
@@ -317,10 +348,12 @@ class StartScreen(Screen):
         cfg = self.validate()
         if cfg is None:
             return
+        runs_dir = Path(self.query_one("#runs_dir", Input).value.strip())
         try:
-            rundir = RunDir.create(Path(self.query_one("#runs_dir", Input).value.strip()), cfg)
+            check_runnable(cfg)  # a missing package, an unreachable hub, no GPU, too little memory: nothing made
+            rundir = RunDir.create(runs_dir, cfg, name=run_name(str(self.entries[self.selected].path), cfg))
         except ConfigError as e:
-            self.query_one("#message", Static).update(Content.styled(str(e), "bold $error"))
+            self.say(str(e))
             return
         from .run_screen import RunScreen  # the loop and its imports load when a run starts
 
