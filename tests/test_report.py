@@ -140,6 +140,18 @@ def test_overlaid_series_match_metrics(runs):
     assert "data units²" in ax.get_ylabel()
 
 
+def test_bands_of_non_negative_metrics_stay_non_negative(runs):
+    """mean ± std went below zero for variances; the 16-84th percentile band stays within the values."""
+    for run in (runs["gmm"], runs["replace"]):
+        fig = variance_figure([load_run(run)], Options())
+        (ax,) = fig.axes
+        (band,) = ax.collections
+        ys = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
+        assert ys.min() >= 0
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        assert ys.min() >= min(r["variance"] for r in rows) - 1e-12
+
+
 def test_gaussian_errors_are_the_papers_figure(runs):
     loaded = load_runs([runs["replace"], runs["accumulate"]])
     fig = gaussian_errors_figure(loaded, Options())

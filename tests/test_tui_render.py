@@ -75,3 +75,38 @@ def test_each_preview_kind_has_its_drawing():
     assert rgb.body.plain == "no drawing for preview kind 'rgb' (samples on disk in samples/)"
     assert previews.preview_kind("gmm") == "points" and previews.preview_kind("opt") == "text"
     assert previews.preview_kind("no-such-engine") == previews.UNKNOWN  # EngineError: no drawing
+
+
+def test_sparkline_frame_keeps_noise_small():
+    """A run that stays at generation 0's perplexity within 1% draws a nearly flat line: the frame spans
+    at least a tenth of a decade around generation 0, where its own range would fill the full height."""
+    from collapse_tui.tui.components.trend import Trend
+
+    rng = np.random.default_rng(0)
+    values = list(np.log10(20.0 * (1 + 0.01 * rng.standard_normal(60))))
+    trend = Trend("perplexity", log=True, total=60)
+    trend.values = values
+    lo, hi = trend.frame()
+    assert hi - lo >= 0.2 and lo <= min(values) and hi >= max(values)
+
+    def levels(rows: list[str]) -> set[int]:  # the height each column reaches, in eighths
+        return {sum(render.EIGHTHS.index(r[i]) for r in rows) for i in range(len(rows[0]))}
+
+    framed = levels(render.sparkline(values, 60, 2, 60, (lo, hi)))
+    unframed = levels(render.sparkline(values, 60, 2, 60))
+    assert max(framed) - min(framed) <= 3  # of 16 eighths
+    assert max(unframed) - min(unframed) >= 14  # noise over the full height
+
+
+def test_trend_tails_are_never_cut_into_other_numbers():
+    """A band past float's range does not fit the tail at 3 digits: fewer digits, never a cut number."""
+    from collapse_tui.tui.components.trend import TAIL_WIDTH, Trend
+
+    trend = Trend("perplexity", log=True)
+    trend.values = [0.6, 907.69]
+    trend.band = (366.88, 1670.5)  # log10 values: 7.6e366 .. 3.2e1670
+    head, spread = trend.tail()
+    assert len(head) <= TAIL_WIDTH and len(spread) <= TAIL_WIDTH
+    lo, hi = spread.removeprefix("seeds ").split("..")
+    assert lo.endswith("e366") and hi.endswith("e1670")
+    assert head == "4.9e907 ×1.2e907 vs g0"

@@ -20,6 +20,11 @@ MIN_FRAME_LOG = 0.1
 MIN_FRAME_SHARE = 0.1
 
 
+def fitting(texts: list[str], width: int = TAIL_WIDTH) -> str:
+    """The first text that fits the width (a number cut short would read as another number)."""
+    return next((t for t in texts if len(t) <= width), "")
+
+
 class Trend(Widget):
     """The per-generation medians over seeds (summary.py; log10 values for a log-quantity, which the
     second row says), the change since generation 0 and the latest generation's band over seeds."""
@@ -55,12 +60,12 @@ class Trend(Widget):
             change = ratio(math.log10(last / first))
         else:
             change = "+inf" if math.isinf(last) and math.isfinite(first) else ""
-        head = f"{show(last, log)} {change}"
-        if change and len(head) + 6 <= TAIL_WIDTH:
-            head += " vs g0"
+        head = fitting([f"{show(last, log)} {change} vs g0", f"{show(last, log)} {change}", show(last, log)])
         lo, hi = self.band
-        spread = f"seeds {show(lo, log, 3)}..{show(hi, log, 3)}" if lo != hi and not math.isnan(lo) else ""
-        return head, spread
+        if lo == hi or math.isnan(lo):
+            return head, ""
+        spread = [f"{p}{show(lo, log, d)}..{show(hi, log, d)}" for d in (3, 2, 1) for p in ("seeds ", "")]
+        return head, fitting(spread)
 
     def render(self) -> Content:
         height = max(1, self.size.height)
