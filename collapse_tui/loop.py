@@ -181,7 +181,8 @@ def _one_generation(
     filtering = data_cfg["filter"] != "none"
     fitted = engine.fit(g.data, g.rngs, report, source=g.model)  # g.model: the previous generation's
     model = fitted.model
-    generated = engine.sample(model, math.ceil(n / data_cfg["filter_keep"]) if filtering else n, g.rngs, report)
+    drawn = math.ceil(n / data_cfg["filter_keep"]) if filtering else n
+    generated = engine.sample(model, drawn, g.rngs, report, data=g.data)
     samples = generated.samples
     if gen == 0:
         g.reference = model

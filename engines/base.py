@@ -148,8 +148,11 @@ class Engine(ABC):
         draws fresh synthetic examples from it while it trains (the VAE's synthetic = "stream")."""
 
     @abstractmethod
-    def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report) -> Generated:
-        """n generated examples per seed, (S, n, ...), and their preview."""
+    def sample(
+        self, model: Any, n: int, rngs: list[np.random.Generator], report: Report, data: np.ndarray | None = None
+    ) -> Generated:
+        """n generated examples per seed, (S, n, ...), and their preview. data is what model was fitted on
+        (the generation's training set), for an engine whose samples continue it (OPT's prompts = "train")."""
 
     def score(self, reference: Any, samples: np.ndarray) -> np.ndarray:
         """Per-example NLL of samples under the reference model, (S, n): lower is more typical.

@@ -78,7 +78,7 @@ class GMMEngine(MixtureEngine):
         report("fit", 1, 1, None)
         return Fitted(model)
 
-    def sample(self, model: Mixture, n: int, rngs: list[np.random.Generator], report: Report) -> Generated:
+    def sample(self, model: Mixture, n: int, rngs: list[np.random.Generator], report: Report, data=None) -> Generated:
         """mixture.sample: the same draws from each Generator and the same numbers (d <= 2; for d > 2
         the matrix product may round differently in the last bit), without its (S, n, d, d) gather."""
         w = model["weights"] / model["weights"].sum(1, keepdims=True)

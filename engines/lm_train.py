@@ -32,8 +32,9 @@ class Schedule:
 class Trained:
     best: dict[str, Any]  # state dict of the epoch with the best validation loss
     train_loss: float | None  # the last step's
-    val_loss: float  # of the kept weights
+    val_loss: float  # of the best weights
     step_losses: list[float]  # every optimizer step's
+    val_losses: list[float]  # every epoch's
 
 
 def cosine_lambda(total: int, warmup: int, lr: float, lr_min: float, epochs: int = 0):
@@ -75,6 +76,7 @@ def train_causal_lm(
     gen = torch.Generator().manual_seed(seed)
     losses = torch.zeros(total, device=dev)
     best, best_loss, step, loss_v, shown = None, math.inf, 0, None, time.monotonic()
+    val_losses = []
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)  # dropout
         for _ in range(sched.epochs):
@@ -99,7 +101,8 @@ def train_causal_lm(
                     loss_v, shown = float(losses[step - 1]), time.monotonic()
                 report("train", step, total, loss_v)
             val = validate(model)
+            val_losses.append(val)
             if best is None or val < best_loss:  # (a NaN loss still leaves weights to return)
                 best_loss = val
                 best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return Trained(best, loss_v, best_loss, losses.cpu().tolist())
+    return Trained(best, loss_v, best_loss, losses.cpu().tolist(), val_losses)

@@ -146,7 +146,7 @@ class MixtureEngine(Engine):
         trace = np.trace(np.linalg.solve(cov, scatter), axis1=-2, axis2=-1)
         return 0.5 * (self.dim * np.log(2 * np.pi) + logdet + trace) / self.dim
 
-    def sample(self, model: Mixture, n: int, rngs: list[np.random.Generator], report: Report) -> Generated:
+    def sample(self, model: Mixture, n: int, rngs: list[np.random.Generator], report: Report, data=None) -> Generated:
         x = sample(model, n, rngs)
         return Generated(x, points_preview(x))
 

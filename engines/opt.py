@@ -87,6 +87,27 @@ class OPTEngine(TorchEngine):
             "CosineAnnealingLR(T_max=epochs) (epoch)",
             choices=("step", "epoch"),
         ),
+        "prompts": Param(
+            "original",
+            str,
+            "what the synthetic data continue: the original real training blocks (original), or the generation's "
+            "own training set, as the official code does (train: from generation 1 on, the last one's output)",
+            choices=("original", "train"),
+        ),
+        "checkpoint": Param(
+            "best",
+            str,
+            "the weights that generate and are tested: the epoch with the best validation loss (best, the paper's "
+            "text) or the last epoch (last, what the official code's in-memory model is)",
+            choices=("best", "last"),
+        ),
+        "blocking": Param(
+            "whole",
+            str,
+            "how text becomes blocks: each split concatenated whole (whole), or as the official run_clm code "
+            "through datasets' map(batched=True), 1000 rows at a time, each chunk's remainder dropped (official)",
+            choices=("whole", "official"),
+        ),
         "num_beams": Param(5, int, "beam search width for the synthetic data", min=1, max=64),
         "new_tokens": Param(0, int, "new tokens per continuation (0: block_size; must equal block_size)", min=0),
         "repetition_penalty": Param(3.0, float, "generate's repetition_penalty (1.0: none)", min=0, min_exclusive=True),
@@ -172,7 +193,7 @@ class OPTEngine(TorchEngine):
             texts = read_splits(files, paths["text_dir"], p.dataset, p.max_chars)
             tok = self._tokenizer(texts["train"])
             rows = {split: encode_lines(tok, lines) for split, lines in texts.items()}
-            train, valid, test = split_blocks(rows, p.block_size, p.valid_fraction)
+            train, valid, test = split_blocks(rows, p.block_size, p.valid_fraction, p.blocking == "official")
             self._data = TextData(tok, train, valid, test, rare_tokens(train, len(tok), p.rare_tail))
         return self._data
 
@@ -250,7 +271,8 @@ class OPTEngine(TorchEngine):
         """The starting weights fine-tuned on data (1, N, block_size) by engines/lm_train.py; the weights of
         the epoch with the best validation loss."""
         model, trained = self.train(data, int(rngs[0].integers(2**63)), report)
-        return Fitted(model, {"train_loss": trained.train_loss, "val_loss": trained.val_loss})
+        val = trained.val_loss if self.params.checkpoint == "best" else trained.val_losses[-1]
+        return Fitted(model, {"train_loss": trained.train_loss, "val_loss": val})
 
     def train(self, data: np.ndarray, seed: int, report: Report) -> tuple[Any, Trained]:
         import torch
@@ -272,7 +294,8 @@ class OPTEngine(TorchEngine):
             autocast=self._autocast,
             compile_forward=self._compiles(),
         )
-        model.load_state_dict(trained.best)
+        if p.checkpoint == "best":
+            model.load_state_dict(trained.best)
         model.eval()
         return model, trained
 
@@ -293,11 +316,11 @@ class OPTEngine(TorchEngine):
                 out.append(nll.view(len(ids), -1).double().mean(dim=1))
         return torch.cat(out).cpu().numpy() if out else np.zeros(0)
 
-    def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report) -> Generated:
-        """Continuations of the original training blocks (cycled when n > N): exactly new_tokens new tokens
-        each, by beam search; (1, n, new_tokens) int32. The preview: the continuations of the fixed prompts,
-        decoded."""
-        train = self.dataset().train
+    def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report, data=None) -> Generated:
+        """Continuations of the original training blocks, or with prompts = "train" of the blocks model was
+        fitted on (cycled when n > N): exactly new_tokens new tokens each, by beam search; (1, n, new_tokens)
+        int32. The preview: the continuations of the prompts at fixed places, decoded."""
+        train = data[0] if self.params.prompts == "train" and data is not None else self.dataset().train
         prompts = train[np.arange(n) % len(train)]
         seed = int(rngs[0].integers(2**63))
         out = self.continue_blocks(model, prompts, seed, report)

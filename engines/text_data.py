@@ -90,25 +90,33 @@ def read_splits(
     return {"train": lines("train"), "valid": lines("validation"), "test": lines("test")}
 
 
-def group_blocks(ids: list[list[int]], block_size: int) -> np.ndarray:
-    """Concatenate all rows' tokens and cut them into block_size blocks, dropping the remainder."""
+OFFICIAL_CHUNK = 1000  # rows per batch of datasets' map(batched=True), the official run_clm's grouping
+
+
+def group_blocks(ids: list[list[int]], block_size: int, chunk: int = 0) -> np.ndarray:
+    """Concatenate the rows' tokens and cut them into block_size blocks, dropping the remainder; with chunk,
+    chunk rows at a time, each chunk's remainder dropped (the official code's map(group_texts, batched=True))."""
+    if chunk:
+        parts = [group_blocks(ids[i : i + chunk], block_size) for i in range(0, len(ids), chunk)]
+        return np.concatenate(parts) if parts else np.zeros((0, block_size), dtype=np.int32)
     flat = np.fromiter((t for row in ids for t in row), dtype=np.int32)
     n = len(flat) // block_size
     return flat[: n * block_size].reshape(n, block_size)
 
 
 def split_blocks(
-    rows: dict[str, list[list[int]]], block_size: int, valid_fraction: float
+    rows: dict[str, list[list[int]]], block_size: int, valid_fraction: float, official: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(train, valid, test) blocks of the token rows of each split; without a validation text, the last
-    valid_fraction of the training blocks (at least one)."""
-    train = group_blocks(rows["train"], block_size)
+    """(train, valid, test) blocks of the token rows of each split, grouped whole or, official, by chunks
+    of OFFICIAL_CHUNK rows; without a validation text, the last valid_fraction of the training blocks."""
+    chunk = OFFICIAL_CHUNK if official else 0
+    train = group_blocks(rows["train"], block_size, chunk)
     if rows["valid"]:
-        valid = group_blocks(rows["valid"], block_size)
+        valid = group_blocks(rows["valid"], block_size, chunk)
     else:
         k = max(1, int(round(len(train) * valid_fraction)))
         train, valid = train[:-k], train[-k:]
-    test = group_blocks(rows["test"], block_size)
+    test = group_blocks(rows["test"], block_size, chunk)
     for split, blocks in (("train", train), ("valid", valid), ("test", test)):
         if len(blocks) == 0:
             raise DataError(f"engine.{split}: the text gives no block of {block_size} tokens")

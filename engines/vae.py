@@ -163,7 +163,7 @@ class VAEEngine(TorchEngine):
         )
         return Fitted(model, {"train_loss": train_loss})
 
-    def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report) -> Generated:
+    def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report, data=None) -> Generated:
         """n images decoded from z ~ N(0, I) (the decoder's means), (1, n, H, W); the preview is 64
         images of the first seed, float32 in [0, 1], for the half-block panes."""
         from . import vae_torch as vt

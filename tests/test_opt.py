@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import WIKI_TEST, WIKI_TRAIN, tiny_opt
+from conftest import WIKI_TEST, WIKI_TRAIN, run_loop, tiny_opt
 
 from collapse_tui.cli import main
 from collapse_tui.engines.opt import encode_lines, train_tokenizer
@@ -176,3 +176,66 @@ def test_keep_mode_loses_less_test_perplexity_than_replace(replace_run, tmp_path
     replace = rows(replace_run)
     assert keep[0]["perplexity"] == pytest.approx(replace[0]["perplexity"])  # the same generation 0
     assert keep[-1]["perplexity"] - keep[0]["perplexity"] < 0.2 * (replace[-1]["perplexity"] - replace[0]["perplexity"])
+
+
+# --- the official code's behaviour ----------------------------------------------------------------
+def test_prompts_train_continue_the_generations_own_training_blocks(tmp_path, monkeypatch):
+    """prompts = "train": generation 2 continues its training set, which in replace mode is generation 1's
+    synthetic blocks; "original" keeps continuing the real blocks."""
+    from collapse_tui.engines.opt import OPTEngine
+
+    seen: list[tuple[np.ndarray, np.ndarray]] = []  # (prompts, continuations) of each generation
+    real = OPTEngine.continue_blocks
+
+    def spy(self, model, prompts, seed, report=None):
+        out = real(self, model, prompts, seed, report)
+        seen.append((prompts.copy(), out.copy()))
+        return out
+
+    monkeypatch.setattr(OPTEngine, "continue_blocks", spy)
+    small = ["experiment.generations=3", "engine.max_chars=20000", "engine.epochs=1", "engine.num_beams=2"]
+    for prompts in ("train", "original"):
+        seen.clear()
+        sets = [f"engine.train={TRAIN!r}", f"engine.test={TEST!r}", *small, f"engine.prompts={prompts!r}"]
+        _, state = run_loop(tmp_path / prompts, "opt-tiny", sets)
+        assert state == "finished" and len(seen) == 3
+        (p0, _), (p1, out1), (p2, _) = seen
+        if prompts == "train":
+            assert np.array_equal(p2, out1) and not np.array_equal(p1, p0)  # generation 1's output, drifting
+        else:
+            assert np.array_equal(p0, p1) and np.array_equal(p1, p2)  # the real blocks every generation
+
+
+def test_checkpoint_last_and_best_pick_different_epochs_when_validation_loss_rises():
+    """A learning rate high enough to overfit the tiny model: validation loss rises after its best epoch;
+    best keeps that epoch's weights and loss, last the final epoch's."""
+    fits = {}
+    for which in ("best", "last"):
+        e = engine(checkpoint=which, epochs=10, lr=2e-3, lr_min=2e-3, batch=4, max_chars=4000, tiny_hidden=128)
+        data = e.dataset().train[None]
+        seed = int(np.random.default_rng(0).integers(2**63))  # as fit seeds it from default_rng(0)
+        model, trained = e.train(data, seed, lambda *a: None)
+        fitted_val = e.fit(data, [np.random.default_rng(0)], lambda *a: None).losses["val_loss"]
+        fits[which] = (trained, float(e.block_nll(model, e.dataset().valid).mean()), fitted_val)
+    trained, best_val, _ = fits["best"]
+    vals = trained.val_losses
+    assert np.argmin(vals) < len(vals) - 1 and vals[-1] > min(vals)  # it rose after its best epoch
+    assert best_val == pytest.approx(min(vals), rel=1e-6)  # the kept weights are the best epoch's
+    _, last_val, _ = fits["last"]
+    assert last_val == pytest.approx(fits["last"][0].val_losses[-1], rel=1e-6) and last_val > best_val
+    assert fits["best"][2] < fits["last"][2]  # and fit reports the val_loss of the weights it returns
+
+
+def test_official_blocking_gives_the_official_block_count():
+    """blocking = "official": the blocks run_clm's group_texts makes through datasets' map(batched=True),
+    which groups 1000 rows at a time and drops each chunk's remainder, computed here the official way."""
+    datasets = pytest.importorskip("datasets")
+    lines = [x for f in (TRAIN, TEST) for x in Path(f).read_text(encoding="utf-8").splitlines(keepends=True)]
+    tok = train_tokenizer(lines, 400)
+    ds = datasets.Dataset.from_dict({"text": lines})
+    tokenized = ds.map(lambda b: tok(b["text"]), batched=True, remove_columns=["text"])
+    official = tokenized.map(lambda b: official_group_texts(b, 64), batched=True)["input_ids"]
+    ours = group_blocks(encode_lines(tok, lines), 64, chunk=1000)
+    whole = group_blocks(encode_lines(tok, lines), 64)
+    assert len(lines) > 1000  # more than one chunk
+    assert ours.tolist() == official and len(official) < len(whole)  # each chunk's remainder dropped

@@ -48,7 +48,7 @@ class KDEEngine(Engine):
         report("fit", 1, 1, None)
         return Fitted({"points": np.array(data, dtype=np.float64)})
 
-    def sample(self, model, n, rngs, report):
+    def sample(self, model, n, rngs, report, data=None):
         pts, h = model["points"], self.params.bandwidth
         idx = np.stack([rng.integers(pts.shape[1], size=n) for rng in rngs])
         noise = np.stack([rng.standard_normal((n, pts.shape[2])) for rng in rngs]) * h
