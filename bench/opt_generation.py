@@ -277,6 +277,11 @@ def main() -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="engine.precision")
     p.add_argument("--cold", action="store_true", help="compile into empty inductor and triton caches")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    p.add_argument(
+        "--folder",
+        help="a local OPT folder (python -m collapse_tui.engines.opt_local DIR builds one at OPT-125m's shape with "
+        "GPT-2's tokenizer): its config, weights and tokenizer instead of --shape's random ones",
+    )
     args = p.parse_args()
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -288,20 +293,28 @@ def main() -> None:
             setattr(args, key, value)
 
     # data and weights, shared by both sides
-    cfg = opt_config(args.shape)
-    vocab = cfg.vocab_size
+    if args.folder:
+        from transformers import AutoTokenizer
+
+        init = OPTForCausalLM.from_pretrained(args.folder, local_files_only=True, dtype=torch.float32)
+        cfg, tokenizer = init.config, AutoTokenizer.from_pretrained(args.folder, local_files_only=True)
+        vocab = len(tokenizer)  # the ids a block can hold
+    else:
+        cfg = opt_config(args.shape)
+        vocab = cfg.vocab_size
+        tokenizer = BenchTokenizer(vocab)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(INIT_SEED)
+            init = OPTForCausalLM(cfg)
     rng = np.random.default_rng(0)
     n_train = max(args.train_blocks, args.ref_train_blocks, args.gen_prompts, args.ref_gen_prompts)
     data = TextData(
-        tokenizer=BenchTokenizer(vocab),
+        tokenizer=tokenizer,
         train=rng.integers(4, vocab, size=(n_train, BLOCK), dtype=np.int32),
         valid=rng.integers(4, vocab, size=(args.valid_blocks, BLOCK), dtype=np.int32),
         test=rng.integers(4, vocab, size=(args.eval_blocks, BLOCK), dtype=np.int32),
-        rare=np.zeros(vocab, dtype=bool),
+        rare=np.zeros(cfg.vocab_size, dtype=bool),
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(INIT_SEED)
-        init = OPTForCausalLM(cfg)
     start = {k: v.detach().clone() for k, v in init.state_dict().items()}
     attn = init.config._attn_implementation
     del init
