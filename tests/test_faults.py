@@ -386,7 +386,7 @@ def test_a_dangling_link_named_like_the_next_run_is_stepped_over(tmp_path):
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-@pytest.mark.parametrize("delay", [0.15, 0.3, 0.6])
+@pytest.mark.parametrize("delay", [0.1, 0.3, 0.6])
 def test_ctrl_c_while_starting_prints_one_line(tmp_path, delay):
     """Before the run's own handler is in place (imports, the preset, the checks) or just after: exit 130,
     no traceback. gaussian-quick: numpy only, as numba's C import turns an interrupt into an ImportError."""
