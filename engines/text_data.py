@@ -137,3 +137,39 @@ def prompt_indices(n_train: int, n: int) -> np.ndarray:
     """The fixed prompts: N_PROMPTS training blocks spread evenly over the (first n of the) training set."""
     m = min(n_train, n)
     return np.unique(np.linspace(0, m - 1, min(N_PROMPTS, m)).astype(int))
+
+
+# A text preview entry is the prompt, PROMPT_END, then the continuation; the sample panes show both and
+# compare continuations only. Entries without it (older runs) are all continuation.
+PROMPT_END = "\x1e"
+
+
+def with_prompt(prompt: str, continuation: str) -> str:
+    return f"{prompt}{PROMPT_END}{continuation}"
+
+
+def split_prompt(entry: str) -> tuple[str, str]:
+    """(prompt, continuation) of a text preview entry."""
+    prompt, sep, rest = entry.partition(PROMPT_END)
+    return (prompt, rest) if sep else ("", entry)
+
+
+EOS, UNK = "<eos>", "<unk>"
+
+
+def line_words(lines: list[str]) -> list[list[str]]:
+    """The words of each non-empty line, then <eos> (as PyTorch's word_language_model reads WikiText-2)."""
+    return [ws + [EOS] for ws in (line.split() for line in lines) if ws]
+
+
+def text_words(text: str) -> list[str]:
+    """Words of text as the word engines exchange it: blank-separated, each line break an <eos>."""
+    return text.replace("\n", f" {EOS} ").split()
+
+
+def words_text(words: list[str]) -> str:
+    """The inverse of text_words: words joined by single blanks, each <eos> a line break."""
+    out: list[str] = []
+    for w in words:
+        out.append("\n" if w == EOS else w if not out or out[-1] == "\n" else f" {w}")
+    return "".join(out)

@@ -12,7 +12,7 @@ from .base import Metric
 HIST_EDGES = 10 ** np.linspace(0, 4, 41)  # log-spaced per-sequence perplexity bins, 1 .. 10^4
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
-METRICS = {
+TEXT_METRICS = {
     "perplexity": Metric("perplexity of the real test blocks", "per token", log=True),
     "variance": Metric("variance of log perplexity of generated blocks", "generation-0 model"),
     "nll": Metric("mean NLL of the real test blocks", "nats per token"),
@@ -26,6 +26,9 @@ METRICS = {
     **{f"distinct_{n}": Metric(f"distinct {n}-grams among generated ones", "fraction") for n in (1, 2, 3)},
     "rep4": Metric("4-grams repeating an earlier one in their block", "fraction"),
     "rare_mass": Metric("generated tokens among the real text's rarest", "fraction"),
+}
+METRICS = {  # the trained engines' (OPT): what training measured too
+    **TEXT_METRICS,
     "train_loss": Metric("training loss", "nats per token"),
     "val_loss": Metric("validation loss of the kept weights", "nats per token"),
 }
@@ -65,3 +68,24 @@ def text_metrics(blocks: np.ndarray, rare: np.ndarray) -> dict[str, float]:
     ids = blocks.ravel()
     out["rare_mass"] = float(rare[np.clip(ids, 0, len(rare) - 1)].mean()) if len(ids) else 0.0
     return out
+
+
+def type_metrics(samples: np.ndarray, train_counts: np.ndarray, first_counts: np.ndarray) -> list[dict[str, Any]]:
+    """Per seed, what the generated blocks samples (S, n, L) keep of the vocabulary: support (distinct
+    tokens), types_lost (share of the tokens of generation 0's training data, first_counts (S, V), absent
+    from them), singletons_lost and doubletons_lost (share of the tokens seen once / twice in this
+    generation's training data, train_counts (S, V), absent from them; None when there are none)."""
+    S, V = train_counts.shape
+    ids = np.asarray(samples, dtype=np.int64).reshape(S, -1) + np.arange(S)[:, None] * V
+    generated = np.bincount(ids.ravel(), minlength=S * V).reshape(S, V) > 0
+    rows = []
+    for s in range(S):
+        row: dict[str, Any] = {"support": int(generated[s].sum())}
+        for key, have in (
+            ("types_lost", first_counts[s] > 0),
+            ("singletons_lost", train_counts[s] == 1),
+            ("doubletons_lost", train_counts[s] == 2),
+        ):
+            row[key] = float((have & ~generated[s]).sum() / have.sum()) if have.any() else None
+        rows.append(row)
+    return rows

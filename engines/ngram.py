@@ -1,0 +1,259 @@
+"""A word n-gram language model on WikiText-2: the paper's first reason for collapse (finite samples lose
+rare events) in a count model a laptop trains in a second, all seeds at once (engines/ngram_counts.py).
+
+Words: the blank-separated words of each non-empty line, then <eos> (as PyTorch's word_language_model
+reads WikiText-2), concatenated and cut into block_size blocks (the remainder dropped), as the OPT engine
+cuts its tokens. The vocabulary is every word of the training text (<eos> is id 0, <unk> id 1, then by
+falling frequency); a test word outside it reads as <unk>, which WikiText-2 already uses for its rare
+words, so <unk> is an ordinary word of the model. Smoothing: interpolated Kneser-Ney (one discount per
+order) or add-k. Each generation counts its training blocks; every prompt (a block of the original
+training set, or of the generation's own with prompts = "train") is continued by exactly block_size
+words, by beam search with generate's repetition penalty, or by ancestral sampling (do_sample).
+
+Metrics: the OPT engine's (engines/text_metrics.py), with per-sequence perplexities under the
+generation-0 model, plus what a count model makes visible: support (distinct words generated),
+types_lost (share of generation 0's training words absent from the generated data), singletons_lost and
+doubletons_lost (share of the words seen once / twice in this generation's training data that the
+generated data lack: in replace mode, those that do not reach the next generation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import DataError, Engine, Fitted, Generated, Metric, Param, Report
+from .hub import check_hub
+from .ngram_counts import NgramModel, ancestral, beam_search, block_nll, count
+from .text_data import (
+    EOS,
+    HUB_ALTERNATIVE,
+    UNK,
+    group_blocks,
+    line_words,
+    local_files,
+    prompt_indices,
+    rare_tokens,
+    read_splits,
+    text_words,
+    with_prompt,
+    words_text,
+)
+from .text_metrics import TEXT_METRICS, seq_ppl_stats, text_metrics, type_metrics
+
+EVAL_MAX = 5000  # generated blocks whose perplexity is measured per generation
+PATH_KEYS = ("text_dir", "train", "test")
+MODEL_FILE = "ngram.npz"
+
+
+@dataclass
+class WordData:
+    words: list[str]  # id -> word
+    index: dict[str, int]
+    train: np.ndarray  # (N, block_size) int32
+    test: np.ndarray  # (T, block_size)
+    rare: np.ndarray  # (V,) bool
+
+    def ids(self, words: list[str]) -> list[int]:
+        unk = self.index[UNK]
+        return [self.index.get(w, unk) for w in words]
+
+
+class NgramEngine(Engine):
+    name = "ngram"
+    preview_kind = "text"
+    figures = "collapse_tui.engines.figures.ngram"
+    batched = True
+    METRICS = {
+        **TEXT_METRICS,
+        "support": Metric("distinct words in the generated data", "types"),
+        "types_lost": Metric("generation 0's training words absent from the generated data", "fraction"),
+        "singletons_lost": Metric("words seen once in the training data, absent from the generated", "fraction"),
+        "doubletons_lost": Metric("words seen twice in the training data, absent from the generated", "fraction"),
+    }
+    PARAMS = {
+        "order": Param(3, int, "n of the n-gram model (1: unigrams)", min=1, max=5),
+        "smoothing": Param(
+            "kneser-ney",
+            str,
+            "interpolated Kneser-Ney, or add-k (k = 0: maximum likelihood)",
+            choices=("kneser-ney", "add-k"),
+        ),
+        "k": Param(1.0, float, "add-k: pseudo-count added to every n-gram", min=0),
+        "dataset": Param("wikitext-2-raw-v1", str, "hub dataset (config of 'wikitext') when no local text is set"),
+        "text_dir": Param("", Path, "local folder with train.txt and test.txt (or wiki.*.raw); valid is not read"),
+        "train": Param("", Path, "local training text file (overrides text_dir's)"),
+        "test": Param("", Path, "local test text file"),
+        "max_chars": Param(0, int, "read only the first max_chars characters of each text (0: all)", min=0),
+        "block_size": Param(64, int, "words per block (training example)", min=2, max=4096),
+        "new_tokens": Param(0, int, "new words per continuation (0: block_size; must equal block_size)", min=0),
+        "prompts": Param(
+            "original",
+            str,
+            "what the synthetic data continue: the original training blocks, or the generation's "
+            "own training set (train)",
+            choices=("original", "train"),
+        ),
+        "num_beams": Param(5, int, "beam search width (1 with do_sample: ancestral sampling)", min=1, max=64),
+        "repetition_penalty": Param(3.0, float, "generate's repetition_penalty (1.0: none)", min=0, min_exclusive=True),
+        "do_sample": Param(False, bool, "ancestral sampling instead of beam search (needs num_beams = 1)"),
+        "temperature": Param(1.0, float, "do_sample: temperature", min=0, min_exclusive=True),
+        "rare_tail": Param(0.1, float, "rare words: the least frequent ones making up this share", 0, 1),
+    }
+
+    def __init__(self, params: Any = (), device: str = "cpu", base_dir: Path | None = None):
+        super().__init__(params, device, base_dir)
+        self._data: WordData | None = None
+
+    @staticmethod
+    def check_params(p: Any) -> None:
+        if p.new_tokens not in (0, p.block_size):
+            raise DataError(
+                f"engine.new_tokens: the synthetic blocks replace real ones, so it must equal block_size "
+                f"({p.block_size}) or be 0, got {p.new_tokens}"
+            )
+        if p.block_size < p.order:
+            raise DataError(f"engine.block_size: {p.block_size} words hold no {p.order}-gram (engine.order)")
+        if p.do_sample and p.num_beams != 1:
+            raise DataError("engine.num_beams: do_sample draws one continuation per prompt; set num_beams = 1")
+        for key in PATH_KEYS:
+            value = getattr(p, key)
+            if value and not Path(value).exists():
+                raise DataError(f"engine.{key}: no such file or folder: {value}")
+
+    def _files(self) -> dict[str, Path | None]:
+        p = self.params
+        return local_files({k: self.path(getattr(p, k)) for k in ("train", "test")}, self.path(p.text_dir))
+
+    def hub_needs(self) -> list[tuple[str, str]]:
+        return [("engine.dataset", f"wikitext/{self.params.dataset}")] if self._files()["train"] is None else []
+
+    def preflight(self) -> None:
+        for key, what in self.hub_needs():
+            check_hub(key, what, HUB_ALTERNATIVE)
+
+    @property
+    def new_tokens(self) -> int:
+        return self.params.new_tokens or self.params.block_size
+
+    def dataset(self) -> WordData:
+        if self._data is None:
+            p = self.params
+            paths = {k: self.path(getattr(p, k)) for k in PATH_KEYS}
+            self.check_params(dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()}))
+            files = self._files()
+            files["valid"] = None  # a count model picks no checkpoint
+            texts = read_splits(files, None, p.dataset, p.max_chars)
+            rows = {split: line_words(texts[split]) for split in ("train", "test")}
+            freq: dict[str, int] = {}
+            for ws in rows["train"]:
+                for w in ws:
+                    freq[w] = freq.get(w, 0) + 1
+            words = [EOS, UNK] + sorted((w for w in freq if w not in (EOS, UNK)), key=lambda w: (-freq[w], w))
+            data = WordData(words, {w: i for i, w in enumerate(words)}, np.zeros(0), np.zeros(0), np.zeros(0))
+            blocks = {}
+            for split, ws in rows.items():
+                blocks[split] = group_blocks([data.ids(line) for line in ws], p.block_size)
+                if len(blocks[split]) == 0:
+                    raise DataError(f"engine.{split}: the text gives no block of {p.block_size} words")
+            data.train, data.test = blocks["train"], blocks["test"]
+            data.rare = rare_tokens(data.train, len(words), p.rare_tail)
+            self._data = data
+        return self._data
+
+    def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
+        if n is not None:
+            raise NotImplementedError("ngram: the real text is a finite set; it cannot draw fresh blocks")
+        train = self.dataset().train
+        return np.broadcast_to(train, (len(rngs), *train.shape)).copy()
+
+    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
+        """The n-gram counts of each seed's blocks (randomness: none)."""
+        p = self.params
+        report("train", 0, 1, None)
+        model = count(data, len(self.dataset().words), p.order, p.smoothing, p.k)
+        report("train", 1, 1, None)
+        return Fitted(model)
+
+    def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report, data=None) -> Generated:
+        """Continuations (S, n, block_size) int32 of the original training blocks (or, with prompts = "train",
+        of each seed's training blocks), cycled when n > N; the preview: the first seed's fixed prompts with
+        their continuations."""
+        p, S = self.params, len(rngs)
+        source = data if p.prompts == "train" and data is not None else self.real_data(rngs)
+        prompts = source[:, np.arange(n) % source.shape[1]].reshape(S * n, -1)
+        seed = np.repeat(np.arange(S), n)
+        k = self.new_tokens
+        if p.do_sample:
+            u = np.concatenate([r.random((n, k)) for r in rngs])
+            out = ancestral(model, seed, prompts, k, u, p.repetition_penalty, p.temperature, report)
+        else:
+            out = beam_search(model, seed, prompts, k, p.num_beams, p.repetition_penalty, report)
+        out = out.reshape(S, n, k)
+        shown = prompt_indices(source.shape[1], n)
+        preview = [with_prompt(*self.to_text([prompts[i], out[0, i]])) for i in shown]
+        return Generated(out, preview)
+
+    def to_text(self, blocks: Any) -> list[str]:
+        words = self.dataset().words
+        return [words_text([words[t] for t in b]) for b in blocks]
+
+    # --- text shared with other text engines (chains) --------------------------------------------------
+    def to_shared(self, samples: np.ndarray) -> list[list[str]]:
+        """Per seed, its generated blocks as text: words joined by single blanks, <eos> a line break."""
+        return [self.to_text(seed) for seed in samples]
+
+    def from_shared(self, texts: list[list[str]]) -> np.ndarray:
+        """Per seed, its texts read as words (a line break is <eos>, an unknown word <unk>), concatenated and
+        cut into blocks of block_size: (seeds, n_blocks, block_size) int32, n_blocks the fewest of any seed."""
+        data, L = self.dataset(), self.params.block_size
+        per_seed = [group_blocks([data.ids(text_words(t)) for t in seed], L) for seed in texts]
+        n = min((len(b) for b in per_seed), default=0)
+        if n == 0:
+            raise DataError(f"the shared text gives no block of {L} words")
+        return np.stack([b[:n] for b in per_seed])
+
+    # --- metrics ----------------------------------------------------------------------------------
+    def evaluate(self, model: Any, samples: np.ndarray, reference: Any) -> list[dict[str, Any]]:
+        data = self.dataset()
+        S = len(samples)
+        test_nll = block_nll(model, np.broadcast_to(data.test, (S, *data.test.shape))).mean(axis=1)
+        seq_nll = block_nll(reference, samples[:, :EVAL_MAX])
+        types = type_metrics(samples, model.unigram_counts(), reference.unigram_counts())
+        rows = []
+        for s in range(S):
+            nll = float(test_nll[s])
+            rows.append(
+                {
+                    "perplexity": math.exp(nll) if math.isfinite(nll) else None,
+                    "nll": nll if math.isfinite(nll) else None,
+                    "variance": float(seq_nll[s].var(ddof=1)) if seq_nll.shape[1] > 1 else 0.0,
+                    **seq_ppl_stats(seq_nll[s]),
+                    **text_metrics(samples[s, :EVAL_MAX], data.rare),
+                    **types[s],
+                }
+            )
+        return [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items()} for r in rows]
+
+    def prompt_texts(self) -> list[str]:
+        train = self.dataset().train
+        return self.to_text(train[prompt_indices(len(train), len(train))])
+
+    # --- checkpoints ------------------------------------------------------------------------------
+    def save(self, model: Any, directory: Path) -> None:
+        model.save(Path(directory) / MODEL_FILE)
+
+    def load(self, directory: Path) -> Any:
+        path = Path(directory) / MODEL_FILE
+        try:
+            model = NgramModel.load(path)
+        except (OSError, KeyError, ValueError) as e:
+            raise DataError(f"{path}: not an n-gram model this engine wrote ({type(e).__name__})") from None
+        if model.vocab != len(self.dataset().words):
+            raise DataError(f"{path}: a model of {model.vocab} words, the text gives {len(self.dataset().words)}")
+        return model
