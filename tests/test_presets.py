@@ -179,7 +179,7 @@ def test_every_builtin_preset_is_valid_and_listed(capsys):
     assert main(["presets"]) == 0
     *lines, engines = capsys.readouterr().out.splitlines()
     assert sorted(line.split()[0] for line in lines) == sorted(names)
-    assert engines == "engines: gaussian, gmm, opt, vae"
+    assert engines == "engines: gaussian, gmm, ngram, opt, vae"
     for name in names:
         cfg = load_preset(name)
         assert cfg.name == name and cfg.experiment["description"]
