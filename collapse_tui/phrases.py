@@ -1,7 +1,8 @@
 """Repeated phrases inside a text, and how they change between two generations' texts.
 
-A phrase is a run of n >= 3 words (letters and digits; punctuation is skipped, case is ignored)
-that occurs at least twice, without overlap, inside one text. Only maximal repeats are kept: a
+A phrase is a run of n >= 3 tokens (blank-separated, symbols included: WikiText's "= = =" headings and
+"@-@" joiners are what a collapsing model repeats; case is ignored) that occurs at least twice, without
+overlap, inside one text. Only maximal repeats are kept: a
 shorter phrase whose every occurrence lies inside occurrences of a longer one is left out, and a
 loop ('a b c a b c a b c') is reported as its unit with its count, not as the unit twice.
 Plain Python, no UI: the Textual app highlights the spans this returns.
@@ -14,7 +15,6 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-WORD_RE = re.compile(r"<\w+>|\w+(?:['’]\w+)*")  # <unk> and the like count as words
 TOKEN_RE = re.compile(r"\S+")
 MIN_WORDS = 3
 
@@ -41,8 +41,8 @@ class PhraseChange:
 
 
 def words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
-    """Lower-case words and their character spans."""
-    found = list(WORD_RE.finditer(text))
+    """Lower-case tokens (every blank-separated one) and their character spans."""
+    found = list(TOKEN_RE.finditer(text))
     return [m.group().lower() for m in found], [m.span() for m in found]
 
 

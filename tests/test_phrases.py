@@ -71,10 +71,10 @@ def test_loops_and_case():
     assert [(p.key, p.count) for p in repeated_phrases(" ".join(["the"] * 301))] == [("the the the", 100)]
     assert [(p.key, p.count, p.spans) for p in repeated_phrases("a b a b a b a b")] == [("a b a", 2, ((0, 5), (8, 13)))]
     loop = repeated_phrases("I am a cat . I am a cat . I am a cat . I am a cat .")
-    assert [(p.key, p.count) for p in loop] == [("i am a cat", 4)]  # the loop's unit, not two units twice
-    mixed = repeated_phrases("The Black Sea coast, and the black sea coast")
+    assert [(p.key, p.count) for p in loop] == [("i am a cat .", 4)]  # the loop's unit, not two units twice
+    mixed = repeated_phrases("The Black Sea coast , and the black sea coast")  # WikiText's blanks
     assert [(p.key, p.text, p.spans) for p in mixed] == [
-        ("the black sea coast", "The Black Sea coast", ((0, 19), (25, 44)))
+        ("the black sea coast", "The Black Sea coast", ((0, 19), (26, 45)))
     ]
     assert repeated_phrases("a b") == [] and repeated_phrases("") == []
 
@@ -119,3 +119,18 @@ def test_words_keep_unk_and_spans():
     ws, spans = words("It is a <unk> lobster's claw")
     assert ws == ["it", "is", "a", "<unk>", "lobster's", "claw"]
     assert spans[3] == (8, 13)
+
+
+def test_symbols_are_tokens_too(paragraphs):
+    """A collapsing text model repeats WikiText's markup: a "= = = =" run, "@-@" joiners, a whole sentence."""
+    base = paragraphs[0][:100]
+    text, spans = plant(base, ["=", "=", "=", "="], [10, 60])
+    # a loop of "=": reported as its unit of MIN_WORDS tokens, once per run (non-overlapping)
+    assert [(p.key, p.count, p.spans) for p in repeated_phrases(text)] == [
+        ("= = =", 2, tuple((a, a + 5) for a, _ in spans))
+    ]
+    sentence = "The species is found in the North Sea @-@ coast ."
+    text, spans = plant(base, sentence.split(), [30, 80])
+    found = repeated_phrases(text)
+    assert [(p.text, p.spans) for p in found] == [(sentence, tuple(spans))]
+    assert compare([" ".join(base)], [text]) == [PhraseChange(sentence.lower(), sentence, "appeared", 0, 2)]
