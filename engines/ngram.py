@@ -240,10 +240,6 @@ class NgramEngine(Engine):
             )
         return [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items()} for r in rows]
 
-    def prompt_texts(self) -> list[str]:
-        train = self.dataset().train
-        return self.to_text(train[prompt_indices(len(train), len(train))])
-
     # --- checkpoints ------------------------------------------------------------------------------
     def save(self, model: Any, directory: Path) -> None:
         model.save(Path(directory) / MODEL_FILE)

@@ -32,7 +32,16 @@ import numpy as np
 from .base import DataError, Fitted, Generated, Param, Report, TorchEngine
 from .hub import check_hub
 from .lm_train import Schedule, Trained, train_causal_lm
-from .text_data import HUB_ALTERNATIVE, TextData, local_files, prompt_indices, rare_tokens, read_splits, split_blocks
+from .text_data import (
+    HUB_ALTERNATIVE,
+    TextData,
+    local_files,
+    prompt_indices,
+    rare_tokens,
+    read_splits,
+    split_blocks,
+    with_prompt,
+)
 from .text_metrics import METRICS, seq_ppl_stats, text_metrics
 
 INIT_SEED = 1234  # the tiny model's starting weights: the same for every generation, seed and run
@@ -319,12 +328,15 @@ class OPTEngine(TorchEngine):
     def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report, data=None) -> Generated:
         """Continuations of the original training blocks, or with prompts = "train" of the blocks model was
         fitted on (cycled when n > N): exactly new_tokens new tokens each, by beam search; (1, n, new_tokens)
-        int32. The preview: the continuations of the prompts at fixed places, decoded."""
+        int32. The preview: the prompts at fixed places with their continuations, decoded."""
         train = data[0] if self.params.prompts == "train" and data is not None else self.dataset().train
         prompts = train[np.arange(n) % len(train)]
         seed = int(rngs[0].integers(2**63))
         out = self.continue_blocks(model, prompts, seed, report)
-        return Generated(out[None], self.decode(out[prompt_indices(len(train), n)]))
+        shown = prompt_indices(len(train), n)
+        return Generated(
+            out[None], [with_prompt(*pair) for pair in zip(self.decode(prompts[shown]), self.decode(out[shown]))]
+        )
 
     def continue_blocks(self, model, prompts: np.ndarray, seed: int, report: Report | None = None) -> np.ndarray:
         """Exactly new_tokens tokens continuing each prompt, (n, new_tokens) int32, gen_batch prompts a batch:

@@ -13,6 +13,7 @@ import numpy as np
 from textual.content import Content
 
 from ..engines import EngineError, engine_class
+from ..engines.text_data import split_prompt
 from ..numbers import fmt
 from . import render
 
@@ -45,13 +46,27 @@ def images(samples: np.ndarray, first: Any, width: int, height: int, prompt: int
     return Drawing(Content("\n".join(render.digits(samples, width, height))), subtitle, plot=True)
 
 
+PROMPT_WORDS = 12  # how much of a prompt the pane shows before its continuation
+
+
 def text(samples: list[str], first: Any, width: int, height: int, prompt: int) -> Drawing:
-    """Every sample, its repeated phrases marked; the prompt the diff shows in reverse."""
-    parts = [
-        Content.styled(f"#{i + 1} ", "reverse bold" if i == prompt else "bold") + render.highlighted(t)
-        for i, t in enumerate(samples)
-    ]
+    """Every sample: the end of its prompt, muted, then its continuation with repeated phrases marked;
+    the prompt the diff shows in reverse."""
+    parts = []
+    for i, entry in enumerate(samples):
+        head, continuation = split_prompt(entry)
+        part = Content.styled(f"#{i + 1} ", "reverse bold" if i == prompt else "bold")
+        if head:
+            words = head.split()
+            shown = " ".join(words[-PROMPT_WORDS:])
+            part += Content.styled(("… " if len(words) > PROMPT_WORDS else "") + shown, "$text-muted") + Content("\n→ ")
+        parts.append(part + render.highlighted(tidy(continuation)))
     return Drawing(Content("\n\n").join(parts) if parts else Content("(empty)"), f"{len(samples)} prompts")
+
+
+def tidy(text: str) -> str:
+    """Text with its raw line breaks kept but no blank lines (WikiText's rows end in " \\n \\n")."""
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 DRAWINGS: dict[str, Draw] = {"points": points, "images": images, "text": text}

@@ -1,4 +1,5 @@
-"""Generation 0 against generation n: repeated phrases and a word diff for text, every metric otherwise."""
+"""Generation 0 against generation n: for text, the text metrics that moved, repeated phrases and a word
+diff of the continuations; every metric otherwise."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from textual.content import Content
 from textual.reactive import var
 from textual.widgets import Static
 
+from ...engines.text_data import split_prompt
 from ...phrases import compare, word_diff
 from ...summary import change, show
 from ..state import RunState
 
 MARKS = {"appeared": "+", "grew": ">", "shrank": "<", "vanished": "-"}
+# the text engines' metrics of what their samples repeat and keep (engines/text_metrics.py)
+TEXT_KEYS = ("rep4", "distinct_1", "distinct_2", "distinct_3", "types_lost", "singletons_lost", "support")
 
 
 class DiffPane(VerticalScroll):
@@ -57,17 +61,35 @@ class DiffPane(VerticalScroll):
             lines.append(Content(f"{key[:15]:<16}{show(a.centre, a.log):>12}{after:>12}{moved:>12}"))
         return Content("\n").join(lines)
 
-    @staticmethod
-    def _text(n: int, before: list[str], after: list[str], prompt: int) -> Content:
+    def _moved(self, n: int) -> list[Content]:
+        """The text metrics whose median over seeds changed from generation 0 to n."""
+        medians = self.run_state.medians
+        if n >= len(medians):
+            return []
+        lines = []
+        for key in TEXT_KEYS:
+            a, b = medians[0].get(key), medians[n].get(key)
+            if a is not None and b is not None and a.centre != b.centre:
+                lines.append(
+                    Content(f"{key:<16}{show(a.centre, a.log):>10} -> {show(b.centre, b.log):<10}{change(a, b)}")
+                )
+        if not lines:
+            return []
+        return [Content.styled(f"text metrics that moved, generation 0 -> {n}", "bold"), *lines, Content("")]
+
+    def _text(self, n: int, first: list[str], other: list[str], prompt: int) -> Content:
+        before, after = ([split_prompt(t)[1] for t in texts] for texts in (first, other))
         changes = compare(before, after)
-        out = [Content.styled(f"repeated phrases, generation 0 -> {n} (all prompts)", "bold")]
+        out = [*self._moved(n), Content.styled(f"repeated phrases, generation 0 -> {n} (all prompts)", "bold")]
         if not changes:
             out.append(Content.styled("no change", "$text-muted"))
         for c in changes:
             line = Content(f"{MARKS[c.kind]} {c.kind:<8} {c.before:>3} -> {c.after:<3} ")
             out.append(line + Content.styled(c.text, "bold" if c.kind in ("appeared", "grew") else ""))
         out.append(Content(""))
-        out.append(Content.styled(f"word diff of prompt #{prompt + 1}: [-generation 0-] {{+generation {n}+}}", "bold"))
+        out.append(
+            Content.styled(f"word diff of continuation #{prompt + 1}: [-generation 0-] {{+generation {n}+}}", "bold")
+        )
         a = before[prompt] if prompt < len(before) else ""
         b = after[prompt] if prompt < len(after) else ""
         pieces = []
