@@ -35,6 +35,7 @@ from .lm_train import Schedule, Trained, train_causal_lm
 from .text_data import (
     HUB_ALTERNATIVE,
     TextData,
+    group_blocks,
     local_files,
     prompt_indices,
     rare_tokens,
@@ -48,6 +49,7 @@ INIT_SEED = 1234  # the tiny model's starting weights: the same for every genera
 EVAL_MAX = 5000  # generated blocks measured per generation
 SPECIALS = ("<pad>", "</s>", "<unk>")
 PATH_KEYS = ("text_dir", "train", "valid", "test")
+START_FILE = "start.safetensors"  # beside a tiny model's weights: the pretrained ones every generation starts from
 
 
 def _quiet_hugging_face() -> None:
@@ -83,6 +85,16 @@ class OPTEngine(TorchEngine):
         "tiny_layers": Param(2, int, "tiny: decoder layers", min=1, max=48),
         "tiny_hidden": Param(64, int, "tiny: hidden size", min=8, max=4096),
         "tiny_heads": Param(4, int, "tiny: attention heads (divide tiny_hidden)", min=1, max=64),
+        "pretrain_epochs": Param(
+            0,
+            int,
+            "tiny: first train the seeded init this many epochs on the real training blocks, once per run "
+            "(stored with every saved model); every generation then fine-tunes from those weights (0: from the init)",
+            min=0,
+        ),
+        "pretrain_lr": Param(
+            5e-3, float, "tiny: pretraining's peak learning rate (cosine to lr_min)", min=0, min_exclusive=True
+        ),
         "epochs": Param(5, int, "training epochs per generation", min=1),
         "batch": Param(128, int, "blocks per optimizer step", min=1),
         "lr": Param(2e-5, float, "AdamW peak learning rate", min=0, min_exclusive=True),
@@ -144,6 +156,7 @@ class OPTEngine(TorchEngine):
         super().__init__(params, device, base_dir)
         self._data: TextData | None = None
         self._start: dict[str, Any] | None = None  # starting weights of a pretrained model
+        self._start_state: dict[str, Any] | None = None  # the tiny model's pretrained weights (pretrain_epochs)
 
     # --- parameters and data ----------------------------------------------------------------------
     @staticmethod
@@ -153,6 +166,8 @@ class OPTEngine(TorchEngine):
                 f"engine.new_tokens: the synthetic blocks replace real ones, so it must equal block_size "
                 f"({p.block_size}) or be 0, got {p.new_tokens}"
             )
+        if p.pretrain_epochs and p.model != "tiny":
+            raise DataError("engine.pretrain_epochs: only the tiny model is pretrained here; set it to 0")
         if p.model == "tiny" and p.tiny_hidden % p.tiny_heads:
             raise DataError(f"engine.tiny_heads: {p.tiny_heads} does not divide tiny_hidden")
         if p.do_sample and p.generator == "fast":
@@ -228,8 +243,9 @@ class OPTEngine(TorchEngine):
             ) from None
 
     # --- torch ------------------------------------------------------------------------------------
-    def new_model(self):
-        """The starting weights: the same every generation (the pretrained ones, or the tiny seeded init)."""
+    def new_model(self, report: Report | None = None):
+        """The starting weights: the same every generation (the pretrained ones, the tiny seeded init, or the
+        tiny model pretrained once from it)."""
         import torch
         from transformers import AutoModelForCausalLM, OPTConfig, OPTForCausalLM
 
@@ -252,6 +268,11 @@ class OPTEngine(TorchEngine):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(INIT_SEED)
                 model = OPTForCausalLM(cfg)
+            if p.pretrain_epochs:
+                model.to(self._dev())
+                start = self._pretrained(model, report)
+                model.load_state_dict(start)
+                model.start_state = start
         else:
             if self._start is None:
                 m = self._from_hub(AutoModelForCausalLM, "model", dtype=torch.float32)
@@ -259,6 +280,29 @@ class OPTEngine(TorchEngine):
             model = AutoModelForCausalLM.from_config(self._start["config"])
             model.load_state_dict(self._start["state"])
         return model.to(self._dev())
+
+    def _pretrained(self, init, report: Report | None) -> dict[str, Any]:
+        """The tiny model's pretrained weights: the seeded init trained pretrain_epochs on the real training
+        blocks (the best validation epoch), computed once, or those a saved model of this run carries."""
+        if self._start_state is None:
+            import torch
+
+            p = self.params
+            x = torch.from_numpy(np.ascontiguousarray(self.dataset().train, dtype=np.int64)).to(self._dev())
+            sched = Schedule(p.pretrain_epochs, p.batch, p.pretrain_lr, p.lr_min, p.weight_decay, p.warmup_steps, False)
+            valid = self.dataset().valid
+            trained = train_causal_lm(
+                init,
+                x,
+                sched,
+                INIT_SEED,
+                validate=lambda m: float(self.block_nll(m, valid).mean()),
+                report=lambda phase, step, total, loss: report("pretrain", step, total, loss) if report else None,
+                autocast=self._autocast,
+                compile_forward=False,
+            )
+            self._start_state = {k: v.clone().contiguous() for k, v in trained.best.items()}
+        return self._start_state
 
     def _bf16(self) -> bool:
         import torch
@@ -279,6 +323,8 @@ class OPTEngine(TorchEngine):
     def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
         """The starting weights fine-tuned on data (1, N, block_size) by engines/lm_train.py; the weights of
         the epoch with the best validation loss."""
+        if getattr(source, "start_state", None) is not None:  # the run's pretrained weights (also on resume)
+            self._start_state = source.start_state
         model, trained = self.train(data, int(rngs[0].integers(2**63)), report)
         val = trained.val_loss if self.params.checkpoint == "best" else trained.val_losses[-1]
         return Fitted(model, {"train_loss": trained.train_loss, "val_loss": val})
@@ -289,7 +335,7 @@ class OPTEngine(TorchEngine):
         if data.shape[0] != 1:
             raise ValueError(f"the OPT engine trains one seed at a time, got data for {data.shape[0]}")
         p = self.params
-        model = self.new_model()
+        model = self.new_model(report)
         x = torch.from_numpy(np.ascontiguousarray(data[0], dtype=np.int64)).to(self._dev())
         sched = Schedule(p.epochs, p.batch, p.lr, p.lr_min, p.weight_decay, p.warmup_steps, p.schedule == "epoch")
         valid = self.dataset().valid
@@ -398,6 +444,21 @@ class OPTEngine(TorchEngine):
         tok = self.dataset().tokenizer
         return [tok.decode([int(t) for t in b], skip_special_tokens=True) for b in blocks]
 
+    # --- text shared with other text engines (chains) --------------------------------------------------
+    def to_shared(self, samples: np.ndarray) -> list[list[str]]:
+        """Per seed, its generated blocks decoded to text."""
+        return [self.decode(seed) for seed in samples]
+
+    def from_shared(self, texts: list[list[str]]) -> np.ndarray:
+        """Per seed, its texts tokenised by this engine's tokenizer, concatenated and cut into blocks of
+        block_size: (seeds, n_blocks, block_size) int32, n_blocks the fewest of any seed."""
+        tok, L = self.dataset().tokenizer, self.params.block_size
+        per_seed = [group_blocks(encode_lines(tok, list(seed)), L) for seed in texts]
+        n = min((len(b) for b in per_seed), default=0)
+        if n == 0:
+            raise DataError(f"the shared text gives no block of {L} tokens")
+        return np.stack([b[:n] for b in per_seed])
+
     def score(self, reference: Any, samples: np.ndarray) -> np.ndarray:
         """Mean NLL per predicted token of each block under the reference model, (S, n)."""
         return np.stack([self.block_nll(reference, s) for s in samples])
@@ -428,6 +489,10 @@ class OPTEngine(TorchEngine):
     def save(self, model: Any, directory: Path) -> None:
         directory = Path(directory)
         model.save_pretrained(directory, safe_serialization=True)
+        if getattr(model, "start_state", None) is not None:
+            from safetensors.torch import save_file
+
+            save_file(model.start_state, directory / START_FILE)
 
     def load(self, directory: Path) -> Any:
         from transformers import AutoModelForCausalLM
@@ -435,6 +500,10 @@ class OPTEngine(TorchEngine):
         _quiet_hugging_face()
         directory = Path(directory)
         model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True).to(self._dev())
+        if (directory / START_FILE).is_file():
+            from safetensors.torch import load_file
+
+            model.start_state = load_file(directory / START_FILE, device=str(self._dev()))
         model.eval()
         return model
 

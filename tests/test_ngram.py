@@ -159,3 +159,24 @@ def test_bad_settings_get_one_line():
         NgramEngine.check_params(NgramEngine.Params(do_sample=True, num_beams=5))
     with pytest.raises(DataError, match="engine.block_size"):
         NgramEngine.check_params(NgramEngine.Params(order=5, block_size=4))
+
+
+def test_the_types_lost_figure_draws_the_medians_of_a_real_run(tmp_path):
+    pytest.importorskip("matplotlib")
+    import json
+
+    from conftest import make_run
+
+    from collapse_tui.compare import load_run
+    from collapse_tui.engines.figures.ngram import LOST, types_lost_figure
+    from collapse_tui.report.figures import Options
+
+    path = make_run(tmp_path, "ngram-quick", "experiment.generations=3", "experiment.seeds=3")
+    rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+    fig = types_lost_figure(load_run(path), Options())
+    lines = fig.axes[0].get_lines()
+    assert [ln.get_label() for ln in lines] == list(LOST.values())
+    for key, line in zip(LOST, lines):
+        want = [np.median([r[key] for r in rows if r["generation"] == g]) for g in range(3)]
+        np.testing.assert_allclose(line.get_ydata(), want)
+    assert np.all(np.diff(lines[0].get_ydata()) > 0)  # sampling loses more of the real words every generation

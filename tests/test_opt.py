@@ -90,6 +90,15 @@ def test_beam_continuations_are_exactly_new_tokens_long_and_reproducible(do_samp
     assert len(a.preview) == 8 and all(isinstance(t, str) for t in a.preview)
 
 
+def test_text_shared_with_other_engines_reads_back_as_the_same_text():
+    e = engine()
+    blocks = e.dataset().train[None, :6]
+    texts = e.to_shared(blocks)
+    back = e.from_shared(texts)
+    assert back.shape[0] == 1 and back.shape[2] == 16 and back.dtype == np.int32
+    assert "".join(texts[0]).startswith("".join(e.decode(back[0])))  # byte-level BPE: the text survives
+
+
 def test_offline_failures_say_what_to_download_or_set(tmp_path):
     code = (
         "from collapse_tui.engines.opt import OPTEngine, DataError\n"
@@ -118,14 +127,25 @@ def test_opt_presets_validate_without_importing_torch():
     assert out.strip() == "[3.0, 3.0, 3.0, 2.0] ['replace', 'replace', 'keep', 'replace'] []"
 
 
-# --- three generations through the CLI --------------------------------------------------------------
-def run_sets(mode: str) -> list[str]:
-    return [f"engine.train={TRAIN!r}", f"engine.test={TEST!r}", "experiment.generations=3", f"data.mode={mode!r}"]
+# --- four generations through the CLI: pretrained once, fine-tuned every generation ------------------
+GENERATIONS = 4
 
 
-def cli_run(runs: Path, mode: str) -> Path:
-    sets = run_sets(mode)
-    argv = ["--batch", "opt-tiny", "--runs-dir", str(runs)] + list(chain(*(["--set", s] for s in sets)))
+def run_sets(mode: str, seeds: int = 2) -> list[str]:
+    return [
+        f"engine.train={TRAIN!r}",
+        f"engine.test={TEST!r}",
+        "engine.max_chars=30000",
+        f"experiment.generations={GENERATIONS}",
+        f"experiment.seeds={seeds}",
+        f"data.mode={mode!r}",
+    ]
+
+
+def cli_run(runs: Path, mode: str, seeds: int = 2) -> Path:
+    argv = ["--batch", "opt-tiny", "--runs-dir", str(runs)] + list(
+        chain(*(["--set", s] for s in run_sets(mode, seeds)))
+    )
     assert main(argv) == 0
     (run,) = runs.iterdir()
     return run
@@ -136,8 +156,8 @@ def replace_run(tmp_path_factory) -> Path:
     return cli_run(tmp_path_factory.mktemp("replace"), "replace")
 
 
-def rows(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+def rows(run: Path, seed: int = 0) -> list[dict]:
+    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["seed"] == seed]
 
 
 def test_tiny_generation_0_beats_a_unigram_model(replace_run):
@@ -148,7 +168,7 @@ def test_tiny_generation_0_beats_a_unigram_model(replace_run):
     counts = np.bincount(data.train.ravel(), minlength=len(data.tokenizer)) + 1.0  # add-one unigram
     unigram = float(np.exp(-np.log(counts / counts.sum())[data.test[:, 1:]].mean()))
     gen0 = rows(replace_run)[0]["perplexity"]
-    assert gen0 < 0.6 * unigram, (gen0, unigram)
+    assert gen0 < 0.85 * unigram, (gen0, unigram)  # 30k characters of text: a little context learnt
 
 
 def _preset_engine(run: Path) -> dict:
@@ -157,25 +177,49 @@ def _preset_engine(run: Path) -> dict:
     return tomllib.loads((run / "preset.toml").read_text())["engine"]
 
 
-def test_replace_shows_the_early_collapse_signature(replace_run):
-    first, second, last = rows(replace_run)
-    assert [r["generation"] for r in (first, second, last)] == [0, 1, 2]
-    # generated text becomes more typical for the generation-0 model: low quantiles fall. The tiny model has
-    # collapsed onto heading runs by generation 1; what it makes of those at generation 2 is chaotic (a
-    # float-level change in training moves its quantiles either way), so they are checked at generation 1.
-    assert second["seq_ppl_q25"] < first["seq_ppl_q25"] and second["seq_ppl_q50"] < 0.8 * first["seq_ppl_q50"]
-    assert last["distinct_2"] < 0.5 * first["distinct_2"]
-    assert last["rep4"] > first["rep4"] + 0.1
-    assert last["perplexity"] > first["perplexity"]  # and the real test text gets less likely
-    texts = json.loads((replace_run / "samples" / "gen-000002.json").read_text())
+def test_replace_collapses_gradually_the_same_way_for_two_seeds(replace_run):
+    """Fine-tuning the same pretrained weights every generation: the real test text gets less likely and
+    the generated text less diverse at every generation, for both seeds; the generated blocks grow more
+    typical for the generation-0 model and repeat more."""
+    for seed in (0, 1):
+        r = rows(replace_run, seed)
+        assert [x["generation"] for x in r] == list(range(GENERATIONS))
+        ppl, d2 = [x["perplexity"] for x in r], [x["distinct_2"] for x in r]
+        assert all(np.diff(ppl) > 0) and all(np.diff(d2) < 0), (seed, ppl, d2)
+        assert r[-1]["seq_ppl_q50"] < 0.95 * r[0]["seq_ppl_q50"] and r[-1]["rep4"] > r[0]["rep4"]
+    texts = json.loads((replace_run / "samples" / f"gen-{GENERATIONS - 1:06d}.json").read_text())
     assert len(texts) == 8 and all(isinstance(t, str) for t in texts)
 
 
+def test_the_pretrained_weights_are_stored_with_the_run_and_a_resume_reuses_them(replace_run, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from collapse_tui.engines import lm_train, opt
+
+    start = load_file(replace_run / "state" / "reference-0" / opt.START_FILE)
+    (ckpt,) = (replace_run / "state").glob(f"ckpt-{GENERATIONS - 1:06d}*")
+    last = load_file(ckpt / "model0" / opt.START_FILE)
+    assert start.keys() == last.keys() and all(np.array_equal(start[k], last[k]) for k in start)
+    sets = [*run_sets("replace", seeds=1)[:3], "experiment.generations=2", "experiment.seeds=1"]
+    part, state = run_loop(tmp_path, "opt-tiny", sets, stop_after=0)
+    assert state == "stopped"
+    epochs: list[int] = []  # of each training the resumed run does
+
+    def spy(model, x, sched, *args, **kwargs):
+        epochs.append(sched.epochs)
+        return lm_train.train_causal_lm(model, x, sched, *args, **kwargs)
+
+    monkeypatch.setattr(opt, "train_causal_lm", spy)
+    _, state = run_loop(tmp_path, "opt-tiny", [], resume_dir=part)
+    assert state == "finished" and epochs == [1]  # generation 1's fine-tuning; no pretraining again
+    assert rows(part.path) == rows(replace_run)[:2]  # as the uninterrupted run's first two generations
+
+
 def test_keep_mode_loses_less_test_perplexity_than_replace(replace_run, tmp_path):
-    keep = rows(cli_run(tmp_path, "keep"))
+    keep = rows(cli_run(tmp_path, "keep", seeds=1))
     replace = rows(replace_run)
     assert keep[0]["perplexity"] == pytest.approx(replace[0]["perplexity"])  # the same generation 0
-    assert keep[-1]["perplexity"] - keep[0]["perplexity"] < 0.2 * (replace[-1]["perplexity"] - replace[0]["perplexity"])
+    assert keep[-1]["perplexity"] - keep[0]["perplexity"] < 0.5 * (replace[-1]["perplexity"] - replace[0]["perplexity"])
 
 
 # --- the official code's behaviour ----------------------------------------------------------------
@@ -193,7 +237,7 @@ def test_prompts_train_continue_the_generations_own_training_blocks(tmp_path, mo
         return out
 
     monkeypatch.setattr(OPTEngine, "continue_blocks", spy)
-    small = ["experiment.generations=3", "engine.max_chars=20000", "engine.epochs=1", "engine.num_beams=2"]
+    small = ["experiment.generations=3", "engine.max_chars=20000", "engine.pretrain_epochs=0", "engine.num_beams=2"]
     for prompts in ("train", "original"):
         seen.clear()
         sets = [f"engine.train={TRAIN!r}", f"engine.test={TEST!r}", *small, f"engine.prompts={prompts!r}"]
