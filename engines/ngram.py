@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from .text_metrics import TEXT_METRICS, seq_ppl_stats, text_metrics, type_metric
 EVAL_MAX = 5000  # generated blocks whose perplexity is measured per generation
 PATH_KEYS = ("text_dir", "train", "test")
 MODEL_FILE = "ngram.npz"
+UNK_ID = 1  # <eos> is 0
 
 
 @dataclass
@@ -60,8 +62,7 @@ class WordData:
     rare: np.ndarray  # (V,) bool
 
     def ids(self, words: list[str]) -> list[int]:
-        unk = self.index[UNK]
-        return [self.index.get(w, unk) for w in words]
+        return [self.index.get(w, UNK_ID) for w in words]
 
 
 class NgramEngine(Engine):
@@ -146,24 +147,18 @@ class NgramEngine(Engine):
             p = self.params
             paths = {k: self.path(getattr(p, k)) for k in PATH_KEYS}
             self.check_params(dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()}))
-            files = self._files()
-            files["valid"] = None  # a count model picks no checkpoint
-            texts = read_splits(files, None, p.dataset, p.max_chars)
+            texts = read_splits({**self._files(), "valid": None}, None, p.dataset, p.max_chars)  # no checkpoint to pick
             rows = {split: line_words(texts[split]) for split in ("train", "test")}
-            freq: dict[str, int] = {}
-            for ws in rows["train"]:
-                for w in ws:
-                    freq[w] = freq.get(w, 0) + 1
+            freq = Counter(w for line in rows["train"] for w in line)
             words = [EOS, UNK] + sorted((w for w in freq if w not in (EOS, UNK)), key=lambda w: (-freq[w], w))
-            data = WordData(words, {w: i for i, w in enumerate(words)}, np.zeros(0), np.zeros(0), np.zeros(0))
+            index = {w: i for i, w in enumerate(words)}
             blocks = {}
-            for split, ws in rows.items():
-                blocks[split] = group_blocks([data.ids(line) for line in ws], p.block_size)
+            for split, lines in rows.items():
+                blocks[split] = group_blocks([[index.get(w, UNK_ID) for w in line] for line in lines], p.block_size)
                 if len(blocks[split]) == 0:
                     raise DataError(f"engine.{split}: the text gives no block of {p.block_size} words")
-            data.train, data.test = blocks["train"], blocks["test"]
-            data.rare = rare_tokens(data.train, len(words), p.rare_tail)
-            self._data = data
+            rare = rare_tokens(blocks["train"], len(words), p.rare_tail)
+            self._data = WordData(words, index, blocks["train"], blocks["test"], rare)
         return self._data
 
     def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:

@@ -17,7 +17,7 @@ Smoothing (Chen & Goodman 1998):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ class NgramModel:
     smoothing: str
     k: float
     levels: list[Level]  # levels[m - 1]: the m-grams
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # what is derived from the counts
 
     @property
     def seeds(self) -> int:
@@ -59,7 +60,7 @@ class NgramModel:
     # --- derived per context (cheap, recomputed on load) -----------------------------------------
     def context_sums(self, m: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
         """Per context of order m: the sum of its continuations' counts and how many have a count > 0."""
-        cache = self.__dict__.setdefault("_sums", {})
+        cache = self.cache.setdefault("_sums", {})
         if (m, kind) not in cache:
             lv = self.levels[m - 1]
             counts = lv.raw if kind == "raw" else lv.cont
@@ -73,7 +74,7 @@ class NgramModel:
 
     def discount(self, m: int, kind: str) -> np.ndarray:
         """(S,) Kneser-Ney discount of order m for each seed: n1 / (n1 + 2 n2), floored at D_MIN."""
-        cache = self.__dict__.setdefault("_d", {})
+        cache = self.cache.setdefault("_d", {})
         if (m, kind) not in cache:
             lv = self.levels[m - 1]
             counts = lv.raw if kind == "raw" else lv.cont
@@ -86,7 +87,7 @@ class NgramModel:
 
     def base(self, top: int) -> np.ndarray:
         """(S, V): what the levels above 1 interpolate with, for histories whose top order is top."""
-        cache = self.__dict__.setdefault("_base", {})
+        cache = self.cache.setdefault("_base", {})
         if top not in cache:
             S, V = self.seeds, self.vocab
             if self.smoothing == "add-k" and top > 1:
