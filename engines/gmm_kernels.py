@@ -446,8 +446,36 @@ def fit_batch(
         _fit_one(data[s], u[s], n_local, tol, max_iter, reg_covar, weights[s], means[s], covs[s], info[s])
 
 
+@njit(cache=True, error_model="numpy")
+def _top_norm(
+    xi: np.ndarray, means: np.ndarray, linv: np.ndarray, const: np.ndarray, lp: np.ndarray, y: np.ndarray
+) -> tuple[float, float]:
+    """One point under one mixture: log p(x) = top + log(norm), with top the largest component term
+    and norm = sum_k exp(lp_k - top) in [1, K]."""
+    k, d = means.shape
+    top = -np.inf
+    arg = 0
+    for c in range(k):
+        q = 0.0
+        for a in range(d):
+            y[a] = xi[a] - means[c, a]
+        for a in range(d):
+            v = 0.0
+            for b in range(a + 1):
+                v += linv[c, a, b] * y[b]
+            q += v * v
+        lp[c] = const[c] - 0.5 * q
+        if lp[c] > top:
+            top, arg = lp[c], c
+    norm = 1.0  # exp(0) for the top component
+    for c in range(k):
+        if c != arg:
+            norm += np.exp(lp[c] - top)
+    return top, norm
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
-def log_density_batch(x: np.ndarray, means: np.ndarray, covs: np.ndarray, log_w: np.ndarray) -> np.ndarray:
+def log_density_batch(x: np.ndarray, means: np.ndarray, covs: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """log p(x) per point under each seed's mixture, x (S or 1, T, d) -> (S, T); rows of nan for a
     seed with a covariance that is not positive definite (the caller falls back to numpy)."""
     s, k, d = means.shape
@@ -458,36 +486,44 @@ def log_density_batch(x: np.ndarray, means: np.ndarray, covs: np.ndarray, log_w:
         xs = x[j - j * shared]
         linv = np.zeros((k, d, d))
         const = np.empty(k)
-        ok = True
-        for c in range(k):
-            logdet = _chol_inv(covs[j, c], linv[c])
-            ok = ok and not np.isnan(logdet)
-            const[c] = log_w[j, c] + logdet - 0.5 * d * LOG_2PI
-        if not ok:
+        if not _precompute(weights[j], covs[j], linv, const):
             out[j] = np.nan
             continue
         lp = np.empty(k)
         y = np.empty(d)
         for i in range(t):
-            top = -np.inf
-            arg = 0
-            for c in range(k):
-                q = 0.0
-                for a in range(d):
-                    y[a] = xs[i, a] - means[j, c, a]
-                for a in range(d):
-                    v = 0.0
-                    for b in range(a + 1):
-                        v += linv[c, a, b] * y[b]
-                    q += v * v
-                lp[c] = const[c] - 0.5 * q
-                if lp[c] > top:
-                    top, arg = lp[c], c
-            norm = 1.0  # exp(0) for the top component
-            for c in range(k):
-                if c != arg:
-                    norm += np.exp(lp[c] - top)
+            top, norm = _top_norm(xs[i], means[j], linv, const, lp, y)
             out[j, i] = top + np.log(norm)
+    return out
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def mean_log_density_batch(x: np.ndarray, means: np.ndarray, covs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The mean over points of log_density_batch, (S,): one log per PROD_CHUNK points, as the E-step
+    takes it (the held-out NLL of every generation is this); nan for a seed as there."""
+    s, k, d = means.shape
+    t = x.shape[1]
+    out = np.empty(s)
+    shared = 0 if x.shape[0] > 1 else 1
+    for j in prange(s):
+        xs = x[j - j * shared]
+        linv = np.zeros((k, d, d))
+        const = np.empty(k)
+        if not _precompute(weights[j], covs[j], linv, const):
+            out[j] = np.nan
+            continue
+        lp = np.empty(k)
+        y = np.empty(d)
+        total = 0.0
+        prod = 1.0
+        for i in range(t):
+            top, norm = _top_norm(xs[i], means[j], linv, const, lp, y)
+            total += top
+            prod *= norm
+            if i % PROD_CHUNK == PROD_CHUNK - 1:
+                total += np.log(prod)
+                prod = 1.0
+        out[j] = (total + np.log(prod)) / t
     return out
 
 

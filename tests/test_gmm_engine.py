@@ -175,7 +175,28 @@ def test_fast_paths_keep_mixture_semantics() -> None:
         np.testing.assert_allclose(ours, base, rtol=0, atol=0 if d <= 2 else 1e-14)
         test = eng.test_data()
         np.testing.assert_allclose(eng.log_density(test, model), mixture.log_density(test, model), atol=1e-12)
+        # the held-out NLL in one pass, one log per chunk of points: the numpy mean to rounding
+        nll = -mixture.log_density(test, model).mean(axis=1) / d
+        np.testing.assert_allclose(eng.test_nll(model), nll, rtol=1e-13)
+        np.testing.assert_allclose(mixture.MixtureEngine.test_nll(eng, model), nll, rtol=1e-13)
         np.testing.assert_allclose(eng.score(model, ours), mixture.MixtureEngine.score(eng, model, ours), atol=1e-12)
+
+
+def test_tail_radius_is_the_chi2_quantile() -> None:
+    from scipy import stats
+
+    for d in (1, 2, 3, 4, 7, 64):  # odd and even d take different closed forms
+        assert mixture.tail_radius(d) == pytest.approx(np.sqrt(stats.chi2.isf(mixture.TAIL_P, d)), rel=1e-13)
+        for x in (0.5, 3.0, 20.0):
+            assert mixture.chi2_sf(x, d) == pytest.approx(stats.chi2.sf(x, d), rel=1e-12, abs=1e-300)
+    assert mixture.TAIL_P == pytest.approx(2 * stats.norm.sf(3.0), rel=1e-14)
+
+
+def test_sample_stats_match_numpy() -> None:
+    x = np.random.default_rng(3).standard_normal((3, 500, 2)) * 2.0 + 5.0  # off-centre: no cancellation
+    variance, tail = mixture.sample_stats(x, 9.0)
+    np.testing.assert_allclose(variance, x.var(axis=1, ddof=1).sum(-1), rtol=1e-13)
+    np.testing.assert_array_equal(tail, (np.linalg.norm(x, axis=-1) > 9.0).mean(axis=1))
 
 
 def test_collapsed_data_without_regularisation_fails_clearly() -> None:
