@@ -9,8 +9,11 @@ on the uniforms drawn from its own Generator: bit-identical whatever the thread 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
+import numba
 import numpy as np
 
 from . import gmm_kernels
@@ -24,6 +27,23 @@ from .gmm_kernels import (
     place_samples,
 )
 from .mixture import Mixture, MixtureEngine, _safe_cholesky, log_density
+
+PARALLEL_WORK = 200_000  # points x components x d^2 below which numba's threads cost more than they save
+
+
+@contextlib.contextmanager
+def threads_for(work: int) -> Iterator[None]:
+    """One thread for small kernels: a parallel region waits for its slowest thread, which on a busy
+    machine is one the OS has descheduled (gmm-quick's 4 seeds x 100 points ran 5x slower in 2 threads)."""
+    if work >= PARALLEL_WORK:
+        yield
+        return
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def fit_mixtures(
@@ -45,7 +65,8 @@ def fit_mixtures(
     u = np.stack([rng.random(1 + (k - 1) * trials) for rng in rngs])
     weights, means = np.empty((s, k)), np.empty((s, k, d))
     covs, info = np.empty((s, k, d, d)), np.zeros((s, 4))
-    fit_batch(data, u, trials, float(tol), int(max_iter), float(reg_covar), weights, means, covs, info)
+    with threads_for(s * n * k * d * d):
+        fit_batch(data, u, trials, float(tol), int(max_iter), float(reg_covar), weights, means, covs, info)
     failed = np.flatnonzero(info[:, INFO_FAILED])
     if failed.size:
         raise ValueError(
@@ -108,7 +129,9 @@ class GMMEngine(MixtureEngine):
         """The held-out NLL, every generation's largest measuring cost: the mean log-density in one
         compiled pass, without the per-point logs."""
         test = self.test_data()
-        mean = mean_log_density_batch(test, model["means"], model["covs"], model["weights"])
+        s, k, d = model["means"].shape
+        with threads_for(s * test.shape[1] * k * d * d):
+            mean = mean_log_density_batch(test, model["means"], model["covs"], model["weights"])
         bad = np.isnan(mean)
         if bad.any():
             mean[bad] = log_density(test, {k: v[bad] for k, v in model.items()}).mean(axis=1)
