@@ -2,15 +2,17 @@
 full-covariance mixture by EM with k-means initialisation, like sklearn's
 GaussianMixture(covariance_type="full", init_params="kmeans"), then samples from it.
 
-All seeds are fitted in one compiled, parallel call. Each seed runs its own k-means and EM to its own
-convergence, so a fast seed never waits for a slow one, and its result depends only on its data and
-on the uniforms drawn from its own Generator: bit-identical whatever the thread scheduling.
+All seeds are fitted by one compiled kernel, in chunks of seeds on threads. Each seed runs its own
+k-means and EM to its own convergence, so a fast seed never waits for a slow one, and its result
+depends only on its data and on the uniforms drawn from its own Generator: bit-identical whatever the
+thread scheduling.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numba
@@ -28,22 +30,27 @@ from .gmm_kernels import (
 )
 from .mixture import Mixture, MixtureEngine, _safe_cholesky, log_density
 
-PARALLEL_WORK = 200_000  # points x components x d^2 below which numba's threads cost more than they save
+PARALLEL_WORK = 200_000  # points x components x d^2 below which threads cost more than they save
+CHUNKS_PER_THREAD = 4  # a descheduled thread's chunks go to the others
+_pool: list[ThreadPoolExecutor] = []
 
 
-@contextlib.contextmanager
-def threads_for(work: int) -> Iterator[None]:
-    """One thread for small kernels: a parallel region waits for its slowest thread, which on a busy
-    machine is one the OS has descheduled (gmm-quick's 4 seeds x 100 points ran 5x slower in 2 threads)."""
-    if work >= PARALLEL_WORK:
-        yield
-        return
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
+def over_seeds(kernel: Callable[..., Any], work: int, seeds: int, *args: Any) -> list[Any]:
+    """Run a nogil kernel on chunks of the seeds in threads (NUMBA_NUM_THREADS, default all cores), in
+    one call when the work is small; the arrays in args with `seeds` rows are cut, the rest shared.
+    Returns each chunk's result in order. Each seed's numbers depend on its own rows only."""
+    threads = min(numba.config.NUMBA_NUM_THREADS, seeds)
+    if work < PARALLEL_WORK or threads < 2:
+        return [kernel(*args)]
+    if not _pool:
+        _pool.append(ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="gmm"))
+    bounds = np.linspace(0, seeds, min(seeds, threads * CHUNKS_PER_THREAD) + 1).astype(int)
+
+    def cut(a: Any, lo: int, hi: int) -> Any:
+        return a[lo:hi] if isinstance(a, np.ndarray) and a.ndim and a.shape[0] == seeds else a
+
+    futures = [_pool[0].submit(kernel, *(cut(a, lo, hi) for a in args)) for lo, hi in zip(bounds, bounds[1:])]
+    return [f.result() for f in futures]
 
 
 def fit_mixtures(
@@ -65,8 +72,21 @@ def fit_mixtures(
     u = np.stack([rng.random(1 + (k - 1) * trials) for rng in rngs])
     weights, means = np.empty((s, k)), np.empty((s, k, d))
     covs, info = np.empty((s, k, d, d)), np.zeros((s, 4))
-    with threads_for(s * n * k * d * d):
-        fit_batch(data, u, trials, float(tol), int(max_iter), float(reg_covar), weights, means, covs, info)
+    over_seeds(
+        fit_batch,
+        s * n * k * d * d,
+        s,
+        data,
+        u,
+        trials,
+        float(tol),
+        int(max_iter),
+        float(reg_covar),
+        weights,
+        means,
+        covs,
+        info,
+    )
     failed = np.flatnonzero(info[:, INFO_FAILED])
     if failed.size:
         raise ValueError(
@@ -130,8 +150,12 @@ class GMMEngine(MixtureEngine):
         compiled pass, without the per-point logs."""
         test = self.test_data()
         s, k, d = model["means"].shape
-        with threads_for(s * test.shape[1] * k * d * d):
-            mean = mean_log_density_batch(test, model["means"], model["covs"], model["weights"])
+        m = model
+        mean = np.concatenate(
+            over_seeds(
+                mean_log_density_batch, s * test.shape[1] * k * d * d, s, test, m["means"], m["covs"], m["weights"]
+            )
+        )
         bad = np.isnan(mean)
         if bad.any():
             mean[bad] = log_density(test, {k: v[bad] for k, v in model.items()}).mean(axis=1)
