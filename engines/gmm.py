@@ -15,19 +15,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numba
 import numpy as np
 
-from . import gmm_kernels
 from .base import DataError, Fitted, Generated, Param, Report, points_preview
-from .gmm_kernels import (
-    INFO_FAILED,
-    fit_batch,
-    log_density_batch,
-    mean_log_density_batch,
-    n_local_trials,
-    place_samples,
-)
 from .mixture import Mixture, MixtureEngine, _safe_cholesky, log_density
 
 PARALLEL_WORK = 200_000  # points x components x d^2 below which threads cost more than they save
@@ -39,6 +29,8 @@ def over_seeds(kernel: Callable[..., Any], work: int, seeds: int, *args: Any) ->
     """Run a nogil kernel on chunks of the seeds in threads (NUMBA_NUM_THREADS, default all cores), in
     one call when the work is small; the arrays in args with `seeds` rows are cut, the rest shared.
     Returns each chunk's result in order. Each seed's numbers depend on its own rows only."""
+    import numba
+
     threads = min(numba.config.NUMBA_NUM_THREADS, seeds)
     if work < PARALLEL_WORK or threads < 2:
         return [kernel(*args)]
@@ -63,6 +55,8 @@ def fit_mixtures(
 ) -> tuple[Mixture, np.ndarray]:
     """Fit a K-component full-covariance mixture to each seed's data (S, N, d). Returns the mixture
     and info (S, 4): EM iterations, converged, failed, k-means iterations."""
+    from .gmm_kernels import INFO_FAILED, fit_batch, n_local_trials
+
     data = np.ascontiguousarray(data, dtype=np.float64)
     s, n, d = data.shape
     if n < k:
@@ -119,7 +113,9 @@ class GMMEngine(MixtureEngine):
     last_info: np.ndarray | None = None  # (S, 4) diagnostics of the last fit, see fit_mixtures
 
     def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
-        if not fit_batch.signatures and not gmm_kernels.cached():  # the first run on this machine
+        from . import gmm_kernels  # numba loads for a run, not when a preset is validated
+
+        if not gmm_kernels.fit_batch.signatures and not gmm_kernels.cached():  # the first run on this machine
             report("compile", 0, 1, None)
         p = self.params
         model, self.last_info = fit_mixtures(data, rngs, p.components, p.tol, p.max_iter, p.reg_covar)
@@ -132,11 +128,15 @@ class GMMEngine(MixtureEngine):
         w = model["weights"] / model["weights"].sum(1, keepdims=True)
         counts = np.stack([rng.multinomial(n, wi) for rng, wi in zip(rngs, w)])
         z = np.stack([rng.standard_normal((n, model["means"].shape[-1])) for rng in rngs])
+        from .gmm_kernels import place_samples
+
         x = place_samples(model["means"], _safe_cholesky(model["covs"]), counts, z)
         return Generated(x, points_preview(x))
 
     def log_density(self, x: np.ndarray, model: Mixture) -> np.ndarray:
         """mixture.log_density (to 1e-14), compiled and parallel over seeds."""
+        from .gmm_kernels import log_density_batch
+
         out = log_density_batch(
             np.ascontiguousarray(x, dtype=np.float64), model["means"], model["covs"], model["weights"]
         )
@@ -148,6 +148,8 @@ class GMMEngine(MixtureEngine):
     def test_nll(self, model: Mixture) -> np.ndarray:
         """The held-out NLL, every generation's largest measuring cost: the mean log-density in one
         compiled pass, without the per-point logs."""
+        from .gmm_kernels import mean_log_density_batch
+
         test = self.test_data()
         s, k, d = model["means"].shape
         m = model
