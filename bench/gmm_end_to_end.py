@@ -86,7 +86,7 @@ def main() -> None:
     print(f"machine: {machine.cpu()}")
     sk_s, _ = run_sklearn(args.sk_seeds, sk_generations)
     sk_rate = args.sk_seeds * sk_generations / sk_s
-    print(f"notebook loop (sklearn): {args.sk_seeds} seeds x {sk_generations} generations in {sk_s:.1f} s: {sk_rate:.1f} seed-gens/s")
+    print(f"notebook loop (sklearn): {args.sk_seeds} x {sk_generations} in {sk_s:.1f} s: {sk_rate:.1f} seed-gens/s")
 
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="gmm-e2e-") as tmp:
