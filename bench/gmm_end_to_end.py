@@ -8,7 +8,8 @@ run).
     .venv/bin/python bench/gmm_end_to_end.py              # the gmm preset, 32 seeds x 2001 generations
     .venv/bin/python bench/gmm_end_to_end.py --quick      # 32 x 201 and a shorter sklearn loop (~20 s)
     .venv/bin/python bench/gmm_end_to_end.py --profile    # also the breakdown
-    .venv/bin/python bench/gmm_end_to_end.py --set data.mode=\\"accumulate\\" --generations 101
+    .venv/bin/python bench/gmm_end_to_end.py --set 'data.mode="accumulate"' --generations 101
+    .venv/bin/python bench/gmm_end_to_end.py --against /tmp/old   # also an older checkout's CLI, same run
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # the functions whose cumulative time the breakdown shows: (label, file suffix, function name)
 PHASES = (
-    ("imports before the run (numpy, numba, ...)", "engines/__init__.py", "engine_class"),
-    ("EM fit (compiled)", "gmm_kernels.py", "fit_batch"),
+    ("engine import (numpy; numba loads at the first fit)", "engines/__init__.py", "engine_class"),
+    ("EM fit (compiled, threads; numba's cache load)", "engines/gmm.py", "fit"),
     ("sample", "engines/gmm.py", "sample"),
     ("evaluate: all metrics", "engines/mixture.py", "evaluate"),
     ("  of which held-out NLL", "engines/gmm.py", "test_nll"),
@@ -55,9 +56,9 @@ def cli_command(generations: int, runs: Path, sets: list[str]) -> list[str]:
     return cmd
 
 
-def run_cli(cmd: list[str], env: dict[str, str]) -> float:
+def run_cli(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -78,6 +79,7 @@ def main() -> None:
     ap.add_argument("--sk-generations", type=int, help="generations for the sklearn loop (default 351)")
     ap.add_argument("--profile", action="store_true", help="also profile the CLI run and print the breakdown")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra --set for the CLI run")
+    ap.add_argument("--against", type=Path, help="another checkout (e.g. `git archive` of main): its CLI too")
     args = ap.parse_args()
     generations = args.generations or (201 if args.quick else 2001)
     sk_generations = args.sk_generations or (51 if args.quick else 351)
@@ -101,6 +103,11 @@ def main() -> None:
             f"{cli_s:.1f} s end to end: {cli_rate:.0f} seed-gens/s"
         )
         print(f"ratio: {cli_rate / sk_rate:.0f}x the notebook loop end to end")
+        if args.against:  # its own numba cache (beside its sources), warmed the same way
+            other = {**env, "PYTHONPATH": str(args.against), "NUMBA_CACHE_DIR": str(Path(tmp) / "numba-other")}
+            run_cli(cli_command(2, runs, args.sets), other, args.against)
+            other_s = run_cli(cmd, other, args.against)
+            print(f"{args.against}: {other_s:.1f} s, {other_s / cli_s:.2f}x this checkout's time")
         if args.profile:
             prof = Path(tmp) / "cli.prof"
             prof_cmd = [cmd[0], "-m", "cProfile", "-o", str(prof), *cmd[1:]]
