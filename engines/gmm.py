@@ -10,7 +10,6 @@ thread scheduling.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,7 +34,7 @@ def over_seeds(kernel: Callable[..., Any], work: int, seeds: int, *args: Any) ->
     if work < PARALLEL_WORK or threads < 2:
         return [kernel(*args)]
     if not _pool:
-        _pool.append(ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="gmm"))
+        _pool.append(ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS, thread_name_prefix="gmm"))
     bounds = np.linspace(0, seeds, min(seeds, threads * CHUNKS_PER_THREAD) + 1).astype(int)
 
     def cut(a: Any, lo: int, hi: int) -> Any:
