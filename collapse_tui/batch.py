@@ -119,6 +119,7 @@ def summary_table(rows: list[dict], title: str, tty: bool, log_keys: set[str], a
     """Every metric at the first and the last generation on disk: the median over seeds and, with several
     seeds, the 16th-84th percentile band; the change as a ratio for log-quantities."""
     first, last = rows[0]["generation"], rows[-1]["generation"]
+    rows = [r for r in rows if r["generation"] in (first, last)]  # not a summary of every generation
     seeds = len({r["seed"] for r in rows})
     over = f"median [16th, 84th percentile] of {seeds} seeds" if seeds > 1 else "1 seed"
     title = f"{title}: generation {first} -> {last}, {over}"

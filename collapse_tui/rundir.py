@@ -60,10 +60,11 @@ class RunDirError(ConfigError):
     """A run directory that cannot be read or written as asked; str(err) names the file and the problem."""
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
     """Write to a new temp file beside path, fsync, rename: readers see the old file or the new one. The
     temp file is created exclusively (a link planted at its name is never followed) and removed on failure;
-    a path that is a link is replaced, never written through."""
+    a path that is a link is replaced, never written through. durable=False skips the two fsyncs (still
+    atomic for readers; a power cut may lose the file): for sample previews, written every generation."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         tmp.unlink(missing_ok=True)
@@ -71,12 +72,14 @@ def atomic_write(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(path: Path) -> None:
@@ -281,9 +284,9 @@ class RunDir:
     def save_samples(self, generation: int, preview: np.ndarray | list[str]) -> None:
         if isinstance(preview, np.ndarray):
             path = self.samples_dir / f"gen-{generation:06d}.npy"
-            atomic_write(path, _npy_bytes(preview))
+            atomic_write(path, _npy_bytes(preview), durable=False)
         else:
-            atomic_write(self.samples_dir / f"gen-{generation:06d}.json", json.dumps(preview).encode())
+            atomic_write(self.samples_dir / f"gen-{generation:06d}.json", json.dumps(preview).encode(), durable=False)
 
     def sample_generations(self) -> list[int]:
         gens = set()

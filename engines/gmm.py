@@ -2,21 +2,46 @@
 full-covariance mixture by EM with k-means initialisation, like sklearn's
 GaussianMixture(covariance_type="full", init_params="kmeans"), then samples from it.
 
-All seeds are fitted in one compiled, parallel call. Each seed runs its own k-means and EM to its own
-convergence, so a fast seed never waits for a slow one, and its result depends only on its data and
-on the uniforms drawn from its own Generator: bit-identical whatever the thread scheduling.
+All seeds are fitted by one compiled kernel, in chunks of seeds on threads. Each seed runs its own
+k-means and EM to its own convergence, so a fast seed never waits for a slow one, and its result
+depends only on its data and on the uniforms drawn from its own Generator: bit-identical whatever the
+thread scheduling.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from . import gmm_kernels
 from .base import DataError, Fitted, Generated, Param, Report, points_preview
-from .gmm_kernels import INFO_FAILED, fit_batch, log_density_batch, n_local_trials, place_samples
 from .mixture import Mixture, MixtureEngine, _safe_cholesky, log_density
+
+PARALLEL_WORK = 200_000  # points x components x d^2 below which threads cost more than they save
+CHUNKS_PER_THREAD = 4  # a descheduled thread's chunks go to the others
+_pool: list[ThreadPoolExecutor] = []
+
+
+def over_seeds(kernel: Callable[..., Any], work: int, seeds: int, *args: Any) -> list[Any]:
+    """Run a nogil kernel on chunks of the seeds in threads (NUMBA_NUM_THREADS, default all cores), in
+    one call when the work is small; the arrays in args with `seeds` rows are cut, the rest shared.
+    Returns each chunk's result in order. Each seed's numbers depend on its own rows only."""
+    import numba
+
+    threads = min(numba.config.NUMBA_NUM_THREADS, seeds)
+    if work < PARALLEL_WORK or threads < 2:
+        return [kernel(*args)]
+    if not _pool:
+        _pool.append(ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS, thread_name_prefix="gmm"))
+    bounds = np.linspace(0, seeds, min(seeds, threads * CHUNKS_PER_THREAD) + 1).astype(int)
+
+    def cut(a: Any, lo: int, hi: int) -> Any:
+        return a[lo:hi] if isinstance(a, np.ndarray) and a.ndim and a.shape[0] == seeds else a
+
+    futures = [_pool[0].submit(kernel, *(cut(a, lo, hi) for a in args)) for lo, hi in zip(bounds, bounds[1:])]
+    return [f.result() for f in futures]
 
 
 def fit_mixtures(
@@ -29,6 +54,8 @@ def fit_mixtures(
 ) -> tuple[Mixture, np.ndarray]:
     """Fit a K-component full-covariance mixture to each seed's data (S, N, d). Returns the mixture
     and info (S, 4): EM iterations, converged, failed, k-means iterations."""
+    from .gmm_kernels import INFO_FAILED, fit_batch, n_local_trials
+
     data = np.ascontiguousarray(data, dtype=np.float64)
     s, n, d = data.shape
     if n < k:
@@ -38,7 +65,21 @@ def fit_mixtures(
     u = np.stack([rng.random(1 + (k - 1) * trials) for rng in rngs])
     weights, means = np.empty((s, k)), np.empty((s, k, d))
     covs, info = np.empty((s, k, d, d)), np.zeros((s, 4))
-    fit_batch(data, u, trials, float(tol), int(max_iter), float(reg_covar), weights, means, covs, info)
+    over_seeds(
+        fit_batch,
+        s * n * k * d * d,
+        s,
+        data,
+        u,
+        trials,
+        float(tol),
+        int(max_iter),
+        float(reg_covar),
+        weights,
+        means,
+        covs,
+        info,
+    )
     failed = np.flatnonzero(info[:, INFO_FAILED])
     if failed.size:
         raise ValueError(
@@ -71,7 +112,9 @@ class GMMEngine(MixtureEngine):
     last_info: np.ndarray | None = None  # (S, 4) diagnostics of the last fit, see fit_mixtures
 
     def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
-        if not fit_batch.signatures and not gmm_kernels.cached():  # the first run on this machine
+        from . import gmm_kernels  # numba loads for a run, not when a preset is validated
+
+        if not gmm_kernels.fit_batch.signatures and not gmm_kernels.cached():  # the first run on this machine
             report("compile", 0, 1, None)
         p = self.params
         model, self.last_info = fit_mixtures(data, rngs, p.components, p.tol, p.max_iter, p.reg_covar)
@@ -84,14 +127,17 @@ class GMMEngine(MixtureEngine):
         w = model["weights"] / model["weights"].sum(1, keepdims=True)
         counts = np.stack([rng.multinomial(n, wi) for rng, wi in zip(rngs, w)])
         z = np.stack([rng.standard_normal((n, model["means"].shape[-1])) for rng in rngs])
+        from .gmm_kernels import place_samples
+
         x = place_samples(model["means"], _safe_cholesky(model["covs"]), counts, z)
         return Generated(x, points_preview(x))
 
     def log_density(self, x: np.ndarray, model: Mixture) -> np.ndarray:
-        """mixture.log_density (to 1e-14), compiled and parallel over seeds: the test NLL of every
-        generation's evaluate() is the cost that matters."""
+        """mixture.log_density (to 1e-14), compiled and parallel over seeds."""
+        from .gmm_kernels import log_density_batch
+
         out = log_density_batch(
-            np.ascontiguousarray(x, dtype=np.float64), model["means"], model["covs"], np.log(model["weights"])
+            np.ascontiguousarray(x, dtype=np.float64), model["means"], model["covs"], model["weights"]
         )
         bad = np.isnan(out).any(axis=1)
         if bad.any():  # singular covariance: keep numpy's behaviour for those seeds
@@ -99,7 +145,22 @@ class GMMEngine(MixtureEngine):
         return out
 
     def test_nll(self, model: Mixture) -> np.ndarray:
-        return -self.log_density(self.test_data(), model).mean(axis=1) / self.dim
+        """The held-out NLL, every generation's largest measuring cost: the mean log-density in one
+        compiled pass, without the per-point logs."""
+        from .gmm_kernels import mean_log_density_batch
+
+        test = self.test_data()
+        s, k, d = model["means"].shape
+        m = model
+        mean = np.concatenate(
+            over_seeds(
+                mean_log_density_batch, s * test.shape[1] * k * d * d, s, test, m["means"], m["covs"], m["weights"]
+            )
+        )
+        bad = np.isnan(mean)
+        if bad.any():
+            mean[bad] = log_density(test, {k: v[bad] for k, v in model.items()}).mean(axis=1)
+        return -mean / self.dim
 
     def score(self, reference: Mixture, samples: np.ndarray) -> np.ndarray:
         return -self.log_density(samples, reference) / samples.shape[-1]

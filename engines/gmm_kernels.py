@@ -1,8 +1,12 @@
 """The GMM engine's compiled part (numba): per-seed k-means and EM as sklearn's GaussianMixture runs
-them, the mixture log-density and sample placement, each parallel over seeds.
+them, the mixture log-density and sample placement. Each kernel loops over the seeds it is given and
+releases the GIL (nogil): engines/gmm.py runs chunks of seeds in threads. Not numba's parallel=True:
+its parfor passes add ~20% to the first run's compile, and an OpenMP region waits for its slowest
+thread, which on a busy machine is one the OS has descheduled; chunks taken from a queue do not.
 
-cache=True: the first run compiles (~11 s on 2 cores), later runs load (~0.4 s). error_model="numpy"
-only drops Python's zero-division checks; no fastmath: results stay IEEE-exact and reproducible.
+cache=True: the first run compiles (numba compiles only the kernels a run calls, at its first call),
+later runs load them. error_model="numpy" only drops Python's zero-division checks; no fastmath:
+results stay IEEE-exact and reproducible.
 """
 
 from __future__ import annotations
@@ -10,15 +14,34 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+
+def cache_dir() -> Path:
+    """Where the compiled kernels are kept: NUMBA_CACHE_DIR, else the user's cache folder
+    (~/.cache/collapse-tui/numba), which outlives a reinstall or a new virtual environment."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "collapse-tui" / "numba"
+
+
+def _use_cache_dir() -> None:
+    try:
+        cache_dir().mkdir(parents=True, exist_ok=True)
+    except OSError:  # not writable: numba's own choice (beside this file, else its user folder)
+        return
+    numba.config.CACHE_DIR = str(cache_dir())
 
 
 def cached() -> bool:
-    """Whether numba has this module's compiled kernels in its cache (NUMBA_CACHE_DIR, else beside it)."""
-    place = Path(os.environ.get("NUMBA_CACHE_DIR") or Path(__file__).resolve().parent / "__pycache__")
+    """Whether numba has this module's compiled kernels in its cache."""
+    place = cache_dir()
     return place.is_dir() and any(place.rglob(f"{Path(__file__).stem}.*.nbi"))
 
+
+_use_cache_dir()  # before the kernels below are decorated: numba reads it then
 
 EPS = float(np.finfo(np.float64).eps)  # sklearn adds 10 * eps to every component's mass
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -429,7 +452,7 @@ def _precompute(weights: np.ndarray, covs: np.ndarray, linv: np.ndarray, const: 
     return True
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def fit_batch(
     data: np.ndarray,
     u: np.ndarray,
@@ -442,52 +465,88 @@ def fit_batch(
     covs: np.ndarray,
     info: np.ndarray,
 ) -> None:
-    for s in prange(data.shape[0]):
+    for s in range(data.shape[0]):
         _fit_one(data[s], u[s], n_local, tol, max_iter, reg_covar, weights[s], means[s], covs[s], info[s])
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def log_density_batch(x: np.ndarray, means: np.ndarray, covs: np.ndarray, log_w: np.ndarray) -> np.ndarray:
+@njit(cache=True, error_model="numpy")
+def _top_norm(
+    xi: np.ndarray, means: np.ndarray, linv: np.ndarray, const: np.ndarray, lp: np.ndarray, y: np.ndarray
+) -> tuple[float, float]:
+    """One point under one mixture: log p(x) = top + log(norm), with top the largest component term
+    and norm = sum_k exp(lp_k - top) in [1, K]."""
+    k, d = means.shape
+    top = -np.inf
+    arg = 0
+    for c in range(k):
+        q = 0.0
+        for a in range(d):
+            y[a] = xi[a] - means[c, a]
+        for a in range(d):
+            v = 0.0
+            for b in range(a + 1):
+                v += linv[c, a, b] * y[b]
+            q += v * v
+        lp[c] = const[c] - 0.5 * q
+        if lp[c] > top:
+            top, arg = lp[c], c
+    norm = 1.0  # exp(0) for the top component
+    for c in range(k):
+        if c != arg:
+            norm += np.exp(lp[c] - top)
+    return top, norm
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def log_density_batch(x: np.ndarray, means: np.ndarray, covs: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """log p(x) per point under each seed's mixture, x (S or 1, T, d) -> (S, T); rows of nan for a
     seed with a covariance that is not positive definite (the caller falls back to numpy)."""
     s, k, d = means.shape
     t = x.shape[1]
     out = np.empty((s, t))
     shared = 0 if x.shape[0] > 1 else 1  # one test set for all seeds
-    for j in prange(s):
+    for j in range(s):
         xs = x[j - j * shared]
         linv = np.zeros((k, d, d))
         const = np.empty(k)
-        ok = True
-        for c in range(k):
-            logdet = _chol_inv(covs[j, c], linv[c])
-            ok = ok and not np.isnan(logdet)
-            const[c] = log_w[j, c] + logdet - 0.5 * d * LOG_2PI
-        if not ok:
+        if not _precompute(weights[j], covs[j], linv, const):
             out[j] = np.nan
             continue
         lp = np.empty(k)
         y = np.empty(d)
         for i in range(t):
-            top = -np.inf
-            arg = 0
-            for c in range(k):
-                q = 0.0
-                for a in range(d):
-                    y[a] = xs[i, a] - means[j, c, a]
-                for a in range(d):
-                    v = 0.0
-                    for b in range(a + 1):
-                        v += linv[c, a, b] * y[b]
-                    q += v * v
-                lp[c] = const[c] - 0.5 * q
-                if lp[c] > top:
-                    top, arg = lp[c], c
-            norm = 1.0  # exp(0) for the top component
-            for c in range(k):
-                if c != arg:
-                    norm += np.exp(lp[c] - top)
+            top, norm = _top_norm(xs[i], means[j], linv, const, lp, y)
             out[j, i] = top + np.log(norm)
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def mean_log_density_batch(x: np.ndarray, means: np.ndarray, covs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The mean over points of log_density_batch, (S,): one log per PROD_CHUNK points, as the E-step
+    takes it (the held-out NLL of every generation is this); nan for a seed as there."""
+    s, k, d = means.shape
+    t = x.shape[1]
+    out = np.empty(s)
+    shared = 0 if x.shape[0] > 1 else 1
+    for j in range(s):
+        xs = x[j - j * shared]
+        linv = np.zeros((k, d, d))
+        const = np.empty(k)
+        if not _precompute(weights[j], covs[j], linv, const):
+            out[j] = np.nan
+            continue
+        lp = np.empty(k)
+        y = np.empty(d)
+        total = 0.0
+        prod = 1.0
+        for i in range(t):
+            top, norm = _top_norm(xs[i], means[j], linv, const, lp, y)
+            total += top
+            prod *= norm
+            if i % PROD_CHUNK == PROD_CHUNK - 1:
+                total += np.log(prod)
+                prod = 1.0
+        out[j] = (total + np.log(prod)) / t
     return out
 
 

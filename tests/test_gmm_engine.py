@@ -140,12 +140,20 @@ def test_same_generator_states_give_identical_models() -> None:
 
 
 def test_seeds_do_not_influence_each_other() -> None:
-    # a seed's result depends only on its own data and Generator, not on the batch it is fitted in
-    data = np.stack([g.standard_normal((1000, 2)) for g in rngs(6, 60)])
-    batch, _ = fit_mixtures(data, rngs(6), 2)
-    alone, _ = fit_mixtures(data[4:5], rngs(6)[4:5], 2)
-    for key in batch:
-        assert np.array_equal(batch[key][4:5], alone[key]), key
+    # a seed's result depends only on its own data and Generator, not on the batch it is fitted in:
+    # 40 seeds go in chunks to threads (gmm.over_seeds), one seed alone in one call
+    from collapse_tui.engines import gmm
+
+    data = np.stack([g.standard_normal((1000, 2)) for g in rngs(40, 60)])
+    assert gmm.PARALLEL_WORK <= 40 * 1000 * 2 * 2 * 2
+    batch, _ = fit_mixtures(data, rngs(40), 2)
+    eng = engine()
+    nll = eng.test_nll(batch)
+    for i in (4, 37):
+        alone, _ = fit_mixtures(data[i : i + 1], rngs(40)[i : i + 1], 2)
+        for key in batch:
+            assert np.array_equal(batch[key][i : i + 1], alone[key]), key
+        assert eng.test_nll(alone)[0] == nll[i]
 
 
 def test_one_dimension_runs_end_to_end() -> None:
@@ -175,7 +183,28 @@ def test_fast_paths_keep_mixture_semantics() -> None:
         np.testing.assert_allclose(ours, base, rtol=0, atol=0 if d <= 2 else 1e-14)
         test = eng.test_data()
         np.testing.assert_allclose(eng.log_density(test, model), mixture.log_density(test, model), atol=1e-12)
+        # the held-out NLL in one pass, one log per chunk of points: the numpy mean to rounding
+        nll = -mixture.log_density(test, model).mean(axis=1) / d
+        np.testing.assert_allclose(eng.test_nll(model), nll, rtol=1e-13)
+        np.testing.assert_allclose(mixture.MixtureEngine.test_nll(eng, model), nll, rtol=1e-13)
         np.testing.assert_allclose(eng.score(model, ours), mixture.MixtureEngine.score(eng, model, ours), atol=1e-12)
+
+
+def test_tail_radius_is_the_chi2_quantile() -> None:
+    from scipy import stats
+
+    for d in (1, 2, 3, 4, 7, 64):  # odd and even d take different closed forms
+        assert mixture.tail_radius(d) == pytest.approx(np.sqrt(stats.chi2.isf(mixture.TAIL_P, d)), rel=1e-13)
+        for x in (0.5, 3.0, 20.0):
+            assert mixture.chi2_sf(x, d) == pytest.approx(stats.chi2.sf(x, d), rel=1e-12, abs=1e-300)
+    assert pytest.approx(2 * stats.norm.sf(3.0), rel=1e-14) == mixture.TAIL_P
+
+
+def test_sample_stats_match_numpy() -> None:
+    x = np.random.default_rng(3).standard_normal((3, 500, 2)) * 2.0 + 5.0  # off-centre: no cancellation
+    variance, tail = mixture.sample_stats(x, 9.0)
+    np.testing.assert_allclose(variance, x.var(axis=1, ddof=1).sum(-1), rtol=1e-13)
+    np.testing.assert_array_equal(tail, (np.linalg.norm(x, axis=-1) > 9.0).mean(axis=1))
 
 
 def test_collapsed_data_without_regularisation_fails_clearly() -> None:
@@ -208,7 +237,7 @@ def test_recursive_training_collapses_the_components() -> None:
 def test_a_first_run_says_it_compiles(tmp_path, monkeypatch) -> None:
     """With an empty numba cache the first fit reports the 'compile' phase, which the run log turns into
     one line; with the kernels cached it does not."""
-    from collapse_tui.engines import gmm, gmm_kernels
+    from collapse_tui.engines import gmm_kernels
     from collapse_tui.events import Progress
     from collapse_tui.runlog import RunLog
 
@@ -219,13 +248,15 @@ def test_a_first_run_says_it_compiles(tmp_path, monkeypatch) -> None:
     assert gmm_kernels.cached()
     monkeypatch.setattr(gmm_kernels, "cached", lambda: False)
 
+    compiled = gmm_kernels.fit_batch
+
     class NotYetCompiled:  # the kernel as before its first call in this process
         signatures: list = []
 
         def __call__(self, *args):
-            return gmm_kernels.fit_batch(*args)
+            return compiled(*args)
 
-    monkeypatch.setattr(gmm, "fit_batch", NotYetCompiled())
+    monkeypatch.setattr(gmm_kernels, "fit_batch", NotYetCompiled())
     calls = []
     eng = engine(samples=20)
     eng.fit(eng.real_data(rngs(1), 20), rngs(1), lambda *a: calls.append(a))
