@@ -29,10 +29,19 @@ from typing import Any
 
 import numpy as np
 
-from .base import DataError, Fitted, Generated, Param, Report, TorchEngine
+from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine
 from .hub import check_hub
 from .lm_train import Schedule, Trained, train_causal_lm
-from .text_data import HUB_ALTERNATIVE, TextData, local_files, prompt_indices, rare_tokens, read_splits, split_blocks
+from .text_data import (
+    HUB_ALTERNATIVE,
+    TextData,
+    group_blocks,
+    local_files,
+    prompt_indices,
+    rare_tokens,
+    read_splits,
+    split_blocks,
+)
 from .text_metrics import METRICS, seq_ppl_stats, text_metrics
 
 INIT_SEED = 1234  # the tiny model's starting weights: the same for every generation, seed and run
@@ -54,6 +63,7 @@ class OPTEngine(TorchEngine):
     preview_kind = "text"
     figures = "collapse_tui.engines.figures.opt"
     METRICS = METRICS
+    DISTANCE = Metric("perplexity of the other chain's text under this chain's model", "per token", log=True)
     can_score = True
     requires = ("torch", "transformers", "tokenizers", "safetensors")
     PARAMS = {
@@ -407,6 +417,23 @@ class OPTEngine(TorchEngine):
                 }
             )
         return rows
+
+    def distance(self, model: Any, other_model: Any, other_samples: np.ndarray) -> np.ndarray:
+        """Cross-perplexity: exp of this model's mean NLL per token on the other chain's generated text
+        (re-tokenised into this engine's blocks), up to EVAL_MAX blocks per seed."""
+        return np.array([float(np.exp(self.block_nll(model, s[:EVAL_MAX]).mean())) for s in other_samples])
+
+    # --- text shared with other chains ------------------------------------------------------------
+    def to_shared(self, samples: np.ndarray) -> list[list[str]]:
+        return [self.decode(s) for s in samples]
+
+    def from_shared(self, shared: list[list[str]]) -> np.ndarray:
+        """Each seed's texts tokenised by this engine's tokenizer, concatenated and cut into block_size blocks
+        (the remainder dropped), as many blocks for every seed as the shortest gives: (S, n', block_size)."""
+        tok, size = self.dataset().tokenizer, self.params.block_size
+        blocks = [group_blocks(encode_lines(tok, texts), size) for texts in shared]
+        n = min(len(b) for b in blocks)
+        return np.stack([b[:n] for b in blocks])
 
     def prompt_texts(self) -> list[str]:
         train = self.dataset().train

@@ -1,0 +1,89 @@
+"""Chains: the model lineages of one run. A single-engine preset is one chain with no name (its rows,
+files and state are as they always were); a preset with [[chains]] declares several, each with a name,
+an engine, that engine's keys and its seeds. Seed i of every chain is one replicate of the population:
+chains exchange samples and are compared seed by seed.
+
+Run directory of a multi-chain run: every metrics row has a `chain` field (the chain's name);
+samples/<chain>/gen-NNNNNN.* per chain; state/reference-<chain>-<seed>/ and, in a checkpoint,
+<chain>.data<i> / <chain>.pool<i> arrays, <chain>-model<i>/ folders and rng.json as {chain: states}.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .engines import Engine
+
+if TYPE_CHECKING:
+    from .config import Config
+
+CHAIN_KEYS = ("name", "engine", "seeds")  # a [[chains]] table's own keys; the rest are its engine's
+CHAIN_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+DISTANCE_PREFIX = "dist_"  # row key of a chain's distance to another chain: dist_<other chain's name>
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    name: str  # "" for the one chain of a single-engine preset
+    engine_name: str
+    params: dict[str, Any]
+    seeds: list[int]
+
+
+def chain_specs(cfg: Config) -> list[ChainSpec]:
+    if not cfg.chains:
+        return [ChainSpec("", cfg.engine_name, cfg.engine, cfg.seeds)]
+    return [
+        ChainSpec(c["name"], c["engine"], {k: v for k, v in c.items() if k not in CHAIN_KEYS}, c["seeds"])
+        for c in cfg.chains
+    ]
+
+
+def chain_names(cfg: Config) -> list[str]:
+    """The chains' names; [] for a single-engine preset (its rows carry no chain)."""
+    return [c["name"] for c in cfg.chains]
+
+
+def row_key(row: dict[str, Any]) -> tuple[str, int]:
+    """What identifies a metrics row within a generation: its chain ("" for none) and seed."""
+    return row.get("chain", ""), row["seed"]
+
+
+@dataclass
+class Group:
+    """The seeds that train together, and what they carry from one generation to the next."""
+
+    seeds: list[int]
+    rngs: list[np.random.Generator]
+    real: np.ndarray
+    data: np.ndarray
+    pool: np.ndarray
+    reference: Any = None
+    model: Any = None
+    rng_states: list[dict[str, Any]] | None = None  # as at the end of the last finished generation
+
+
+@dataclass
+class Chain:
+    """One chain at run time: its engine and its groups of seeds."""
+
+    name: str
+    engine: Engine
+    seeds: list[int]
+    groups: list[Group] = field(default_factory=list)
+
+    def state_name(self, what: str) -> str:
+        """A file or folder name in state/ ('model0'; 'a-model0' for chain a of a multi-chain run)."""
+        return f"{self.name}-{what}" if self.name else what
+
+    def array_name(self, what: str) -> str:
+        """A key in a checkpoint's data.npz ('data0'; 'a.data0')."""
+        return f"{self.name}.{what}" if self.name else what
+
+    @property
+    def rngs(self) -> list[np.random.Generator]:
+        return [r for g in self.groups for r in g.rngs]
