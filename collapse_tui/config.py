@@ -172,12 +172,19 @@ def apply_override(raw: dict[str, Any], item: str, cwd: Path | None = None) -> N
     A path given on the command line is relative to cwd, not to the preset file."""
     key, sep, text = item.partition("=")
     parts = key.strip().split(".")
-    if not sep or len(parts) != 2 or not all(parts):
-        raise ConfigError(f"--set {item}: expected SECTION.KEY=VALUE, e.g. experiment.generations=5")
+    chain = len(parts) == 3 and parts[0] == "chains"
+    if not sep or (len(parts) != 2 and not chain) or not all(parts):
+        raise ConfigError(
+            f"--set {item}: expected SECTION.KEY=VALUE, e.g. experiment.generations=5 (chains.NAME.KEY=VALUE "
+            "for a chain's key)"
+        )
     try:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         value = text
+    if chain:
+        _override_chain(raw, parts[1], parts[2], value, cwd)
+        return
     section = raw.setdefault(parts[0], {})
     if not isinstance(section, dict):
         raise ConfigError(f"{parts[0]}: expected a table, got {section!r}")
@@ -186,6 +193,26 @@ def apply_override(raw: dict[str, Any], item: str, cwd: Path | None = None) -> N
     if cwd is not None and param is not None and param.kind is Path and isinstance(value, str) and value:
         value = str((cwd / value).resolve())
     section[parts[1]] = value
+
+
+def _override_chain(raw: dict[str, Any], name: str, key: str, value: Any, cwd: Path | None) -> None:
+    """--set chains.NAME.KEY=VALUE: a key of the [[chains]] table named NAME."""
+    chains = raw.get("chains")
+    table = (
+        next((c for c in chains if isinstance(c, dict) and c.get("name") == name), None)
+        if isinstance(chains, list)
+        else None
+    )
+    if table is None:
+        names = [c.get("name") for c in chains if isinstance(c, dict)] if isinstance(chains, list) else []
+        raise ConfigError(
+            f"--set chains.{name}.{key}: no chain named {name!r} (chains: {', '.join(map(str, names)) or 'none'})"
+        )
+    engine = table.get("engine")
+    param = _engine(engine).PARAMS.get(key) if engine in engine_names() else None
+    if cwd is not None and param is not None and param.kind is Path and isinstance(value, str) and value:
+        value = str((cwd / value).resolve())
+    table[key] = value
 
 
 def validate(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
