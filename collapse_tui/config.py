@@ -87,6 +87,12 @@ class Config:
     def seeds(self) -> list[int]:
         return self.experiment["seeds"]
 
+    def chain(self, name: str) -> Config:
+        """Chain name of a [[chains]] preset as a single-engine config (its engine, keys and seeds)."""
+        c = next(c for c in self.chains if c["name"] == name)
+        params = {k: v for k, v in c.items() if k not in CHAIN_KEYS}
+        return Config(self.experiment | {"engine": c["engine"], "seeds": c["seeds"]}, self.data, params)
+
     def to_toml(self) -> str:
         experiment = dict(self.experiment)
         if self.seeds == list(range(len(self.seeds))):

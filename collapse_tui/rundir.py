@@ -279,6 +279,12 @@ class RunDir:
         atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
 
     # samples/
+    def chain_view(self, chain: str) -> RunDir:
+        """The run as one of its chains' readers see it: the chain's samples in samples/ (read only)."""
+        view = RunDir(self.path)
+        view.samples_dir = self.samples_dir / chain
+        return view
+
     def chain_samples_dir(self, chain: str = "") -> Path:
         """samples/, or samples/<chain>/ for a chain of a multi-chain run."""
         return self.samples_dir / chain if chain else self.samples_dir
