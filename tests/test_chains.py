@@ -202,11 +202,15 @@ def test_an_ecosystem_killed_then_resumed_equals_the_uninterrupted_run(tmp_path,
     assert run.metrics_path.read_text().splitlines() == expected
 
 
-TEXT = ["experiment.generations=2", "experiment.checkpoint_seconds=0"] + [
-    f"chains.{c}.{k}"
-    for c in ("bpe500", "bpe1000")
-    for k in ("max_chars=6000", "block_size=16", "epochs=1", "num_beams=1", "tiny_hidden=32", "tiny_heads=2")
-] + ["chains.bpe500.vocab_size=300", "chains.bpe1000.vocab_size=400"]
+TEXT = (
+    ["experiment.generations=2", "experiment.checkpoint_seconds=0"]
+    + [
+        f"chains.{c}.{k}"
+        for c in ("bpe500", "bpe1000")
+        for k in ("max_chars=6000", "block_size=16", "epochs=1", "num_beams=1", "tiny_hidden=32", "tiny_heads=2")
+    ]
+    + ["chains.bpe500.vocab_size=300", "chains.bpe1000.vocab_size=400"]
+)
 TEXT_ARGS = [a for s in TEXT for a in ("--set", s)]
 
 
@@ -241,3 +245,35 @@ def test_a_text_ecosystem_resumes_after_kill_9_and_its_models_learn_each_others_
     resumed = cli("--batch", "--resume", str(run.path), cwd=work)
     assert resumed.wait(300) == 0, resumed.stderr.read()
     assert run.metrics_path.read_text().splitlines() == expected
+
+
+def test_compare_export_and_report_go_chain_by_chain(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from collapse_tui.compare import compare_rows, load_runs
+    from collapse_tui.export import read_csv
+    from collapse_tui.report.figures import Options
+    from collapse_tui.report.generic import variance_figure
+
+    run = make_run(tmp_path, "points-ecosystem", "experiment.generations=5", "experiment.seeds=3")
+    rows = RunDir(run).read_metrics()
+    runs = load_runs([run])
+    assert [r.label for r in runs] == ["points-ecosystem · gmm", "points-ecosystem · gauss"]
+    assert [r.engine for r in runs] == ["gmm", "gaussian"]
+    fig = variance_figure(runs, Options())
+    (ax,) = fig.axes
+    assert len(ax.lines) == 2  # a line per chain: its medians over seeds
+    for line, chain in zip(ax.lines, ("gmm", "gauss")):
+        want = [
+            np.median([r["variance"] for r in rows if r["generation"] == g and r["chain"] == chain]) for g in range(5)
+        ]
+        np.testing.assert_allclose(line.get_ydata(), want, rtol=1e-12)
+    got = {r["run"]: r["final"] for r in compare_rows(runs) if r["metric"] == "w2"}
+    for chain in ("gmm", "gauss"):  # chains as columns: each chain's median at the last generation
+        w2 = [r["w2"] for r in rows if r["generation"] == 4 and r["chain"] == chain]
+        assert got[f"points-ecosystem · {chain}"] == pytest.approx(np.median(w2), rel=1e-12)
+    assert main(["export", str(run), "--csv", str(tmp_path / "out.csv")]) == 0
+    exported = read_csv(tmp_path / "out.csv")
+    assert list(exported[0])[:3] == ["chain", "seed", "generation"]
+    assert [(r["chain"], r["seed"], r["generation"]) for r in exported] == [
+        (r["chain"], r["seed"], r["generation"]) for r in rows
+    ]
