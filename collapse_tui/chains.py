@@ -1,7 +1,7 @@
-"""Chains: the model lineages of one run. A single-engine preset is one chain with no name (its rows,
-files and state are as they always were); a preset with [[chains]] declares several, each with a name,
-an engine, that engine's keys and its seeds. Seed i of every chain is one replicate of the population:
-chains exchange samples and are compared seed by seed.
+"""Chains: the model lineages of one run. A single-engine preset is one chain with no name (its rows, files
+and state are as they always were); a preset with [[chains]] declares several, each with a name, an
+engine, that engine's keys and its seeds (the experiment's unless it gives its own). Seed i of every
+chain is one replicate of the population: chains exchange samples and are compared seed by seed.
 
 Run directory of a multi-chain run: every metrics row has a `chain` field (the chain's name);
 samples/<chain>/gen-NNNNNN.* per chain; state/reference-<chain>-<seed>/ and, in a checkpoint,
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .engines import Engine
+from .engines import DataError, Engine
 
 if TYPE_CHECKING:
     from .config import Config
@@ -38,7 +38,9 @@ def chain_specs(cfg: Config) -> list[ChainSpec]:
     if not cfg.chains:
         return [ChainSpec("", cfg.engine_name, cfg.engine, cfg.seeds)]
     return [
-        ChainSpec(c["name"], c["engine"], {k: v for k, v in c.items() if k not in CHAIN_KEYS}, c["seeds"])
+        ChainSpec(
+            c["name"], c["engine"], {k: v for k, v in c.items() if k not in CHAIN_KEYS}, c.get("seeds", cfg.seeds)
+        )
         for c in cfg.chains
     ]
 
@@ -87,3 +89,13 @@ class Chain:
     @property
     def rngs(self) -> list[np.random.Generator]:
         return [r for g in self.groups for r in g.rngs]
+
+
+def check_shapes(chains: list[Chain]) -> None:
+    """Chains that exchange arrays (the default to_shared) must hold examples of one shape: DataError, one
+    line, at the start of the run when the shapes were not known from the params (image files)."""
+    arrays = [ch for ch in chains if type(ch.engine).to_shared is Engine.to_shared]
+    shapes = {ch.name: ch.groups[0].real.shape[2:] for ch in arrays}
+    if len(set(shapes.values())) > 1:
+        described = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise DataError(f"chains: examples of different shapes cannot feed each other ({described})")

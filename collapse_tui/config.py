@@ -91,7 +91,7 @@ class Config:
         """Chain name of a [[chains]] preset as a single-engine config (its engine, keys and seeds)."""
         c = next(c for c in self.chains if c["name"] == name)
         params = {k: v for k, v in c.items() if k not in CHAIN_KEYS}
-        return Config(self.experiment | {"engine": c["engine"], "seeds": c["seeds"]}, self.data, params)
+        return Config(self.experiment | {"engine": c["engine"], "seeds": c.get("seeds", self.seeds)}, self.data, params)
 
     def to_toml(self) -> str:
         experiment = dict(self.experiment)
@@ -352,7 +352,8 @@ def _validate_chains(raw: dict[str, Any], base_dir: Path | None) -> Config:
         params = _engine_keys(f"chains.{name}", engine_name, keys, data, base_dir)
         cls = _engine(engine_name)
         kinds[name] = (cls.preview_kind, cls(params).example_shape())
-        chains.append({"name": name, "engine": engine_name, "seeds": seeds, **params})
+        own = {"seeds": seeds} if "seeds" in table else {}  # else the experiment's, whatever --set makes them
+        chains.append({"name": name, "engine": engine_name, **own, **params})
     first, (kind, shape) = next(iter(kinds.items()))
     for name, (k, s) in kinds.items():
         if k != kind or (s is not None and shape is not None and s != shape):
@@ -437,6 +438,12 @@ def run_name(spec: str, cfg: Config) -> str:
         for key, value in new.items():
             skip = key in (("name", "description", "engine") if section == "experiment" else paths)
             if value != old.get(key) and not skip:
+                parts.append(_name_part(key, value))
+    for chain in cfg.chains:  # a chain's changed keys too
+        old = next((c for c in preset.chains if c["name"] == chain["name"]), {})
+        paths = {k for k, p in _engine(chain["engine"]).PARAMS.items() if p.kind is Path}
+        for key, value in chain.items():
+            if key not in ("name", "engine", *paths) and value != old.get(key):
                 parts.append(_name_part(key, value))
     name = "-".join([cfg.name, *parts[:RUN_NAME_PARTS]])
     return re.sub(r"[^A-Za-z0-9._-]", "", name)[:64]

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .chains import DISTANCE_PREFIX, Chain, Group, chain_specs
+from .chains import DISTANCE_PREFIX, Chain, Group, chain_specs, check_shapes
 from .datamodes import next_data
 from .engines import Engine, engine_class
 from .events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
@@ -116,6 +116,8 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
         emit(RunStarted(rundir.path, cfg.name, cfg.engine_name, cfg.generations, tuple(cfg.seeds), done + 1))
         for ch in chains:
             ch.groups = ch.groups or [_new_group(ch.engine, seeds) for seeds in _seed_groups(ch.engine, ch.seeds)]
+        if len(chains) > 1:
+            check_shapes(chains)
         last_ckpt = last_status = time.monotonic()
         for gen in range(done + 1, cfg.generations):
             control.check()

@@ -277,3 +277,18 @@ def test_compare_export_and_report_go_chain_by_chain(tmp_path, capsys):
     assert [(r["chain"], r["seed"], r["generation"]) for r in exported] == [
         (r["chain"], r["seed"], r["generation"]) for r in rows
     ]
+
+
+def test_arrays_of_different_shapes_are_refused_in_one_line():
+    """Shapes not known from the params (image files) are checked when the run starts."""
+    from collapse_tui.chains import Chain, Group, check_shapes
+    from collapse_tui.engines import DataError
+    from collapse_tui.engines.gaussian import GaussianEngine
+
+    def chain(name: str, shape: tuple[int, ...]) -> Chain:
+        real = np.zeros((1, 5, *shape))
+        return Chain(name, GaussianEngine(), [0], [Group([0], [np.random.default_rng(0)], real, real, real)])
+
+    check_shapes([chain("a", (8, 8)), chain("b", (8, 8))])
+    with pytest.raises(DataError, match=r"chains: examples of different shapes .*a \(8, 8\), b \(28, 28\)"):
+        check_shapes([chain("a", (8, 8)), chain("b", (28, 28))])
