@@ -9,7 +9,7 @@ from test_tui import SIZE, run_async, trend_values, wait_for
 
 from collapse_tui.rundir import RunDir
 from collapse_tui.tui.app import build_app
-from collapse_tui.tui.components import SamplesView
+from collapse_tui.tui.components import SamplesView, Trend
 from collapse_tui.tui.run_screen import RunScreen
 
 
@@ -36,3 +36,19 @@ async def test_c_picks_the_chain_the_run_screen_shows(tmp_path):
             assert "dist_" + {"gmm": "gauss", "gauss": "gmm"}[chain] in screen.run_state.keys
             await pilot.press("c")
         assert screen.chain == "gmm"  # round again
+        await pilot.press("v")  # a row per chain and metric, each that chain's medians
+        rows_shown = [t for t in screen.query(".chain-trend").results(Trend) if t.display]
+        assert [(t.sub, t.label) for t in rows_shown] == [
+            (k, c) for k in ("perplexity", "variance") for c in ("gmm", "gauss")
+        ]
+        assert not screen.query_one("#trend-variance", Trend).display
+        for t in rows_shown:
+            if t.sub == "variance":
+                want = [
+                    np.median([r["variance"] for r in rows if r["generation"] == g and r["chain"] == t.label])
+                    for g in range(4)
+                ]
+                np.testing.assert_allclose(t.values, want, rtol=1e-12)
+        assert len(str(screen.query_one(".chain-trend", Trend).render()).splitlines()[0]) <= 80
+        await pilot.press("v")
+        assert screen.query_one("#trend-variance", Trend).display

@@ -53,6 +53,7 @@ class RunScreen(Screen):
         Binding("full_stop", "prompt(1)", "Prompt+", key_display=".", group=PROMPT),
         Binding("t", "next_tab", "Pane"),
         Binding("c", "next_chain", "Chain"),
+        Binding("v", "toggle_chains", "All chains"),
         *(Binding(str(i + 1), f"tab('{name}')", name.title(), show=False) for i, name in enumerate(TABS)),
         Binding("escape", "back", "Presets"),
         Binding("q", "app.quit", "Quit"),
@@ -65,6 +66,7 @@ class RunScreen(Screen):
     rewrites = var(0)  # RunState.rewrites: generations shown were read again or dropped
     progress: var[Progress | None] = var(None)
     chain = var("")  # the chain whose series, table and samples show ("" for a single-engine run)
+    all_chains = var(False)  # the trends: a row per chain and metric, or the chosen chain's alone
 
     def __init__(self, rundir: RunDir, cfg: Config, start: str = "browse"):
         """start: 'new' runs at once, 'resume' resumes at once, 'browse' shows what is on disk."""
@@ -83,6 +85,12 @@ class RunScreen(Screen):
         yield Static(id="status")
         yield Trend("perplexity", log=True, total=self.cfg.generations, id="trend-perplexity")
         yield Trend("variance", total=self.cfg.generations, id="trend-variance")
+        if len(self.run_state.chains) > 1:  # shown by v: a row per chain and metric
+            for key in SERIES:
+                for c in self.run_state.chains:
+                    trend = Trend(c, log=key == "perplexity", total=self.cfg.generations, sub=key, classes="chain-trend")
+                    trend.display = False
+                    yield trend
         yield ProgressRow(self.run_state, id="progress-row").data_bind(
             RunScreen.state, RunScreen.done, RunScreen.progress
         )
@@ -200,6 +208,11 @@ class RunScreen(Screen):
         self._draw_status()
         self._draw_trends()
 
+    def watch_all_chains(self, all_chains: bool) -> None:
+        for trend in self.query(Trend):
+            trend.display = trend.has_class("chain-trend") == all_chains
+        self._draw_trends()
+
     def watch_chain(self, chain: str) -> None:
         self.run_state.chain = chain
         self.run_state.rewrites += 1  # the table and the trends show another chain's generations
@@ -229,10 +242,13 @@ class RunScreen(Screen):
 
     def _draw_trends(self) -> None:
         st = self.run_state
-        for key in SERIES:
-            trend = self.query_one(f"#trend-{key}", Trend)
-            trend.values = st.series(key)
-            latest = st.medians[-1].get(key) if st.medians else None
+        trends = [(self.query_one(f"#trend-{key}", Trend), key, st.chain) for key in SERIES]
+        if self.all_chains:
+            trends += [(t, t.sub, t.label) for t in self.query(".chain-trend").results(Trend)]
+        for trend, key, chain in trends:
+            trend.values = st.series(key, chain)
+            medians = st.medians_of[chain]
+            latest = medians[-1].get(key) if medians else None
             trend.band = (latest.lo, latest.hi) if latest is not None else (math.nan, math.nan)
 
     # actions
@@ -246,7 +262,7 @@ class RunScreen(Screen):
             return self.live and st in ("running", "paused")
         if action == "resume":
             return self.can_resume
-        if action == "next_chain":
+        if action in ("next_chain", "toggle_chains"):
             return len(self.run_state.chains) > 1
         if action == "prompt":
             return any(view.prompts for view in self.query(SamplesView))
@@ -291,6 +307,9 @@ class RunScreen(Screen):
     def action_next_chain(self) -> None:
         chains = self.run_state.chains
         self.chain = chains[(chains.index(self.chain) + 1) % len(chains)]
+
+    def action_toggle_chains(self) -> None:
+        self.all_chains = not self.all_chains
 
     def action_tab(self, name: str) -> None:
         self.query_one(TabbedContent).active = name

@@ -91,9 +91,11 @@ class RunState:
                 self.keys_of[c] = scalar_keys(mine)
             self.medians_of[c].append(summarize_rows(mine, self.keys_of[c], self.logs_of[c]))
 
-    def series(self, key: str) -> list[float]:
-        """The medians of key, generation by generation (log10 for log-quantities)."""
-        return [m[key].centre if key in m else math.nan for m in self.medians]
+    def series(self, key: str, chain: str | None = None) -> list[float]:
+        """The medians of key, generation by generation (log10 for log-quantities), of the chain shown or
+        of the chain named."""
+        medians = self.medians if chain is None else self.medians_of[chain]
+        return [m[key].centre if key in m else math.nan for m in medians]
 
     def apply(self, ev: Event) -> None:
         for line in self.runlog.lines(ev):  # the start and the generations, as the batch output has them
