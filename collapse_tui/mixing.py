@@ -41,6 +41,8 @@ def counts(shares: np.ndarray, n: int) -> np.ndarray:
 
 def draw(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """k examples of x (n, ...): without replacement when x has them, else with."""
+    if not len(x):  # e.g. generated text that tokenises to less than one block
+        raise ValueError(f"{k} examples to draw from a chain that gave none")
     return x[rng.choice(len(x), k, replace=k > len(x))]
 
 

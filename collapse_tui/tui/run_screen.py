@@ -88,7 +88,8 @@ class RunScreen(Screen):
         if len(self.run_state.chains) > 1:  # shown by v: a row per chain and metric
             for key in SERIES:
                 for c in self.run_state.chains:
-                    trend = Trend(c, log=key == "perplexity", total=self.cfg.generations, sub=key, classes="chain-trend")
+                    log, total = key == "perplexity", self.cfg.generations
+                    trend = Trend(c, log=log, total=total, sub=key, classes="chain-trend")
                     trend.display = False
                     yield trend
         yield ProgressRow(self.run_state, id="progress-row").data_bind(
