@@ -386,6 +386,12 @@ class RunDir:
                 for k in {**getattr(before, s), **getattr(cfg, s)}
                 if getattr(before, s).get(k) != getattr(cfg, s).get(k)
             ]
+            changes += [
+                f"chains.{a['name']}.{k}: {a.get(k)!r} -> {b.get(k)!r}"
+                for a, b in zip(before.chains, cfg.chains)
+                for k in {**a, **b}
+                if a.get(k) != b.get(k)
+            ]
             what = "; ".join(changes[:3]) or "reformatted"
             raise RunDirError(
                 f"{self.path / 'preset.toml'}: changed since the run started ({what}); resume needs the preset it"
