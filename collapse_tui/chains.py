@@ -99,3 +99,41 @@ def check_shapes(chains: list[Chain]) -> None:
     if len(set(shapes.values())) > 1:
         described = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
         raise DataError(f"chains: examples of different shapes cannot feed each other ({described})")
+
+
+@dataclass
+class Step:
+    """One group's generation: its model, the samples the next data are drawn from, its metrics rows."""
+
+    model: Any
+    samples: np.ndarray
+    rows: list[dict[str, Any]]
+
+
+def shared_samples(chains: list[Chain], steps: list[list[Step]]) -> list[list[np.ndarray | None]]:
+    """received[c][d]: chain d's samples of this generation in chain c's data form (None for d = c), through
+    to_shared and from_shared: text re-tokenised, arrays as they are."""
+    samples = [np.concatenate([s.samples for s in ch_steps]) for ch_steps in steps]
+    shared = [ch.engine.to_shared(x) for ch, x in zip(chains, samples)]
+    return [
+        [None if d == c else ch.engine.from_shared(shared[d]) for d in range(len(chains))]
+        for c, ch in enumerate(chains)
+    ]
+
+
+def measure_distances(chains: list[Chain], steps: list[list[Step]], received: list[list[Any]]) -> None:
+    """Add to each chain's rows its engine's distance to every other chain, seed by seed (groups pair up:
+    chains of one kind of data group their seeds alike)."""
+    for c, ch in enumerate(chains):
+        if ch.engine.DISTANCE is None:
+            continue
+        for d, other in enumerate(chains):
+            if d == c or len(steps[d]) != len(steps[c]):
+                continue
+            start = 0
+            for step, other_step in zip(steps[c], steps[d]):
+                k = len(step.rows)
+                values = ch.engine.distance(step.model, other_step.model, received[c][d][start : start + k])
+                start += k
+                for row, v in zip(step.rows, values):
+                    row[DISTANCE_PREFIX + other.name] = float(v)

@@ -22,17 +22,16 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .chains import DISTANCE_PREFIX, Chain, Group, chain_specs, check_shapes
+from .chains import Chain, Group, Step, chain_specs, check_shapes, measure_distances, shared_samples
 from .datamodes import next_data
 from .engines import Engine, engine_class
 from .events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
-from .mixing import mix_chain, pool_seeds, proportions
+from .mixing import synthetic_data
 from .rundir import RunDir, RunDirError, atomic_write, disk_full, now_iso
 
 PROGRESS_INTERVAL = 0.1  # seconds between Progress events inside a generation
@@ -131,10 +130,11 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
                 ]
                 for ch in chains
             ]
-            received = _received(chains, steps) if len(chains) > 1 else None
+            received = shared_samples(chains, steps) if len(chains) > 1 else None
             if received is not None:
-                _measure_distances(chains, steps, received)
-            nexts = [_next_data(ch, st, data_cfg, mixed) for ch, st, mixed in _mixed(chains, steps, data_cfg, received)]
+                measure_distances(chains, steps, received)
+            mixed = synthetic_data(chains, steps, data_cfg, received)
+            nexts = [_next_data(ch, st, data_cfg, x) for ch, st, x in zip(chains, steps, mixed)]
             # the generation is finished: commit every group's new state at once
             rows = []
             for ch, ch_steps, ch_next in zip(chains, steps, nexts):
@@ -180,15 +180,6 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}".splitlines()[0]
 
 
-@dataclass
-class Step:
-    """One group's generation: its model, the samples the next data are drawn from, its metrics rows."""
-
-    model: Any
-    samples: np.ndarray
-    rows: list[dict[str, Any]]
-
-
 def _one_generation(
     engine: Engine, g: Group, gen: int, data_cfg: dict[str, Any], report, rundir: RunDir, keep_preview: bool, chain: str
 ) -> Step:
@@ -216,47 +207,6 @@ def _one_generation(
         for seed, m in zip(g.seeds, metrics)
     ]
     return Step(model, samples, rows)
-
-
-def _received(chains: list[Chain], steps: list[list[Step]]) -> list[list[np.ndarray | None]]:
-    """received[c][d]: chain d's samples of this generation in chain c's data form (None for d = c)."""
-    samples = [np.concatenate([s.samples for s in ch_steps]) for ch_steps in steps]
-    shared = [ch.engine.to_shared(x) for ch, x in zip(chains, samples)]
-    return [
-        [None if d == c else ch.engine.from_shared(shared[d]) for d in range(len(chains))]
-        for c, ch in enumerate(chains)
-    ]
-
-
-def _measure_distances(chains: list[Chain], steps: list[list[Step]], received: list[list[Any]]) -> None:
-    """Add to each chain's rows its engine's distance to every other chain, seed by seed (groups pair up:
-    chains of one kind of data group their seeds alike)."""
-    for c, ch in enumerate(chains):
-        if ch.engine.DISTANCE is None:
-            continue
-        for d, other in enumerate(chains):
-            if d == c or len(steps[d]) != len(steps[c]):
-                continue
-            start = 0
-            for step, other_step in zip(steps[c], steps[d]):
-                k = len(step.rows)
-                values = ch.engine.distance(step.model, other_step.model, received[c][d][start : start + k])
-                start += k
-                for row, v in zip(step.rows, values):
-                    row[DISTANCE_PREFIX + other.name] = float(v)
-
-
-def _mixed(chains: list[Chain], steps: list[list[Step]], data_cfg: dict[str, Any], received: list[list[Any]] | None):
-    """(chain, its steps, its synthetic data for the next generation (S, n', ...) or None: each group's own
-    samples), the chains' samples mixed by the preset's proportions and shares (mixing.py)."""
-    shares = proportions(data_cfg, len(chains))
-    for c, (ch, ch_steps) in enumerate(zip(chains, steps)):
-        if shares[c, c] == 1 and not data_cfg["share_seeds"]:
-            yield ch, ch_steps, None
-            continue
-        own = np.concatenate([s.samples for s in ch_steps])
-        mixed = own if shares[c, c] == 1 else mix_chain(c, own, received[c], shares[c], ch.rngs)
-        yield ch, ch_steps, pool_seeds(mixed, data_cfg["share_seeds"], data_cfg["population"], ch.rngs)
 
 
 def _next_data(

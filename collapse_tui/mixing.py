@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .chains import Chain, Step
+
 
 def proportions(data: dict[str, Any], chains: int) -> np.ndarray:
     """The (chains, chains) matrix of what each chain's synthetic data are drawn from."""
@@ -75,3 +77,21 @@ def pool_seeds(samples: np.ndarray, share: float, population: int, rngs: list[np
         others = [j for j in range(start, start + size) if j != i]
         out.append(np.concatenate([samples[i]] + [samples[j] if k == n else draw(samples[j], k, rng) for j in others]))
     return np.stack(out)
+
+
+def synthetic_data(
+    chains: list[Chain], steps: list[list[Step]], data: dict[str, Any], received: list[list[Any]] | None
+) -> list[np.ndarray | None]:
+    """Each chain's synthetic data for its next generation, (S, n', ...), its samples mixed by the preset's
+    proportions and shares; None for a chain that draws nothing (its groups' own samples, as they are).
+    received: chains.shared_samples() (None for a single chain)."""
+    shares = proportions(data, len(chains))
+    out: list[np.ndarray | None] = []
+    for c, (ch, ch_steps) in enumerate(zip(chains, steps)):
+        if shares[c, c] == 1 and not data["share_seeds"]:
+            out.append(None)
+            continue
+        own = np.concatenate([s.samples for s in ch_steps])
+        mixed = own if shares[c, c] == 1 else mix_chain(c, own, received[c], shares[c], ch.rngs)
+        out.append(pool_seeds(mixed, data["share_seeds"], data["population"], ch.rngs))
+    return out
