@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import loop
+from .chains import chain_names
 from .events import Event, GenerationDone, RunFailed, RunFinished, RunStarted
 from .events import Progress as ProgressEvent
 from .rundir import RunDir
@@ -95,9 +96,13 @@ class BatchView:
 
     def summary(self, rundir: RunDir, state: str) -> None:
         rows = rundir.read_metrics()
-        if rows:
-            log_keys = log_keys_of(rundir.config().engine_name)
-            self.print(summary_table(rows, self.name, self.tty, log_keys, ascii=self.ascii))
+        cfg = rundir.config()
+        for chain in chain_names(cfg) or [""]:  # a table per chain
+            mine = [r for r in rows if r.get("chain", "") == chain]
+            if mine:
+                log_keys = log_keys_of(cfg.chain(chain).engine_name if chain else cfg.engine_name)
+                title = f"{self.name} · {chain}" if chain else self.name
+                self.print(summary_table(mine, title, self.tty, log_keys, ascii=self.ascii))
         error = rundir.read_status().get("error")
         if state == "failed" and sys.stderr is not None:
             print(f"collapse-tui: {failed_line(error, rundir.path)}", file=sys.stderr)

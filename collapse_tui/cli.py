@@ -96,7 +96,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
             print(f"{name:<22} {'error':<9} {'':<10} {'':<14} {e}")
             continue
         needs = ",".join(requirements(cfg)) or "-"
-        print(f"{name:<22} {cfg.engine_name:<9} {cfg.data['mode']:<10} {needs:<14} {cfg.experiment['description']}")
+        engines = "+".join(dict.fromkeys(c["engine"] for c in cfg.chains)) or cfg.engine_name  # chains: each engine
+        print(f"{name:<22} {engines:<9} {cfg.data['mode']:<10} {needs:<14} {cfg.experiment['description']}")
     print(f"engines: {', '.join(sorted(engine_names()))}")
     return 0
 

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from .chains import chain_names
 from .config import Config, ConfigError
 from .numbers import fmt, plural
 from .rundir import RunDir, run_state
@@ -82,10 +83,28 @@ def load_run(path: Path | str | RunDir) -> Run:
 
 
 def load_runs(paths: Sequence[Path | str | RunDir]) -> list[Run]:
+    """The runs, labelled; a run of several chains as one Run per chain ('label · chain'): reports draw a
+    line per chain and compare puts chains side by side as it does runs."""
     runs = [load_run(p) for p in paths]
     for run, label in zip(runs, run_labels(runs)):
         run.label = label
-    return runs
+    return [c for run in runs for c in chain_runs(run)]
+
+
+def chain_runs(run: Run) -> list[Run]:
+    if not run.config.chains:
+        return [run]
+    return [
+        Run(
+            run.rundir.chain_view(name),
+            run.config.chain(name),
+            [r for r in run.rows if r.get("chain") == name],
+            run.status,
+            run.state,
+            label=f"{run.label} · {name}",
+        )
+        for name in chain_names(run.config)
+    ]
 
 
 def _flat_config(cfg: Config) -> dict[str, Any]:

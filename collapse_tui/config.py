@@ -23,6 +23,7 @@ from typing import Any
 
 import tomli_w
 
+from .chains import CHAIN_KEYS, CHAIN_NAME_RE, ChainSpec, chain_specs
 from .engines import PRESET_GROUP, DataError, EngineError, Param, engine_class, engine_names, entry_points
 
 MODES = ("replace", "keep", "accumulate", "accumulate-subsample", "fresh")
@@ -45,8 +46,15 @@ DATA: dict[str, Param] = {
     ),
     # at most 100 samples drawn per sample kept: a smaller share only eats the machine's memory
     "filter_keep": Param(0.9, float, "filter: share of generated samples kept", 0.01, 1),
+    # mixing (collapse_tui/mixing.py): what the synthetic part of a training set is drawn from
+    "share_others": Param(0.0, float, "[[chains]]: share of a chain's synthetic data from the other chains", 0, 1),
+    "mix": Param([], list, "[[chains]]: matrix, row = receiving chain, column = source chain, rows sum to 1"),
+    "share_seeds": Param(0.0, float, "share of every other seed's samples a seed adds to its own", 0, 1),
+    "population": Param(0, int, "share_seeds: seeds pool in consecutive groups of this many (0: all)", min=0),
 }
-SECTIONS = ("experiment", "data", "engine")
+# written to preset.toml only when set: a run made before they existed still resumes (same preset text)
+MIXING_DEFAULTS = {k: DATA[k].default for k in ("share_others", "mix", "share_seeds", "population")}
+SECTIONS = ("experiment", "data", "engine", "chains")
 MAX_PRESET_BYTES = 2**20
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -59,7 +67,8 @@ class ConfigError(ValueError):
 class Config:
     experiment: dict[str, Any]
     data: dict[str, Any]
-    engine: dict[str, Any]
+    engine: dict[str, Any]  # {} when the preset declares [[chains]]
+    chains: tuple[dict[str, Any], ...] = ()  # [[chains]]: name, engine, seeds and that engine's keys each
 
     @property
     def name(self) -> str:
@@ -67,7 +76,8 @@ class Config:
 
     @property
     def engine_name(self) -> str:
-        return self.experiment["engine"]
+        """The engine; with [[chains]], the first chain's (what labels and preview kinds go by)."""
+        return self.chains[0]["engine"] if self.chains else self.experiment["engine"]
 
     @property
     def generations(self) -> int:
@@ -77,11 +87,21 @@ class Config:
     def seeds(self) -> list[int]:
         return self.experiment["seeds"]
 
+    def chain(self, name: str) -> Config:
+        """Chain name of a [[chains]] preset as a single-engine config (its engine, keys and seeds)."""
+        c = next(c for c in self.chains if c["name"] == name)
+        params = {k: v for k, v in c.items() if k not in CHAIN_KEYS}
+        return Config(self.experiment | {"engine": c["engine"], "seeds": c.get("seeds", self.seeds)}, self.data, params)
+
     def to_toml(self) -> str:
         experiment = dict(self.experiment)
         if self.seeds == list(range(len(self.seeds))):
             experiment["seeds"] = len(self.seeds)  # 0 .. n-1 written as its count
-        return tomli_w.dumps({"experiment": experiment, "data": self.data, "engine": self.engine})
+        data = {k: v for k, v in self.data.items() if MIXING_DEFAULTS.get(k, object()) != v}
+        if not self.chains:
+            return tomli_w.dumps({"experiment": experiment, "data": data, "engine": self.engine})
+        del experiment["engine"]
+        return tomli_w.dumps({"experiment": experiment, "data": data, "chains": list(self.chains)})
 
 
 @functools.cache
@@ -158,12 +178,19 @@ def apply_override(raw: dict[str, Any], item: str, cwd: Path | None = None) -> N
     A path given on the command line is relative to cwd, not to the preset file."""
     key, sep, text = item.partition("=")
     parts = key.strip().split(".")
-    if not sep or len(parts) != 2 or not all(parts):
-        raise ConfigError(f"--set {item}: expected SECTION.KEY=VALUE, e.g. experiment.generations=5")
+    chain = len(parts) == 3 and parts[0] == "chains"
+    if not sep or (len(parts) != 2 and not chain) or not all(parts):
+        raise ConfigError(
+            f"--set {item}: expected SECTION.KEY=VALUE, e.g. experiment.generations=5 (chains.NAME.KEY=VALUE "
+            "for a chain's key)"
+        )
     try:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         value = text
+    if chain:
+        _override_chain(raw, parts[1], parts[2], value, cwd)
+        return
     section = raw.setdefault(parts[0], {})
     if not isinstance(section, dict):
         raise ConfigError(f"{parts[0]}: expected a table, got {section!r}")
@@ -174,14 +201,39 @@ def apply_override(raw: dict[str, Any], item: str, cwd: Path | None = None) -> N
     section[parts[1]] = value
 
 
+def _override_chain(raw: dict[str, Any], name: str, key: str, value: Any, cwd: Path | None) -> None:
+    """--set chains.NAME.KEY=VALUE: a key of the [[chains]] table named NAME."""
+    chains = raw.get("chains")
+    table = (
+        next((c for c in chains if isinstance(c, dict) and c.get("name") == name), None)
+        if isinstance(chains, list)
+        else None
+    )
+    if table is None:
+        names = [c.get("name") for c in chains if isinstance(c, dict)] if isinstance(chains, list) else []
+        raise ConfigError(
+            f"--set chains.{name}.{key}: no chain named {name!r} (chains: {', '.join(map(str, names)) or 'none'})"
+        )
+    engine = table.get("engine")
+    param = _engine(engine).PARAMS.get(key) if engine in engine_names() else None
+    if cwd is not None and param is not None and param.kind is Path and isinstance(value, str) and value:
+        value = str((cwd / value).resolve())
+    table[key] = value
+
+
 def validate(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
     """Check a parsed preset and fill defaults. Relative paths are resolved against base_dir."""
     for section, value in raw.items():
         if section not in SECTIONS:
             hint = _did_you_mean(section, SECTIONS)
             raise ConfigError(f"[{section}]: unknown section{hint}; expected one of {', '.join(SECTIONS)}")
-        if not isinstance(value, dict):
+        if section == "chains":
+            if not (isinstance(value, list) and value and all(isinstance(c, dict) for c in value)):
+                raise ConfigError(f"chains: expected one or more [[chains]] tables, got {_short(value)}")
+        elif not isinstance(value, dict):
             raise ConfigError(f"{section}: expected a table [{section}], got {value!r}")
+    if "chains" in raw:
+        return _validate_chains(raw, base_dir)
     exp_raw = raw.get("experiment", {})
     names = engine_names()
     if "engine" not in exp_raw:
@@ -197,9 +249,54 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
             f"experiment.name: expected 1-64 letters, digits, '.', '_' or '-' (not first), got {experiment['name']!r}"
         )
     experiment["seeds"] = _seeds(experiment["seeds"])
+    data = _data(raw, experiment["seeds"], chains=0)
+    engine = _engine_keys("engine", experiment["engine"], raw.get("engine", {}), data, base_dir)
+    return Config(experiment, data, engine)
+
+
+def _data(raw: dict[str, Any], seeds: list[int], chains: int) -> dict[str, Any]:
+    """The [data] section, the mixing keys checked against the number of chains and seeds."""
     data = _section("data", raw.get("data", {}), DATA)
-    cls = _engine(experiment["engine"])
-    engine = _section("engine", raw.get("engine", {}), cls.PARAMS, engine_name=experiment["engine"])
+    if chains < 2:
+        for key in ("share_others", "mix"):
+            if data[key] != DATA[key].default:
+                raise ConfigError(f"data.{key}: mixes chains, and the preset declares {chains or 'no'} [[chains]]")
+    if data["share_others"] and data["mix"]:
+        raise ConfigError("data.mix: give either data.mix or data.share_others, not both")
+    if data["mix"]:
+        data["mix"] = _mix_matrix(data["mix"], chains)
+    population = data["population"] or len(seeds)
+    if len(seeds) % population:
+        raise ConfigError(f"data.population: {population} does not divide the {len(seeds)} seeds")
+    if data["mode"] == "keep" and data["keep_fraction"] * (1 + (population - 1) * data["share_seeds"]) > 1:
+        raise ConfigError(
+            "data.keep_fraction: with data.share_seeds the training set grows past the real set; keep mode "
+            "cannot keep that share of real examples"
+        )
+    return data
+
+
+def _mix_matrix(value: Any, chains: int) -> list[list[float]]:
+    ok = (
+        isinstance(value, list)
+        and len(value) == chains
+        and all(isinstance(r, list) and len(r) == chains for r in value)
+        and all(isinstance(x, int | float) and not isinstance(x, bool) and 0 <= x <= 1 for r in value for x in r)
+    )
+    if not ok:
+        raise ConfigError(f"data.mix: expected {chains} rows of {chains} numbers in [0, 1], got {_short(value)}")
+    for i, row in enumerate(value):
+        if abs(sum(row) - 1) > 1e-9:
+            raise ConfigError(f"data.mix: row {i + 1} (what chain {i + 1} trains on) sums to {sum(row):g}, not 1")
+    return [[float(x) for x in row] for row in value]
+
+
+def _engine_keys(
+    where: str, engine_name: str, raw: dict[str, Any], data: dict[str, Any], base_dir: Path | None
+) -> dict[str, Any]:
+    """One engine's keys, checked (paths resolved against base_dir), and checked against [data]."""
+    cls = _engine(engine_name)
+    engine = _section(where, raw, cls.PARAMS, engine_name=engine_name)
     for key, param in cls.PARAMS.items():
         if param.kind is Path:
             engine[key] = str(((base_dir or Path.cwd()) / engine[key]).resolve()) if engine[key] else ""
@@ -212,7 +309,60 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
         raise ConfigError(f"data.mode: 'fresh' needs an engine that can draw new real data; '{cls.name}' cannot")
     if data["filter"] != "none" and not cls.can_score:
         raise ConfigError(f"data.filter: engine '{cls.name}' has no reference scorer; use 'none'")
-    return Config(experiment, data, engine)
+    return engine
+
+
+def _validate_chains(raw: dict[str, Any], base_dir: Path | None) -> Config:
+    """A preset of several chains: [experiment] without an engine, [[chains]] naming each chain's."""
+    if "engine" in raw:
+        raise ConfigError("[engine]: a preset with [[chains]] gives each chain's engine keys in its [[chains]] table")
+    exp_raw = raw.get("experiment", {})
+    if "engine" in exp_raw:
+        raise ConfigError("experiment.engine: a preset with [[chains]] names each chain's engine there; remove it")
+    experiment = _section("experiment", exp_raw, EXPERIMENT)
+    if not NAME_RE.fullmatch(experiment["name"]):
+        raise ConfigError(
+            f"experiment.name: expected 1-64 letters, digits, '.', '_' or '-' (not first), got {experiment['name']!r}"
+        )
+    experiment["seeds"] = _seeds(experiment["seeds"])
+    data = _data(raw, experiment["seeds"], chains=len(raw["chains"]))
+    chains, kinds = [], {}
+    names = engine_names()
+    for i, table in enumerate(raw["chains"]):
+        name = table.get("name")
+        if not (isinstance(name, str) and CHAIN_NAME_RE.fullmatch(name)):
+            raise ConfigError(
+                f"chains[{i}].name: expected 1-32 letters, digits, '_' or '-' (a letter first), got {name!r}"
+            )
+        if any(c["name"] == name for c in chains):
+            raise ConfigError(f"chains[{i}].name: {name!r} names two chains")
+        engine_name = table.get("engine")
+        if engine_name not in names:
+            hint = _did_you_mean(str(engine_name), names)
+            raise ConfigError(
+                f"chains.{name}.engine: unknown engine {engine_name!r}{hint}; expected one of {', '.join(names)}"
+            )
+        seeds = _seeds(table["seeds"]) if "seeds" in table else experiment["seeds"]
+        if len(seeds) != len(experiment["seeds"]):
+            raise ConfigError(
+                f"chains.{name}.seeds: {len(seeds)} seeds, and experiment.seeds has {len(experiment['seeds'])}: "
+                "seed i of every chain is one replicate of the population"
+            )
+        keys = {k: v for k, v in table.items() if k not in CHAIN_KEYS}
+        params = _engine_keys(f"chains.{name}", engine_name, keys, data, base_dir)
+        cls = _engine(engine_name)
+        kinds[name] = (cls.preview_kind, cls(params).example_shape())
+        own = {"seeds": seeds} if "seeds" in table else {}  # else the experiment's, whatever --set makes them
+        chains.append({"name": name, "engine": engine_name, **own, **params})
+    first, (kind, shape) = next(iter(kinds.items()))
+    for name, (k, s) in kinds.items():
+        if k != kind or (s is not None and shape is not None and s != shape):
+            raise ConfigError(
+                f"chains.{name}: its examples ({k}{'' if s is None else f' of shape {s}'}) are not those of chain "
+                f"{first!r} ({kind}{'' if shape is None else f' of shape {shape}'}); chains feed each other examples "
+                "of one kind"
+            )
+    return Config(experiment, data, {}, tuple(chains))
 
 
 def _section(name: str, raw: dict[str, Any], schema: dict[str, Param], engine_name: str = "") -> dict[str, Any]:
@@ -289,6 +439,12 @@ def run_name(spec: str, cfg: Config) -> str:
             skip = key in (("name", "description", "engine") if section == "experiment" else paths)
             if value != old.get(key) and not skip:
                 parts.append(_name_part(key, value))
+    for chain in cfg.chains:  # a chain's changed keys too
+        old = next((c for c in preset.chains if c["name"] == chain["name"]), {})
+        paths = {k for k, p in _engine(chain["engine"]).PARAMS.items() if p.kind is Path}
+        for key, value in chain.items():
+            if key not in ("name", "engine", *paths) and value != old.get(key):
+                parts.append(_name_part(key, value))
     name = "-".join([cfg.name, *parts[:RUN_NAME_PARTS]])
     return re.sub(r"[^A-Za-z0-9._-]", "", name)[:64]
 
@@ -308,39 +464,51 @@ def _name_part(key: str, value: Any) -> str:
 def requirements(cfg: Config) -> list[str]:
     """What a preset needs beyond this package and a CPU: 'torch', 'gpu' (device = "cuda"), 'hub'
     (a download from the Hugging Face hub). For `presets` and the start screen; reads nothing."""
-    cls = _engine(cfg.engine_name)
-    needs = ["torch"] if cls.needs_torch else []
-    if cls.needs_torch and cfg.experiment["device"] == "cuda":
-        needs.append("gpu")
-    if cls(cfg.engine).hub_needs():
-        needs.append("hub")
+    needs: list[str] = []
+    for spec in chain_specs(cfg):
+        cls = _engine(spec.engine_name)
+        new = ["torch"] if cls.needs_torch else []
+        if cls.needs_torch and cfg.experiment["device"] == "cuda":
+            new.append("gpu")
+        if cls(spec.params).hub_needs():
+            new.append("hub")
+        needs += [n for n in new if n not in needs]
     return needs
 
 
 def check_runnable(cfg: Config) -> None:
     """What a run needs beyond a valid preset, checked before its run directory exists: the engine's
     packages installed, its data and model within reach (quick checks, nothing read or downloaded)."""
-    cls = _engine(cfg.engine_name)
-    missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ConfigError(
-            f"engine '{cls.name}' needs {', '.join(missing)}, not installed "
-            "(for the built-in engines: pip install -e '.[torch]', or pip install 'collapse-tui[torch]')"
-        )
-    engine = cls(cfg.engine, device=cfg.experiment["device"])
-    try:
-        engine.preflight()
-    except DataError as e:
-        raise ConfigError(str(e)) from None
-    check_memory(cfg, engine)
+    need = 0
+    for spec in chain_specs(cfg):
+        cls = _engine(spec.engine_name)
+        missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(
+                f"engine '{cls.name}' needs {', '.join(missing)}, not installed "
+                "(for the built-in engines: pip install -e '.[torch]', or pip install 'collapse-tui[torch]')"
+            )
+        engine = cls(spec.params, device=cfg.experiment["device"])
+        try:
+            engine.preflight()
+        except DataError as e:
+            raise ConfigError(str(e)) from None
+        need += memory_need(cfg, spec, engine)
+    check_memory(cfg, need)
 
 
-def check_memory(cfg: Config, engine) -> None:
-    """Refuse a run whose generations cannot fit in the memory this machine has available."""
-    n = int(cfg.engine.get("samples", 0))
+def memory_need(cfg: Config, spec: ChainSpec, engine) -> int:
+    """About the bytes one chain's generation holds (0: not estimated); share_seeds grows its training set."""
+    n = int(spec.params.get("samples", 0))
     drawn = math.ceil(n / cfg.data["filter_keep"]) if cfg.data["filter"] != "none" else n
-    pooled = n * cfg.generations if cfg.data["mode"].startswith("accumulate") else n
-    need = engine.memory_bytes(len(cfg.seeds), drawn, pooled)
+    population = cfg.data["population"] or len(spec.seeds)
+    grown = n + (population - 1) * round(cfg.data["share_seeds"] * n)
+    pooled = grown * cfg.generations if cfg.data["mode"].startswith("accumulate") else grown
+    return engine.memory_bytes(len(spec.seeds), drawn, pooled)
+
+
+def check_memory(cfg: Config, need: int) -> None:
+    """Refuse a run whose generations cannot fit in the memory this machine has available."""
     have = available_memory()
     if need and have and need > have:
         raise ConfigError(
@@ -375,6 +543,11 @@ def _owner(key: str, engine_name: str) -> str:
         except EngineError:
             continue
     return ""
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def _did_you_mean(word: str, options: Any, prefix: str = " ") -> str:

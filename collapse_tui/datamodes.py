@@ -27,14 +27,16 @@ def next_data(
     keep_fraction: float,
     fresh_fraction: float,
     draw_fresh: Callable[[int], np.ndarray],
+    size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(training data, accumulated pool) for the next generation.
 
     replace: the samples alone. keep: keep_fraction of the real examples, redrawn every generation,
     the rest samples. accumulate: everything so far. accumulate-subsample: everything so far, then
     the original size drawn from it. fresh: fresh_fraction newly drawn real examples, the rest samples.
+    size: the training set's size when it is not the real set's (seeds pooling samples: mixing.py).
     """
-    n = real.shape[1]
+    n = size or real.shape[1]
     if mode == "replace":
         return samples[:, :n], pool
     if mode == "keep":

@@ -1,10 +1,10 @@
 """`collapse-tui export RUN_DIR [RUN_DIR ...] --csv FILE [--parquet FILE]`: metrics.jsonl as one flat table.
 
 One row per (seed, generation), one column per metric; with several runs, one table with a first column
-`run` holding each row's run directory name. List-valued metrics (component_stds,
-class_shares ...) spread into name_0, name_1, ... Missing values (null in metrics.jsonl: an infinite
-or undefined number) are empty CSV cells and parquet nulls. Floats are written with repr, so reading
-the CSV back gives the metrics.jsonl values bit for bit.
+`run` holding each row's run directory name; a run of several chains has a `chain` column next.
+List-valued metrics (component_stds, class_shares ...) spread into name_0, name_1, ... Missing values
+(null in metrics.jsonl: an infinite or undefined number) are empty CSV cells and parquet nulls. Floats
+are written with repr, so reading the CSV back gives the metrics.jsonl values bit for bit.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from .config import ConfigError
 from .rundir import RunDir, atomic_write
 
-KEYS_FIRST = ("run", "seed", "generation")  # run: only when several runs are exported
+KEYS_FIRST = ("run", "chain", "seed", "generation")  # run: when several runs are exported; chain: chains
 
 
 def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +38,8 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
 def flat_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns (the union over rows, in first-seen order, seed and generation first) and flat rows."""
     flat = [flatten_row(r) for r in rows]
-    columns: dict[str, None] = dict.fromkeys(KEYS_FIRST if flat and "run" in flat[0] else KEYS_FIRST[1:])
+    first = [k for k in KEYS_FIRST if k in ("seed", "generation") or any(k in r for r in flat)]
+    columns: dict[str, None] = dict.fromkeys(first)
     for r in flat:
         columns.update(dict.fromkeys(r))
     return list(columns), flat

@@ -5,6 +5,11 @@ data mode, become D_{n+1}. Seeds run together when the engine is batched, else o
 A checkpoint (metrics rows, data, RNG states, models) is written at most every checkpoint_seconds
 (every generation of slow engines) and always at the end, on stop and on failure, so a resumed run
 gives the same metrics row for row.
+
+A preset with [[chains]] runs several chains (chains.py) side by side: every chain trains, samples and
+is measured as a single chain is; then each chain's next data are drawn from its own, the other chains'
+and its other seeds' samples (mixing.py) before the data mode applies, and each chain's rows get its
+distance to every other chain (Engine.distance). A single-engine preset is one chain without a name.
 """
 
 from __future__ import annotations
@@ -17,15 +22,16 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .chains import Chain, Group, Step, chain_specs, check_shapes, measure_distances, shared_samples
 from .datamodes import next_data
 from .engines import Engine, engine_class
 from .events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
+from .mixing import synthetic_data
 from .rundir import RunDir, RunDirError, atomic_write, disk_full, now_iso
 
 PROGRESS_INTERVAL = 0.1  # seconds between Progress events inside a generation
@@ -76,20 +82,6 @@ class Control:
             raise Stopped
 
 
-@dataclass
-class Group:
-    """The seeds that train together, and what they carry from one generation to the next."""
-
-    seeds: list[int]
-    rngs: list[np.random.Generator]
-    real: np.ndarray
-    data: np.ndarray
-    pool: np.ndarray
-    reference: Any = None
-    model: Any = None
-    rng_states: list[dict[str, Any]] | None = None  # as at the end of the last finished generation
-
-
 def sample_saved(generation: int, generations: int) -> bool:
     """Which generations keep their samples for the panes: all of short runs, snapshots of long ones."""
     return generations <= 200 or generation <= 10 or generation % 50 == 0 or generation == generations - 1
@@ -107,41 +99,55 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
     t_run = time.monotonic()
     done = -1  # last finished generation
     saved = -1  # last checkpointed generation
-    groups: list[Group] = []
+    chains: list[Chain] = []
     pending: list[dict[str, Any]] = []  # metrics rows since the last checkpoint
     try:
-        engine = engine_class(cfg.engine_name)(cfg.engine, device=cfg.experiment["device"])
+        device = cfg.experiment["device"]
+        chains = [
+            Chain(c.name, engine_class(c.engine_name)(c.params, device=device), c.seeds) for c in chain_specs(cfg)
+        ]
         if ckpt is not None:
             saved = done = ckpt[0]
-            groups = _load_groups(rundir, engine, ckpt[1], cfg.seeds, mode)
+            _load_chains(rundir, chains, ckpt[1], mode)
         if resume:
             rundir.write_metrics(kept)  # rows after the checkpoint are computed again
         rundir.write_status(state="running", generation=done, error=None, started=_started(rundir))
         emit(RunStarted(rundir.path, cfg.name, cfg.engine_name, cfg.generations, tuple(cfg.seeds), done + 1))
-        if not groups:
-            groups = [_new_group(engine, seeds) for seeds in _seed_groups(engine, cfg.seeds)]
+        for ch in chains:
+            ch.groups = ch.groups or [_new_group(ch.engine, seeds) for seeds in _seed_groups(ch.engine, ch.seeds)]
+        if len(chains) > 1:
+            check_shapes(chains)
         last_ckpt = last_status = time.monotonic()
         for gen in range(done + 1, cfg.generations):
             control.check()
             t_gen = control.clock()
             report = _reporter(gen, emit, control, rundir)
             keep_preview = sample_saved(gen, cfg.generations)
-            results = [
-                _one_generation(engine, g, gen, data_cfg, report, rundir, keep_preview and i == 0)
-                for i, g in enumerate(groups)
+            steps = [
+                [
+                    _one_generation(ch.engine, g, gen, data_cfg, report, rundir, keep_preview and i == 0, ch.name)
+                    for i, g in enumerate(ch.groups)
+                ]
+                for ch in chains
             ]
+            received = shared_samples(chains, steps) if len(chains) > 1 else None
+            if received is not None:
+                measure_distances(chains, steps, received)
+            mixed = synthetic_data(chains, steps, data_cfg, received)
+            nexts = [_next_data(ch, st, data_cfg, x) for ch, st, x in zip(chains, steps, mixed)]
             # the generation is finished: commit every group's new state at once
             rows = []
-            for g, (data, pool, model, group_rows) in zip(groups, results):
-                g.data, g.pool, g.model = data, pool, model
-                g.rng_states = [r.bit_generator.state for r in g.rngs]
-                rows += group_rows
+            for ch, ch_steps, ch_next in zip(chains, steps, nexts):
+                for g, step, (data, pool) in zip(ch.groups, ch_steps, ch_next):
+                    g.data, g.pool, g.model = data, pool, step.model
+                    g.rng_states = [r.bit_generator.state for r in g.rngs]
+                    rows += step.rows
             done = gen
             pending += rows
             emit(GenerationDone(gen, tuple(rows), control.clock() - t_gen))
             now = time.monotonic()
             if gen == cfg.generations - 1 or now - last_ckpt >= cfg.experiment["checkpoint_seconds"]:
-                _checkpoint(rundir, engine, gen, groups, pending)
+                _checkpoint(rundir, gen, chains, pending)
                 saved, last_ckpt = gen, time.monotonic()
             if now - last_status >= STATUS_INTERVAL:
                 rundir.write_status(generation=gen, checkpoint_generation=saved)
@@ -153,9 +159,9 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
         state, error = "failed", _one_line(e)
         with contextlib.suppress(OSError):  # a full disk: the status below may still take the one line
             atomic_write(rundir.path / "error.log", traceback.format_exc().encode())
-    if done > saved and groups and groups[0].rng_states is not None:
+    if done > saved and chains and chains[0].groups and chains[0].groups[0].rng_states is not None:
         try:
-            _checkpoint(rundir, engine, done, groups, pending)
+            _checkpoint(rundir, done, chains, pending)
             saved = done
         except Exception as e:  # e.g. a full disk: the previous checkpoint stays valid
             state, error = "failed", error or f"checkpoint failed: {_one_line(e)}"
@@ -175,8 +181,8 @@ def _one_line(e: BaseException) -> str:
 
 
 def _one_generation(
-    engine: Engine, g: Group, gen: int, data_cfg: dict[str, Any], report, rundir: RunDir, keep_preview: bool
-) -> tuple[np.ndarray, np.ndarray, Any, list[dict[str, Any]]]:
+    engine: Engine, g: Group, gen: int, data_cfg: dict[str, Any], report, rundir: RunDir, keep_preview: bool, chain: str
+) -> Step:
     n = g.real.shape[1]
     filtering = data_cfg["filter"] != "none"
     fitted = engine.fit(g.data, g.rngs, report, source=g.model)  # g.model: the previous generation's
@@ -186,7 +192,7 @@ def _one_generation(
     samples = generated.samples
     if gen == 0:
         g.reference = model
-        _save_reference(rundir, engine, g)
+        _save_reference(rundir, engine, g, chain)
     report("evaluate", 0, 1, None)
     metrics = [m | fitted.losses for m in engine.evaluate(model, samples, g.reference)]
     report("evaluate", 1, 1, None)
@@ -194,22 +200,38 @@ def _one_generation(
         best = np.argsort(engine.score(g.reference, samples), axis=1, kind="stable")[:, :n]
         samples = np.take_along_axis(samples, best.reshape(best.shape + (1,) * (samples.ndim - 2)), axis=1)
     if keep_preview:  # what the model generated (before a filter)
-        rundir.save_samples(gen, generated.preview)
-    data, pool = next_data(
-        data_cfg["mode"],
-        prev=g.data,
-        pool=g.pool,
-        real=g.real,
-        samples=samples,
-        rngs=g.rngs,
-        keep_fraction=data_cfg["keep_fraction"],
-        fresh_fraction=data_cfg["fresh_fraction"],
-        draw_fresh=lambda k: engine.real_data(g.rngs, k),
-    )
+        rundir.save_samples(gen, generated.preview, chain)
+    named = {"chain": chain} if chain else {}
     rows = [
-        {"seed": seed, "generation": gen, "train_size": int(g.data.shape[1]), **m} for seed, m in zip(g.seeds, metrics)
+        {**named, "seed": seed, "generation": gen, "train_size": int(g.data.shape[1]), **m}
+        for seed, m in zip(g.seeds, metrics)
     ]
-    return data, pool, model, rows
+    return Step(model, samples, rows)
+
+
+def _next_data(
+    ch: Chain, steps: list[Step], data_cfg: dict[str, Any], mixed: np.ndarray | None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each group's (training data, pool) for the next generation, by the data mode."""
+    out, start = [], 0
+    for g, step in zip(ch.groups, steps):
+        samples = step.samples if mixed is None else mixed[start : start + len(g.seeds)]
+        start += len(g.seeds)
+        out.append(
+            next_data(
+                data_cfg["mode"],
+                prev=g.data,
+                pool=g.pool,
+                real=g.real,
+                samples=samples,
+                rngs=g.rngs,
+                keep_fraction=data_cfg["keep_fraction"],
+                fresh_fraction=data_cfg["fresh_fraction"],
+                draw_fresh=lambda k, g=g: ch.engine.real_data(g.rngs, k),
+                size=None if mixed is None else mixed.shape[1],
+            )
+        )
+    return out
 
 
 def _seed_groups(engine: Engine, seeds: list[int]) -> list[list[int]]:
@@ -238,16 +260,20 @@ def _reporter(gen: int, emit: Callable[[Event], None], control: Control, rundir:
     return report
 
 
-def _save_reference(rundir: RunDir, engine: Engine, g: Group) -> None:
+def _reference_name(chain: str, seed: int) -> str:
+    return f"reference-{chain}-{seed}" if chain else f"reference-{seed}"
+
+
+def _save_reference(rundir: RunDir, engine: Engine, g: Group, chain: str) -> None:
     """Generation 0's model (the reference scorer) and the real data, once per group."""
-    tmp = rundir.new_state_dir(f"reference-{g.seeds[0]}")
+    tmp = rundir.new_state_dir(_reference_name(chain, g.seeds[0]))
     engine.save(g.reference, tmp)
     with open(tmp / "real.npz", "wb") as f:
         np.savez(f, real=g.real)
     rundir.publish_state_dir(tmp)
 
 
-def _checkpoint(rundir: RunDir, engine: Engine, gen: int, groups: list[Group], pending: list[dict[str, Any]]) -> None:
+def _checkpoint(rundir: RunDir, gen: int, chains: list[Chain], pending: list[dict[str, Any]]) -> None:
     """Metrics rows, then the state, then the pointer to it: a kill between leaves rows that a
     resume drops and computes again."""
     rundir.append_metrics(pending)
@@ -255,15 +281,17 @@ def _checkpoint(rundir: RunDir, engine: Engine, gen: int, groups: list[Group], p
     tmp = rundir.new_state_dir(f"ckpt-{gen:06d}")
     try:
         arrays: dict[str, np.ndarray] = {}
-        for i, g in enumerate(groups):
-            arrays[f"data{i}"] = g.data
-            if g.pool is not g.data and g.pool is not g.real:
-                arrays[f"pool{i}"] = g.pool
-            (tmp / f"model{i}").mkdir()
-            engine.save(g.model, tmp / f"model{i}")
+        for ch in chains:
+            for i, g in enumerate(ch.groups):
+                arrays[ch.array_name(f"data{i}")] = g.data
+                if g.pool is not g.data and g.pool is not g.real:
+                    arrays[ch.array_name(f"pool{i}")] = g.pool
+                (tmp / ch.state_name(f"model{i}")).mkdir()
+                ch.engine.save(g.model, tmp / ch.state_name(f"model{i}"))
         with open(tmp / "data.npz", "wb") as f:
             np.savez(f, **arrays)
-        (tmp / "rng.json").write_text(json.dumps([g.rng_states for g in groups]))
+        states = {ch.name: [g.rng_states for g in ch.groups] for ch in chains}
+        (tmp / "rng.json").write_text(json.dumps(states.get("", states)))
         ckpt = rundir.publish_state_dir(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a full disk leaves no half checkpoint behind
@@ -271,15 +299,25 @@ def _checkpoint(rundir: RunDir, engine: Engine, gen: int, groups: list[Group], p
     rundir.write_checkpoint(gen, ckpt)
 
 
-def _load_groups(rundir: RunDir, engine: Engine, ckpt: Path, seeds: list[int], mode: str) -> list[Group]:
-    rng_states = json.loads((ckpt / "rng.json").read_text())
+def _load_chains(rundir: RunDir, chains: list[Chain], ckpt: Path, mode: str) -> None:
+    """Every chain's groups as the checkpoint holds them."""
+    states = json.loads((ckpt / "rng.json").read_text())
+    single = chains[0].name == ""
+    if not single and not (isinstance(states, dict) and set(states) == {ch.name for ch in chains}):
+        raise RunDirError(f"{ckpt}: its random states are not those of the preset's chains")
+    for ch in chains:
+        ch.groups = _load_groups(rundir, ch, ckpt, states if single else states[ch.name], mode)
+
+
+def _load_groups(rundir: RunDir, ch: Chain, ckpt: Path, rng_states: Any, mode: str) -> list[Group]:
+    engine, seeds = ch.engine, ch.seeds
     seed_groups = _seed_groups(engine, seeds)
     if not isinstance(rng_states, list) or [len(r) for r in rng_states] != [len(g) for g in seed_groups]:
         raise RunDirError(f"{ckpt}: its random states are not those of the preset's {len(seeds)} seeds")
     groups = []
     with np.load(ckpt / "data.npz", allow_pickle=False) as arrays:
         for i, group_seeds in enumerate(seed_groups):
-            ref_dir = rundir.state_dir / f"reference-{group_seeds[0]}"
+            ref_dir = rundir.state_dir / _reference_name(ch.name, group_seeds[0])
             with np.load(ref_dir / "real.npz", allow_pickle=False) as z:
                 real = z["real"]
             rngs = []
@@ -287,11 +325,12 @@ def _load_groups(rundir: RunDir, engine: Engine, ckpt: Path, seeds: list[int], m
                 rng = np.random.Generator(np.random.PCG64())
                 rng.bit_generator.state = state
                 rngs.append(rng)
-            data = arrays[f"data{i}"]
+            data = arrays[ch.array_name(f"data{i}")]
             if data.shape[0] != len(group_seeds) or data.shape[2:] != real.shape[2:]:
                 raise RunDirError(f"{ckpt}: data of shape {data.shape} do not fit the preset's data {real.shape}")
-            pool = arrays.get(f"pool{i}", data if mode == "accumulate" else real)
-            g = Group(group_seeds, rngs, real, data, pool, engine.load(ref_dir), engine.load(ckpt / f"model{i}"))
+            pool = arrays.get(ch.array_name(f"pool{i}"), data if mode == "accumulate" else real)
+            model = engine.load(ckpt / ch.state_name(f"model{i}"))
+            g = Group(group_seeds, rngs, real, data, pool, engine.load(ref_dir), model)
             g.rng_states = rng_states[i]
             groups.append(g)
     return groups

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from .chains import chain_specs, row_key
 from .config import Config, ConfigError, load_preset
 
 STATES = ("created", "running", "finished", "stopped", "failed")
@@ -253,21 +254,21 @@ class RunDir:
             for i, line in enumerate(raw.splitlines(), 1)
         ]
 
-    def rows_to_resume(self, checkpoint: int, seeds: list[int]) -> list[dict[str, Any]]:
-        """The rows a resume from the checkpoint keeps: exactly one per seed and generation up to it. Rows
-        after it must be whole generations that a checkpoint interrupted (this tool's, computed again);
-        anything else is RunDirError, with the file left as it is."""
+    def rows_to_resume(self, checkpoint: int, seeds: list[tuple[str, int]]) -> list[dict[str, Any]]:
+        """The rows a resume from the checkpoint keeps: exactly one per (chain, seed) (chains.row_key) and
+        generation up to it. Rows after it must be whole generations that a checkpoint interrupted (this
+        tool's, computed again); anything else is RunDirError, with the file left as it is."""
         rows = self.read_metrics()
         kept = [r for r in rows if r["generation"] <= checkpoint]
         want = {(s, g) for s in seeds for g in range(checkpoint + 1)}
-        got = [(r["seed"], r["generation"]) for r in kept]
+        got = [(row_key(r), r["generation"]) for r in kept]
         if len(got) != len(set(got)) or set(got) != want:
             missing, extra = len(want - set(got)), len(got) - len(set(got) & want)
             raise RunDirError(
                 f"{self.metrics_path}: does not match the checkpoint at generation {checkpoint} "
                 f"({missing} of its {len(want)} rows missing, {extra} unexpected); resume leaves it as it is"
             )
-        later = {(r["seed"], r["generation"]) for r in rows if r["generation"] > checkpoint}
+        later = {(row_key(r), r["generation"]) for r in rows if r["generation"] > checkpoint}
         gens = sorted({g for _, g in later})
         whole = {(s, g) for s in seeds for g in gens} == later and len(later) == len(rows) - len(kept)
         if not whole or gens != list(range(checkpoint + 1, checkpoint + 1 + len(gens))):
@@ -281,23 +282,34 @@ class RunDir:
         atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
 
     # samples/
-    def save_samples(self, generation: int, preview: np.ndarray | list[str]) -> None:
-        if isinstance(preview, np.ndarray):
-            path = self.samples_dir / f"gen-{generation:06d}.npy"
-            atomic_write(path, _npy_bytes(preview), durable=False)
-        else:
-            atomic_write(self.samples_dir / f"gen-{generation:06d}.json", json.dumps(preview).encode(), durable=False)
+    def chain_view(self, chain: str) -> RunDir:
+        """The run as one of its chains' readers see it: the chain's samples in samples/ (read only)."""
+        view = RunDir(self.path)
+        view.samples_dir = self.samples_dir / chain
+        return view
 
-    def sample_generations(self) -> list[int]:
+    def chain_samples_dir(self, chain: str = "") -> Path:
+        """samples/, or samples/<chain>/ for a chain of a multi-chain run."""
+        return self.samples_dir / chain if chain else self.samples_dir
+
+    def save_samples(self, generation: int, preview: np.ndarray | list[str], chain: str = "") -> None:
+        folder = self.chain_samples_dir(chain)
+        folder.mkdir(exist_ok=True)
+        if isinstance(preview, np.ndarray):
+            atomic_write(folder / f"gen-{generation:06d}.npy", _npy_bytes(preview), durable=False)
+        else:
+            atomic_write(folder / f"gen-{generation:06d}.json", json.dumps(preview).encode(), durable=False)
+
+    def sample_generations(self, chain: str = "") -> list[int]:
         gens = set()
-        for p in self.samples_dir.glob("gen-*.*"):
+        for p in self.chain_samples_dir(chain).glob("gen-*.*"):
             if not p.name.startswith(".") and p.stem[4:].isdigit() and p.suffix in (".npy", ".json"):
                 gens.add(int(p.stem[4:]))
         return sorted(gens)
 
-    def load_samples(self, generation: int) -> np.ndarray | list[str]:
+    def load_samples(self, generation: int, chain: str = "") -> np.ndarray | list[str]:
         """A generation's preview: an array of at least one dimension, or a list of strings (RunDirError else)."""
-        base = self.samples_dir / f"gen-{generation:06d}"
+        base = self.chain_samples_dir(chain) / f"gen-{generation:06d}"
         path = base.with_suffix(".npy") if base.with_suffix(".npy").exists() else base.with_suffix(".json")
         try:
             size = path.stat().st_size
@@ -377,6 +389,12 @@ class RunDir:
                 for k in {**getattr(before, s), **getattr(cfg, s)}
                 if getattr(before, s).get(k) != getattr(cfg, s).get(k)
             ]
+            changes += [
+                f"chains.{a['name']}.{k}: {a.get(k)!r} -> {b.get(k)!r}"
+                for a, b in zip(before.chains, cfg.chains)
+                for k in {**a, **b}
+                if a.get(k) != b.get(k)
+            ]
             what = "; ".join(changes[:3]) or "reformatted"
             raise RunDirError(
                 f"{self.path / 'preset.toml'}: changed since the run started ({what}); resume needs the preset it"
@@ -387,7 +405,8 @@ class RunDir:
             raise RunDirError(
                 f"{self.state_dir / 'checkpoint.json'}: claims generation {ckpt[0]} of a run of {cfg.generations}"
             )
-        return ckpt, self.rows_to_resume(ckpt[0] if ckpt else -1, cfg.seeds)
+        keys = [(c.name, s) for c in chain_specs(cfg) for s in c.seeds]
+        return ckpt, self.rows_to_resume(ckpt[0] if ckpt else -1, keys)
 
 
 def _identity(path: Path) -> tuple[int, int]:

@@ -35,9 +35,13 @@ class RunLog:
                 return []
             self._last = now
             medians = []
-            for key in SERIES:
-                log = is_log(key)
-                medians.append(f"{key} {show(summarize(values(ev.rows, key, log), log).centre, log)}")
+            chains = list(dict.fromkeys(r.get("chain", "") for r in ev.rows))
+            for chain in chains:  # a run of several chains: each chain's medians after its name
+                rows = [r for r in ev.rows if r.get("chain", "") == chain]
+                medians += [f"{chain}:"] if chain else []
+                for key in SERIES:
+                    log = is_log(key)
+                    medians.append(f"{key} {show(summarize(values(rows, key, log), log).centre, log)}")
             return ["  ".join([f"gen {ev.generation}/{self.generations - 1}", *medians]) + f"  ({ev.seconds:.2f} s)"]
         return []
 

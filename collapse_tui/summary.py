@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .engines import EngineError, engine_class
+from .chains import DISTANCE_PREFIX
+from .engines import EngineError, Metric, engine_class
 from .numbers import fmt
 
 SERIES = ("perplexity", "variance")  # what the sparklines show
@@ -76,7 +77,9 @@ def ratio(d: float) -> str:
 
 
 def is_log(key: str, log_keys: Iterable[str] = ()) -> bool:
-    return key in LOG_OF or key in set(log_keys)
+    """log_keys holds DISTANCE_PREFIX when the engine's distances to other chains are log-quantities."""
+    keys = set(log_keys)
+    return key in LOG_OF or key in keys or (key.startswith(DISTANCE_PREFIX) and DISTANCE_PREFIX in keys)
 
 
 def values(rows: Sequence[dict[str, Any]], key: str, log: bool) -> np.ndarray:
@@ -145,8 +148,24 @@ def by_generation(rows: list[dict[str, Any]], key: str, log_keys: Iterable[str] 
 
 
 def log_keys_of(engine: str) -> set[str]:
-    """The metrics an engine declares as log-quantities (none when it does not load)."""
+    """The metrics an engine declares as log-quantities (none when it does not load); DISTANCE_PREFIX
+    among them when its distances to other chains are (is_log)."""
     try:
-        return {k for k, m in engine_class(engine).METRICS.items() if m.log}
+        cls = engine_class(engine)
     except EngineError:
         return set()
+    distance = {DISTANCE_PREFIX} if cls.DISTANCE is not None and cls.DISTANCE.log else set()
+    return {k for k, m in cls.METRICS.items() if m.log} | distance
+
+
+def metric_of(engine: str, key: str) -> Metric | None:
+    """How an engine declares a metric, its distance to another chain (dist_<chain>) included; None when
+    it declares none or does not load."""
+    try:
+        cls = engine_class(engine)
+    except EngineError:
+        return None
+    if key.startswith(DISTANCE_PREFIX) and cls.DISTANCE is not None:
+        d = cls.DISTANCE
+        return Metric(f"{d.label} ({key.removeprefix(DISTANCE_PREFIX)})", d.unit, d.log)
+    return cls.METRICS.get(key)

@@ -93,6 +93,8 @@ class Engine(ABC):
     preview_kind: ClassVar[str]  # what Generated.preview holds: one of PREVIEW_KINDS, or a plugin's own
     METRICS: ClassVar[dict[str, Metric]]  # at least 'perplexity' and 'variance'; other keys are labelled by name
     figures: ClassVar[str] = ""  # module with the engine's own report figures (a FIGURES tuple), or none
+    # how far this engine's model is from another chain's (distance()); None: the engine measures none
+    DISTANCE: ClassVar[Metric | None] = None
 
     # capabilities
     batched: ClassVar[bool] = False  # all seeds train together in one call (else one seed at a time)
@@ -132,6 +134,26 @@ class Engine(ABC):
         """About how many bytes a generation holds for seeds seeds with drawn samples drawn per seed and
         pooled training examples kept per seed (0: not estimated). The loop refuses what cannot fit."""
         return 0
+
+    def example_shape(self) -> tuple[int, ...] | None:
+        """The shape of one example, (d,) for points, from the params alone (None: not known before the
+        data are read). Chains that feed each other arrays must agree on it."""
+        return None
+
+    def to_shared(self, samples: np.ndarray) -> Any:
+        """Samples (S, n, ...) in the form other chains receive them: the array itself (points, images);
+        a text engine gives the text, list[list[str]] (per seed, its blocks)."""
+        return samples
+
+    def from_shared(self, shared: Any) -> np.ndarray:
+        """Another chain's to_shared() as this engine's data (S, n', ...): a text engine tokenises the text
+        its own way and cuts it into its blocks."""
+        return np.asarray(shared)
+
+    def distance(self, model: Any, other_model: Any, other_samples: np.ndarray) -> np.ndarray:
+        """DISTANCE from this engine's model (one group's seeds) to another chain's model of the same seeds,
+        whose samples other_samples are given in this engine's data form: (S,) floats."""
+        raise NotImplementedError(f"engine {self.name!r} measures no distance between chains")
 
     def path(self, value: str) -> Path | None:
         """A path key's file or folder (None when not set); the preset's paths are absolute already."""

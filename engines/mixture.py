@@ -156,10 +156,19 @@ class MixtureEngine(Engine):
     batched = True
     can_draw_fresh = True
     can_score = True
+    DISTANCE = Metric("squared L2 distance to the other chain's density", "per data unit^d")
 
     @property
     def dim(self) -> int:
         return self.params.dim
+
+    def example_shape(self) -> tuple[int, ...]:
+        return (self.dim,)
+
+    def distance(self, model: Mixture, other_model: Mixture, other_samples: np.ndarray) -> np.ndarray:
+        """The paper's squared L2 between the two chains' densities, in closed form (a single Gaussian is
+        a mixture of one, so a Gaussian chain and a GMM chain compare directly)."""
+        return l2_distance(model, other_model)
 
     def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
         n = self.params.samples if n is None else n

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DataError, Fitted, Generated, Param, Report, TorchEngine
+from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine
 from .hub import check_hub
 from .lm_train import Schedule, Trained, train_causal_lm
 from .text_data import (
@@ -65,6 +65,7 @@ class OPTEngine(TorchEngine):
     preview_kind = "text"
     figures = "collapse_tui.engines.figures.opt"
     METRICS = METRICS
+    DISTANCE = Metric("perplexity of the other chain's text under this chain's model", "per token", log=True)
     can_score = True
     requires = ("torch", "transformers", "tokenizers", "safetensors")
     PARAMS = {
@@ -480,6 +481,11 @@ class OPTEngine(TorchEngine):
                 }
             )
         return rows
+
+    def distance(self, model: Any, other_model: Any, other_samples: np.ndarray) -> np.ndarray:
+        """Cross-perplexity: exp of this model's mean NLL per token on the other chain's generated text
+        (re-tokenised into this engine's blocks), up to EVAL_MAX blocks per seed."""
+        return np.array([float(np.exp(self.block_nll(model, s[:EVAL_MAX]).mean())) for s in other_samples])
 
     def prompt_texts(self) -> list[str]:
         train = self.dataset().train

@@ -114,6 +114,22 @@ def test_fit_sample_score_evaluate_and_a_save_load_round_trip(name, tmp_path):
         with pytest.raises(NotImplementedError):
             engine.score(fitted.model, samples)
 
+    # what other chains receive of these samples, and back: arrays as they are, text re-tokenised
+    back = engine.from_shared(engine.to_shared(samples))
+    assert back.shape[0] == seeds and back.shape[2:] == samples.shape[2:] and back.dtype.kind == samples.dtype.kind
+    if cls.preview_kind != "text":
+        assert np.array_equal(back, samples)
+    if (shape := engine.example_shape()) is not None:
+        assert shape == real.shape[2:]
+    if cls.DISTANCE is not None:  # a model against itself, on its own samples
+        d = engine.distance(fitted.model, fitted.model, back)
+        assert d.shape == (seeds,) and np.isfinite(d).all() and (d >= 0).all()
+        if not cls.DISTANCE.log:
+            assert np.allclose(d, 0, atol=1e-12)
+    else:
+        with pytest.raises(NotImplementedError):
+            engine.distance(fitted.model, fitted.model, back)
+
     engine.save(fitted.model, tmp_path)
     loaded = cls(TINY[name]).load(tmp_path)
     assert engine.evaluate(loaded, samples, loaded) == rows

@@ -26,8 +26,7 @@ import numpy as np
 
 from ..compare import Run
 from ..config import ConfigError
-from ..engines import EngineError, Metric, engine_class
-from ..summary import BAND, by_generation, is_log, summarize, values
+from ..summary import BAND, by_generation, is_log, metric_of, summarize, values
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -189,17 +188,9 @@ def figure_title(runs: Sequence[Run], what: str) -> str:
     return f"{what}\n{', '.join(names)}: {len(runs)} runs"
 
 
-def engine_metrics(name: str) -> dict[str, Metric]:
-    """What an engine declares of its metrics (nothing when it does not load)."""
-    try:
-        return engine_class(name).METRICS
-    except EngineError:
-        return {}
-
-
 def axis_label(runs: Sequence[Run], key: str) -> str:
     """A metric's axis label as the runs' engines declare it; the key when they differ or declare none."""
-    labels = {m.axis if (m := engine_metrics(r.engine).get(key)) else key for r in runs}
+    labels = {m.axis if (m := metric_of(r.engine, key)) else key for r in runs}
     return labels.pop() if len(labels) == 1 else key
 
 

@@ -52,6 +52,8 @@ class RunScreen(Screen):
         Binding("comma", "prompt(-1)", "Prompt-", key_display=",", group=PROMPT),
         Binding("full_stop", "prompt(1)", "Prompt+", key_display=".", group=PROMPT),
         Binding("t", "next_tab", "Pane"),
+        Binding("c", "next_chain", "Chain"),
+        Binding("v", "toggle_chains", "All chains"),
         *(Binding(str(i + 1), f"tab('{name}')", name.title(), show=False) for i, name in enumerate(TABS)),
         Binding("escape", "back", "Presets"),
         Binding("q", "app.quit", "Quit"),
@@ -63,6 +65,8 @@ class RunScreen(Screen):
     done = var(0)  # finished generations
     rewrites = var(0)  # RunState.rewrites: generations shown were read again or dropped
     progress: var[Progress | None] = var(None)
+    chain = var("")  # the chain whose series, table and samples show ("" for a single-engine run)
+    all_chains = var(False)  # the trends: a row per chain and metric, or the chosen chain's alone
 
     def __init__(self, rundir: RunDir, cfg: Config, start: str = "browse"):
         """start: 'new' runs at once, 'resume' resumes at once, 'browse' shows what is on disk."""
@@ -70,6 +74,7 @@ class RunScreen(Screen):
         self.rundir, self.cfg, self.start = rundir, cfg, start
         self.kind = preview_kind(cfg.engine_name)
         self.run_state = RunState(rundir, cfg)
+        self.set_reactive(RunScreen.chain, self.run_state.chain)
         self.events: deque[Event] = deque()  # filled by the worker thread, drained by the UI timer
         self.control: loop.Control | None = None
         self.worker: Worker | None = None
@@ -80,13 +85,20 @@ class RunScreen(Screen):
         yield Static(id="status")
         yield Trend("perplexity", log=True, total=self.cfg.generations, id="trend-perplexity")
         yield Trend("variance", total=self.cfg.generations, id="trend-variance")
+        if len(self.run_state.chains) > 1:  # shown by v: a row per chain and metric
+            for key in SERIES:
+                for c in self.run_state.chains:
+                    log, total = key == "perplexity", self.cfg.generations
+                    trend = Trend(c, log=log, total=total, sub=key, classes="chain-trend")
+                    trend.display = False
+                    yield trend
         yield ProgressRow(self.run_state, id="progress-row").data_bind(
             RunScreen.state, RunScreen.done, RunScreen.progress
         )
         yield Static(id="error")
         with TabbedContent(initial="samples"):
             with TabPane("Samples", id="samples"):
-                yield SamplesView(self.rundir, self.kind).data_bind(RunScreen.done, RunScreen.rewrites)
+                yield SamplesView(self.rundir, self.kind).data_bind(RunScreen.done, RunScreen.rewrites, RunScreen.chain)
             with TabPane("Diff", id="diff"):
                 yield DiffPane(self.run_state, self.kind, id="diff-pane").data_bind(RunScreen.done)
             with TabPane("Table", id="table"):
@@ -197,6 +209,17 @@ class RunScreen(Screen):
         self._draw_status()
         self._draw_trends()
 
+    def watch_all_chains(self, all_chains: bool) -> None:
+        for trend in self.query(Trend):
+            trend.display = trend.has_class("chain-trend") == all_chains
+        self._draw_trends()
+
+    def watch_chain(self, chain: str) -> None:
+        self.run_state.chain = chain
+        self.run_state.rewrites += 1  # the table and the trends show another chain's generations
+        self.flush()
+        self._draw_status()
+
     @on(SamplesView.Compared)
     def _compared(self, event: SamplesView.Compared) -> None:
         self.query_one(DiffPane).compare(event.n, event.first, event.other, event.prompt)
@@ -205,9 +228,11 @@ class RunScreen(Screen):
     def _draw_status(self) -> None:
         st, cfg = self.run_state, self.cfg
         last = st.done - 1 if st.done else "-"  # the last finished generation / the last one, as the log has them
+        engine = cfg.chain(self.chain).engine_name if self.chain else cfg.engine_name
+        which = f"chain {self.chain} ({st.chains.index(self.chain) + 1}/{len(st.chains)}, c) · " if self.chain else ""
         self.query_one("#status", Static).update(
-            f"{st.state.upper()} · gen {last}/{cfg.generations - 1} · {self.rundir.path.name} · "
-            f"{cfg.engine_name} · {cfg.data['mode']} · {plural(len(cfg.seeds), 'seed')}"
+            f"{st.state.upper()} · gen {last}/{cfg.generations - 1} · {which}{self.rundir.path.name} · "
+            f"{engine} · {cfg.data['mode']} · {plural(len(cfg.seeds), 'seed')}"
         )
         error = self.query_one("#error", Static)
         error.display = st.state == "failed" and bool(st.error)
@@ -218,10 +243,13 @@ class RunScreen(Screen):
 
     def _draw_trends(self) -> None:
         st = self.run_state
-        for key in SERIES:
-            trend = self.query_one(f"#trend-{key}", Trend)
-            trend.values = st.series(key)
-            latest = st.medians[-1].get(key) if st.medians else None
+        trends = [(self.query_one(f"#trend-{key}", Trend), key, st.chain) for key in SERIES]
+        if self.all_chains:
+            trends += [(t, t.sub, t.label) for t in self.query(".chain-trend").results(Trend)]
+        for trend, key, chain in trends:
+            trend.values = st.series(key, chain)
+            medians = st.medians_of[chain]
+            latest = medians[-1].get(key) if medians else None
             trend.band = (latest.lo, latest.hi) if latest is not None else (math.nan, math.nan)
 
     # actions
@@ -235,6 +263,8 @@ class RunScreen(Screen):
             return self.live and st in ("running", "paused")
         if action == "resume":
             return self.can_resume
+        if action in ("next_chain", "toggle_chains"):
+            return len(self.run_state.chains) > 1
         if action == "prompt":
             return any(view.prompts for view in self.query(SamplesView))
         if action == "back":
@@ -274,6 +304,13 @@ class RunScreen(Screen):
 
     def action_prompt(self, delta: int) -> None:
         self.query_one(SamplesView).step_prompt(delta)
+
+    def action_next_chain(self) -> None:
+        chains = self.run_state.chains
+        self.chain = chains[(chains.index(self.chain) + 1) % len(chains)]
+
+    def action_toggle_chains(self) -> None:
+        self.all_chains = not self.all_chains
 
     def action_tab(self, name: str) -> None:
         self.query_one(TabbedContent).active = name

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..chains import chain_names
 from ..config import Config
 from ..events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
 from ..numbers import fmt_seconds
@@ -29,18 +30,36 @@ class RunState:
     cfg: Config
     state: str = "created"  # created running paused stopping finished stopped failed crashed watching
     error: str | None = None
-    keys: list[str] = field(default_factory=list)  # scalar metric names, in the rows' order
-    medians: list[dict[str, Summary]] = field(default_factory=list)  # index: generation; summary.py's numbers
+    chain: str = ""  # the chain the views show ("" for a single-engine run)
     progress: Progress | None = None
     start_generation: int = 0  # where this session's loop started (> 0 on resume)
     gen_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=ETA_WINDOW))
     log: list[str] = field(default_factory=list)  # lines not yet written to the log pane
     rewrites: int = 0  # bumped when generations already shown were read again or dropped (resume)
     runlog: RunLog = field(default_factory=RunLog)
-    log_keys: set[str] = field(default_factory=set)  # the engine's log-quantities
+    # per chain: scalar metric names in the rows' order, the medians (index: generation; summary.py's
+    # numbers) and the engine's log-quantities
+    keys_of: dict[str, list[str]] = field(default_factory=dict)
+    medians_of: dict[str, list[dict[str, Summary]]] = field(default_factory=dict)
+    logs_of: dict[str, set[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.log_keys = log_keys_of(self.cfg.engine_name)
+        self.chain = self.chains[0]
+        for c in self.chains:
+            self.keys_of[c], self.medians_of[c] = [], []
+            self.logs_of[c] = log_keys_of(self.cfg.chain(c).engine_name if c else self.cfg.engine_name)
+
+    @property
+    def chains(self) -> list[str]:
+        return chain_names(self.cfg) or [""]
+
+    @property
+    def keys(self) -> list[str]:
+        return self.keys_of[self.chain]
+
+    @property
+    def medians(self) -> list[dict[str, Summary]]:
+        return self.medians_of[self.chain]
 
     @property
     def generations(self) -> int:
@@ -57,7 +76,8 @@ class RunState:
         by_gen: dict[int, list[dict[str, Any]]] = {}
         for row in rows:
             by_gen.setdefault(row["generation"], []).append(row)
-        self.medians = []
+        for medians in self.medians_of.values():
+            medians.clear()
         for gen in sorted(by_gen):
             if gen != len(self.medians):
                 break  # generations are contiguous; anything else is not from this tool
@@ -65,13 +85,17 @@ class RunState:
         self.rewrites += 1
 
     def _add(self, rows: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> None:
-        if not self.keys:
-            self.keys = scalar_keys(list(rows))
-        self.medians.append(summarize_rows(rows, self.keys, self.log_keys))
+        for c in self.chains:
+            mine = [r for r in rows if r.get("chain", "") == c]
+            if not self.keys_of[c]:
+                self.keys_of[c] = scalar_keys(mine)
+            self.medians_of[c].append(summarize_rows(mine, self.keys_of[c], self.logs_of[c]))
 
-    def series(self, key: str) -> list[float]:
-        """The medians of key, generation by generation (log10 for log-quantities)."""
-        return [m[key].centre if key in m else math.nan for m in self.medians]
+    def series(self, key: str, chain: str | None = None) -> list[float]:
+        """The medians of key, generation by generation (log10 for log-quantities), of the chain shown or
+        of the chain named."""
+        medians = self.medians if chain is None else self.medians_of[chain]
+        return [m[key].centre if key in m else math.nan for m in medians]
 
     def apply(self, ev: Event) -> None:
         for line in self.runlog.lines(ev):  # the start and the generations, as the batch output has them
@@ -80,7 +104,8 @@ class RunState:
             self.state, self.error = "running", None
             self.start_generation = ev.start_generation
             if self.done > ev.start_generation:  # rows after the checkpoint are computed again
-                del self.medians[ev.start_generation :]
+                for medians in self.medians_of.values():
+                    del medians[ev.start_generation :]
                 self.rewrites += 1
         elif isinstance(ev, Progress):
             self.progress = ev

@@ -23,6 +23,7 @@ class SamplesView(Horizontal):
 
     done = var(0)  # bound to the run screen's: a finished generation may have saved samples
     rewrites = var(0)  # bound to the run screen's: samples on disk may have been written again
+    chain = var("")  # bound to the run screen's: whose samples show (a run of several chains)
     saved: var[tuple[int, ...]] = var(())  # generations whose samples are on disk
     n: var[int | None] = var(None)  # the generation compared with generation 0
     follow = var(True)
@@ -38,7 +39,8 @@ class SamplesView(Horizontal):
 
     def __init__(self, rundir: RunDir, kind: str, **kwargs: Any):
         super().__init__(**kwargs)
-        self.rundir, self.kind = rundir, kind
+        self.run_dir, self.kind = rundir, kind
+        self.rundir = rundir  # the chosen chain's view of it (RunDir.chain_view)
         self._cache: dict[int, Any] = {}
 
     def compose(self) -> ComposeResult:
@@ -78,6 +80,10 @@ class SamplesView(Horizontal):
         self._cache.clear()
         self.saved = tuple(self.rundir.sample_generations())
 
+    def watch_chain(self, chain: str) -> None:
+        self.rundir = self.run_dir.chain_view(chain) if chain else self.run_dir
+        self.watch_rewrites()
+
     def watch_done(self) -> None:
         self.saved = tuple(self.rundir.sample_generations())
 
@@ -91,7 +97,7 @@ class SamplesView(Horizontal):
 
     def compute_shown(self) -> tuple[Any, ...]:
         """Everything the panes draw from: one redraw however many of them one change moves."""
-        return self.rewrites, self.done > 0, self.saved, self.n, self.prompt
+        return self.rewrites, self.done > 0, self.saved, self.n, self.prompt, self.chain
 
     def watch_shown(self) -> None:
         self._show()

@@ -34,9 +34,11 @@ class Trend(Widget):
     values: reactive[list[float]] = reactive(list)
     band = reactive((math.nan, math.nan))  # 16th and 84th percentile over seeds of the latest generation
 
-    def __init__(self, label: str, log: bool = False, total: int | None = None, **kwargs: Any):
+    def __init__(self, label: str, log: bool = False, total: int | None = None, sub: str | None = None, **kwargs: Any):
+        """sub: the second row's label (default: '(log10)' for a log-quantity)."""
         super().__init__(**kwargs)
         self.label = label
+        self.sub = ("(log10)" if log else "") if sub is None else sub
         self.total = total  # generations the x axis spans
         self.log_scale = log
 
@@ -72,7 +74,7 @@ class Trend(Widget):
         width = max(0, self.size.width - LABEL_WIDTH - TAIL_WIDTH - 1)
         rows = render.sparkline(self.values, width, height, self.total, self.frame())
         tails = [*self.tail(), *[""] * height][:height]
-        labels = [self.label, "(log10)" if self.log_scale else "", *[""] * height][:height]
+        labels = [self.label, self.sub, *[""] * height][:height]
         lines = []
         for label, row, tail in zip(labels, rows, tails):
             lines.append(
