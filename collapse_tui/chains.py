@@ -136,4 +136,4 @@ def measure_distances(chains: list[Chain], steps: list[list[Step]], received: li
                 values = ch.engine.distance(step.model, other_step.model, received[c][d][start : start + k])
                 start += k
                 for row, v in zip(step.rows, values):
-                    row[DISTANCE_PREFIX + other.name] = float(v)
+                    row[DISTANCE_PREFIX + other.name] = float(v) if np.isfinite(v) else None  # JSON has no inf

@@ -77,6 +77,7 @@ class NgramEngine(Engine):
         "singletons_lost": Metric("words seen once in the training data, absent from the generated", "fraction"),
         "doubletons_lost": Metric("words seen twice in the training data, absent from the generated", "fraction"),
     }
+    DISTANCE = Metric("perplexity of the other chain's text under this chain's model", "per word", log=True)
     PARAMS = {
         "order": Param(3, int, "n of the n-gram model (1: unigrams)", min=1, max=5),
         "smoothing": Param(
@@ -234,6 +235,12 @@ class NgramEngine(Engine):
                 }
             )
         return [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items()} for r in rows]
+
+    def distance(self, model: Any, other_model: Any, other_samples: np.ndarray) -> np.ndarray:
+        """Cross-perplexity: exp of this model's mean NLL per word on the other chain's generated text (read
+        as this engine's words), up to EVAL_MAX blocks per seed; inf where add-k = 0 meets an unseen word."""
+        with np.errstate(over="ignore"):
+            return np.exp(block_nll(model, other_samples[:, :EVAL_MAX]).mean(axis=1))
 
     # --- checkpoints ------------------------------------------------------------------------------
     def save(self, model: Any, directory: Path) -> None:
