@@ -244,34 +244,17 @@ class OPTEngine(TorchEngine):
             ) from None
 
     # --- torch ------------------------------------------------------------------------------------
-    def new_model(self, report: Report | None = None):
+    def new_model(self):
         """The starting weights: the same every generation (the pretrained ones, the tiny seeded init, or the
         tiny model pretrained once from it)."""
         import torch
-        from transformers import AutoModelForCausalLM, OPTConfig, OPTForCausalLM
+        from transformers import AutoModelForCausalLM
 
-        p, data = self.params, self.dataset()
+        p = self.params
         if p.model == "tiny":
-            tok = data.tokenizer
-            h = p.tiny_hidden
-            cfg = OPTConfig(
-                vocab_size=len(tok),
-                hidden_size=h,
-                num_hidden_layers=p.tiny_layers,
-                ffn_dim=4 * h,
-                num_attention_heads=p.tiny_heads,
-                max_position_embeddings=max(2048, 2 * p.block_size),
-                word_embed_proj_dim=h,
-                pad_token_id=tok.pad_token_id,
-                bos_token_id=tok.bos_token_id,
-                eos_token_id=tok.eos_token_id,
-            )
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(INIT_SEED)
-                model = OPTForCausalLM(cfg)
+            model = self._tiny_init()
             if p.pretrain_epochs:
-                model.to(self._dev())
-                start = self._pretrained(model, report)
+                start = self._pretrained()
                 model.load_state_dict(start)
                 model.start_state = start
         else:
@@ -282,13 +265,37 @@ class OPTEngine(TorchEngine):
             model.load_state_dict(self._start["state"])
         return model.to(self._dev())
 
-    def _pretrained(self, init, report: Report | None) -> dict[str, Any]:
+    def _tiny_init(self):
+        """The tiny model's seeded initial weights, on the device."""
+        import torch
+        from transformers import OPTConfig, OPTForCausalLM
+
+        p, tok = self.params, self.dataset().tokenizer
+        h = p.tiny_hidden
+        cfg = OPTConfig(
+            vocab_size=len(tok),
+            hidden_size=h,
+            num_hidden_layers=p.tiny_layers,
+            ffn_dim=4 * h,
+            num_attention_heads=p.tiny_heads,
+            max_position_embeddings=max(2048, 2 * p.block_size),
+            word_embed_proj_dim=h,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(INIT_SEED)
+            return OPTForCausalLM(cfg).to(self._dev())
+
+    def _pretrained(self, report: Report | None = None) -> dict[str, Any]:
         """The tiny model's pretrained weights: the seeded init trained pretrain_epochs on the real training
         blocks (the best validation epoch), computed once, or those a saved model of this run carries."""
         if self._start_state is None:
             import torch
 
             p = self.params
+            init = self._tiny_init()
             x = torch.from_numpy(np.ascontiguousarray(self.dataset().train, dtype=np.int64)).to(self._dev())
             sched = Schedule(p.pretrain_epochs, p.batch, p.pretrain_lr, p.lr_min, p.weight_decay, p.warmup_steps, False)
             valid = self.dataset().valid
@@ -326,6 +333,8 @@ class OPTEngine(TorchEngine):
         the epoch with the best validation loss."""
         if getattr(source, "start_state", None) is not None:  # the run's pretrained weights (also on resume)
             self._start_state = source.start_state
+        if self.params.pretrain_epochs:
+            self._pretrained(report)  # here, to report its progress
         model, trained = self.train(data, int(rngs[0].integers(2**63)), report)
         val = trained.val_loss if self.params.checkpoint == "best" else trained.val_losses[-1]
         return Fitted(model, {"train_loss": trained.train_loss, "val_loss": val})
@@ -336,7 +345,7 @@ class OPTEngine(TorchEngine):
         if data.shape[0] != 1:
             raise ValueError(f"the OPT engine trains one seed at a time, got data for {data.shape[0]}")
         p = self.params
-        model = self.new_model(report)
+        model = self.new_model()
         x = torch.from_numpy(np.ascontiguousarray(data[0], dtype=np.int64)).to(self._dev())
         sched = Schedule(p.epochs, p.batch, p.lr, p.lr_min, p.weight_decay, p.warmup_steps, p.schedule == "epoch")
         valid = self.dataset().valid

@@ -379,7 +379,7 @@ def test_opt_sequence_perplexity_histograms(tmp_path):
     from collapse_tui.engines.figures.opt import sequence_perplexity_figure
 
     text = WIKI
-    sets = ("experiment.generations=2", "engine.epochs=1", "engine.max_chars=30000", "engine.num_beams=2")
+    sets = ("experiment.generations=2", "engine.pretrain_epochs=0", "engine.max_chars=30000", "engine.num_beams=2")
     run_path = make_run(
         tmp_path, "opt-tiny", *sets, f"engine.train={text / 'valid.txt'}", f"engine.test={text / 'test.txt'}"
     )
