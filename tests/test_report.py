@@ -80,7 +80,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     out = {
         "replace": make_run(root, "gaussian-quick", gens),
         "accumulate": make_run(root, "gaussian-quick", gens, 'data.mode="accumulate"'),
-        "gmm": make_run(root, "gmm-quick", "experiment.generations=12", "experiment.seeds=2"),
+        "gmm": make_run(root, "gmm-quick", "experiment.generations=12", "experiment.seeds=2", "engine.samples=1000"),
         "stopped": stopped_run(root, 7),
     }
     out["crashed"] = crashed_copy(out["stopped"], root / "crashed")

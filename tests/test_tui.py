@@ -451,7 +451,7 @@ async def test_runs_list_the_last_started_first_with_mode_and_seeds(tmp_path):
         assert [r[-1] for r in rows] == [new.path.name, later.path.name, old.path.name]
         assert [r[:4] for r in rows] == [
             ["created", "replace", "[1, 5]", "0/200"],
-            ["created", "replace", "4", "0/60"],
+            ["created", "replace", "4", "0/200"],
             ["created", "keep", "2", "0/200"],
         ]
 
