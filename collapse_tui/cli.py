@@ -16,6 +16,8 @@ from . import __version__
 from .config import ConfigError, builtin_presets, check_runnable, load_preset, requirements, run_name
 from .engines import engine_names
 from .rundir import RunDir, open_for_resume
+from .sweep import load_sweep, sweep_file
+from .sweepdir import SweepDir, is_sweep_dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a preset key, e.g. --set experiment.generations=5 (VALUE is read as TOML)",
     )
     p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where run directories go (default: ./runs)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="a sweep's cells in N local processes")
+    p.add_argument("--gpus", metavar="LIST", help="GPUs the workers share out, e.g. 0,1 (one per worker)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="where a sweep's cells run")
+    p.add_argument("--address", metavar="ADDR", help="the Ray cluster to join (--executor ray; default: local)")
     p.add_argument("--version", action="version", version=f"collapse-tui {__version__}")
     return p
 
@@ -128,8 +134,12 @@ def run(argv: list[str]) -> int:
         from .tui.app import run_app
 
         return run_app(args.target, args.overrides, Path(args.runs_dir), resume=args.resume)
+    if args.workers < 1:
+        raise ConfigError(f"--workers: expected a number >= 1, got {args.workers}")
     from .batch import run_batch  # rich and the loop load only for a run
 
+    if (args.resume and is_sweep_dir(args.resume)) or (args.target and sweep_file(args.target)):
+        return run_sweep_command(args)
     if args.resume:
         rundir = open_for_resume(args.resume)
         check_runnable(rundir.config())  # a hand-edited preset.toml is checked like any other
@@ -139,6 +149,24 @@ def run(argv: list[str]) -> int:
     cfg = load_preset(args.target, args.overrides)
     check_runnable(cfg)
     return run_batch(RunDir.create(Path(args.runs_dir), cfg, name=run_name(args.target, cfg)))
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    """--batch SWEEP.toml: every cell validated and checked before the sweep directory exists."""
+    from .executors import run_sweep
+
+    if args.resume:
+        sweep = SweepDir.open(args.resume)
+    else:
+        spec = load_sweep(sweep_file(args.target), args.overrides)
+        for cell in spec.cells:
+            try:
+                check_runnable(cell.config)
+            except ConfigError as e:
+                raise ConfigError(f"sweep cell {cell.name}: {e}") from None
+        sweep = SweepDir.create(Path(args.runs_dir), spec)
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+    return run_sweep(sweep, workers=args.workers, executor=args.executor, gpus=gpus, address=args.address)
 
 
 def main(argv: list[str] | None = None) -> int:
