@@ -65,8 +65,8 @@ def build_commands() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", description="List the presets and engines that are installed.")
     p.add_argument("extra", nargs="*", help=argparse.SUPPRESS)  # refused in cmd_presets, with a clearer line
 
-    p = sub.add_parser("report", description="Draw the paper's figures from run directories.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p = sub.add_parser("report", description="Draw the paper's figures from run directories, or a sweep's.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, or one sweep directory")
     p.add_argument(
         "--out", metavar="DIR", help="where figures go (default: RUN_DIR/report, or ./report for several runs)"
     )
@@ -75,6 +75,15 @@ def build_commands() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", default="png,svg", metavar="LIST", help="png, svg or png,svg (default)")
     p.add_argument("--dpi", type=int, default=150, help="PNG resolution (default 150)")
+    p.add_argument(
+        "--metrics", metavar="LIST", help="a sweep's metrics to draw against the swept values (default: all)"
+    )
+    p.add_argument(
+        "--generation",
+        type=int,
+        metavar="N",
+        help="a sweep's figures at generation N (default: the last every cell has)",
+    )
 
     p = sub.add_parser(
         "export",

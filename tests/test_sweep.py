@@ -11,12 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import make_run
 
 from collapse_tui.cli import main
+from collapse_tui.compare import load_run
 from collapse_tui.config import load_preset
 from collapse_tui.executors import THREAD_VARS, worker_env
+from collapse_tui.report.sweep import sweep_points
 from collapse_tui.sweep import builtin_sweeps, load_sweep
 from collapse_tui.sweepdir import SweepDir
 
@@ -217,3 +220,51 @@ def test_builtin_sweeps_are_valid():
         }
     assert b.config.data == load_preset("opt125m-keep10").data
     assert os.path.basename(builtin_sweeps()["gmm-keep-sweep"]) == "gmm-keep-sweep.toml"
+
+
+def test_the_sweep_figure_shows_the_cells_final_metrics(made, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import collapse_tui.report
+
+    cells = []  # the per-cell reports are the runs' ordinary ones (test_report.py): recorded, not drawn
+    monkeypatch.setattr(collapse_tui.report, "write_report", lambda runs, out, opts: cells.append((runs, out)))
+    out = tmp_path / "report"
+    args = ["report", str(made["here"]), "--out", str(out), "--metrics", "perplexity,variance", "--format", "png"]
+    assert main([*args, "--dpi", "30"]) == 0
+    assert {"sweep-perplexity.png", "sweep-variance.png", "sweep-perplexity-heatmap.png"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert [(run.rundir.path.name, path) for (run,), path in cells] == [(n, out / "cells" / n) for n in CELLS]
+    points = json.loads((out / "sweep-points.json").read_text())
+    assert len(points) == 4 * 2
+    for p in points:  # against the cells' last generation, computed here from their metrics.jsonl
+        last = [r for r in rows(made[p["cell"]]) if r["generation"] == 5]
+        if p["metric"] == "perplexity":  # a log-quantity: in log10, from the natural log the rows hold
+            x = np.array([r["nll"] for r in last]) / np.log(10)
+        else:
+            x = np.array([r["variance"] for r in last])
+        assert p["generation"] == 5 and p["seeds"] == 3 and p["log10"] == (p["metric"] == "perplexity")
+        assert [p["median"], p["p16"], p["p84"]] == pytest.approx(np.percentile(x, [50, 16, 84]), rel=1e-12)
+        assert p["engine.samples"] == (100 if "samples100" in p["cell"] else 200)
+    sweep = SweepDir.open(made["here"])
+    at2 = sweep_points(sweep, [load_run(c.rundir) for c in sweep.cells], ["variance"], 2)
+    assert [p["median"] for p in at2] == [
+        np.median([r["variance"] for r in rows(made[c.name]) if r["generation"] == 2]) for c in sweep.cells
+    ]
+
+
+def test_compare_and_export_a_sweep(made, tmp_path, capsys):
+    from collapse_tui.export import read_csv
+
+    assert main(["compare", str(made["here"])]) == 0
+    out = capsys.readouterr().out
+    assert "A = keep_fraction=0.0 samples=100" in out and "D = keep_fraction=0.5 samples=200" in out
+    assert main(["export", str(made["here"]), "--csv", str(tmp_path / "m.csv")]) == 0
+    table = read_csv(tmp_path / "m.csv")
+    assert list(table[0])[:5] == ["run", "seed", "generation", "data.keep_fraction", "engine.samples"]
+    for name, run in CELLS.items():
+        mine = [r for r in table if r["run"] == name]
+        assert [r["variance"] for r in mine] == [r["variance"] for r in rows(made[name])]
+        assert {(r["data.keep_fraction"], r["engine.samples"]) for r in mine} == {
+            (float(run[0].split("=")[1]), int(run[1].split("=")[1]))
+        }
