@@ -115,6 +115,7 @@ def run_here(cells: list[CellRun], out: TextIO) -> int:
     """One after another in this process, with the run's own progress display."""
     for cell in cells:
         code = run_batch(cell.rundir, resume=True, out=out)
+        cell.rundir.release()  # a finished cell is nobody's to write: the app may open it, a resume take it
         if code >= 128:
             return code
     return 0
