@@ -16,7 +16,7 @@ from . import __version__
 from .config import ConfigError, builtin_presets, check_runnable, load_preset, requirements, run_name
 from .engines import engine_names
 from .rundir import RunDir, open_for_resume
-from .sweep import load_sweep, sweep_file
+from .sweep import builtin_sweeps, load_sweep, sweep_file
 from .sweepdir import SweepDir, is_sweep_dir
 
 
@@ -112,6 +112,16 @@ def cmd_presets(args: argparse.Namespace) -> int:
             continue
         needs = ",".join(requirements(cfg)) or "-"
         print(f"{name:<22} {cfg.engine_name:<9} {cfg.data['mode']:<10} {needs:<14} {cfg.experiment['description']}")
+    for name, path in sorted(builtin_sweeps().items()):  # run with --batch NAME
+        try:
+            sweep = load_sweep(path)
+        except ConfigError as e:
+            print(f"{name:<22} {'error':<9} {'':<10} {'':<14} {e}")
+            continue
+        cfg = sweep.cells[0].config
+        needs = ",".join(requirements(cfg)) or "-"
+        what = f"{cfg.experiment['description']} ({len(sweep.cells)} cells)"
+        print(f"{name:<22} {cfg.engine_name:<9} {'sweep':<10} {needs:<14} {what}")
     print(f"engines: {', '.join(sorted(engine_names()))}")
     return 0
 
