@@ -159,6 +159,8 @@ def run(argv: list[str]) -> int:
 
     if (args.resume and is_sweep_dir(args.resume)) or (args.target and sweep_file(args.target)):
         return run_sweep_command(args)
+    if args.workers > 1 or args.gpus or args.executor != "local" or args.address:
+        raise ConfigError("--workers, --gpus, --executor and --address run a sweep's cells; this is a single run")
     if args.resume:
         rundir = open_for_resume(args.resume)
         check_runnable(rundir.config())  # a hand-edited preset.toml is checked like any other

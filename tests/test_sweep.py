@@ -268,3 +268,8 @@ def test_compare_and_export_a_sweep(made, tmp_path, capsys):
         assert {(r["data.keep_fraction"], r["engine.samples"]) for r in mine} == {
             (float(run[0].split("=")[1]), int(run[1].split("=")[1]))
         }
+
+
+def test_worker_options_are_for_sweeps(tmp_path, capsys):
+    assert main(["--batch", "gmm-quick", "--workers", "2", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "run a sweep's cells" in capsys.readouterr().err and not (tmp_path / "runs").exists()
