@@ -3,11 +3,13 @@ metrics as the runs made one by one, resumed after kill -9 without touching fini
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -45,6 +47,10 @@ SWEEP = (
 "engine.samples" = [100, 200]
 """
 )
+SWEEP_ONE = """
+[sweep]
+"engine.samples" = [200]
+"""
 CELLS = {  # cell name -> its --set overrides of BASE
     "keep_fraction0-samples100": ["data.keep_fraction=0", "engine.samples=100"],
     "keep_fraction0-samples200": ["data.keep_fraction=0", "engine.samples=200"],
@@ -104,8 +110,37 @@ def test_ray_gives_the_runs_made_one_by_one(made, tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         assert_cells_equal_runs(new_sweep(tmp_path, "--executor", "ray"), made)
+        killed_worker_is_retried(tmp_path / "retry", made["tmp"])
     finally:
         ray.shutdown()
+
+
+def killed_worker_is_retried(tmp: Path, base: Path) -> None:
+    """kill -9 of the Ray worker running a cell: Ray runs the task again, which resumes the cell."""
+    tmp.mkdir()
+    sets = ["experiment.generations=60", "engine.samples=200"]
+    want = rows(make_run(tmp, str(base / "base.toml"), *sets))
+    (tmp / "one.toml").write_text(BASE.replace("generations = 6", "generations = 60") + SWEEP_ONE)
+    runner = threading.Thread(
+        target=main, args=(["--batch", str(tmp / "one.toml"), "--runs-dir", str(tmp / "s"), "--executor", "ray"],)
+    )
+    runner.start()
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline and runner.is_alive():
+        with contextlib.suppress(StopIteration, OSError, ValueError):
+            cell = SweepDir.open(next((tmp / "s").iterdir())).cells[0]
+            status = cell.rundir.read_status()
+            if status.get("state") == "running" and cell.rundir.read_metrics():  # past a checkpoint
+                worker = int(Path(f"/proc/{status['pid']}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                os.kill(worker, signal.SIGKILL)  # the Ray worker; the cell's process dies with it
+                killed = cell
+        time.sleep(0.002)
+    runner.join(120)
+    assert killed is not None and killed.state()[0] == "finished"
+    log = (killed.rundir.path.parents[1] / "logs" / f"{killed.name}.log").read_text()
+    assert log.count("resuming at generation") == 1  # the retry took up the checkpoint
+    assert rows(killed.rundir.path) == want
 
 
 def snapshot(run: Path) -> dict[str, tuple[bytes, int]]:
