@@ -17,6 +17,8 @@ from pathlib import Path
 
 import machine
 
+from collapse_tui.executors import worker_env
+
 SWEEP = """
 [experiment]
 description = "bench: vae-quick over keep_fraction"
@@ -40,10 +42,10 @@ batch = 64
 """
 
 
-def timed(preset: Path, runs: Path, *args: str) -> float:
+def timed(preset: Path, runs: Path, *args: str, env: dict[str, str] | None = None) -> float:
     cmd = [sys.executable, "-m", "collapse_tui", "--batch", str(preset), "--runs-dir", str(runs), *args]
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start
 
 
@@ -56,12 +58,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         preset = Path(tmp) / "vae-keep4.toml"
         preset.write_text(SWEEP.format(generations=args.generations))
-        one = timed(preset, Path(tmp) / "sequential")
         many = timed(preset, Path(tmp) / "workers", "--workers", str(args.workers))
+        # the same cells one after another with one thread per pool: what the workers' speed-up is over
+        # when the machine is busy and torch's threads would otherwise spin-wait for cores
+        single = timed(preset, Path(tmp) / "one-thread", env=worker_env(1))
+        one = timed(preset, Path(tmp) / "sequential")
     print(f"4 cells x {args.generations} generations of vae-quick")
     print(f"one after another (this process, every core): {one:.1f} s")
+    print(f"one after another, one thread per pool: {single:.1f} s")
     print(f"--workers {args.workers} (a process each, cores shared out): {many:.1f} s")
-    print(f"ratio: {many / one:.2f}")
+    print(f"ratio to one after another: {many / one:.2f}; to one after another with one thread: {many / single:.2f}")
     print(f"machine at the end: {machine.cpu()}")
 
 

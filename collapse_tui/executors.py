@@ -32,6 +32,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NU
 EXECUTORS = ("local", "ray")
 RAY_RETRIES = 3  # a cell whose worker died is run again this often, each time from its last checkpoint
 POLL = 0.2  # seconds between looks at the workers
+LOCK_GRACE = 30.0  # seconds a retried Ray task waits for the killed try's cell process to be gone
 PR_SET_PDEATHSIG = 1
 
 
@@ -184,6 +185,9 @@ def ray_cell(path: str) -> int:
     """A Ray task: the cell's run in a fresh interpreter with one thread per pool (the task holds one CPU).
     Ray sets CUDA_VISIBLE_DEVICES for a task that holds a GPU; the worker inherits it."""
     cell = CellRun(Path(path).name, {}, RunDir(Path(path)))
+    deadline = time.monotonic() + LOCK_GRACE
+    while cell.rundir.writer_alive() and time.monotonic() < deadline:  # a retry: the dead try's cell exits
+        time.sleep(POLL)
     proc = start_cell(cell, worker_env(1), Path(path).parent.parent / LOGS / f"{cell.name}.log")
     return proc.wait()
 

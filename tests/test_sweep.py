@@ -133,13 +133,14 @@ def killed_worker_is_retried(tmp: Path, base: Path) -> None:
             status = cell.rundir.read_status()
             if status.get("state") == "running" and cell.rundir.read_metrics():  # past a checkpoint
                 worker = int(Path(f"/proc/{status['pid']}/stat").read_text().rsplit(")", 1)[1].split()[1])
-                os.kill(worker, signal.SIGKILL)  # the Ray worker; the cell's process dies with it
+                os.kill(worker, signal.SIGKILL)  # the Ray worker, and the cell's process with it
+                os.kill(status["pid"], signal.SIGKILL)  # (as PR_SET_PDEATHSIG does: not waited for here)
                 killed = cell
         time.sleep(0.002)
     runner.join(120)
     assert killed is not None and killed.state()[0] == "finished"
     log = (killed.rundir.path.parents[1] / "logs" / f"{killed.name}.log").read_text()
-    assert log.count("resuming at generation") == 1  # the retry took up the checkpoint
+    assert log.count("resuming at generation") == 1, log  # the retry took up the checkpoint
     assert rows(killed.rundir.path) == want
 
 
