@@ -131,7 +131,7 @@ def killed_worker_is_retried(tmp: Path, base: Path) -> None:
         with contextlib.suppress(StopIteration, OSError, ValueError):
             cell = SweepDir.open(next((tmp / "s").iterdir())).cells[0]
             status = cell.rundir.read_status()
-            if status.get("state") == "running" and cell.rundir.read_metrics():  # past a checkpoint
+            if status.get("state") == "running" and cell.rundir.read_checkpoint():  # past a checkpoint
                 worker = int(Path(f"/proc/{status['pid']}/stat").read_text().rsplit(")", 1)[1].split()[1])
                 os.kill(worker, signal.SIGKILL)  # the Ray worker, and the cell's process with it
                 os.kill(status["pid"], signal.SIGKILL)  # (as PR_SET_PDEATHSIG does: not waited for here)
