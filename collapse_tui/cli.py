@@ -16,6 +16,8 @@ from . import __version__
 from .config import ConfigError, builtin_presets, check_runnable, load_preset, requirements, run_name
 from .engines import engine_names
 from .rundir import RunDir, open_for_resume
+from .sweep import builtin_sweeps, load_sweep, sweep_file
+from .sweepdir import SweepDir, is_sweep_dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a preset key, e.g. --set experiment.generations=5 (VALUE is read as TOML)",
     )
     p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where run directories go (default: ./runs)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="a sweep's cells in N local processes")
+    p.add_argument("--gpus", metavar="LIST", help="GPUs the workers share out, e.g. 0,1 (one per worker)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="where a sweep's cells run")
+    p.add_argument("--address", metavar="ADDR", help="the Ray cluster to join (--executor ray; default: local)")
     p.add_argument("--version", action="version", version=f"collapse-tui {__version__}")
     return p
 
@@ -59,8 +65,8 @@ def build_commands() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", description="List the presets and engines that are installed.")
     p.add_argument("extra", nargs="*", help=argparse.SUPPRESS)  # refused in cmd_presets, with a clearer line
 
-    p = sub.add_parser("report", description="Draw the paper's figures from run directories.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p = sub.add_parser("report", description="Draw the paper's figures from run directories, or a sweep's.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, or one sweep directory")
     p.add_argument(
         "--out", metavar="DIR", help="where figures go (default: RUN_DIR/report, or ./report for several runs)"
     )
@@ -69,6 +75,15 @@ def build_commands() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", default="png,svg", metavar="LIST", help="png, svg or png,svg (default)")
     p.add_argument("--dpi", type=int, default=150, help="PNG resolution (default 150)")
+    p.add_argument(
+        "--metrics", metavar="LIST", help="a sweep's metrics to draw against the swept values (default: all)"
+    )
+    p.add_argument(
+        "--generation",
+        type=int,
+        metavar="N",
+        help="a sweep's figures at generation N (default: the last every cell has)",
+    )
 
     p = sub.add_parser(
         "export",
@@ -98,6 +113,16 @@ def cmd_presets(args: argparse.Namespace) -> int:
         needs = ",".join(requirements(cfg)) or "-"
         engines = "+".join(dict.fromkeys(c["engine"] for c in cfg.chains)) or cfg.engine_name  # chains: each engine
         print(f"{name:<22} {engines:<9} {cfg.data['mode']:<10} {needs:<14} {cfg.experiment['description']}")
+    for name, path in sorted(builtin_sweeps().items()):  # run with --batch NAME
+        try:
+            sweep = load_sweep(path)
+        except ConfigError as e:
+            print(f"{name:<22} {'error':<9} {'':<10} {'':<14} {e}")
+            continue
+        cfg = sweep.cells[0].config
+        needs = ",".join(requirements(cfg)) or "-"
+        what = f"{cfg.experiment['description']} ({len(sweep.cells)} cells)"
+        print(f"{name:<22} {cfg.engine_name:<9} {'sweep':<10} {needs:<14} {what}")
     print(f"engines: {', '.join(sorted(engine_names()))}")
     return 0
 
@@ -129,8 +154,14 @@ def run(argv: list[str]) -> int:
         from .tui.app import run_app
 
         return run_app(args.target, args.overrides, Path(args.runs_dir), resume=args.resume)
+    if args.workers < 1:
+        raise ConfigError(f"--workers: expected a number >= 1, got {args.workers}")
     from .batch import run_batch  # rich and the loop load only for a run
 
+    if (args.resume and is_sweep_dir(args.resume)) or (args.target and sweep_file(args.target)):
+        return run_sweep_command(args)
+    if args.workers > 1 or args.gpus or args.executor != "local" or args.address:
+        raise ConfigError("--workers, --gpus, --executor and --address run a sweep's cells; this is a single run")
     if args.resume:
         rundir = open_for_resume(args.resume)
         check_runnable(rundir.config())  # a hand-edited preset.toml is checked like any other
@@ -140,6 +171,24 @@ def run(argv: list[str]) -> int:
     cfg = load_preset(args.target, args.overrides)
     check_runnable(cfg)
     return run_batch(RunDir.create(Path(args.runs_dir), cfg, name=run_name(args.target, cfg)))
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    """--batch SWEEP.toml: every cell validated and checked before the sweep directory exists."""
+    from .executors import run_sweep
+
+    if args.resume:
+        sweep = SweepDir.open(args.resume)
+    else:
+        spec = load_sweep(sweep_file(args.target), args.overrides)
+        for cell in spec.cells:
+            try:
+                check_runnable(cell.config)
+            except ConfigError as e:
+                raise ConfigError(f"sweep cell {cell.name}: {e}") from None
+        sweep = SweepDir.create(Path(args.runs_dir), spec)
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+    return run_sweep(sweep, workers=args.workers, executor=args.executor, gpus=gpus, address=args.address)
 
 
 def main(argv: list[str] | None = None) -> int:

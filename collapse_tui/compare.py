@@ -28,6 +28,7 @@ from .config import Config, ConfigError
 from .numbers import fmt, plural
 from .rundir import RunDir, run_state
 from .summary import Summary, by_generation, is_log, log_keys_of, ratio, scalar_keys, show
+from .sweepdir import expand
 
 MAX_LABEL_KEYS = 3  # config differences named in a run's label
 HIDDEN_KEYS = ("experiment.name", "experiment.description", "experiment.engine")  # name or preset tell these
@@ -294,7 +295,8 @@ def print_comparison(runs: list[Run], out: TextIO, at: int | None = None) -> Non
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """`collapse-tui compare`: args as cli.build_commands parses them."""
-    if len(set(map(os.path.realpath, args.run_dirs))) < len(args.run_dirs):
+    paths, _ = expand(args.run_dirs)  # a sweep directory: its cells, side by side
+    if len(set(map(os.path.realpath, paths))) < len(paths):
         raise ConfigError("compare: the same run directory is named twice")
-    print_comparison(load_runs(args.run_dirs), out or sys.stdout, args.generation)
+    print_comparison(load_runs(paths), out or sys.stdout, args.generation)
     return 0

@@ -146,20 +146,25 @@ def find_preset(spec: str) -> Path:
 
 def load_preset(spec: str, overrides: list[str] = ()) -> Config:
     path = find_preset(spec)
-    try:
-        raw = tomllib.loads(_read_preset(path).decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    raw = read_toml(path)
     raw.setdefault("experiment", {})
     if isinstance(raw["experiment"], dict):
         raw["experiment"].setdefault("name", path.stem)
     for item in overrides:
         apply_override(raw, item, Path.cwd())
     return validate(raw, base_dir=path.parent)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A preset file's TOML, parsed; ConfigError with one line when it is not readable TOML text."""
+    try:
+        return tomllib.loads(_read_preset(path).decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
 
 
 def _read_preset(path: Path) -> bytes:
@@ -224,6 +229,8 @@ def _override_chain(raw: dict[str, Any], name: str, key: str, value: Any, cwd: P
 def validate(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
     """Check a parsed preset and fill defaults. Relative paths are resolved against base_dir."""
     for section, value in raw.items():
+        if section == "sweep":  # sweep.py reads these files; a single run cannot
+            raise ConfigError("[sweep]: a sweep preset; run it with collapse-tui --batch SWEEP.toml")
         if section not in SECTIONS:
             hint = _did_you_mean(section, SECTIONS)
             raise ConfigError(f"[{section}]: unknown section{hint}; expected one of {', '.join(SECTIONS)}")

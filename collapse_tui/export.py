@@ -19,6 +19,7 @@ from typing import Any
 
 from .config import ConfigError
 from .rundir import RunDir, atomic_write
+from .sweepdir import expand
 
 KEYS_FIRST = ("run", "chain", "seed", "generation")  # run: when several runs are exported; chain: chains
 
@@ -132,11 +133,14 @@ def run(args: argparse.Namespace) -> int:
     """`collapse-tui export`: args as cli.build_commands parses them."""
     if not (args.csv or args.parquet):
         raise ConfigError("export: give --csv FILE and/or --parquet FILE")
-    paths = [Path(p) for p in args.run_dirs]
+    names, swept = expand(args.run_dirs)  # a sweep directory: its cells, a column per swept key
+    paths = [Path(p) for p in names]
     if len({p.resolve() for p in paths}) < len(paths):
         raise ConfigError("export: the same run directory is named twice")
     runs = [RunDir.open(p) for p in paths]
-    if len(runs) == 1:
+    if swept:
+        rows = [{"run": r.path.name, **swept.get(str(r.path), {}), **row} for r in runs for row in r.read_metrics()]
+    elif len(runs) == 1:
         rows = runs[0].read_metrics()
     else:
         names = [r.path.name for r in runs]

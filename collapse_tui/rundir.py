@@ -197,6 +197,10 @@ class RunDir:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         _held[key] = fd
 
+    def release(self) -> None:
+        """Stop being the run's writer (a sweep creates its cells' runs, then worker processes write them)."""
+        _release(self.path)
+
     def writer_alive(self) -> bool:
         """Does a live process (this one included) hold the run's lock?"""
         if _identity(self.path) in _held:

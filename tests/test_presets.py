@@ -13,6 +13,7 @@ import pytest
 
 from collapse_tui.cli import main
 from collapse_tui.config import builtin_presets, load_preset, validate
+from collapse_tui.sweep import builtin_sweeps
 
 GOOD = """
 [experiment]
@@ -178,7 +179,7 @@ def test_every_builtin_preset_is_valid_and_listed(capsys):
     assert {"gaussian", "gaussian-quick", "gmm", "gmm-quick", "gmm-accumulate"} <= set(names)
     assert main(["presets"]) == 0
     *lines, engines = capsys.readouterr().out.splitlines()
-    assert sorted(line.split()[0] for line in lines) == sorted(names)
+    assert sorted(line.split()[0] for line in lines) == sorted([*names, *builtin_sweeps()])  # sweeps: test_sweep.py
     assert engines == "engines: gaussian, gmm, ngram, opt, vae"
     for name in names:
         cfg = load_preset(name)

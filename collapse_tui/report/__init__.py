@@ -26,6 +26,7 @@ from ..compare import Run, load_runs, run_labels
 from ..config import ConfigError
 from ..engines import EngineError, engine_class
 from ..rundir import atomic_write
+from ..sweepdir import SweepDir, is_sweep_dir
 from .figures import FORMATS, INSTALL_HINT, Options, Spec, Unavailable
 from .generic import GENERIC
 
@@ -168,6 +169,15 @@ def run(args: argparse.Namespace) -> int:
         formats=parse_formats(args.format),
         dpi=max(30, min(args.dpi, 600)),
     )
+    if len(args.run_dirs) == 1 and is_sweep_dir(args.run_dirs[0]):
+        from .sweep import write_sweep_report
+
+        sweep = SweepDir.open(args.run_dirs[0])
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+        out = Path(args.out) if args.out else sweep.path / "report"
+        for name, files in write_sweep_report(sweep, out, opts, metrics, args.generation):
+            print(f"{name}: {', '.join(map(str, files))}")
+        return 0
     runs = load_runs(args.run_dirs)
     out = Path(args.out) if args.out else (runs[0].rundir.path / "report" if len(runs) == 1 else Path("report"))
     for w in write_report(runs, out, opts):

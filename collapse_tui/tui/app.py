@@ -1,4 +1,4 @@
-"""The Textual app: `collapse-tui [PRESET | PRESETS_FOLDER | RUN_DIR]` without --batch.
+"""The Textual app: `collapse-tui [PRESET | PRESETS_FOLDER | RUN_DIR | SWEEP_DIR]` without --batch.
 
 Bad input raises ConfigError in build_app, before the app takes the terminal, so the CLI prints
 one line and exits 2. Importing this module and drawing the start screen loads no torch.
@@ -15,6 +15,8 @@ from textual.binding import Binding
 
 from ..config import ConfigError, find_preset, load_preset
 from ..rundir import RunDir, open_for_resume
+from ..sweep import sweep_file
+from ..sweepdir import SweepDir, is_sweep_dir
 from .start import PresetEntry, StartScreen, builtin_entries, folder_entries
 
 DEFAULT_PRESET = "gmm"
@@ -33,10 +35,11 @@ class CollapseApp(App[int]):
         runs_dir: Path = Path("runs"),
         open_run: RunDir | None = None,
         resume: bool = False,
+        open_sweep: SweepDir | None = None,
     ):
         super().__init__()
         self.entries, self.selected, self.overrides, self.runs_dir = entries, selected, list(overrides), runs_dir
-        self.open_run, self.resume_now = open_run, resume
+        self.open_run, self.resume_now, self.open_sweep = open_run, resume, open_sweep
         self.quitting = False  # waiting for the loop to checkpoint before exiting
 
     def on_mount(self) -> None:
@@ -45,6 +48,10 @@ class CollapseApp(App[int]):
         for sig in (signal.SIGTERM, signal.SIGHUP):
             asyncio.get_running_loop().add_signal_handler(sig, lambda: self.call_later(self.action_quit))
         self.push_screen(StartScreen(self.entries, self.selected, self.overrides, self.runs_dir))
+        if self.open_sweep is not None:
+            from .sweep_screen import SweepScreen
+
+            self.push_screen(SweepScreen(self.open_sweep))
         if self.open_run is not None:
             from .run_screen import RunScreen
 
@@ -76,6 +83,14 @@ def build_app(
     if resume:  # --resume RUN_DIR without --batch: open it and resume at once
         target = resume
     path = Path(target) if target else None
+    if path is not None and is_sweep_dir(path) and not resume:
+        if overrides:
+            raise ConfigError(f"{target}: a sweep's presets are fixed; --set applies to presets only")
+        return CollapseApp(entries, selected, overrides, runs_dir, open_sweep=SweepDir.open(path))
+    if target and sweep_file(target):
+        raise ConfigError(
+            f"{target}: a sweep preset; sweeps run with collapse-tui --batch {target} (open the sweep directory here)"
+        )
     if path is not None and path.is_dir():
         if (path / "preset.toml").is_file():
             if overrides:

@@ -1,0 +1,224 @@
+"""Who runs a sweep's cells: this process one after another, N local worker processes, or a Ray cluster.
+
+Every cell is an ordinary resumable run, so every executor runs it the same way: resumed from its last
+checkpoint (a cell never started resumes from nothing), and a cell already finished is left as it is.
+Workers are fresh interpreters (`python -m collapse_tui --batch --resume CELL`), never forks of a
+process that loaded numba or torch, with their thread counts (BLAS, OpenMP, numba, torch) set in their
+environment before anything loads, so N workers share the cores instead of oversubscribing them. A
+worker dies with the process that started it (PR_SET_PDEATHSIG): kill -9 of a sweep leaves no writer
+behind, and the kernel frees a dead writer's flock, so a resume can take every cell's lock at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from .batch import EXIT, STOP_SIGNALS, run_batch
+from .config import ConfigError, check_runnable
+from .engines import engine_class
+from .rundir import RunDir
+from .sweepdir import LOGS, CellRun, SweepDir
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+EXECUTORS = ("local", "ray")
+RAY_RETRIES = 3  # a cell whose worker died is run again this often, each time from its last checkpoint
+POLL = 0.2  # seconds between looks at the workers
+LOCK_GRACE = 30.0  # seconds a retried Ray task waits for the killed try's cell process to be gone
+PR_SET_PDEATHSIG = 1
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def worker_env(threads: int, gpu: str | None = None) -> dict[str, str]:
+    """The environment of a worker process: thread counts for every pool (torch reads OMP_NUM_THREADS
+    for its own), and its GPU when several are shared out."""
+    env = dict(os.environ) | {var: str(threads) for var in THREAD_VARS}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    return env
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def start_cell(cell: CellRun, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A worker for one cell, in its own session (a Ctrl-C reaches the sweep, which passes it on)."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "collapse_tui", "--batch", "--resume", str(cell.rundir.path)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+
+def todo(sweep: SweepDir) -> list[CellRun]:
+    """The cells to run: all but the finished ones, each checked as a run's resume is (ConfigError else)."""
+    cells = []
+    for cell in sweep.cells:
+        state, _, _ = cell.state()
+        if state == "finished":
+            continue
+        if state == "running":
+            raise ConfigError(f"sweep cell {cell.name}: another process is running it ({cell.rundir.path})")
+        cfg = cell.rundir.config()
+        try:
+            cell.rundir.check_resumable(cfg)
+            check_runnable(cfg)
+        except ConfigError as e:
+            raise ConfigError(f"sweep cell {cell.name}: {e}") from None
+        cells.append(cell)
+    return cells
+
+
+def run_sweep(
+    sweep: SweepDir,
+    workers: int = 1,
+    executor: str = "local",
+    gpus: list[str] | None = None,
+    address: str | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """Run the sweep's unfinished cells; print a line per cell and a summary. Exit status: 0 every cell
+    finished, 1 a cell failed (the others still ran), 128 + the signal when one stopped the sweep."""
+    out = out or sys.stdout
+    cells = todo(sweep)
+    say = _sayer(out)
+    say(
+        f"sweep {sweep.name}: {len(sweep.cells) - len(cells)} of {len(sweep.cells)} cells finished, {len(cells)} to run"
+    )
+    if executor == "ray":
+        stopped = run_ray(cells, address, say)
+    elif workers > 1:
+        stopped = run_local(cells, workers, gpus or [], sweep.logs, say)
+    else:
+        stopped = run_here(cells, out)
+    return report(sweep, stopped, say)
+
+
+def run_here(cells: list[CellRun], out: TextIO) -> int:
+    """One after another in this process, with the run's own progress display."""
+    for cell in cells:
+        code = run_batch(cell.rundir, resume=True, out=out)
+        cell.rundir.release()  # a finished cell is nobody's to write: the app may open it, a resume take it
+        if code >= 128:
+            return code
+    return 0
+
+
+def run_local(cells: list[CellRun], workers: int, gpus: list[str], logs: Path, say: Callable[[str], None]) -> int:
+    """At most `workers` worker processes at a time; a GPU each, in turn, when gpus are given."""
+    threads = max(1, cores() // workers)
+    queue = list(cells)
+    running: dict[int, tuple[CellRun, subprocess.Popen]] = {}  # worker slot -> its cell
+    stopped_by: list[int] = []
+
+    def on_signal(signum, frame) -> None:
+        stopped_by.append(signum)
+        queue.clear()
+        for _, proc in running.values():  # each stops after a checkpoint (twice: at once)
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+    try:
+        while queue or running:
+            for slot in range(workers):
+                if slot not in running and queue:
+                    cell = queue.pop(0)
+                    gpu = gpus[slot % len(gpus)] if gpus else None
+                    proc = start_cell(cell, worker_env(threads, gpu), logs / f"{cell.name}.log")
+                    running[slot] = (cell, proc)
+                    say(f"cell {cell.name}: started (pid {proc.pid}{f', GPU {gpu}' if gpu else ''})")
+            time.sleep(POLL)
+            for slot, (cell, proc) in list(running.items()):
+                if proc.poll() is not None:
+                    del running[slot]
+                    say(_ended(cell))
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 128 + stopped_by[0] if stopped_by else 0
+
+
+def run_ray(cells: list[CellRun], address: str | None, say: Callable[[str], None]) -> int:
+    """Cells as Ray tasks (a GPU each for torch engines on cuda); run directories must be on storage that
+    every node sees at the same path. A task whose worker died is retried and resumes the cell."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs ray: pip install -e '.[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    task = ray.remote(ray_cell)
+    refs = {}
+    for cell in cells:
+        cfg = cell.rundir.config()
+        gpu = engine_class(cfg.engine_name).needs_torch and cfg.experiment["device"] == "cuda"
+        options = {"num_cpus": 1, "num_gpus": 1 if gpu else 0, "max_retries": RAY_RETRIES}
+        refs[task.options(**options).remote(str(cell.rundir.path))] = cell
+        say(f"cell {cell.name}: submitted to Ray")
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        say(_ended(refs[done[0]]))
+    return 0
+
+
+def ray_cell(path: str) -> int:
+    """A Ray task: the cell's run in a fresh interpreter with one thread per pool (the task holds one CPU).
+    Ray sets CUDA_VISIBLE_DEVICES for a task that holds a GPU; the worker inherits it."""
+    cell = CellRun(Path(path).name, {}, RunDir(Path(path)))
+    deadline = time.monotonic() + LOCK_GRACE
+    while cell.rundir.writer_alive() and time.monotonic() < deadline:  # a retry: the dead try's cell exits
+        time.sleep(POLL)
+    proc = start_cell(cell, worker_env(1), Path(path).parent.parent / LOGS / f"{cell.name}.log")
+    return proc.wait()
+
+
+def _ended(cell: CellRun) -> str:
+    state, gen, error = cell.state()
+    return f"cell {cell.name}: {state} at generation {gen}" + (f": {error}" if error else "")
+
+
+def _sayer(out: TextIO) -> Callable[[str], None]:
+    tty = out.isatty()
+
+    def say(text: str) -> None:
+        stamp = "" if tty else time.strftime("%Y-%m-%d %H:%M:%S ")
+        with contextlib.suppress(OSError, ValueError):
+            print(f"{stamp}{text}", file=out, flush=True)
+
+    return say
+
+
+def report(sweep: SweepDir, stopped: int, say: Callable[[str], None]) -> int:
+    """A line per cell that did not finish, then the sweep's exit status."""
+    states = [(cell, *cell.state()) for cell in sweep.cells]
+    failed = [c for c, state, _, _ in states if state in ("failed", "crashed")]
+    done = sum(state == "finished" for _, state, _, _ in states)
+    for cell, state, gen, error in states:
+        if state != "finished":
+            say(f"  {cell.name}: {state} at generation {gen}" + (f": {error}" if error else ""))
+    say(f"sweep {sweep.name}: {done} of {len(states)} cells finished, {len(failed)} failed: {sweep.path}")
+    if stopped or done < len(states):
+        say(f"resume with: collapse-tui --batch --resume {sweep.path}")
+    if stopped:
+        return stopped
+    return EXIT["failed"] if failed or done < len(states) else 0

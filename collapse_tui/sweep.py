@@ -1,0 +1,149 @@
+"""Sweep presets: an ordinary preset plus a [sweep] table of dotted keys -> lists of values.
+
+    [sweep]
+    mode = "grid"                        # every combination (default), or "zip": the i-th of each list
+    "data.keep_fraction" = [0, 0.1, 0.5]
+    "engine.samples" = [100, 1000]
+
+Each combination is a cell: the preset with those values, validated by config.validate like any preset,
+every cell before anything is created (a bad one: ConfigError naming the cell). A cell is named by what
+it changes ('keep_fraction0.1-samples100'); its run keeps the preset's name, so run labels read as the
+swept values. Built-in sweep presets live in presets/sweeps/ (apart from the single-run presets).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.resources
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import (
+    NAME_RE,
+    SECTIONS,
+    Config,
+    ConfigError,
+    _did_you_mean,
+    _name_part,
+    apply_override,
+    read_toml,
+    validate,
+)
+
+SWEEP_MODES = ("grid", "zip")
+MAX_CELLS = 1000
+FIXED_KEYS = ("experiment.name", "experiment.engine")  # a cell is a setting of one experiment
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str  # also its run directory's name in the sweep directory
+    values: dict[str, Any]  # swept key -> this cell's value
+    config: Config
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    mode: str
+    axes: dict[str, list[Any]]  # swept key -> its values, in the preset's order
+    cells: tuple[Cell, ...]
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.axes)
+
+
+@functools.cache
+def builtin_sweeps() -> dict[str, Path]:
+    """name -> file of the built-in sweep presets (presets/sweeps/*.toml)."""
+    folder = Path(str(importlib.resources.files("collapse_tui.presets"))) / "sweeps"
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+
+
+def sweep_file(spec: str) -> Path | None:
+    """The sweep preset spec names (a built-in sweep's name, or a TOML file holding a [sweep] table), else None."""
+    path = Path(spec)
+    if not path.exists() and spec in builtin_sweeps():
+        return builtin_sweeps()[spec]
+    if path.suffix != ".toml" or not path.is_file():
+        return None
+    return path if isinstance(read_toml(path).get("sweep"), dict) else None
+
+
+def load_sweep(path: Path, overrides: list[str] = ()) -> Sweep:
+    """Expand and validate every cell of the sweep preset at path; --set overrides apply to all cells."""
+    raw = read_toml(path)
+    table = raw.pop("sweep")
+    experiment = raw.setdefault("experiment", {})
+    if isinstance(experiment, dict):
+        experiment.setdefault("name", path.stem)
+    swept = {k for k in table if k != "mode"}
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key in swept:
+            raise ConfigError(f"--set {item}: {key} is swept by [sweep]; change its list there")
+        apply_override(raw, item, Path.cwd())
+    mode, axes = _axes(table)
+    name = experiment.get("name") if isinstance(experiment, dict) else None
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise ConfigError(f"experiment.name: expected 1-64 letters, digits, '.', '_' or '-', got {name!r}")
+    combos = list(itertools.product(*axes.values())) if mode == "grid" else list(zip(*axes.values(), strict=True))
+    if len(combos) > MAX_CELLS:
+        raise ConfigError(f"[sweep]: {len(combos)} cells, more than a sweep's {MAX_CELLS}")
+    cells: list[Cell] = []
+    names: dict[str, dict[str, Any]] = {}
+    for combo in combos:
+        values = dict(zip(axes, combo))
+        cell_name = _cell_name(values)
+        if cell_name in names:
+            raise ConfigError(f"[sweep]: cells {names[cell_name]} and {values} would have the same name {cell_name!r}")
+        names[cell_name] = values
+        cell_raw = copy.deepcopy(raw)
+        for key, value in values.items():
+            section, _, leaf = key.partition(".")
+            cell_raw.setdefault(section, {})[leaf] = value
+        try:
+            cfg = validate(cell_raw, base_dir=path.parent)
+        except ConfigError as e:
+            raise ConfigError(f"sweep cell {cell_name}: {e}") from None
+        cells.append(Cell(cell_name, values, cfg))
+    return Sweep(name, mode, axes, tuple(cells))
+
+
+def _axes(table: dict[str, Any]) -> tuple[str, dict[str, list[Any]]]:
+    mode = table.get("mode", "grid")
+    if mode not in SWEEP_MODES:
+        raise ConfigError(f"sweep.mode: expected one of {', '.join(map(repr, SWEEP_MODES))}, got {mode!r}")
+    axes: dict[str, list[Any]] = {}
+    for key, values in table.items():
+        if key == "mode":
+            continue
+        section, dot, leaf = key.partition(".")
+        if not dot or not leaf or "." in leaf or section not in SECTIONS:
+            hint = _did_you_mean(section, SECTIONS)
+            raise ConfigError(f"sweep.{key}: expected a dotted preset key SECTION.KEY, e.g. data.keep_fraction{hint}")
+        if key in FIXED_KEYS:
+            raise ConfigError(f"sweep.{key}: cannot be swept (a sweep is one experiment's settings)")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"sweep.{key}: expected a non-empty list of values, got {values!r}")
+        if len({repr(v) for v in values}) < len(values):
+            raise ConfigError(f"sweep.{key}: a value is listed twice in {values!r}")
+        axes[key] = values
+    if not axes:
+        raise ConfigError('[sweep]: no swept key; expected e.g. "data.keep_fraction" = [0, 0.1, 0.5]')
+    lengths = {len(v) for v in axes.values()}
+    if mode == "zip" and len(lengths) > 1:
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in axes.items())
+        raise ConfigError(f"[sweep]: mode 'zip' needs lists of one length, got {sizes}")
+    return mode, axes
+
+
+def _cell_name(values: dict[str, Any]) -> str:
+    parts = [_name_part(key.partition(".")[2], value) for key, value in values.items()]
+    name = re.sub(r"[^A-Za-z0-9._-]", "", "-".join(parts)).lstrip("._-")[:64]
+    return name or "cell"
