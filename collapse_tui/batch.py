@@ -95,7 +95,7 @@ class BatchView:
             self.progress = None
 
     def summary(self, rundir: RunDir, state: str) -> None:
-        rows = rundir.read_metrics()
+        rows = rundir.read_metrics_ends()  # a summary of the first and the last generation
         cfg = rundir.config()
         for chain in chain_names(cfg) or [""]:  # a table per chain
             mine = [r for r in rows if r.get("chain", "") == chain]

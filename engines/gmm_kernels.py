@@ -535,6 +535,9 @@ def mean_log_density_batch(x: np.ndarray, means: np.ndarray, covs: np.ndarray, w
         if not _precompute(weights[j], covs[j], linv, const):
             out[j] = np.nan
             continue
+        if k == 2 and d == 2:
+            out[j] = _sum_log_density_k2d2(xs, means[j], linv, const) / t
+            continue
         lp = np.empty(k)
         y = np.empty(d)
         total = 0.0
@@ -548,6 +551,31 @@ def mean_log_density_batch(x: np.ndarray, means: np.ndarray, covs: np.ndarray, w
                 prod = 1.0
         out[j] = (total + np.log(prod)) / t
     return out
+
+
+@njit(cache=True, error_model="numpy")
+def _sum_log_density_k2d2(x: np.ndarray, means: np.ndarray, linv: np.ndarray, const: np.ndarray) -> float:
+    """The sum over points of _top_norm's log p(x) for K = 2 in 2-D, in registers and branch-free as
+    _e_m_pass_k2d2: the same operations in the same order, so the same numbers, 3x faster."""
+    m0x, m0y, m1x, m1y = means[0, 0], means[0, 1], means[1, 0], means[1, 1]
+    a00, a10, a11 = linv[0, 0, 0], linv[0, 1, 0], linv[0, 1, 1]
+    b00, b10, b11 = linv[1, 0, 0], linv[1, 1, 0], linv[1, 1, 1]
+    c0, c1 = const[0], const[1]
+    total = 0.0
+    prod = 1.0
+    for i in range(x.shape[0]):
+        dx0, dy0 = x[i, 0] - m0x, x[i, 1] - m0y
+        dx1, dy1 = x[i, 0] - m1x, x[i, 1] - m1y
+        t0, u0 = a00 * dx0, a10 * dx0 + a11 * dy0
+        t1, u1 = b00 * dx1, b10 * dx1 + b11 * dy1
+        l0 = c0 - 0.5 * (t0 * t0 + u0 * u0)
+        l1 = c1 - 0.5 * (t1 * t1 + u1 * u1)
+        total += max(l0, l1)
+        prod *= 1.0 + np.exp(-abs(l1 - l0))
+        if i % PROD_CHUNK == PROD_CHUNK - 1:
+            total += np.log(prod)
+            prod = 1.0
+    return total + np.log(prod)
 
 
 @njit(cache=True, error_model="numpy")
