@@ -37,7 +37,7 @@ PHASES = (
     ("  of which held-out NLL", "engines/gmm.py", "test_nll"),
     ("  of which closed-form L2", "engines/mixture.py", "l2_distance"),
     ("  of which W2", "engines/mixture.py", "w2_to_standard"),
-    ("  of which sample stats (variance, tail)", "engines/mixture.py", "sample_stats"),
+    ("  of which sample stats (variance, tail)", "engines/gmm.py", "sample_stats"),
     ("  of which rows (dicts per seed)", "engines/mixture.py", "_rows"),
     ("next data (data mode)", "datamodes.py", "next_data"),
     ("sample previews saved", "rundir.py", "save_samples"),

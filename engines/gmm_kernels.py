@@ -595,3 +595,30 @@ def place_samples(means: np.ndarray, chol: np.ndarray, counts: np.ndarray, z: np
                     out[j, i, a] = means[j, c, a] + v
                 i += 1
     return out
+
+
+@njit(cache=True, error_model="numpy")
+def sample_stats_batch(x: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """mixture.sample_stats (to round-off) in two passes over each seed's (n, d) points without
+    temporaries: total variance (ddof 1) and the share of points beyond radius."""
+    s, n, d = x.shape
+    variance, tail = np.empty(s), np.empty(s)
+    r2 = radius * radius
+    mean = np.empty(d)
+    for j in range(s):
+        mean[:] = 0.0
+        beyond = 0
+        for i in range(n):
+            q = 0.0
+            for a in range(d):
+                mean[a] += x[j, i, a]
+                q += x[j, i, a] * x[j, i, a]
+            beyond += q > r2
+        mean /= n
+        ss = 0.0
+        for i in range(n):
+            for a in range(d):
+                ss += (x[j, i, a] - mean[a]) ** 2
+        variance[j] = ss / (n - 1)
+        tail[j] = beyond / n
+    return variance, tail

@@ -211,6 +211,10 @@ class MixtureEngine(Engine):
     def score(self, reference: Mixture, samples: np.ndarray) -> np.ndarray:
         return -log_density(samples, reference) / samples.shape[-1]
 
+    def sample_stats(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Total variance and tail mass per seed (mixture.sample_stats)."""
+        return sample_stats(samples, tail_radius(self.dim))
+
     def evaluate(self, model: Mixture, samples: np.ndarray, reference: Mixture) -> list[dict[str, Any]]:
         d = self.dim
         nll = self.test_nll(model)
@@ -219,7 +223,7 @@ class MixtureEngine(Engine):
         order = np.argsort(-model["weights"], axis=1)  # components listed heaviest first
         comp_std = np.take_along_axis(comp_std, order, axis=1)
         weights = np.take_along_axis(model["weights"], order, axis=1)
-        variance, tail = sample_stats(samples, tail_radius(d))
+        variance, tail = self.sample_stats(samples)
         with np.errstate(over="ignore"):
             perplexity = np.exp(nll)  # inf once the model all but excludes the real data
         cols = {

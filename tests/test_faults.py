@@ -426,3 +426,23 @@ def test_the_app_stops_its_run_at_a_checkpoint_on_sigterm_and_sighup(tmp_path, s
     (path,) = runs.glob("[!.]*")
     status = RunDir(path).read_status()
     assert status["state"] == "stopped" and status["checkpoint_generation"] == status["generation"] > 0
+
+
+def test_metrics_rows_round_trip_and_the_summary_reads_only_the_first_and_last_generation(tmp_path):
+    run = RunDir(tmp_path)
+    rows = [
+        {"seed": s, "generation": g, "nll": 1.5 * g + s, "w": [0.25, float("inf")]} for g in range(4) for s in (7, 8)
+    ]
+    run.append_metrics(rows[:2])
+    run.append_metrics(rows[2:])
+    back = run.read_metrics()
+    assert [r["nll"] for r in back] == [r["nll"] for r in rows] and back[0]["w"] == [0.25, None]  # inf: null
+    ends = [r for r in back if r["generation"] in (0, 3)]
+    assert run.read_metrics_ends() == ends
+    damaged = run.metrics_path.read_bytes().replace(b'"seed": 8, "generation": 1', b'"seed": 8, "generation": "x"')
+    run.metrics_path.write_bytes(damaged)
+    assert run.read_metrics_ends() == ends  # the lines between are not parsed
+    with pytest.raises(RunDirError, match="line 4"):
+        run.read_metrics()
+    run.write_metrics(back[:1])
+    assert run.read_metrics_ends() == back[:1]

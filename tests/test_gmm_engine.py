@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from collapse_tui.engines import mixture
+from collapse_tui.engines import gmm_kernels, mixture
 from collapse_tui.engines.gmm import GMMEngine, fit_mixtures
 from collapse_tui.engines.gmm_kernels import INFO_EM_ITER
 
@@ -202,9 +202,10 @@ def test_tail_radius_is_the_chi2_quantile() -> None:
 
 def test_sample_stats_match_numpy() -> None:
     x = np.random.default_rng(3).standard_normal((3, 500, 2)) * 2.0 + 5.0  # off-centre: no cancellation
-    variance, tail = mixture.sample_stats(x, 9.0)
-    np.testing.assert_allclose(variance, x.var(axis=1, ddof=1).sum(-1), rtol=1e-13)
-    np.testing.assert_array_equal(tail, (np.linalg.norm(x, axis=-1) > 9.0).mean(axis=1))
+    for stats_of in (mixture.sample_stats, gmm_kernels.sample_stats_batch):  # numpy's and the compiled one
+        variance, tail = stats_of(x, 9.0)
+        np.testing.assert_allclose(variance, x.var(axis=1, ddof=1).sum(-1), rtol=1e-13)
+        np.testing.assert_array_equal(tail, (np.linalg.norm(x, axis=-1) > 9.0).mean(axis=1))
 
 
 def test_collapsed_data_without_regularisation_fails_clearly() -> None:
