@@ -96,9 +96,9 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, expected):
     work = tmp_path / "work"
     work.mkdir()
     proc = cli("--batch", "gaussian", *ARGS, "--set", "experiment.checkpoint_seconds=100", cwd=work)
-    while proc.poll() is None and not ((work / "runs").exists() and any((work / "runs").glob("[!.]*"))):
+    # generation 1's samples exist: generation 0 has finished (however loaded the machine), no checkpoint yet
+    while proc.poll() is None and not any((work / "runs").glob("[!.]*/samples/gen-000001.*")):
         time.sleep(0.01)
-    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
