@@ -54,17 +54,9 @@ def files(run: Path) -> dict[str, bytes]:
     return out
 
 
-def test_two_workers_give_the_one_process_run_row_for_row(tmp_path, one_process):
-    runs = tmp_path / "runs"
-    assert main(["--batch", "vae-quick", *ARGS, "--workers", "2", "--runs-dir", str(runs)]) == 0
-    (run,) = runs.iterdir()
-    assert files(run) == files(one_process)
-    assert len(files(run)["metrics"].splitlines()) == 2 * 3
-    references = sorted(p.name for p in (run / "state").glob("reference-*"))
-    assert references == ["reference-0", "reference-1"]  # each worker wrote its group's
-
-
-def test_kill_9_with_workers_then_resume_with_workers_equals_the_uninterrupted_run(tmp_path, one_process):
+def test_two_workers_killed_with_9_and_resumed_with_workers_give_the_one_process_run_row_for_row(tmp_path, one_process):
+    """Every row comes from the workers: generation 0's before the kill, the rest after the resume (their
+    models shipped from the checkpoint); the workers die with their killed parent."""
     runs = tmp_path / "runs"
     proc = subprocess.Popen(
         [
@@ -98,6 +90,9 @@ def test_kill_9_with_workers_then_resume_with_workers_equals_the_uninterrupted_r
     run = RunDir(metrics.parent)
     assert main(["--batch", "--resume", str(run.path), "--workers", "2"]) == 0
     assert files(run.path) == files(one_process)
+    assert len(files(run.path)["metrics"].splitlines()) == 2 * 3
+    references = sorted(p.name for p in run.state_dir.glob("reference-*"))
+    assert references == ["reference-0", "reference-1"]  # each worker wrote its group's
 
 
 def test_workers_on_a_batched_single_chain_run_exit_2_before_anything_exists(tmp_path, capsys):
