@@ -5,7 +5,10 @@ loop in the parent mixes the next data, commits the generation and checkpoints a
 Group k lives in worker k % N for the whole run. The worker keeps the group's real data, reference and
 model between generations, so the parent ships them once (at the start, or from a checkpoint on resume);
 each generation it ships the group's training data and random states and gets back the model (the parent
-checkpoints it), the samples, the rows and the random states: the rows equal one process's row for row.
+checkpoints it), the samples, the rows and the random states: the rows equal, row for row, those of one
+process with the workers' thread counts. Both ways they travel as pickled bytes, copies: torch's own
+queue pickling would share a model's memory between the processes (and the next generation's training
+would reach the parent's copy).
 Workers write only what the group writes with one process (its reference folder at generation 0, its
 sample previews); metrics rows and checkpoints are the parent's alone, so kill -9 and resume work as ever.
 
@@ -128,6 +131,9 @@ class SeedWorkers:
             if proc.is_alive():
                 proc.kill()
             proc.join()
+            q.cancel_join_thread()  # a task still in the pipe of a killed worker does not hold up exit
+            q.close()
+        self.results.close()
 
     def generation(
         self, gen: int, data_cfg: dict[str, Any], report: Callable, check: Callable[[], None], keep_preview: bool
@@ -152,9 +158,8 @@ class SeedWorkers:
                 else None
             )
             states = [r.bit_generator.state for r in g.rngs]
-            self.tasks[key % len(self.procs)].put(
-                Task(key, gen, g.data, states, data_cfg, keep_preview and g_i == 0, ch.name, group)
-            )
+            task = Task(key, gen, g.data, states, data_cfg, keep_preview and g_i == 0, ch.name, group)
+            self.tasks[key % len(self.procs)].put(pickle.dumps(task))
             self.sent.add(key)
         steps: dict[int, Step] = {}
         while len(steps) < len(pairs):
@@ -171,7 +176,7 @@ class SeedWorkers:
                 error, tb = body
                 raise error from RemoteTraceback(tb)
             else:
-                step, states = body
+                step, states = pickle.loads(body)
                 for rng, state in zip(pairs[key][3].rngs, states):  # the parent mixes the next data with them
                     rng.bit_generator.state = state
                 steps[key] = step
@@ -216,7 +221,8 @@ def serve(path: str, tasks: Any, results: Any, parent: int) -> None:
     rundir = RunDir(Path(path))
     engines: dict[str, Any] = {}
     groups: dict[int, tuple[Any, Group]] = {}
-    while (task := tasks.get()) is not None:
+    while (raw := tasks.get()) is not None:
+        task = pickle.loads(raw)
         try:
             if task.group is not None:
                 spec = task.group
@@ -234,7 +240,7 @@ def serve(path: str, tasks: Any, results: Any, parent: int) -> None:
             report = _reporter(task.gen, task.key, results)
             step = one_generation(engine, g, task.gen, task.data_cfg, report, rundir, task.keep_preview, task.chain)
             g.model = step.model
-            results.put(("done", task.key, (step, [r.bit_generator.state for r in g.rngs])))
+            results.put(("done", task.key, pickle.dumps((step, [r.bit_generator.state for r in g.rngs]))))
         except Exception as e:
             results.put(("failed", task.key, (_picklable(e), traceback.format_exc())))
 
