@@ -306,6 +306,6 @@ def test_compare_and_export_a_sweep(made, tmp_path, capsys):
         }
 
 
-def test_worker_options_are_for_sweeps(tmp_path, capsys):
-    assert main(["--batch", "gmm-quick", "--workers", "2", "--runs-dir", str(tmp_path / "runs")]) == 2
+def test_executor_options_are_for_sweeps(tmp_path, capsys):
+    assert main(["--batch", "gmm-quick", "--executor", "ray", "--runs-dir", str(tmp_path / "runs")]) == 2
     assert "run a sweep's cells" in capsys.readouterr().err and not (tmp_path / "runs").exists()
