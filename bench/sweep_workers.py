@@ -17,7 +17,7 @@ from pathlib import Path
 
 import machine
 
-from collapse_tui.executors import worker_env
+from collapse_tui.seed_workers import worker_env
 
 SWEEP = """
 [experiment]

@@ -139,9 +139,12 @@ def summary_table(rows: list[dict], title: str, tty: bool, log_keys: set[str], a
     return table
 
 
-def run_batch(rundir: RunDir, resume: bool = False, out: TextIO | None = None) -> int:
-    """Run in the foreground; the first stop signal stops after a checkpoint, the second at once. Exit
-    status: 0 finished, 1 failed, 128 + the signal's number when a signal stopped it (130 for Ctrl-C)."""
+def run_batch(
+    rundir: RunDir, resume: bool = False, out: TextIO | None = None, workers: int = 1, gpus: list[str] | None = None
+) -> int:
+    """Run in the foreground (its seeds in `workers` processes); the first stop signal stops after a
+    checkpoint, the second at once. Exit status: 0 finished, 1 failed, 128 + the signal's number when a
+    signal stopped it (130 for Ctrl-C)."""
     view = BatchView(out if out is not None else sys.stdout)
     control = loop.Control()
     stopped_by: list[int] = []
@@ -155,7 +158,7 @@ def run_batch(rundir: RunDir, resume: bool = False, out: TextIO | None = None) -
 
     previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     try:
-        state = loop.run(rundir, view.handle, control, resume=resume)
+        state = loop.run(rundir, view.handle, control, resume=resume, workers=workers, gpus=gpus)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

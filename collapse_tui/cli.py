@@ -16,6 +16,7 @@ from . import __version__
 from .config import ConfigError, builtin_presets, check_runnable, load_preset, requirements, run_name
 from .engines import engine_names
 from .rundir import RunDir, open_for_resume
+from .seed_workers import check_workers
 from .sweep import builtin_sweeps, load_sweep, sweep_file
 from .sweepdir import SweepDir, is_sweep_dir
 
@@ -48,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a preset key, e.g. --set experiment.generations=5 (VALUE is read as TOML)",
     )
     p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where run directories go (default: ./runs)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="a sweep's cells in N local processes")
+    p.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="a sweep's cells, or a run's seeds, in N local processes"
+    )
     p.add_argument("--gpus", metavar="LIST", help="GPUs the workers share out, e.g. 0,1 (one per worker)")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="where a sweep's cells run")
     p.add_argument("--address", metavar="ADDR", help="the Ray cluster to join (--executor ray; default: local)")
@@ -160,17 +163,21 @@ def run(argv: list[str]) -> int:
 
     if (args.resume and is_sweep_dir(args.resume)) or (args.target and sweep_file(args.target)):
         return run_sweep_command(args)
-    if args.workers > 1 or args.gpus or args.executor != "local" or args.address:
-        raise ConfigError("--workers, --gpus, --executor and --address run a sweep's cells; this is a single run")
+    if args.executor != "local" or args.address:
+        raise ConfigError("--executor and --address run a sweep's cells; this is a single run")
+    gpus = _gpus(args)
     if args.resume:
         rundir = open_for_resume(args.resume)
         check_runnable(rundir.config())  # a hand-edited preset.toml is checked like any other
-        return run_batch(rundir, resume=True)
+        check_workers(rundir.config(), args.workers, gpus)
+        return run_batch(rundir, resume=True, workers=args.workers, gpus=gpus)
     if not args.target:
         raise ConfigError("--batch needs a PRESET (a TOML file or a built-in name) or --resume RUN_DIR")
     cfg = load_preset(args.target, args.overrides)
     check_runnable(cfg)
-    return run_batch(RunDir.create(Path(args.runs_dir), cfg, name=run_name(args.target, cfg)))
+    check_workers(cfg, args.workers, gpus)
+    rundir = RunDir.create(Path(args.runs_dir), cfg, name=run_name(args.target, cfg))
+    return run_batch(rundir, workers=args.workers, gpus=gpus)
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
@@ -187,8 +194,11 @@ def run_sweep_command(args: argparse.Namespace) -> int:
             except ConfigError as e:
                 raise ConfigError(f"sweep cell {cell.name}: {e}") from None
         sweep = SweepDir.create(Path(args.runs_dir), spec)
-    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
-    return run_sweep(sweep, workers=args.workers, executor=args.executor, gpus=gpus, address=args.address)
+    return run_sweep(sweep, workers=args.workers, executor=args.executor, gpus=_gpus(args), address=args.address)
+
+
+def _gpus(args: argparse.Namespace) -> list[str] | None:
+    return [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
 
 
 def main(argv: list[str] | None = None) -> int:

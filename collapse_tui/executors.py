@@ -12,8 +12,6 @@ behind, and the kernel frees a dead writer's flock, so a resume can take every c
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
 import signal
 import subprocess
 import sys
@@ -26,32 +24,13 @@ from .batch import EXIT, STOP_SIGNALS, run_batch
 from .config import ConfigError, check_runnable
 from .engines import engine_class
 from .rundir import RunDir
+from .seed_workers import cores, die_with_parent, worker_env
 from .sweepdir import LOGS, CellRun, SweepDir
 
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 EXECUTORS = ("local", "ray")
 RAY_RETRIES = 3  # a cell whose worker died is run again this often, each time from its last checkpoint
 POLL = 0.2  # seconds between looks at the workers
 LOCK_GRACE = 30.0  # seconds a retried Ray task waits for the killed try's cell process to be gone
-PR_SET_PDEATHSIG = 1
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0))
-
-
-def worker_env(threads: int, gpu: str | None = None) -> dict[str, str]:
-    """The environment of a worker process: thread counts for every pool (torch reads OMP_NUM_THREADS
-    for its own), and its GPU when several are shared out."""
-    env = dict(os.environ) | {var: str(threads) for var in THREAD_VARS}
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
-    return env
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def start_cell(cell: CellRun, env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -64,7 +43,7 @@ def start_cell(cell: CellRun, env: dict[str, str], log: Path) -> subprocess.Pope
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
 

@@ -33,6 +33,7 @@ from .engines import Engine, engine_class
 from .events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
 from .mixing import synthetic_data
 from .rundir import RunDir, RunDirError, atomic_write, disk_full, now_iso
+from .seed_workers import SeedWorkers
 
 PROGRESS_INTERVAL = 0.1  # seconds between Progress events inside a generation
 STATUS_INTERVAL = 2.0  # seconds between heartbeats in status.json
@@ -87,10 +88,18 @@ def sample_saved(generation: int, generations: int) -> bool:
     return generations <= 200 or generation <= 10 or generation % 50 == 0 or generation == generations - 1
 
 
-def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None = None, resume: bool = False) -> str:
+def run(
+    rundir: RunDir,
+    emit: Callable[[Event], None],
+    control: Control | None = None,
+    resume: bool = False,
+    workers: int = 1,
+    gpus: list[str] | None = None,
+) -> str:
     """Run (or resume) the experiment in rundir. Returns 'finished', 'stopped' or 'failed'. Before anything
     is written: RunDirError (a ConfigError) when another process writes the run or, on resume, when its
-    state does not match its preset or its metrics."""
+    state does not match its preset or its metrics. workers > 1: the groups of seeds train in that many
+    processes (seed_workers.py), with the same rows."""
     control = control or Control()
     rundir.acquire()
     cfg = rundir.config()
@@ -101,6 +110,7 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
     saved = -1  # last checkpointed generation
     chains: list[Chain] = []
     pending: list[dict[str, Any]] = []  # metrics rows since the last checkpoint
+    seed_workers: SeedWorkers | None = None
     try:
         device = cfg.experiment["device"]
         chains = [
@@ -117,19 +127,25 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
             ch.groups = ch.groups or [_new_group(ch.engine, seeds) for seeds in _seed_groups(ch.engine, ch.seeds)]
         if len(chains) > 1:
             check_shapes(chains)
+        if workers > 1:
+            seed_workers = SeedWorkers(rundir, chains, workers, gpus or [])
         last_ckpt = last_status = time.monotonic()
         for gen in range(done + 1, cfg.generations):
             control.check()
             t_gen = control.clock()
             report = _reporter(gen, emit, control, rundir)
             keep_preview = sample_saved(gen, cfg.generations)
-            steps = [
-                [
-                    _one_generation(ch.engine, g, gen, data_cfg, report, rundir, keep_preview and i == 0, ch.name)
-                    for i, g in enumerate(ch.groups)
+            steps = (
+                seed_workers.generation(gen, data_cfg, report, control.check, keep_preview)
+                if seed_workers
+                else [
+                    [
+                        one_generation(ch.engine, g, gen, data_cfg, report, rundir, keep_preview and i == 0, ch.name)
+                        for i, g in enumerate(ch.groups)
+                    ]
+                    for ch in chains
                 ]
-                for ch in chains
-            ]
+            )
             received = shared_samples(chains, steps) if len(chains) > 1 else None
             if received is not None:
                 measure_distances(chains, steps, received)
@@ -159,6 +175,8 @@ def run(rundir: RunDir, emit: Callable[[Event], None], control: Control | None =
         state, error = "failed", _one_line(e)
         with contextlib.suppress(OSError):  # a full disk: the status below may still take the one line
             atomic_write(rundir.path / "error.log", traceback.format_exc().encode())
+    if seed_workers:
+        seed_workers.close(state == "finished")
     if done > saved and chains and chains[0].groups and chains[0].groups[0].rng_states is not None:
         try:
             _checkpoint(rundir, done, chains, pending)
@@ -180,7 +198,7 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}".splitlines()[0]
 
 
-def _one_generation(
+def one_generation(
     engine: Engine, g: Group, gen: int, data_cfg: dict[str, Any], report, rundir: RunDir, keep_preview: bool, chain: str
 ) -> Step:
     n = g.real.shape[1]

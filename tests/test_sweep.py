@@ -20,8 +20,8 @@ from conftest import make_run
 from collapse_tui.cli import main
 from collapse_tui.compare import load_run
 from collapse_tui.config import load_preset
-from collapse_tui.executors import THREAD_VARS, worker_env
 from collapse_tui.report.sweep import sweep_points
+from collapse_tui.seed_workers import THREAD_VARS, worker_env
 from collapse_tui.sweep import builtin_sweeps, load_sweep
 from collapse_tui.sweepdir import SweepDir
 
@@ -306,6 +306,6 @@ def test_compare_and_export_a_sweep(made, tmp_path, capsys):
         }
 
 
-def test_worker_options_are_for_sweeps(tmp_path, capsys):
-    assert main(["--batch", "gmm-quick", "--workers", "2", "--runs-dir", str(tmp_path / "runs")]) == 2
+def test_executor_options_are_for_sweeps(tmp_path, capsys):
+    assert main(["--batch", "gmm-quick", "--executor", "ray", "--runs-dir", str(tmp_path / "runs")]) == 2
     assert "run a sweep's cells" in capsys.readouterr().err and not (tmp_path / "runs").exists()

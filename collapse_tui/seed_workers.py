@@ -1,0 +1,271 @@
+"""A run's groups of seeds in N worker processes (`--workers N` on a single run), for engines that train
+one seed at a time: each generation, every group trains, samples and is measured in its worker, then the
+loop in the parent mixes the next data, commits the generation and checkpoints as with one process.
+
+Group k lives in worker k % N for the whole run. The worker keeps the group's real data, reference and
+model between generations, so the parent ships them once (at the start, or from a checkpoint on resume);
+each generation it ships the group's training data and random states and gets back the model (the parent
+checkpoints it), the samples, the rows and the random states: the rows equal, row for row, those of one
+process with the workers' thread counts. Both ways they travel as pickled bytes, copies: torch's own
+queue pickling would share a model's memory between the processes (and the next generation's training
+would reach the parent's copy).
+Workers write only what the group writes with one process (its reference folder at generation 0, its
+sample previews); metrics rows and checkpoints are the parent's alone, so kill -9 and resume work as ever.
+
+Workers are spawned interpreters (never forks of a process that loaded torch or numba) whose environment
+holds their thread counts (max(1, cores // N) for BLAS, OpenMP, numba and torch, which reads
+OMP_NUM_THREADS) and, with --gpus, their GPU in CUDA_VISIBLE_DEVICES, from before anything loads. A
+worker dies with the parent (PR_SET_PDEATHSIG), so a killed run leaves no writer behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing as mp
+import os
+import pickle
+import queue
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .chains import Chain, Group, Step, chain_specs
+from .config import Config, ConfigError
+from .engines import engine_class
+from .rundir import RunDir
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+PR_SET_PDEATHSIG = 1
+POLL = 0.1  # seconds between looks at stop, pause and the workers' health while a generation runs
+PROGRESS_INTERVAL = 0.1  # seconds between a worker's Progress messages
+_environ_lock = threading.Lock()  # os.environ is patched while a worker starts
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def worker_env(threads: int, gpu: str | None = None) -> dict[str, str]:
+    """The environment of a worker process: thread counts for every pool (torch reads OMP_NUM_THREADS
+    for its own), and its GPU when several are shared out."""
+    env = dict(os.environ) | {var: str(threads) for var in THREAD_VARS}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    return env
+
+
+def die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def check_workers(cfg: Config, workers: int, gpus: list[str] | None) -> None:
+    """--workers N on a single run: its groups of seeds (one per seed of an engine that trains one seed at a
+    time, one per batched chain) in N processes; ConfigError when there is nothing to share out."""
+    if gpus and workers < 2:
+        raise ConfigError("--gpus shares GPUs out among workers: give --workers N (N >= 2) too")
+    if workers < 2:
+        return
+    specs = chain_specs(cfg)
+    groups = sum(1 if engine_class(c.engine_name).batched else len(c.seeds) for c in specs)
+    if groups < 2:
+        raise ConfigError(
+            f"--workers {workers}: this run trains its seeds together in one process ({cfg.engine_name} is "
+            "batched); --workers shares out the seeds of engines that train one seed at a time, or a sweep's cells"
+        )
+
+
+@dataclass
+class Task:
+    """One group's generation. The first task a worker gets for a group carries its engine, seeds, real
+    data, reference and model; later ones only what changes."""
+
+    key: int
+    gen: int
+    data: np.ndarray
+    rng_states: list[dict[str, Any]]
+    data_cfg: dict[str, Any]
+    keep_preview: bool
+    chain: str
+    group: dict[str, Any] | None = None  # engine_name, params, device, seeds, real, reference, model
+
+
+class RemoteTraceback(Exception):
+    """The worker's traceback, chained to the error it raised (error.log shows both)."""
+
+
+class SeedWorkers:
+    """The run's worker processes, started once its groups exist and closed when it ends."""
+
+    def __init__(self, rundir: RunDir, chains: list[Chain], workers: int, gpus: list[str]) -> None:
+        self.chains, self.specs = chains, chain_specs(rundir.config())
+        n = min(workers, sum(len(ch.groups) for ch in chains))
+        ctx = mp.get_context("spawn")
+        self.results = ctx.Queue()
+        self.tasks = [ctx.Queue() for _ in range(n)]
+        self.sent: set[int] = set()  # groups whose worker holds their state
+        self.procs = []
+        threads = max(1, cores() // n)
+        for i in range(n):
+            proc = ctx.Process(
+                target=serve, args=(str(rundir.path), self.tasks[i], self.results, os.getpid()), daemon=True
+            )
+            with _environment(worker_env(threads, gpus[i % len(gpus)] if gpus else None)):
+                proc.start()
+            self.procs.append(proc)
+
+    def close(self, finished: bool) -> None:
+        """Ends the workers: a finished run's when they are idle, else at once (the generation in flight is lost)."""
+        for q, proc in zip(self.tasks, self.procs):
+            if finished and proc.is_alive():
+                q.put(None)
+                proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+            q.cancel_join_thread()  # a task still in the pipe of a killed worker does not hold up exit
+            q.close()
+        self.results.close()
+
+    def generation(
+        self, gen: int, data_cfg: dict[str, Any], report: Callable, check: Callable[[], None], keep_preview: bool
+    ) -> list[list[Step]]:
+        """Every chain's steps of generation gen, as loop.one_generation gives them; report gets the
+        workers' progress (and so stop and pause), check is called while no progress comes."""
+        pairs = list(self._groups())
+        for key, (ch_i, g_i, ch, g) in enumerate(pairs):
+            first = key not in self.sent
+            spec = self.specs[ch_i]
+            group = (
+                {
+                    "engine_name": spec.engine_name,
+                    "params": spec.params,
+                    "device": ch.engine.device,
+                    "seeds": g.seeds,
+                    "real": g.real,
+                    "reference": g.reference,
+                    "model": g.model,
+                }
+                if first
+                else None
+            )
+            states = [r.bit_generator.state for r in g.rngs]
+            task = Task(key, gen, g.data, states, data_cfg, keep_preview and g_i == 0, ch.name, group)
+            self.tasks[key % len(self.procs)].put(pickle.dumps(task))
+            self.sent.add(key)
+        steps: dict[int, Step] = {}
+        while len(steps) < len(pairs):
+            try:
+                msg = self.results.get(timeout=POLL)
+            except queue.Empty:
+                check()
+                self._check_alive()
+                continue
+            kind, key, body = msg
+            if kind == "progress":
+                report(*body)
+            elif kind == "failed":
+                error, tb = body
+                raise error from RemoteTraceback(tb)
+            else:
+                step, states = pickle.loads(body)
+                for rng, state in zip(pairs[key][3].rngs, states):  # the parent mixes the next data with them
+                    rng.bit_generator.state = state
+                steps[key] = step
+        out: list[list[Step]] = [[] for _ in self.chains]
+        for key, (ch_i, _, _, _) in enumerate(pairs):
+            out[ch_i].append(steps[key])
+        return out
+
+    def _groups(self) -> Iterator[tuple[int, int, Chain, Group]]:
+        for ch_i, ch in enumerate(self.chains):
+            for g_i, g in enumerate(ch.groups):
+                yield ch_i, g_i, ch, g
+
+    def _check_alive(self) -> None:
+        for i, proc in enumerate(self.procs):
+            if not proc.is_alive():
+                raise RuntimeError(f"seed worker {i} (pid {proc.pid}) died with exit code {proc.exitcode}")
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """os.environ as env while a worker starts: a spawned interpreter inherits it before it imports anything."""
+    with _environ_lock:
+        saved = dict(os.environ)
+        os.environ.update(env)
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def serve(path: str, tasks: Any, results: Any, parent: int) -> None:
+    """A worker's life: the groups it is given, a generation at a time, until the parent says stop."""
+    die_with_parent()
+    if os.getppid() != parent:  # the parent died before the line above
+        return
+    for sig in (signal.SIGINT, signal.SIGHUP):  # a terminal's Ctrl-C reaches the parent, which stops us
+        signal.signal(sig, signal.SIG_IGN)
+    from .loop import one_generation
+
+    rundir = RunDir(Path(path))
+    engines: dict[str, Any] = {}
+    groups: dict[int, tuple[Any, Group]] = {}
+    while (raw := tasks.get()) is not None:
+        task = pickle.loads(raw)
+        try:
+            if task.group is not None:
+                spec = task.group
+                engine = engines.get(task.chain)
+                if engine is None:
+                    engine = engines[task.chain] = engine_class(spec["engine_name"])(
+                        spec["params"], device=spec["device"]
+                    )
+                real = spec["real"]
+                group = Group(spec["seeds"], [], real, real, real, spec["reference"], spec["model"])
+                groups[task.key] = (engine, group)
+            engine, g = groups[task.key]
+            g.data = task.data
+            g.rngs = [_generator(state) for state in task.rng_states]
+            report = _reporter(task.gen, task.key, results)
+            step = one_generation(engine, g, task.gen, task.data_cfg, report, rundir, task.keep_preview, task.chain)
+            g.model = step.model
+            results.put(("done", task.key, pickle.dumps((step, [r.bit_generator.state for r in g.rngs]))))
+        except Exception as e:
+            results.put(("failed", task.key, (_picklable(e), traceback.format_exc())))
+
+
+def _generator(state: dict[str, Any]) -> np.random.Generator:
+    rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = state
+    return rng
+
+
+def _reporter(gen: int, key: int, results: Any) -> Callable:
+    last = [0.0]
+
+    def report(phase: str, step: int, total: int, loss: float | None) -> None:
+        now = time.monotonic()
+        if step >= total or now - last[0] >= PROGRESS_INTERVAL:
+            last[0] = now
+            results.put(("progress", key, (phase, step, total, loss)))
+
+    return report
+
+
+def _picklable(e: Exception) -> Exception:
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:
+        return RuntimeError(f"{type(e).__name__}: {e}")
