@@ -35,6 +35,7 @@ from .text_data import (
     EOS,
     HUB_ALTERNATIVE,
     UNK,
+    check_text_paths,
     group_blocks,
     line_words,
     local_files,
@@ -123,10 +124,7 @@ class NgramEngine(Engine):
             raise DataError(f"engine.block_size: {p.block_size} words hold no {p.order}-gram (engine.order)")
         if p.do_sample and p.num_beams != 1:
             raise DataError("engine.num_beams: do_sample draws one continuation per prompt; set num_beams = 1")
-        for key in PATH_KEYS:
-            value = getattr(p, key)
-            if value and not Path(value).exists():
-                raise DataError(f"engine.{key}: no such file or folder: {value}")
+        check_text_paths(p, PATH_KEYS)
 
     def _files(self) -> dict[str, Path | None]:
         p = self.params

@@ -35,6 +35,7 @@ from .lm_train import Schedule, Trained, train_causal_lm
 from .text_data import (
     HUB_ALTERNATIVE,
     TextData,
+    check_text_paths,
     group_blocks,
     local_files,
     prompt_indices,
@@ -177,10 +178,7 @@ class OPTEngine(TorchEngine):
             )
         if p.lr_min > p.lr:
             raise DataError(f"engine.lr_min: {p.lr_min} is above lr {p.lr}")
-        for key in PATH_KEYS:
-            value = getattr(p, key)
-            if value and not Path(value).exists():
-                raise DataError(f"engine.{key}: no such file or folder: {value}")
+        check_text_paths(p, PATH_KEYS)
 
     def hub_needs(self) -> list[tuple[str, str]]:
         p = self.params

@@ -34,6 +34,18 @@ class TextData:
 HUB_ALTERNATIVE = "offline, set engine.text_dir or engine.train/valid/test to local text files"
 
 
+def check_text_paths(params: Any, keys: tuple[str, ...]) -> None:
+    """text_dir must be a folder and train/valid/test files: said before a run directory exists, not
+    when the run first reads them."""
+    for key in keys:
+        value = getattr(params, key)
+        if not value:
+            continue
+        folder = key == "text_dir"
+        if not (Path(value).is_dir() if folder else Path(value).is_file()):
+            raise DataError(f"engine.{key}: no such {'folder' if folder else 'file'}: {value}")
+
+
 def local_files(files: dict[str, Path | None], folder: Path | None) -> dict[str, Path | None]:
     """The text file of each split: the one given, else one named as in SPLIT_FILES inside folder."""
     found = {split: files.get(split) for split in SPLIT_FILES}

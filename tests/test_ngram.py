@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,3 +195,16 @@ def test_without_local_text_an_unreachable_hub_is_one_line_before_a_run_director
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("collapse-tui: engine.dataset: wikitext/wikitext-2-raw-v1 comes from the Hugging")
     assert "engine.text_dir" in proc.stderr and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("engine", ["ngram", "opt"])
+def test_a_folder_given_as_the_training_file_is_refused_before_a_run_directory(tmp_path, capsys, engine):
+    from collapse_tui.cli import main
+
+    preset = "ngram-quick" if engine == "ngram" else "opt-tiny"
+    test = Path(__file__).parent / "data" / "wikitext-2" / "test.txt"
+    sets = [f'engine.train="{tmp_path}"', f'engine.test="{test}"']
+    argv = ["--batch", preset, *(a for s in sets for a in ("--set", s)), "--runs-dir", str(tmp_path / "runs")]
+    assert main(argv) == 2
+    assert f"engine.train: no such file: {tmp_path}" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
