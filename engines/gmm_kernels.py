@@ -673,6 +673,9 @@ def place_samples(means: np.ndarray, chol: np.ndarray, counts: np.ndarray, z: np
     it (same sum order over the full matrix, so the same numbers), without its big temporaries."""
     s, n, d = z.shape
     out = np.empty((s, n, d))
+    if d == 2:
+        _place_samples_d2(means, chol, counts, z, out)
+        return out
     for j in range(s):
         i = 0
         for c in range(means.shape[1]):
@@ -687,12 +690,31 @@ def place_samples(means: np.ndarray, chol: np.ndarray, counts: np.ndarray, z: np
 
 
 @njit(cache=True, error_model="numpy")
+def _place_samples_d2(means: np.ndarray, chol: np.ndarray, counts: np.ndarray, z: np.ndarray, out: np.ndarray) -> None:
+    """place_samples in 2-D: each component's points in one loop that LLVM vectorizes, with the
+    same products and sums as the general loop (the upper zero of chol included), so the same numbers."""
+    for j in range(z.shape[0]):
+        lo = 0
+        for c in range(means.shape[1]):
+            hi = lo + counts[j, c]
+            mx, my = means[j, c, 0], means[j, c, 1]
+            l00, l01, l10, l11 = chol[j, c, 0, 0], chol[j, c, 0, 1], chol[j, c, 1, 0], chol[j, c, 1, 1]
+            for i in range(lo, hi):
+                out[j, i, 0] = mx + ((0.0 + l00 * z[j, i, 0]) + l01 * z[j, i, 1])
+                out[j, i, 1] = my + ((0.0 + l10 * z[j, i, 0]) + l11 * z[j, i, 1])
+            lo = hi
+
+
+@njit(cache=True, error_model="numpy")
 def sample_stats_batch(x: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
     """mixture.sample_stats (to round-off) in two passes over each seed's (n, d) points without
     temporaries: total variance (ddof 1) and the share of points beyond radius."""
     s, n, d = x.shape
     variance, tail = np.empty(s), np.empty(s)
     r2 = radius * radius
+    if d == 2:
+        _sample_stats_d2(x, r2, variance, tail)
+        return variance, tail
     mean = np.empty(d)
     for j in range(s):
         mean[:] = 0.0
@@ -711,3 +733,58 @@ def sample_stats_batch(x: np.ndarray, radius: float) -> tuple[np.ndarray, np.nda
         variance[j] = ss / (n - 1)
         tail[j] = beyond / n
     return variance, tail
+
+
+@njit(**LANES)
+def _sample_stats_d2(x: np.ndarray, r2: float, variance: np.ndarray, tail: np.ndarray) -> None:
+    """sample_stats_batch in 2-D, its sums in lanes (see LANES)."""
+    n = x.shape[1]
+    for j in range(x.shape[0]):
+        sx = sy = 0.0
+        beyond = 0
+        for i in range(n):
+            sx += x[j, i, 0]
+            sy += x[j, i, 1]
+            beyond += x[j, i, 0] * x[j, i, 0] + x[j, i, 1] * x[j, i, 1] > r2
+        mx, my = sx / n, sy / n
+        ss = 0.0
+        for i in range(n):
+            ss += (x[j, i, 0] - mx) ** 2 + (x[j, i, 1] - my) ** 2
+        variance[j] = ss / (n - 1)
+        tail[j] = beyond / n
+
+
+@njit(cache=True, error_model="numpy")
+def _overlap(pw, pm, pc, qw, qm, qc, cov, linv) -> float:  # noqa: ANN001 (one seed's arrays)
+    """Integral of p(x) q(x) dx for one seed: sum_ij w_i v_j N(mu_i; nu_j, A_i + B_j), as mixture._overlap."""
+    k, d = pm.shape
+    total = 0.0
+    for a in range(k):
+        for b in range(qm.shape[0]):
+            cov[:] = pc[a] + qc[b]
+            logdet = _chol_inv(cov, linv)
+            q = 0.0
+            for r in range(d):
+                t = 0.0
+                for c in range(r + 1):
+                    t += linv[r, c] * (pm[a, c] - qm[b, c])
+                q += t * t
+            total += pw[a] * qw[b] * np.exp(logdet - 0.5 * (d * LOG_2PI + q))
+    return total
+
+
+@njit(cache=True, error_model="numpy")
+def l2_distance_batch(
+    pw: np.ndarray, pm: np.ndarray, pc: np.ndarray, qw: np.ndarray, qm: np.ndarray, qc: np.ndarray
+) -> np.ndarray:
+    """mixture.l2_distance compiled: per seed, integral of (p - q)^2 = <p, p> - 2 <p, q> + <q, q>,
+    clipped at 0; nan for a seed where a summed covariance is not positive definite."""
+    s, _, d = pm.shape
+    out = np.empty(s)
+    cov, linv = np.empty((d, d)), np.zeros((d, d))
+    for j in range(s):
+        pp = _overlap(pw[j], pm[j], pc[j], pw[j], pm[j], pc[j], cov, linv)
+        pq = _overlap(pw[j], pm[j], pc[j], qw[j], qm[j], qc[j], cov, linv)
+        qq = _overlap(qw[j], qm[j], qc[j], qw[j], qm[j], qc[j], cov, linv)
+        out[j] = max(pp - 2.0 * pq + qq, 0.0)
+    return out

@@ -145,7 +145,7 @@ def test_seeds_do_not_influence_each_other() -> None:
     from collapse_tui.engines import gmm
 
     data = np.stack([g.standard_normal((1000, 2)) for g in rngs(40, 60)])
-    assert gmm.PARALLEL_WORK <= 40 * 1000 * 2 * 2 * 2
+    assert gmm.PARALLEL_WORK <= 40 * 1000 * 2 * 2 * 2 * gmm.FIT_PASSES
     batch, _ = fit_mixtures(data, rngs(40), 2)
     eng = engine()
     nll = eng.test_nll(batch)
