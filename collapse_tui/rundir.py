@@ -21,7 +21,6 @@ import errno
 import fcntl
 import io
 import json
-import math
 import os
 import re
 import shutil
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from .chains import chain_specs, row_key
 from .config import Config, ConfigError, load_preset
@@ -91,22 +91,10 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _json_safe(value: Any) -> Any:
-    """JSON has no NaN or infinity: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _json_row(row: dict[str, Any]) -> str:
-    """A metrics row as JSON, non-finite floats as null; the copy through _json_safe only for the rare
-    row that has one (allow_nan=False refuses it), which halves the cost of writing 2001 x 32 rows."""
-    try:
-        return json.dumps(row, allow_nan=False)
-    except ValueError:
-        return json.dumps({k: _json_safe(v) for k, v in row.items()})
+def _json_lines(rows: list[dict[str, Any]]) -> bytes:
+    """Metrics rows as JSON lines, non-finite floats as null (JSON has no NaN or infinity). orjson:
+    the standard library's encoder took a tenth of a 2001-generation gmm run."""
+    return b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY) for r in rows)
 
 
 def now_iso() -> str:
@@ -245,12 +233,12 @@ class RunDir:
     def append_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Add rows by rewriting the file atomically: a reader or a kill never meets a partial line
         (a plain append of several pages can be cut by SIGKILL or seen half-written)."""
-        text = "".join(_json_row(r) + "\n" for r in rows)
+        text = _json_lines(rows)
         try:
             old = self.metrics_path.read_bytes()
         except FileNotFoundError:
             old = b""
-        atomic_write(self.metrics_path, old + text.encode())
+        atomic_write(self.metrics_path, old + text)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """Every row, validated: RunDirError names the first line that is not a metrics row."""
@@ -314,7 +302,7 @@ class RunDir:
         return kept
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
-        atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+        atomic_write(self.metrics_path, _json_lines(rows))
 
     # samples/
     def chain_view(self, chain: str) -> RunDir:

@@ -439,7 +439,8 @@ def test_metrics_rows_round_trip_and_the_summary_reads_only_the_first_and_last_g
     assert [r["nll"] for r in back] == [r["nll"] for r in rows] and back[0]["w"] == [0.25, None]  # inf: null
     ends = [r for r in back if r["generation"] in (0, 3)]
     assert run.read_metrics_ends() == ends
-    damaged = run.metrics_path.read_bytes().replace(b'"seed": 8, "generation": 1', b'"seed": 8, "generation": "x"')
+    damaged = run.metrics_path.read_bytes().replace(b'"seed":8,"generation":1', b'"seed":8,"generation":"x"')
+    assert damaged != run.metrics_path.read_bytes()
     run.metrics_path.write_bytes(damaged)
     assert run.read_metrics_ends() == ends  # the lines between are not parsed
     with pytest.raises(RunDirError, match="line 4"):
