@@ -107,12 +107,8 @@ def _kmeans_labels(x: np.ndarray, k: int, u: np.ndarray, n_local: int, labels: n
     # k-means++: first centre uniform, the next ones the best of n_local candidates drawn by D^2
     first = min(int(u[0] * n), n - 1)
     centers[0] = x[first]
-    closest = np.empty(n)
-    for i in range(n):
-        t = 0.0
-        for a in range(d):
-            t += (x[i, a] - centers[0, a]) ** 2
-        closest[i] = t
+    closest = np.full(n, np.inf)
+    _nearer(x, centers[0], closest, closest)
     cand_d = np.empty(n)
     best_d = np.empty(n)
     for c in range(1, k):
@@ -122,13 +118,7 @@ def _kmeans_labels(x: np.ndarray, k: int, u: np.ndarray, n_local: int, labels: n
         best = 0
         for t in range(n_local):
             j = min(np.searchsorted(cum, u[1 + (c - 1) * n_local + t] * pot), n - 1)
-            cand_pot = 0.0
-            for i in range(n):
-                s = 0.0
-                for a in range(d):
-                    s += (x[i, a] - x[j, a]) ** 2
-                cand_d[i] = min(closest[i], s)
-                cand_pot += cand_d[i]
+            cand_pot = _nearer(x, x[j], closest, cand_d)
             if cand_pot < best_pot:  # strict: the first of equal candidates wins, as np.argmin
                 best_pot, best = cand_pot, j
                 best_d[:] = cand_d
@@ -136,15 +126,7 @@ def _kmeans_labels(x: np.ndarray, k: int, u: np.ndarray, n_local: int, labels: n
         centers[c] = x[best]
 
     # Lloyd, with sklearn's tolerance: 1e-4 times the mean per-feature variance of the data
-    var = 0.0
-    for a in range(d):
-        m = 0.0
-        for i in range(n):
-            m += x[i, a]
-        m /= n
-        for i in range(n):
-            var += (x[i, a] - m) ** 2
-    tol = var / (n * d) * KMEANS_TOL
+    tol = _scatter(x) / (n * d) * KMEANS_TOL
     labels[:] = -1
     sums = np.empty((k, d))
     counts = np.empty(k)
@@ -182,6 +164,61 @@ def _kmeans_labels(x: np.ndarray, k: int, u: np.ndarray, n_local: int, labels: n
     elif not strict:
         _assign(x, centers, labels, dist, sums, counts)
     return it
+
+
+@njit(cache=True, error_model="numpy")
+def _nearer(x: np.ndarray, center: np.ndarray, closest: np.ndarray, out: np.ndarray) -> float:
+    """k-means++: out = min(closest, squared distance to center) per point (out may be closest);
+    returns the sum, the candidate's potential."""
+    if x.shape[1] == 2:
+        return _nearer_d2(x, center[0], center[1], closest, out)
+    total = 0.0
+    for i in range(x.shape[0]):
+        s = 0.0
+        for a in range(x.shape[1]):
+            s += (x[i, a] - center[a]) ** 2
+        out[i] = min(closest[i], s)
+        total += out[i]
+    return total
+
+
+@njit(**LANES)
+def _nearer_d2(x: np.ndarray, cx: float, cy: float, closest: np.ndarray, out: np.ndarray) -> float:
+    total = 0.0
+    for i in range(x.shape[0]):
+        out[i] = min(closest[i], (x[i, 0] - cx) ** 2 + (x[i, 1] - cy) ** 2)
+        total += out[i]
+    return total
+
+
+@njit(**LANES)
+def _means_d2(x: np.ndarray) -> tuple[float, float]:
+    sx = sy = 0.0
+    for i in range(x.shape[0]):
+        sx += x[i, 0]
+        sy += x[i, 1]
+    return sx / x.shape[0], sy / x.shape[0]
+
+
+@njit(**LANES)
+def _scatter(x: np.ndarray) -> float:
+    """Sum over the features of the squared deviations from their means (two passes per feature)."""
+    n, d = x.shape
+    if d == 2:
+        mx, my = _means_d2(x)
+        total = 0.0
+        for i in range(n):
+            total += (x[i, 0] - mx) ** 2 + (x[i, 1] - my) ** 2
+        return total
+    total = 0.0
+    for a in range(d):
+        m = 0.0
+        for i in range(n):
+            m += x[i, a]
+        m /= n
+        for i in range(n):
+            total += (x[i, a] - m) ** 2
+    return total
 
 
 @njit(cache=True, error_model="numpy")
@@ -251,6 +288,59 @@ def _assign_k2d2(
 
 
 @njit(cache=True, error_model="numpy")
+def _label_stats(x: np.ndarray, labels: np.ndarray, nk: np.ndarray, means: np.ndarray, covs: np.ndarray) -> None:
+    """Add each cluster's point count to nk; its mean, and its scatter about it (lower triangle)."""
+    n, d = x.shape
+    k = nk.shape[0]
+    for i in range(n):
+        nk[labels[i]] += 1.0
+    means[:] = 0.0
+    for i in range(n):
+        for a in range(d):
+            means[labels[i], a] += x[i, a]
+    for c in range(k):
+        means[c] /= nk[c]
+    covs[:] = 0.0
+    for i in range(n):
+        c = labels[i]
+        for a in range(d):
+            for b in range(a + 1):
+                covs[c, a, b] += (x[i, a] - means[c, a]) * (x[i, b] - means[c, b])
+
+
+@njit(**LANES)
+def _label_stats_k2d2(x: np.ndarray, labels: np.ndarray, nk: np.ndarray, means: np.ndarray, covs: np.ndarray) -> None:
+    """_label_stats for K = 2 in 2-D, branch-free, in lanes (see LANES)."""
+    n = x.shape[0]
+    n1 = s0x = s0y = s1x = s1y = 0.0
+    for i in range(n):
+        w = 1.0 if labels[i] == 1 else 0.0
+        n1 += w
+        s1x += w * x[i, 0]
+        s1y += w * x[i, 1]
+        s0x += (1.0 - w) * x[i, 0]
+        s0y += (1.0 - w) * x[i, 1]
+    nk[0] += n - n1
+    nk[1] += n1
+    m0x, m0y, m1x, m1y = s0x / nk[0], s0y / nk[0], s1x / nk[1], s1y / nk[1]
+    q0xx = q0yx = q0yy = q1xx = q1yx = q1yy = 0.0
+    for i in range(n):
+        w = 1.0 if labels[i] == 1 else 0.0
+        dx, dy = x[i, 0] - m0x, x[i, 1] - m0y
+        q0xx += (1.0 - w) * dx * dx
+        q0yx += (1.0 - w) * dy * dx
+        q0yy += (1.0 - w) * dy * dy
+        dx, dy = x[i, 0] - m1x, x[i, 1] - m1y
+        q1xx += w * dx * dx
+        q1yx += w * dy * dx
+        q1yy += w * dy * dy
+    means[0, 0], means[0, 1], means[1, 0], means[1, 1] = m0x, m0y, m1x, m1y
+    covs[:] = 0.0
+    covs[0, 0, 0], covs[0, 1, 0], covs[0, 1, 1] = q0xx, q0yx, q0yy
+    covs[1, 0, 0], covs[1, 1, 0], covs[1, 1, 1] = q1xx, q1yx, q1yy
+
+
+@njit(cache=True, error_model="numpy")
 def _fit_one(
     data: np.ndarray,
     u: np.ndarray,
@@ -270,8 +360,11 @@ def _fit_one(
     k = weights.shape[0]
     # EM and k-means are shift-invariant: work on centred data for accuracy, add the mean back
     center = np.empty(d)
-    for a in range(d):
-        center[a] = data[:, a].mean()
+    if d == 2:
+        center[0], center[1] = _means_d2(data)
+    else:
+        for a in range(d):
+            center[a] = data[:, a].mean()
     x = data - center
 
     labels = np.empty(n, dtype=np.int64)
@@ -279,20 +372,10 @@ def _fit_one(
 
     # sklearn's _initialize: hard responsibilities from the labels (two-pass covariance)
     nk = np.full(k, 10.0 * EPS)
-    for i in range(n):
-        nk[labels[i]] += 1.0
-    means[:] = 0.0
-    for i in range(n):
-        for a in range(d):
-            means[labels[i], a] += x[i, a]
-    for c in range(k):
-        means[c] /= nk[c]
-    covs[:] = 0.0
-    for i in range(n):
-        c = labels[i]
-        for a in range(d):
-            for b in range(a + 1):
-                covs[c, a, b] += (x[i, a] - means[c, a]) * (x[i, b] - means[c, b])
+    if k == 2 and d == 2:
+        _label_stats_k2d2(x, labels, nk, means, covs)
+    else:
+        _label_stats(x, labels, nk, means, covs)
     for c in range(k):
         weights[c] = nk[c] / n
     _finish_covs(covs, nk, reg_covar)
