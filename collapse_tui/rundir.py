@@ -94,7 +94,9 @@ def fsync_dir(path: Path) -> None:
 def _json_lines(rows: list[dict[str, Any]]) -> bytes:
     """Metrics rows as JSON lines, non-finite floats as null (JSON has no NaN or infinity). orjson:
     the standard library's encoder took a tenth of a 2001-generation gmm run."""
-    return b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY) for r in rows)
+    return b"".join(
+        [orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n" for r in rows]
+    )  # not OPT_APPEND_NEWLINE: 4x slower
 
 
 def now_iso() -> str:

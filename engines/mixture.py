@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -220,15 +221,22 @@ class MixtureEngine(Engine):
         """Total variance and tail mass per seed (mixture.sample_stats)."""
         return sample_stats(samples, tail_radius(self.dim))
 
+    def test_nll_later(self, model: Mixture) -> Callable[[], np.ndarray]:
+        """test_nll(model), collected by evaluate after the other metrics (GMMEngine computes it meanwhile)."""
+        nll = self.test_nll(model)
+        return lambda: nll
+
     def evaluate(self, model: Mixture, samples: np.ndarray, reference: Mixture) -> list[dict[str, Any]]:
         d = self.dim
-        nll = self.test_nll(model)
+        nll_result = self.test_nll_later(model)
         mean, cov = moments(model)
         comp_std = np.sqrt(np.trace(model["covs"], axis1=-2, axis2=-1) / d)  # (S, K)
         order = np.argsort(-model["weights"], axis=1)  # components listed heaviest first
         comp_std = np.take_along_axis(comp_std, order, axis=1)
         weights = np.take_along_axis(model["weights"], order, axis=1)
         variance, tail = self.sample_stats(samples)
+        l2, w2 = self.density_l2(model, reference), w2_to_standard(mean, cov)
+        nll = nll_result()
         with np.errstate(over="ignore"):
             perplexity = np.exp(nll)  # inf once the model all but excludes the real data
         cols = {
@@ -237,8 +245,8 @@ class MixtureEngine(Engine):
             "variance": variance,
             "mean_shift": np.linalg.norm(mean, axis=-1),
             "fit_std": np.sqrt(np.trace(cov, axis1=-2, axis2=-1) / d),
-            "w2": w2_to_standard(mean, cov),
-            "l2_distance": self.density_l2(model, reference),
+            "w2": w2,
+            "l2_distance": l2,
             "component_std": comp_std.mean(axis=1),
             "tail_mass": tail,
         }
