@@ -107,22 +107,27 @@ def _kmeans_labels(x: np.ndarray, k: int, u: np.ndarray, n_local: int, labels: n
     # k-means++: first centre uniform, the next ones the best of n_local candidates drawn by D^2
     first = min(int(u[0] * n), n - 1)
     centers[0] = x[first]
-    closest = np.full(n, np.inf)
+    # plain loops, not np.cumsum / np.searchsorted / slice copies: a third of the first run's compile
+    closest = np.empty(n)
+    closest[:] = np.inf
     _nearer(x, centers[0], closest, closest)
     cand_d = np.empty(n)
     best_d = np.empty(n)
+    cum = np.empty(n)
     for c in range(1, k):
-        cum = np.cumsum(closest)
-        pot = cum[n - 1]
+        pot = 0.0
+        for i in range(n):
+            pot += closest[i]
+            cum[i] = pot
         best_pot = np.inf
         best = 0
         for t in range(n_local):
-            j = min(np.searchsorted(cum, u[1 + (c - 1) * n_local + t] * pot), n - 1)
+            j = min(_first_at_least(cum, u[1 + (c - 1) * n_local + t] * pot), n - 1)
             cand_pot = _nearer(x, x[j], closest, cand_d)
             if cand_pot < best_pot:  # strict: the first of equal candidates wins, as np.argmin
                 best_pot, best = cand_pot, j
-                best_d[:] = cand_d
-        closest[:] = best_d
+                best_d, cand_d = cand_d, best_d
+        closest, best_d = best_d, closest
         centers[c] = x[best]
 
     # Lloyd, with sklearn's tolerance: 1e-4 times the mean per-feature variance of the data
@@ -141,7 +146,10 @@ def _kmeans_labels(x: np.ndarray, k: int, u: np.ndarray, n_local: int, labels: n
             changed = _assign(x, centers, labels, dist, sums, counts)
         for c in range(k):  # an empty cluster takes the point farthest from its centre, as sklearn
             if counts[c] == 0.0:
-                far = np.argmax(dist)
+                far = 0
+                for i in range(n):  # np.argmax: the first of the largest
+                    if dist[i] > dist[far]:
+                        far = i
                 dist[far] = -1.0
                 counts[labels[far]] -= 1.0
                 counts[c] = 1.0
@@ -164,6 +172,19 @@ def _kmeans_labels(x: np.ndarray, k: int, u: np.ndarray, n_local: int, labels: n
     elif not strict:
         _assign(x, centers, labels, dist, sums, counts)
     return it
+
+
+@njit(cache=True, error_model="numpy")
+def _first_at_least(cum: np.ndarray, v: float) -> int:
+    """np.searchsorted(cum, v) of nondecreasing cum: the first index with cum[i] >= v (len(cum) if none)."""
+    lo, hi = 0, cum.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cum[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 @njit(cache=True, error_model="numpy")
@@ -287,6 +308,22 @@ def _assign_k2d2(
     return changed > 0
 
 
+@njit(**LANES)
+def _centred(data: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """data less its mean (written to center), in loops: array expressions cost compile time."""
+    n, d = data.shape
+    for a in range(d):
+        m = 0.0
+        for i in range(n):
+            m += data[i, a]
+        center[a] = m / n
+    x = np.empty((n, d))
+    for i in range(n):
+        for a in range(d):
+            x[i, a] = data[i, a] - center[a]
+    return x
+
+
 @njit(cache=True, error_model="numpy")
 def _label_stats(x: np.ndarray, labels: np.ndarray, nk: np.ndarray, means: np.ndarray, covs: np.ndarray) -> None:
     """Add each cluster's point count to nk; its mean, and its scatter about it (lower triangle)."""
@@ -299,7 +336,8 @@ def _label_stats(x: np.ndarray, labels: np.ndarray, nk: np.ndarray, means: np.nd
         for a in range(d):
             means[labels[i], a] += x[i, a]
     for c in range(k):
-        means[c] /= nk[c]
+        for a in range(d):
+            means[c, a] /= nk[c]
     covs[:] = 0.0
     for i in range(n):
         c = labels[i]
@@ -360,18 +398,14 @@ def _fit_one(
     k = weights.shape[0]
     # EM and k-means are shift-invariant: work on centred data for accuracy, add the mean back
     center = np.empty(d)
-    if d == 2:
-        center[0], center[1] = _means_d2(data)
-    else:
-        for a in range(d):
-            center[a] = data[:, a].mean()
-    x = data - center
+    x = _centred(data, center)
 
     labels = np.empty(n, dtype=np.int64)
     info[INFO_KMEANS_ITER] = _kmeans_labels(x, k, u, n_local, labels)
 
     # sklearn's _initialize: hard responsibilities from the labels (two-pass covariance)
-    nk = np.full(k, 10.0 * EPS)
+    nk = np.empty(k)
+    nk[:] = 10.0 * EPS
     if k == 2 and d == 2:
         _label_stats_k2d2(x, labels, nk, means, covs)
     else:
@@ -844,7 +878,9 @@ def _overlap(pw, pm, pc, qw, qm, qc, cov, linv) -> float:  # noqa: ANN001 (one s
     total = 0.0
     for a in range(k):
         for b in range(qm.shape[0]):
-            cov[:] = pc[a] + qc[b]
+            for r in range(d):
+                for c in range(d):
+                    cov[r, c] = pc[a, r, c] + qc[b, r, c]
             logdet = _chol_inv(cov, linv)
             q = 0.0
             for r in range(d):
