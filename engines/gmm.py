@@ -138,6 +138,7 @@ class GMMEngine(MixtureEngine):
 
         if not gmm_kernels.fit_batch.signatures and not gmm_kernels.cached():  # the first run on this machine
             report("compile", 0, 1, None)
+            gmm_kernels.compile_aside(self.dim, self.params.components)
         p = self.params
         model, self.last_info = fit_mixtures(data, rngs, p.components, p.tol, p.max_iter, p.reg_covar)
         report("fit", 1, 1, None)

@@ -11,7 +11,10 @@ the reassociated sums of the K = 2, 2-D passes (LANES): results are reproducible
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numba
@@ -36,9 +39,26 @@ def _use_cache_dir() -> None:
 
 
 def cached() -> bool:
-    """Whether numba has this module's compiled kernels in its cache."""
+    """Whether numba has this module's fit in its cache."""
     place = cache_dir()
-    return place.is_dir() and any(place.rglob(f"{Path(__file__).stem}.*.nbi"))
+    return place.is_dir() and any(place.rglob(f"{Path(__file__).stem}.fit_batch-*.nbi"))
+
+
+def compile_aside(d: int, k: int) -> None:
+    """On a first run numba compiles one function at a time, the fit alone ~10 s on 2 cores: a second
+    process compiles the kernels that sample and measure a generation into the cache meanwhile, and
+    the run loads them when it reaches them (or compiles them itself, if that process is not done)."""
+    code = f"from {__name__} import compile_measures; compile_measures({int(d)}, {int(k)})"
+    env = os.environ | {"NUMBA_CACHE_DIR": str(cache_dir())}
+    with contextlib.suppress(OSError):  # no second process: the run compiles them itself
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 _use_cache_dir()  # before the kernels below are decorated: numba reads it then
@@ -907,3 +927,13 @@ def l2_distance_batch(
         qq = _overlap(qw[j], qm[j], qc[j], qw[j], qm[j], qc[j], cov, linv)
         out[j] = max(pp - 2.0 * pq + qq, 0.0)
     return out
+
+
+def compile_measures(d: int, k: int) -> None:
+    """Compile into the cache, with the argument types a run passes, the kernels that sample and
+    measure a generation of K = k components in d dimensions (compile_aside's second process)."""
+    means, covs, weights = np.zeros((1, k, d)), np.tile(np.eye(d), (1, k, 1, 1)), np.full((1, k), 1.0 / k)
+    mean_log_density_batch(np.zeros((1, 2, d)), means, covs, weights)
+    place_samples(means, np.linalg.cholesky(covs), np.zeros((1, k), np.int64), np.zeros((1, 0, d)))
+    sample_stats_batch(np.zeros((1, 2, d)), 1.0)
+    l2_distance_batch(weights, means, covs, weights, means, covs)
