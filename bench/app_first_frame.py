@@ -87,6 +87,18 @@ def main() -> None:
     if shutil.which("tmux") is None:
         sys.exit("bench/app_first_frame.py needs tmux")
     print(f"machine: {machine.cpu()}")
+    # one tmux server for all launches: a session started while the server that the last one's end
+    # shut down is exiting fails ("server exited unexpectedly") and leaves its app running
+    keeper = f"bench-keeper-{os.getpid()}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", keeper], check=True)
+    try:
+        measure(args, launches)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", keeper], check=False, capture_output=True)
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def measure(args: argparse.Namespace, launches: int) -> None:
     with tempfile.TemporaryDirectory(prefix="first-frame-") as tmp:
         runs = Path(tmp) / "runs"
         app = [sys.executable, "-m", "collapse_tui", "--runs-dir", str(runs)]
@@ -107,7 +119,6 @@ def main() -> None:
             o = statistics.median(other_s)
             print(f"{args.against}: median {o:.2f} s ({', '.join(f'{x:.2f}' for x in other_s)}): {o / a:.2f}x this one")
         import_profile(runs)
-    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

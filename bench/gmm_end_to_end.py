@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import pstats
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,8 +35,7 @@ PHASES = (
     ("EM fit (compiled, threads; numba's cache load)", "engines/gmm.py", "fit"),
     ("sample", "engines/gmm.py", "sample"),
     ("evaluate: all metrics", "engines/mixture.py", "evaluate"),
-    ("  of which held-out NLL", "engines/gmm.py", "test_nll"),
-    ("  of which closed-form L2", "engines/mixture.py", "l2_distance"),
+    ("  of which closed-form L2", "engines/gmm.py", "density_l2"),
     ("  of which W2", "engines/mixture.py", "w2_to_standard"),
     ("  of which sample stats (variance, tail)", "engines/gmm.py", "sample_stats"),
     ("  of which rows (dicts per seed)", "engines/mixture.py", "_rows"),
@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="also profile the CLI run and print the breakdown")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra --set for the CLI run")
     ap.add_argument("--against", type=Path, help="another checkout (e.g. `git archive` of main): its CLI too")
+    ap.add_argument("--repeat", type=int, default=3, help="CLI runs (the median counts): this box's speed swings")
     args = ap.parse_args()
     generations = args.generations or (201 if args.quick else 2001)
     sk_generations = args.sk_generations or (51 if args.quick else 351)
@@ -96,11 +97,12 @@ def main() -> None:
         cmd = cli_command(generations, runs, args.sets)
         # warm numba's cache (a first run on this machine compiles; that cost is bench/gmm_em.py --cold's)
         subprocess.run(cli_command(2, runs, args.sets), cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-        cli_s = run_cli(cmd, env)
+        times = sorted(run_cli(cmd, env) for _ in range(args.repeat))
+        cli_s = statistics.median(times)
         cli_rate = seeds * generations / cli_s
         print(
             f"CLI `collapse-tui --batch gmm` ({seeds} seeds x {generations} generations, {' '.join(args.sets)}): "
-            f"{cli_s:.1f} s end to end: {cli_rate:.0f} seed-gens/s"
+            f"{cli_s:.1f} s end to end (median of {', '.join(f'{t:.1f}' for t in times)}): {cli_rate:.0f} seed-gens/s"
         )
         print(f"ratio: {cli_rate / sk_rate:.0f}x the notebook loop end to end")
         if args.against:  # its own numba cache (beside its sources), warmed the same way

@@ -7,7 +7,10 @@ one line and exits 2. Importing this module and drawing the start screen loads n
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import threading
+import time
 from pathlib import Path
 
 from textual.app import App
@@ -20,6 +23,7 @@ from ..sweepdir import SweepDir, is_sweep_dir
 from .start import PresetEntry, StartScreen, builtin_entries, folder_entries
 
 DEFAULT_PRESET = "gmm"
+HANG_UP_GRACE = 5.0  # seconds the app has to exit by itself after a hang-up, once no run is live
 
 
 class CollapseApp(App[int]):
@@ -45,8 +49,10 @@ class CollapseApp(App[int]):
     def on_mount(self) -> None:
         # a server's shutdown (SIGTERM) or a dropped SSH session (SIGHUP): quit as q does, so a running
         # run stops at a checkpoint and records "stopped"
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            asyncio.get_running_loop().add_signal_handler(sig, lambda: self.call_later(self.action_quit))
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, lambda: self.call_later(self.action_quit))
+        # not the loop's handler: this one runs even while the app's thread waits on a full output queue
+        self._sighup = signal.signal(signal.SIGHUP, lambda *_: self.hang_up(loop))
         self.push_screen(StartScreen(self.entries, self.selected, self.overrides, self.runs_dir))
         if self.open_sweep is not None:
             from .sweep_screen import SweepScreen
@@ -57,6 +63,31 @@ class CollapseApp(App[int]):
 
             start = "resume" if self.resume_now else "browse"
             self.push_screen(RunScreen(self.open_run, self.open_run.config(), start=start))
+
+    def on_unmount(self) -> None:
+        signal.signal(signal.SIGHUP, self._sighup)
+
+    def hang_up(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The terminal is gone. Its output goes to /dev/null from now on, the app quits as q does, and
+        the process ends HANG_UP_GRACE seconds after no run is live even if the app's exit never comes:
+        Textual's writer thread dies at its first write to a closed terminal, and the app's thread then
+        waits forever to queue output for it (seen when a tmux session is killed as the app starts).
+        Headless (tests), only the quit."""
+        loop.call_soon_threadsafe(self.call_later, self.action_quit)
+        if self.is_headless:
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
+        threading.Thread(target=self._end_when_no_run_is_live, daemon=True, name="hang-up").start()
+
+    def _end_when_no_run_is_live(self) -> None:
+        from .run_screen import RunScreen
+
+        while any(isinstance(s, RunScreen) and s.live for s in list(self.screen_stack)):
+            time.sleep(0.2)  # the run's loop checkpoints and records "stopped" on its own thread
+        time.sleep(HANG_UP_GRACE)
+        os._exit(128 + signal.SIGHUP)
 
     async def action_quit(self) -> None:
         from .run_screen import RunScreen
