@@ -42,11 +42,17 @@ def over_seeds(kernel: Callable[..., Any], work: int, seeds: int, *args: Any) ->
     one call when the work is small; the arrays in args with `seeds` rows are cut, the rest shared.
     The calling thread takes chunks too, so one thread fewer has to wake (on a virtual machine a wake
     costs ~0.1 ms). Returns each chunk's result in order. Each seed's numbers depend on its own rows only."""
+    return start_over_seeds(kernel, work, seeds, *args)()
+
+
+def start_over_seeds(kernel: Callable[..., Any], work: int, seeds: int, *args: Any) -> Callable[[], list[Any]]:
+    """over_seeds begun: the helper threads start on the chunks now; the returned function has the
+    calling thread take the chunks still left, waits for the helpers and returns the results."""
     import numba
 
     threads = min(numba.config.NUMBA_NUM_THREADS, seeds)
     if work < PARALLEL_WORK or threads < 2 or threading.current_thread().name.startswith(HELPER):
-        return [kernel(*args)]  # a helper's own call in one piece: its chunks would wait behind it
+        return lambda: [kernel(*args)]  # a helper's own call in one piece: its chunks would wait behind it
     bounds = np.linspace(0, seeds, min(seeds, threads * CHUNKS_PER_THREAD) + 1).astype(int)
     spans = list(zip(bounds, bounds[1:]))
     results: list[Any] = [None] * len(spans)
@@ -60,10 +66,14 @@ def over_seeds(kernel: Callable[..., Any], work: int, seeds: int, *args: Any) ->
             results[i] = kernel(*(cut(a, *spans[i]) for a in args))
 
     helpers = [_helpers().submit(take_chunks) for _ in range(threads - 1)]
-    take_chunks()
-    for f in helpers:
-        f.result()
-    return results
+
+    def finish() -> list[Any]:
+        take_chunks()
+        for f in helpers:
+            f.result()
+        return results
+
+    return finish
 
 
 def fit_mixtures(
@@ -170,29 +180,26 @@ class GMMEngine(MixtureEngine):
     def test_nll(self, model: Mixture) -> np.ndarray:
         """The held-out NLL, every generation's largest measuring cost: the mean log-density in one
         compiled pass, without the per-point logs."""
-        from .gmm_kernels import mean_log_density_batch
-
-        test = self.test_data()
-        s, k, d = model["means"].shape
-        m = model
-        mean = np.concatenate(
-            over_seeds(
-                mean_log_density_batch, s * test.shape[1] * k * d * d, s, test, m["means"], m["covs"], m["weights"]
-            )
-        )
-        bad = np.isnan(mean)
-        if bad.any():
-            mean[bad] = log_density(test, {k: v[bad] for k, v in model.items()}).mean(axis=1)
-        return -mean / self.dim
+        return self.test_nll_later(model)()
 
     def test_nll_later(self, model: Mixture) -> Callable[[], np.ndarray]:
-        """test_nll on a helper thread while evaluate measures the rest (its kernel releases the GIL)."""
-        import numba
+        """test_nll begun on the helper threads (its kernel releases the GIL) while evaluate measures
+        the rest; the returned function has the caller take the chunks still left. Split at any size:
+        the helpers' wake is hidden behind the caller's own work."""
+        from .gmm_kernels import mean_log_density_batch
 
-        if numba.config.NUMBA_NUM_THREADS < 2:
-            return super().test_nll_later(model)
-        self.test_data()  # made here, not raced for
-        return _helpers().submit(self.test_nll, model).result
+        test, m = self.test_data(), model
+        s = m["means"].shape[0]
+        finish = start_over_seeds(mean_log_density_batch, PARALLEL_WORK, s, test, m["means"], m["covs"], m["weights"])
+
+        def nll() -> np.ndarray:
+            mean = np.concatenate(finish())
+            bad = np.isnan(mean)
+            if bad.any():
+                mean[bad] = log_density(test, {k: v[bad] for k, v in model.items()}).mean(axis=1)
+            return -mean / self.dim
+
+        return nll
 
     def density_l2(self, p: Mixture, q: Mixture) -> np.ndarray:
         """mixture.l2_distance compiled (to 1e-15): numpy's small-matrix calls cost 0.2 ms a generation."""
