@@ -46,9 +46,9 @@ def cached() -> bool:
 
 def compile_aside(d: int, k: int) -> None:
     """On a first run numba compiles one function at a time, the fit alone ~10 s on 2 cores: a second
-    process compiles the kernels that sample and measure a generation into the cache meanwhile, and
-    the run loads them when it reaches them (or compiles them itself, if that process is not done)."""
-    code = f"from {__name__} import compile_measures; compile_measures({int(d)}, {int(k)})"
+    process compiles a share of the kernels into the cache meanwhile (compile_second_share), and the
+    run loads them when it reaches them (or compiles them itself, if that process is not done)."""
+    code = f"from {__name__} import compile_second_share; compile_second_share({int(d)}, {int(k)})"
     env = os.environ | {"NUMBA_CACHE_DIR": str(cache_dir())}
     with contextlib.suppress(OSError):  # no second process: the run compiles them itself
         subprocess.Popen(
@@ -929,9 +929,20 @@ def l2_distance_batch(
     return out
 
 
-def compile_measures(d: int, k: int) -> None:
-    """Compile into the cache, with the argument types a run passes, the kernels that sample and
-    measure a generation of K = k components in d dimensions (compile_aside's second process)."""
+def compile_second_share(d: int, k: int) -> None:
+    """What compile_aside's second process compiles into the cache, with the argument types a run
+    passes (K = k components in d dimensions): first the fit's EM passes and initial statistics,
+    which the run's compile of fit_batch reaches last (after k-means), then the kernels that sample
+    and measure a generation."""
+    x, labels = np.zeros((4, d)), np.zeros(4, np.int64)
+    mk, ck, wk = np.zeros((k, d)), np.tile(np.eye(d), (k, 1, 1)), np.ones(k)
+    linv, const, sr, s1, s2 = np.zeros((k, d, d)), np.zeros(k), np.zeros(k), np.zeros((k, d)), np.zeros((k, d, d))
+    _e_m_pass(x, mk, linv, const, sr, s1, s2, np.zeros((k, d)), np.zeros(k))
+    _e_m_pass_k2d2(x, mk, linv, const, sr, s1, s2)
+    _precompute(wk, ck, linv, const)
+    _finish_covs(ck, wk, 0.0)
+    _label_stats(x, labels, wk, mk, ck)
+    _label_stats_k2d2(x, labels, wk, mk, ck)
     means, covs, weights = np.zeros((1, k, d)), np.tile(np.eye(d), (1, k, 1, 1)), np.full((1, k), 1.0 / k)
     mean_log_density_batch(np.zeros((1, 2, d)), means, covs, weights)
     place_samples(means, np.linalg.cholesky(covs), np.zeros((1, k), np.int64), np.zeros((1, 0, d)))
