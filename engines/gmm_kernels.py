@@ -930,21 +930,24 @@ def l2_distance_batch(
 
 
 def compile_second_share(d: int, k: int) -> None:
-    """What compile_aside's second process compiles into the cache, with the argument types a run
-    passes (K = k components in d dimensions): first the fit's EM passes and initial statistics,
-    which the run's compile of fit_batch reaches last (after k-means), then the kernels that sample
-    and measure a generation."""
+    """What compile_aside's second process compiles into the cache (without running anything), for
+    the argument types a run passes with K = k components in d dimensions: first the fit's EM passes
+    and initial statistics, which the run's compile of fit_batch reaches last (after k-means), then
+    the kernels that sample and measure a generation."""
+
+    def compile_for(kernel, *args) -> None:  # noqa: ANN001
+        kernel.compile(tuple(numba.typeof(a) for a in args))
+
     x, labels = np.zeros((4, d)), np.zeros(4, np.int64)
-    mk, ck, wk = np.zeros((k, d)), np.tile(np.eye(d), (k, 1, 1)), np.ones(k)
-    linv, const, sr, s1, s2 = np.zeros((k, d, d)), np.zeros(k), np.zeros(k), np.zeros((k, d)), np.zeros((k, d, d))
-    _e_m_pass(x, mk, linv, const, sr, s1, s2, np.zeros((k, d)), np.zeros(k))
-    _e_m_pass_k2d2(x, mk, linv, const, sr, s1, s2)
-    _precompute(wk, ck, linv, const)
-    _finish_covs(ck, wk, 0.0)
-    _label_stats(x, labels, wk, mk, ck)
-    _label_stats_k2d2(x, labels, wk, mk, ck)
-    means, covs, weights = np.zeros((1, k, d)), np.tile(np.eye(d), (1, k, 1, 1)), np.full((1, k), 1.0 / k)
-    mean_log_density_batch(np.zeros((1, 2, d)), means, covs, weights)
-    place_samples(means, np.linalg.cholesky(covs), np.zeros((1, k), np.int64), np.zeros((1, 0, d)))
-    sample_stats_batch(np.zeros((1, 2, d)), 1.0)
-    l2_distance_batch(weights, means, covs, weights, means, covs)
+    v, m, c = np.zeros(k), np.zeros((k, d)), np.zeros((k, d, d))
+    compile_for(_e_m_pass, x, m, c, v, v, m, c, m, v)
+    compile_for(_e_m_pass_k2d2, x, m, c, v, v, m, c)
+    compile_for(_precompute, v, c, c, v)
+    compile_for(_finish_covs, c, v, 0.0)
+    compile_for(_label_stats, x, labels, v, m, c)
+    compile_for(_label_stats_k2d2, x, labels, v, m, c)
+    means, covs, weights = np.zeros((1, k, d)), np.zeros((1, k, d, d)), np.zeros((1, k))
+    compile_for(mean_log_density_batch, np.zeros((1, 2, d)), means, covs, weights)
+    compile_for(place_samples, means, covs, np.zeros((1, k), np.int64), means)
+    compile_for(sample_stats_batch, means, 1.0)
+    compile_for(l2_distance_batch, weights, means, covs, weights, means, covs)
