@@ -93,10 +93,9 @@ def fsync_dir(path: Path) -> None:
 
 def _json_lines(rows: list[dict[str, Any]]) -> bytes:
     """Metrics rows as JSON lines, non-finite floats as null (JSON has no NaN or infinity). orjson:
-    the standard library's encoder took a tenth of a 2001-generation gmm run."""
-    return b"".join(
-        [orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n" for r in rows]
-    )  # not OPT_APPEND_NEWLINE: 4x slower
+    the standard library's encoder took a tenth of a 2001-generation gmm run. The newline added here,
+    not by OPT_APPEND_NEWLINE, which is 4x slower."""
+    return b"".join([orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n" for r in rows])
 
 
 def now_iso() -> str:

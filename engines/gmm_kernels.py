@@ -47,7 +47,8 @@ def cached() -> bool:
 def compile_aside(d: int, k: int) -> None:
     """On a first run numba compiles one function at a time, the fit alone ~10 s on 2 cores: a second
     process compiles a share of the kernels into the cache meanwhile (compile_second_share), and the
-    run loads them when it reaches them (or compiles them itself, if that process is not done)."""
+    run loads them when it reaches them (or compiles them itself, if that process is not done). The
+    process has its own session: a Ctrl-C of the run leaves it to finish, and the cache to the next run."""
     code = f"from {__name__} import compile_second_share; compile_second_share({int(d)}, {int(k)})"
     env = os.environ | {"NUMBA_CACHE_DIR": str(cache_dir())}
     with contextlib.suppress(OSError):  # no second process: the run compiles them itself
