@@ -587,6 +587,35 @@ def _exp_nonpositive(v: np.ndarray, m: int, out: np.ndarray, bits: np.ndarray) -
 
 
 @njit(**LANES)
+def _block_terms_k2d2(
+    x: np.ndarray,
+    lo: int,
+    m: int,
+    means: np.ndarray,
+    linv: np.ndarray,
+    const: np.ndarray,
+    l0: np.ndarray,
+    l1: np.ndarray,
+    low: np.ndarray,
+) -> None:
+    """For points lo .. lo + m of x, each component's log w + log N(x) (l0, l1; K = 2 in 2-D) and
+    low = -|l1 - l0|, the log of the smaller weight relative to the larger: the elementwise first loop
+    of a block (see LANES)."""
+    m0x, m0y, m1x, m1y = means[0, 0], means[0, 1], means[1, 0], means[1, 1]
+    a00, a10, a11 = linv[0, 0, 0], linv[0, 1, 0], linv[0, 1, 1]
+    b00, b10, b11 = linv[1, 0, 0], linv[1, 1, 0], linv[1, 1, 1]
+    c0, c1 = const[0], const[1]
+    for j in range(m):
+        dx0, dy0 = x[lo + j, 0] - m0x, x[lo + j, 1] - m0y
+        dx1, dy1 = x[lo + j, 0] - m1x, x[lo + j, 1] - m1y
+        t0, u0 = a00 * dx0, a10 * dx0 + a11 * dy0
+        t1, u1 = b00 * dx1, b10 * dx1 + b11 * dy1
+        l0[j] = c0 - 0.5 * (t0 * t0 + u0 * u0)
+        l1[j] = c1 - 0.5 * (t1 * t1 + u1 * u1)
+        low[j] = -abs(l1[j] - l0[j])
+
+
+@njit(**LANES)
 def _e_m_pass_k2d2(
     x: np.ndarray,
     means: np.ndarray,
@@ -599,9 +628,6 @@ def _e_m_pass_k2d2(
     """_e_m_pass for the paper's case, K = 2 in 2-D, in blocks (see LANES), branch-free: points near
     the boundary between components would mispredict a branch."""
     m0x, m0y, m1x, m1y = means[0, 0], means[0, 1], means[1, 0], means[1, 1]
-    a00, a10, a11 = linv[0, 0, 0], linv[0, 1, 0], linv[0, 1, 1]
-    b00, b10, b11 = linv[1, 0, 0], linv[1, 1, 0], linv[1, 1, 1]
-    c0, c1 = const[0], const[1]
     n = x.shape[0]
     l0, l1, low, e = np.empty(PROD_CHUNK), np.empty(PROD_CHUNK), np.empty(PROD_CHUNK), np.empty(PROD_CHUNK)
     bits = np.empty(PROD_CHUNK, np.int64)
@@ -610,14 +636,7 @@ def _e_m_pass_k2d2(
     total = 0.0
     for lo in range(0, n, PROD_CHUNK):
         m = min(PROD_CHUNK, n - lo)
-        for j in range(m):
-            dx0, dy0 = x[lo + j, 0] - m0x, x[lo + j, 1] - m0y
-            dx1, dy1 = x[lo + j, 0] - m1x, x[lo + j, 1] - m1y
-            t0, u0 = a00 * dx0, a10 * dx0 + a11 * dy0
-            t1, u1 = b00 * dx1, b10 * dx1 + b11 * dy1
-            l0[j] = c0 - 0.5 * (t0 * t0 + u0 * u0)
-            l1[j] = c1 - 0.5 * (t1 * t1 + u1 * u1)
-            low[j] = -abs(l1[j] - l0[j])
+        _block_terms_k2d2(x, lo, m, means, linv, const, l0, l1, low)
         _exp_nonpositive(low, m, e, bits)  # the smaller component's weight relative to the larger
         prod = 1.0
         for j in range(m):
@@ -779,27 +798,16 @@ def mean_log_density_batch(x: np.ndarray, means: np.ndarray, covs: np.ndarray, w
 @njit(**LANES)
 def _sum_log_density_k2d2(x: np.ndarray, means: np.ndarray, linv: np.ndarray, const: np.ndarray) -> float:
     """The sum over points of _top_norm's log p(x) for K = 2 in 2-D, in blocks as _e_m_pass_k2d2."""
-    m0x, m0y, m1x, m1y = means[0, 0], means[0, 1], means[1, 0], means[1, 1]
-    a00, a10, a11 = linv[0, 0, 0], linv[0, 1, 0], linv[0, 1, 1]
-    b00, b10, b11 = linv[1, 0, 0], linv[1, 1, 0], linv[1, 1, 1]
-    c0, c1 = const[0], const[1]
-    n = x.shape[0]
-    low, e, bits = np.empty(PROD_CHUNK), np.empty(PROD_CHUNK), np.empty(PROD_CHUNK, np.int64)
+    l0, l1, low, e = np.empty(PROD_CHUNK), np.empty(PROD_CHUNK), np.empty(PROD_CHUNK), np.empty(PROD_CHUNK)
+    bits = np.empty(PROD_CHUNK, np.int64)
     total = 0.0
-    for lo in range(0, n, PROD_CHUNK):
-        m = min(PROD_CHUNK, n - lo)
-        for j in range(m):
-            dx0, dy0 = x[lo + j, 0] - m0x, x[lo + j, 1] - m0y
-            dx1, dy1 = x[lo + j, 0] - m1x, x[lo + j, 1] - m1y
-            t0, u0 = a00 * dx0, a10 * dx0 + a11 * dy0
-            t1, u1 = b00 * dx1, b10 * dx1 + b11 * dy1
-            l0 = c0 - 0.5 * (t0 * t0 + u0 * u0)
-            l1 = c1 - 0.5 * (t1 * t1 + u1 * u1)
-            total += max(l0, l1)
-            low[j] = -abs(l1 - l0)
+    for lo in range(0, x.shape[0], PROD_CHUNK):
+        m = min(PROD_CHUNK, x.shape[0] - lo)
+        _block_terms_k2d2(x, lo, m, means, linv, const, l0, l1, low)
         _exp_nonpositive(low, m, e, bits)
         prod = 1.0
         for j in range(m):
+            total += max(l0[j], l1[j])
             prod *= 1.0 + e[j]
         total += np.log(prod)
     return total
