@@ -5,8 +5,10 @@ its parfor passes add ~20% to the first run's compile, and an OpenMP region wait
 thread, which on a busy machine is one the OS has descheduled; chunks taken from a queue do not.
 
 cache=True: the first run compiles (numba compiles only the kernels a run calls, at its first call),
-later runs load them. error_model="numpy" only drops Python's zero-division checks. No fastmath but
-the reassociated sums of the K = 2, 2-D passes (LANES): results are reproducible run after run.
+later runs load them. error_model="numpy" only drops Python's zero-division checks. No fastmath: with
+it, the same function gave other last bits compiled fresh than loaded from the cache (LLVM optimizes
+a callee again inside each caller), so a machine's first run differed from its later ones. Without
+it every compile must keep IEEE order, and a run's numbers are the same on every run.
 """
 
 from __future__ import annotations
@@ -71,10 +73,8 @@ KMEANS_MAX_ITER = 300
 
 # The K = 2, 2-D passes (the paper's case: nearly all of a gmm run's time) work on blocks of
 # PROD_CHUNK points: an elementwise loop of the two component terms, the exp of the block by
-# _exp_nonpositive (libm's exp is a call no loop can vectorize), then the sums. Their sums may be
-# reassociated, so LLVM keeps them in vector lanes: 3x faster, the same numbers run after run on one
-# machine, and within ~1e-16 relative of the ordered sums (another CPU's lanes may round differently).
-LANES = {"cache": True, "error_model": "numpy", "fastmath": {"reassoc", "contract", "nsz"}}
+# _exp_nonpositive (libm's exp is a call no loop can vectorize), then the sums. A sum with one
+# accumulator waits on each add; _sum4 and _prod4 keep four, in a fixed order.
 LOG2E = 1.4426950408889634
 LN2_HI = 6.93147180369123816490e-01  # ln 2 in two parts (Cody-Waite): k * LN2_HI is exact
 LN2_LO = 1.90821492927058770002e-10
@@ -224,16 +224,43 @@ def _nearer(x: np.ndarray, center: np.ndarray, closest: np.ndarray, out: np.ndar
     return total
 
 
-@njit(**LANES)
+@njit(cache=True, error_model="numpy")
 def _nearer_d2(x: np.ndarray, cx: float, cy: float, closest: np.ndarray, out: np.ndarray) -> float:
-    total = 0.0
     for i in range(x.shape[0]):
         out[i] = min(closest[i], (x[i, 0] - cx) ** 2 + (x[i, 1] - cy) ** 2)
-        total += out[i]
-    return total
+    return _sum4(out, x.shape[0])
 
 
-@njit(**LANES)
+@njit(cache=True, error_model="numpy")
+def _sum4(a: np.ndarray, m: int) -> float:
+    """The sum of a[:m] in four interleaved partial sums, added in pairs at the end: a fixed order
+    that does not wait on one accumulator's every add."""
+    s0 = s1 = s2 = s3 = 0.0
+    for i in range(0, m - 3, 4):
+        s0 += a[i]
+        s1 += a[i + 1]
+        s2 += a[i + 2]
+        s3 += a[i + 3]
+    for i in range(m - m % 4, m):
+        s0 += a[i]
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True, error_model="numpy")
+def _prod4(a: np.ndarray, m: int) -> float:
+    """The product of a[:m] in the order _sum4 adds."""
+    p0 = p1 = p2 = p3 = 1.0
+    for i in range(0, m - 3, 4):
+        p0 *= a[i]
+        p1 *= a[i + 1]
+        p2 *= a[i + 2]
+        p3 *= a[i + 3]
+    for i in range(m - m % 4, m):
+        p0 *= a[i]
+    return (p0 * p1) * (p2 * p3)
+
+
+@njit(cache=True, error_model="numpy")
 def _means_d2(x: np.ndarray) -> tuple[float, float]:
     sx = sy = 0.0
     for i in range(x.shape[0]):
@@ -242,7 +269,7 @@ def _means_d2(x: np.ndarray) -> tuple[float, float]:
     return sx / x.shape[0], sy / x.shape[0]
 
 
-@njit(**LANES)
+@njit(cache=True, error_model="numpy")
 def _scatter(x: np.ndarray) -> float:
     """Sum over the features of the squared deviations from their means (two passes per feature)."""
     n, d = x.shape
@@ -296,7 +323,7 @@ def _assign(
     return changed
 
 
-@njit(**LANES)
+@njit(cache=True, error_model="numpy")
 def _assign_k2d2(
     x: np.ndarray,
     centers: np.ndarray,
@@ -305,7 +332,7 @@ def _assign_k2d2(
     sums: np.ndarray,
     counts: np.ndarray,
 ) -> bool:
-    """_assign for K = 2 in 2-D, branch-free, its sums in lanes (see LANES)."""
+    """_assign for K = 2 in 2-D, branch-free."""
     c0x, c0y, c1x, c1y = centers[0, 0], centers[0, 1], centers[1, 0], centers[1, 1]
     n1 = s0x = s0y = s1x = s1y = 0.0
     changed = 0
@@ -329,7 +356,7 @@ def _assign_k2d2(
     return changed > 0
 
 
-@njit(**LANES)
+@njit(cache=True, error_model="numpy")
 def _centred(data: np.ndarray, center: np.ndarray) -> np.ndarray:
     """data less its mean (written to center), in loops: array expressions cost compile time."""
     n, d = data.shape
@@ -367,9 +394,9 @@ def _label_stats(x: np.ndarray, labels: np.ndarray, nk: np.ndarray, means: np.nd
                 covs[c, a, b] += (x[i, a] - means[c, a]) * (x[i, b] - means[c, b])
 
 
-@njit(**LANES)
+@njit(cache=True, error_model="numpy")
 def _label_stats_k2d2(x: np.ndarray, labels: np.ndarray, nk: np.ndarray, means: np.ndarray, covs: np.ndarray) -> None:
-    """_label_stats for K = 2 in 2-D, branch-free, in lanes (see LANES)."""
+    """_label_stats for K = 2 in 2-D, branch-free."""
     n = x.shape[0]
     n1 = s0x = s0y = s1x = s1y = 0.0
     for i in range(n):
@@ -560,8 +587,7 @@ def _e_m_pass(
 def _exp_nonpositive(v: np.ndarray, m: int, out: np.ndarray, bits: np.ndarray) -> None:
     """out[:m] = exp(v[:m]) for v <= 0, within 1 ulp of libm's exp (0 below -708, where a term is
     under 1e-307 of the other), in a loop LLVM vectorizes: v = k ln 2 + r with |r| <= ln 2 / 2, exp(r)
-    by its Taylor series to r^13 (remainder < 1e-17), 2^k from its bits. No fastmath here: the
-    reduction must not be reassociated."""
+    by its Taylor series to r^13 (remainder < 1e-17), 2^k from its bits."""
     for i in range(m):
         a = max(v[i], -708.0)
         k = np.floor(a * LOG2E + 0.5)
@@ -586,7 +612,7 @@ def _exp_nonpositive(v: np.ndarray, m: int, out: np.ndarray, bits: np.ndarray) -
         out[i] *= scale[i]
 
 
-@njit(**LANES)
+@njit(cache=True, error_model="numpy")
 def _block_terms_k2d2(
     x: np.ndarray,
     lo: int,
@@ -600,7 +626,7 @@ def _block_terms_k2d2(
 ) -> None:
     """For points lo .. lo + m of x, each component's log w + log N(x) (l0, l1; K = 2 in 2-D) and
     low = -|l1 - l0|, the log of the smaller weight relative to the larger: the elementwise first loop
-    of a block (see LANES)."""
+    of a block."""
     m0x, m0y, m1x, m1y = means[0, 0], means[0, 1], means[1, 0], means[1, 1]
     a00, a10, a11 = linv[0, 0, 0], linv[0, 1, 0], linv[0, 1, 1]
     b00, b10, b11 = linv[1, 0, 0], linv[1, 1, 0], linv[1, 1, 1]
@@ -615,7 +641,7 @@ def _block_terms_k2d2(
         low[j] = -abs(l1[j] - l0[j])
 
 
-@njit(**LANES)
+@njit(cache=True, error_model="numpy")
 def _e_m_pass_k2d2(
     x: np.ndarray,
     means: np.ndarray,
@@ -625,7 +651,7 @@ def _e_m_pass_k2d2(
     s1: np.ndarray,
     s2: np.ndarray,
 ) -> float:
-    """_e_m_pass for the paper's case, K = 2 in 2-D, in blocks (see LANES), branch-free: points near
+    """_e_m_pass for the paper's case, K = 2 in 2-D, in blocks, branch-free: points near
     the boundary between components would mispredict a branch."""
     m0x, m0y, m1x, m1y = means[0, 0], means[0, 1], means[1, 0], means[1, 1]
     n = x.shape[0]
@@ -795,7 +821,7 @@ def mean_log_density_batch(x: np.ndarray, means: np.ndarray, covs: np.ndarray, w
     return out
 
 
-@njit(**LANES)
+@njit(cache=True, error_model="numpy")
 def _sum_log_density_k2d2(x: np.ndarray, means: np.ndarray, linv: np.ndarray, const: np.ndarray) -> float:
     """The sum over points of _top_norm's log p(x) for K = 2 in 2-D, in blocks as _e_m_pass_k2d2."""
     l0, l1, low, e = np.empty(PROD_CHUNK), np.empty(PROD_CHUNK), np.empty(PROD_CHUNK), np.empty(PROD_CHUNK)
@@ -805,11 +831,10 @@ def _sum_log_density_k2d2(x: np.ndarray, means: np.ndarray, linv: np.ndarray, co
         m = min(PROD_CHUNK, x.shape[0] - lo)
         _block_terms_k2d2(x, lo, m, means, linv, const, l0, l1, low)
         _exp_nonpositive(low, m, e, bits)
-        prod = 1.0
         for j in range(m):
-            total += max(l0[j], l1[j])
-            prod *= 1.0 + e[j]
-        total += np.log(prod)
+            l0[j] = max(l0[j], l1[j])
+            e[j] += 1.0
+        total += _sum4(l0, m) + np.log(_prod4(e, m))
     return total
 
 
@@ -881,9 +906,9 @@ def sample_stats_batch(x: np.ndarray, radius: float) -> tuple[np.ndarray, np.nda
     return variance, tail
 
 
-@njit(**LANES)
+@njit(cache=True, error_model="numpy")
 def _sample_stats_d2(x: np.ndarray, r2: float, variance: np.ndarray, tail: np.ndarray) -> None:
-    """sample_stats_batch in 2-D, its sums in lanes (see LANES)."""
+    """sample_stats_batch in 2-D."""
     n = x.shape[1]
     for j in range(x.shape[0]):
         sx = sy = 0.0

@@ -3,7 +3,11 @@ and the collapse it shows when each generation trains on the previous one's samp
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +15,8 @@ import pytest
 from collapse_tui.engines import gmm_kernels, mixture
 from collapse_tui.engines.gmm import GMMEngine, fit_mixtures
 from collapse_tui.engines.gmm_kernels import INFO_EM_ITER
+
+PRESETS = Path(__file__).resolve().parents[1] / "presets"
 
 sklearn_mixture = pytest.importorskip("sklearn.mixture")
 
@@ -137,6 +143,30 @@ def test_same_generator_states_give_identical_models() -> None:
             x = eng.sample(eng.fit(x, r, lambda *_: None).model, 1000, r, lambda *_: None).samples
         finals.append(x)
     assert np.array_equal(finals[0], finals[1])
+
+
+FIRST_RUN = """
+import sys
+from collapse_tui.engines import gmm_kernels
+gmm_kernels.compile_aside = lambda d, k: None  # this process compiles every kernel it calls itself
+from collapse_tui.cli import main
+sys.exit(main(["--batch", sys.argv[1], "--runs-dir", sys.argv[2], "--set", "experiment.generations=6",
+               "--set", "experiment.seeds=3", "--set", "engine.samples=100"]))
+"""
+
+
+def test_a_first_run_and_a_run_from_the_cache_give_the_same_bits(tmp_path) -> None:
+    """The first run on a machine compiles the kernels, later ones load them from numba's cache: both
+    must give the same rows to the last bit. With fastmath sums they did not (LLVM optimizes a callee
+    again inside each caller it is linked into, and a fresh process calls the callee's own copy)."""
+    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    runs = []
+    for name in ("compiled", "from-cache"):
+        cmd = [sys.executable, "-c", FIRST_RUN, str(PRESETS / "gmm.toml"), str(tmp_path / name)]
+        subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
+        (run,) = (tmp_path / name).iterdir()
+        runs.append((run / "metrics.jsonl").read_text())
+    assert len(runs[0].splitlines()) == 6 * 3 and runs[0] == runs[1]
 
 
 def test_seeds_do_not_influence_each_other() -> None:
