@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from datetime import datetime
 from typing import TextIO
 
@@ -149,18 +150,34 @@ def run_batch(
     control = loop.Control()
     stopped_by: list[int] = []
 
-    def on_signal(signum, frame) -> None:
-        if control.stopping:
-            raise KeyboardInterrupt
-        control.stop()
-        stopped_by.append(signum)
-        view.line(f"stopping ({signal.Signals(signum).name}): saving a checkpoint (again to quit at once)")
+    # A handler runs on the main thread between two bytecodes, perhaps inside a lock that thread holds
+    # (Control's Events, the console's, threading's own): taking one there waits on itself for ever.
+    # So the handler only writes the signal's number to a pipe, and a thread makes the stop.
+    wake_r, wake_w = os.pipe()
 
+    def stop_when_woken() -> None:
+        signum = os.read(wake_r, 1)[0]
+        if signum:  # 0: the run ended without a signal
+            control.stop()
+            view.line(f"stopping ({signal.Signals(signum).name}): saving a checkpoint (again to quit at once)")
+
+    def on_signal(signum, frame) -> None:
+        if stopped_by:
+            raise KeyboardInterrupt
+        stopped_by.append(signum)
+        os.write(wake_w, bytes([signum]))
+
+    stopper = threading.Thread(target=stop_when_woken, name="stop", daemon=True)
+    stopper.start()
     previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     try:
         state = loop.run(rundir, view.handle, control, resume=resume, workers=workers, gpus=gpus)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        os.write(wake_w, b"\0")  # a second byte, if a signal wrote the first: the thread reads one
+        stopper.join()
+        os.close(wake_r)
+        os.close(wake_w)
     view.summary(rundir, state)
     return 128 + stopped_by[0] if state == "stopped" and stopped_by else EXIT[state]

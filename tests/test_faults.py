@@ -399,6 +399,49 @@ def test_ctrl_c_while_starting_prints_one_line(tmp_path, delay):
     assert proc.returncode in (130, -signal.SIGINT) and "Traceback" not in err, err
 
 
+SIGNAL_INSIDE_A_LOCK = """
+import signal, sys
+from collapse_tui import loop
+from collapse_tui.cli import main
+
+check, calls = loop.Control.check, []
+
+
+def check_once_interrupted(self):  # a few generations in, the signal comes while check holds its lock
+    calls.append(1)
+    if len(calls) == 200:
+        with self._go._cond:
+            signal.raise_signal(signal.SIGINT)
+    return check(self)
+
+
+loop.Control.check = check_once_interrupted
+sys.exit(main(["--batch", "gaussian-quick", "--set", "experiment.generations=100000", "--runs-dir", "runs"]))
+"""
+
+
+def test_ctrl_c_while_the_loop_holds_a_lock_stops_at_a_checkpoint(tmp_path):
+    """A signal handler runs on the main thread between two bytecodes, there inside Control.check's
+    Event.wait. Taking that Event's lock from the handler waited on itself forever (seen once in CI as
+    a hung Ctrl-C): the stop must get through and the run end "stopped" at a checkpoint."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGNAL_INSIDE_A_LOCK],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "stopping (SIGINT)" in out
+    (run,) = (tmp_path / "runs").iterdir()
+    status = RunDir(run).read_status()
+    assert status["state"] == "stopped" and status["checkpoint_generation"] >= 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_the_app_stops_its_run_at_a_checkpoint_on_sigterm_and_sighup(tmp_path, sig):
     import asyncio
