@@ -422,8 +422,8 @@ sys.exit(main(["--batch", "gaussian-quick", "--set", "experiment.generations=100
 
 def test_ctrl_c_while_the_loop_holds_a_lock_stops_at_a_checkpoint(tmp_path):
     """A signal handler runs on the main thread between two bytecodes, there inside Control.check's
-    Event.wait. Taking that Event's lock from the handler waited on itself forever (seen once in CI as
-    a hung Ctrl-C): the stop must get through and the run end "stopped" at a checkpoint."""
+    Event.wait. Taking that Event's lock from the handler waited on itself forever (seen once in a
+    fresh-clone suite as a hung Ctrl-C): the stop must get through, the run end "stopped" at a checkpoint."""
     proc = subprocess.Popen(
         [sys.executable, "-c", SIGNAL_INSIDE_A_LOCK],
         cwd=tmp_path,
