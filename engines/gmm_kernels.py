@@ -119,10 +119,10 @@ def _chol_inv(cov: np.ndarray, linv: np.ndarray) -> float:
 
 
 @njit(cache=True, error_model="numpy")
-def _kmeans_labels(x: np.ndarray, k: int, u: np.ndarray, n_local: int, labels: np.ndarray) -> int:
+def _kmeans_labels(x: np.ndarray, cols: np.ndarray, k: int, u: np.ndarray, n_local: int, labels: np.ndarray) -> int:
     """sklearn's KMeans(n_init=1): greedy k-means++ seeding driven by the uniforms u, then Lloyd until
-    the labels stop changing or the centres move less than tol. Writes labels; returns Lloyd's
-    iteration count."""
+    the labels stop changing or the centres move less than tol. cols: x's columns, contiguous (x.T).
+    Writes labels; returns Lloyd's iteration count."""
     n, d = x.shape
     centers = np.empty((k, d))
     # k-means++: first centre uniform, the next ones the best of n_local candidates drawn by D^2
@@ -131,7 +131,7 @@ def _kmeans_labels(x: np.ndarray, k: int, u: np.ndarray, n_local: int, labels: n
     # plain loops, not np.cumsum / np.searchsorted / slice copies: a third of the first run's compile
     closest = np.empty(n)
     closest[:] = np.inf
-    _nearer(x, centers[0], closest, closest)
+    _nearer(x, cols, centers[0], closest, closest)
     cand_d = np.empty(n)
     best_d = np.empty(n)
     cum = np.empty(n)
@@ -144,7 +144,7 @@ def _kmeans_labels(x: np.ndarray, k: int, u: np.ndarray, n_local: int, labels: n
         best = 0
         for t in range(n_local):
             j = min(_first_at_least(cum, u[1 + (c - 1) * n_local + t] * pot), n - 1)
-            cand_pot = _nearer(x, x[j], closest, cand_d)
+            cand_pot = _nearer(x, cols, x[j], closest, cand_d)
             if cand_pot < best_pot:  # strict: the first of equal candidates wins, as np.argmin
                 best_pot, best = cand_pot, j
                 best_d, cand_d = cand_d, best_d
@@ -162,7 +162,7 @@ def _kmeans_labels(x: np.ndarray, k: int, u: np.ndarray, n_local: int, labels: n
     while it < KMEANS_MAX_ITER:
         it += 1
         if k == 2 and d == 2:
-            changed = _assign_k2d2(x, centers, labels, dist, sums, counts)
+            changed = _assign_k2d2(cols[0], cols[1], centers, labels, dist, sums, counts)
         else:
             changed = _assign(x, centers, labels, dist, sums, counts)
         for c in range(k):  # an empty cluster takes the point farthest from its centre, as sklearn
@@ -189,7 +189,7 @@ def _kmeans_labels(x: np.ndarray, k: int, u: np.ndarray, n_local: int, labels: n
         if shift <= tol:
             break
     if not strict and k == 2 and d == 2:  # labels must match the final centres
-        _assign_k2d2(x, centers, labels, dist, sums, counts)
+        _assign_k2d2(cols[0], cols[1], centers, labels, dist, sums, counts)
     elif not strict:
         _assign(x, centers, labels, dist, sums, counts)
     return it
@@ -209,11 +209,11 @@ def _first_at_least(cum: np.ndarray, v: float) -> int:
 
 
 @njit(cache=True, error_model="numpy")
-def _nearer(x: np.ndarray, center: np.ndarray, closest: np.ndarray, out: np.ndarray) -> float:
+def _nearer(x: np.ndarray, cols: np.ndarray, center: np.ndarray, closest: np.ndarray, out: np.ndarray) -> float:
     """k-means++: out = min(closest, squared distance to center) per point (out may be closest);
     returns the sum, the candidate's potential."""
     if x.shape[1] == 2:
-        return _nearer_d2(x, center[0], center[1], closest, out)
+        return _nearer_d2(cols[0], cols[1], center[0], center[1], closest, out)
     total = 0.0
     for i in range(x.shape[0]):
         s = 0.0
@@ -225,10 +225,10 @@ def _nearer(x: np.ndarray, center: np.ndarray, closest: np.ndarray, out: np.ndar
 
 
 @njit(cache=True, error_model="numpy")
-def _nearer_d2(x: np.ndarray, cx: float, cy: float, closest: np.ndarray, out: np.ndarray) -> float:
-    for i in range(x.shape[0]):
-        out[i] = min(closest[i], (x[i, 0] - cx) ** 2 + (x[i, 1] - cy) ** 2)
-    return _sum4(out, x.shape[0])
+def _nearer_d2(xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, closest: np.ndarray, out: np.ndarray) -> float:
+    for i in range(xs.shape[0]):
+        out[i] = min(closest[i], (xs[i] - cx) ** 2 + (ys[i] - cy) ** 2)
+    return _sum4(out, xs.shape[0])
 
 
 @njit(cache=True, error_model="numpy")
@@ -325,33 +325,36 @@ def _assign(
 
 @njit(cache=True, error_model="numpy")
 def _assign_k2d2(
-    x: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
     centers: np.ndarray,
     labels: np.ndarray,
     dist: np.ndarray,
     sums: np.ndarray,
     counts: np.ndarray,
 ) -> bool:
-    """_assign for K = 2 in 2-D, branch-free."""
+    """_assign for K = 2 in 2-D (the points' coordinates xs, ys), branch-free: the labels in an
+    elementwise loop (vectorized), then the sums."""
     c0x, c0y, c1x, c1y = centers[0, 0], centers[0, 1], centers[1, 0], centers[1, 1]
-    n1 = s0x = s0y = s1x = s1y = 0.0
+    n = xs.shape[0]
     changed = 0
-    for i in range(x.shape[0]):
-        px, py = x[i, 0], x[i, 1]
-        d0 = (px - c0x) ** 2 + (py - c0y) ** 2
-        d1 = (px - c1x) ** 2 + (py - c1y) ** 2
+    for i in range(n):
+        d0 = (xs[i] - c0x) ** 2 + (ys[i] - c0y) ** 2
+        d1 = (xs[i] - c1x) ** 2 + (ys[i] - c1y) ** 2
         one = d1 < d0  # ties to the lowest index
         lab = 1 if one else 0
         changed += lab != labels[i]
         labels[i] = lab
         dist[i] = d1 if one else d0
-        w = 1.0 if one else 0.0
+    n1 = s0x = s0y = s1x = s1y = 0.0
+    for i in range(n):
+        w = 1.0 if labels[i] == 1 else 0.0
         n1 += w
-        s1x += w * px
-        s1y += w * py
-        s0x += (1.0 - w) * px
-        s0y += (1.0 - w) * py
-    counts[0], counts[1] = x.shape[0] - n1, n1
+        s1x += w * xs[i]
+        s1y += w * ys[i]
+        s0x += (1.0 - w) * xs[i]
+        s0y += (1.0 - w) * ys[i]
+    counts[0], counts[1] = n - n1, n1
     sums[0, 0], sums[0, 1], sums[1, 0], sums[1, 1] = s0x, s0y, s1x, s1y
     return changed > 0
 
@@ -447,9 +450,10 @@ def _fit_one(
     # EM and k-means are shift-invariant: work on centred data for accuracy, add the mean back
     center = np.empty(d)
     x = _centred(data, center)
+    cols = np.ascontiguousarray(x.T)  # the K = 2, 2-D passes read contiguous coordinates
 
     labels = np.empty(n, dtype=np.int64)
-    info[INFO_KMEANS_ITER] = _kmeans_labels(x, k, u, n_local, labels)
+    info[INFO_KMEANS_ITER] = _kmeans_labels(x, cols, k, u, n_local, labels)
 
     # sklearn's _initialize: hard responsibilities from the labels (two-pass covariance)
     nk = np.empty(k)
@@ -483,7 +487,7 @@ def _fit_one(
             break
         prev = lower
         if k == 2 and d == 2:
-            total = _e_m_pass_k2d2(x, means, linv, const, sr, s1, s2)
+            total = _e_m_pass_k2d2(cols[0], cols[1], means, linv, const, sr, s1, s2)
         else:
             total = _e_m_pass(x, means, linv, const, sr, s1, s2, diff, lp)
         lower = total / n
@@ -614,8 +618,8 @@ def _exp_nonpositive(v: np.ndarray, m: int, out: np.ndarray, bits: np.ndarray) -
 
 @njit(cache=True, error_model="numpy")
 def _block_terms_k2d2(
-    x: np.ndarray,
-    lo: int,
+    bx: np.ndarray,
+    by: np.ndarray,
     m: int,
     means: np.ndarray,
     linv: np.ndarray,
@@ -624,16 +628,17 @@ def _block_terms_k2d2(
     l1: np.ndarray,
     low: np.ndarray,
 ) -> None:
-    """For points lo .. lo + m of x, each component's log w + log N(x) (l0, l1; K = 2 in 2-D) and
+    """For the m points (bx, by), each component's log w + log N(x) (l0, l1; K = 2 in 2-D) and
     low = -|l1 - l0|, the log of the smaller weight relative to the larger: the elementwise first loop
-    of a block."""
+    of a block. 1-D coordinates from index 0, so that LLVM can vectorize it (with x[lo + j, 0] it
+    cannot bound the addresses)."""
     m0x, m0y, m1x, m1y = means[0, 0], means[0, 1], means[1, 0], means[1, 1]
     a00, a10, a11 = linv[0, 0, 0], linv[0, 1, 0], linv[0, 1, 1]
     b00, b10, b11 = linv[1, 0, 0], linv[1, 1, 0], linv[1, 1, 1]
     c0, c1 = const[0], const[1]
     for j in range(m):
-        dx0, dy0 = x[lo + j, 0] - m0x, x[lo + j, 1] - m0y
-        dx1, dy1 = x[lo + j, 0] - m1x, x[lo + j, 1] - m1y
+        dx0, dy0 = bx[j] - m0x, by[j] - m0y
+        dx1, dy1 = bx[j] - m1x, by[j] - m1y
         t0, u0 = a00 * dx0, a10 * dx0 + a11 * dy0
         t1, u1 = b00 * dx1, b10 * dx1 + b11 * dy1
         l0[j] = c0 - 0.5 * (t0 * t0 + u0 * u0)
@@ -642,8 +647,26 @@ def _block_terms_k2d2(
 
 
 @njit(cache=True, error_model="numpy")
+def _responsibilities_k2d2(
+    l0: np.ndarray, l1: np.ndarray, e: np.ndarray, m: int, r0: np.ndarray, r1: np.ndarray
+) -> None:
+    """A block's responsibilities from its terms and e = exp(low), elementwise (vectorized); l0
+    becomes the larger term and e the normaliser 1 + e."""
+    for j in range(m):
+        norm = 1.0 + e[j]
+        r_top = 1.0 / norm
+        r_low = e[j] * r_top
+        first = l0[j] >= l1[j]
+        r0[j] = r_top if first else r_low
+        r1[j] = r_low if first else r_top
+        l0[j] = max(l0[j], l1[j])
+        e[j] = norm
+
+
+@njit(cache=True, error_model="numpy")
 def _e_m_pass_k2d2(
-    x: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
     means: np.ndarray,
     linv: np.ndarray,
     const: np.ndarray,
@@ -651,30 +674,29 @@ def _e_m_pass_k2d2(
     s1: np.ndarray,
     s2: np.ndarray,
 ) -> float:
-    """_e_m_pass for the paper's case, K = 2 in 2-D, in blocks, branch-free: points near
-    the boundary between components would mispredict a branch."""
+    """_e_m_pass for the paper's case, K = 2 in 2-D (the points' coordinates xs, ys), in blocks,
+    branch-free: points near the boundary between components would mispredict a branch."""
     m0x, m0y, m1x, m1y = means[0, 0], means[0, 1], means[1, 0], means[1, 1]
-    n = x.shape[0]
+    n = xs.shape[0]
     l0, l1, low, e = np.empty(PROD_CHUNK), np.empty(PROD_CHUNK), np.empty(PROD_CHUNK), np.empty(PROD_CHUNK)
+    r0a, r1a = np.empty(PROD_CHUNK), np.empty(PROD_CHUNK)
     bits = np.empty(PROD_CHUNK, np.int64)
     r0s = r1s = p0x = p0y = p1x = p1y = 0.0
     q0xx = q0yx = q0yy = q1xx = q1yx = q1yy = 0.0
     total = 0.0
     for lo in range(0, n, PROD_CHUNK):
         m = min(PROD_CHUNK, n - lo)
-        _block_terms_k2d2(x, lo, m, means, linv, const, l0, l1, low)
+        bx, by = xs[lo : lo + m], ys[lo : lo + m]
+        _block_terms_k2d2(bx, by, m, means, linv, const, l0, l1, low)
         _exp_nonpositive(low, m, e, bits)  # the smaller component's weight relative to the larger
+        _responsibilities_k2d2(l0, l1, e, m, r0a, r1a)
         prod = 1.0
         for j in range(m):
-            dx0, dy0 = x[lo + j, 0] - m0x, x[lo + j, 1] - m0y
-            dx1, dy1 = x[lo + j, 0] - m1x, x[lo + j, 1] - m1y
-            norm = 1.0 + e[j]
-            r_top = 1.0 / norm
-            r_low = e[j] * r_top
-            r0 = r_top if l0[j] >= l1[j] else r_low
-            r1 = r_low if l0[j] >= l1[j] else r_top
-            total += max(l0[j], l1[j])
-            prod *= norm
+            dx0, dy0 = bx[j] - m0x, by[j] - m0y
+            dx1, dy1 = bx[j] - m1x, by[j] - m1y
+            r0, r1 = r0a[j], r1a[j]
+            total += l0[j]
+            prod *= e[j]
             r0s += r0
             r1s += r1
             px, py = r0 * dx0, r0 * dy0
@@ -796,15 +818,18 @@ def mean_log_density_batch(x: np.ndarray, means: np.ndarray, covs: np.ndarray, w
     t = x.shape[1]
     out = np.empty(s)
     shared = 0 if x.shape[0] > 1 else 1
+    cx, cy = np.empty(t), np.empty(t)  # the k2d2 pass's coordinates
     for j in range(s):
         xs = x[j - j * shared]
+        if k == 2 and d == 2 and (j == 0 or not shared):
+            cx[:], cy[:] = xs[:, 0], xs[:, 1]
         linv = np.zeros((k, d, d))
         const = np.empty(k)
         if not _precompute(weights[j], covs[j], linv, const):
             out[j] = np.nan
             continue
         if k == 2 and d == 2:
-            out[j] = _sum_log_density_k2d2(xs, means[j], linv, const) / t
+            out[j] = _sum_log_density_k2d2(cx, cy, means[j], linv, const) / t
             continue
         lp = np.empty(k)
         y = np.empty(d)
@@ -822,14 +847,17 @@ def mean_log_density_batch(x: np.ndarray, means: np.ndarray, covs: np.ndarray, w
 
 
 @njit(cache=True, error_model="numpy")
-def _sum_log_density_k2d2(x: np.ndarray, means: np.ndarray, linv: np.ndarray, const: np.ndarray) -> float:
-    """The sum over points of _top_norm's log p(x) for K = 2 in 2-D, in blocks as _e_m_pass_k2d2."""
+def _sum_log_density_k2d2(
+    xs: np.ndarray, ys: np.ndarray, means: np.ndarray, linv: np.ndarray, const: np.ndarray
+) -> float:
+    """The sum over points of _top_norm's log p(x) for K = 2 in 2-D (coordinates xs, ys), in blocks
+    as _e_m_pass_k2d2."""
     l0, l1, low, e = np.empty(PROD_CHUNK), np.empty(PROD_CHUNK), np.empty(PROD_CHUNK), np.empty(PROD_CHUNK)
     bits = np.empty(PROD_CHUNK, np.int64)
     total = 0.0
-    for lo in range(0, x.shape[0], PROD_CHUNK):
-        m = min(PROD_CHUNK, x.shape[0] - lo)
-        _block_terms_k2d2(x, lo, m, means, linv, const, l0, l1, low)
+    for lo in range(0, xs.shape[0], PROD_CHUNK):
+        m = min(PROD_CHUNK, xs.shape[0] - lo)
+        _block_terms_k2d2(xs[lo : lo + m], ys[lo : lo + m], m, means, linv, const, l0, l1, low)
         _exp_nonpositive(low, m, e, bits)
         for j in range(m):
             l0[j] = max(l0[j], l1[j])
@@ -975,7 +1003,7 @@ def compile_second_share(d: int, k: int) -> None:
     x, labels = np.zeros((4, d)), np.zeros(4, np.int64)
     v, m, c = np.zeros(k), np.zeros((k, d)), np.zeros((k, d, d))
     compile_for(_e_m_pass, x, m, c, v, v, m, c, m, v)
-    compile_for(_e_m_pass_k2d2, x, m, c, v, v, m, c)
+    compile_for(_e_m_pass_k2d2, x[:, 0].copy(), x[:, 0].copy(), m, c, v, v, m, c)
     compile_for(_precompute, v, c, c, v)
     compile_for(_finish_covs, c, v, 0.0)
     compile_for(_label_stats, x, labels, v, m, c)
