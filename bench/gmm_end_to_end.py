@@ -97,7 +97,15 @@ def main() -> None:
         cmd = cli_command(generations, runs, args.sets)
         # warm numba's cache (a first run on this machine compiles; that cost is bench/gmm_em.py --cold's)
         subprocess.run(cli_command(2, runs, args.sets), cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-        times = sorted(run_cli(cmd, env) for _ in range(args.repeat))
+        other = None
+        if args.against:  # its own numba cache (beside its sources), warmed the same way
+            other = {**env, "PYTHONPATH": str(args.against), "NUMBA_CACHE_DIR": str(Path(tmp) / "numba-other")}
+            run_cli(cli_command(2, runs, args.sets), other, args.against)
+        times, other_times = [], []
+        for _ in range(args.repeat):  # interleaved, so that both see the box's same minutes
+            times.append(run_cli(cmd, env))
+            if other is not None:
+                other_times.append(run_cli(cmd, other, args.against))
         cli_s = statistics.median(times)
         cli_rate = seeds * generations / cli_s
         print(
@@ -105,11 +113,12 @@ def main() -> None:
             f"{cli_s:.1f} s end to end (median of {', '.join(f'{t:.1f}' for t in times)}): {cli_rate:.0f} seed-gens/s"
         )
         print(f"ratio: {cli_rate / sk_rate:.0f}x the notebook loop end to end")
-        if args.against:  # its own numba cache (beside its sources), warmed the same way
-            other = {**env, "PYTHONPATH": str(args.against), "NUMBA_CACHE_DIR": str(Path(tmp) / "numba-other")}
-            run_cli(cli_command(2, runs, args.sets), other, args.against)
-            other_s = run_cli(cmd, other, args.against)
-            print(f"{args.against}: {other_s:.1f} s, {other_s / cli_s:.2f}x this checkout's time")
+        if other_times:
+            other_s = statistics.median(other_times)
+            runs_text = ", ".join(f"{t:.1f}" for t in other_times)
+            print(
+                f"{args.against}: {other_s:.1f} s (median of {runs_text}), {other_s / cli_s:.2f}x this checkout's time"
+            )
         if args.profile:
             prof = Path(tmp) / "cli.prof"
             prof_cmd = [cmd[0], "-m", "cProfile", "-o", str(prof), *cmd[1:]]
