@@ -93,7 +93,7 @@ class Chain:
 
 def check_shapes(chains: list[Chain]) -> None:
     """Chains that exchange arrays (the default to_shared) must hold examples of one shape: DataError, one
-    line, at the start of the run when the shapes were not known from the params (image files)."""
+    line, at the start of the run when the shapes were not known before (images from the hub)."""
     arrays = [ch for ch in chains if type(ch.engine).to_shared is Engine.to_shared]
     shapes = {ch.name: ch.groups[0].real.shape[2:] for ch in arrays}
     if len(set(shapes.values())) > 1:

@@ -186,6 +186,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     if args.resume:
         sweep = SweepDir.open(args.resume)
+        _restore_logs(sweep)
     else:
         spec = load_sweep(sweep_file(args.target), args.overrides)
         for cell in spec.cells:
@@ -195,6 +196,15 @@ def run_sweep_command(args: argparse.Namespace) -> int:
                 raise ConfigError(f"sweep cell {cell.name}: {e}") from None
         sweep = SweepDir.create(Path(args.runs_dir), spec)
     return run_sweep(sweep, workers=args.workers, executor=args.executor, gpus=_gpus(args), address=args.address)
+
+
+def _restore_logs(sweep: SweepDir) -> None:
+    """A sweep's logs/ made again if it was deleted: only what workers printed is lost, and a resume that
+    failed for it would fail in every worker (with Ray, silently, task after task)."""
+    try:
+        sweep.logs.mkdir(exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{sweep.logs}: cannot make the sweep's logs folder: {e.strerror or e}") from None
 
 
 def _gpus(args: argparse.Namespace) -> list[str] | None:

@@ -56,6 +56,10 @@ DATA: dict[str, Param] = {
 MIXING_DEFAULTS = {k: DATA[k].default for k in ("share_others", "mix", "share_seeds", "population")}
 SECTIONS = ("experiment", "data", "engine", "chains")
 MAX_PRESET_BYTES = 2**20
+MAX_NESTING = 8  # tables and arrays in one another: a preset has 4 (data.mix = [[...]]), a sweep preset 5
+NESTED = f"tables or arrays nested deeper than a preset's {MAX_NESTING} levels"
+# a seed is in every metrics row: orjson writes up to 2^64 - 1, and int64 readers (parquet, pandas) take less
+MAX_SEED = 2**63 - 1
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -158,13 +162,33 @@ def load_preset(spec: str, overrides: list[str] = ()) -> Config:
 def read_toml(path: Path) -> dict[str, Any]:
     """A preset file's TOML, parsed; ConfigError with one line when it is not readable TOML text."""
     try:
-        return tomllib.loads(_read_preset(path).decode("utf-8"))
+        doc = tomllib.loads(_read_preset(path).decode("utf-8"))
+    except RecursionError:
+        raise ConfigError(f"{path}: {NESTED}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    if (key := _too_deep(doc, MAX_NESTING)) is not None:
+        raise ConfigError(f"{path}: {key.lstrip('.')}: {NESTED}")
+    return doc
+
+
+def _too_deep(value: Any, levels: int) -> str | None:
+    """The path ('.key', '[index]') of a table or array in value nested deeper than levels (value itself
+    is level 1), else None. Iterative: deeper values are no preset, and would recurse past Python's limit
+    in whatever reads them."""
+    level = [("", value)]
+    for _ in range(levels):
+        level = [
+            (f"{path}.{k}" if isinstance(v, dict) else f"{path}[{k}]", child)
+            for path, v in level
+            if isinstance(v, dict | list)
+            for k, child in (v.items() if isinstance(v, dict) else enumerate(v))
+        ]
+    return next((path for path, v in level if isinstance(v, dict | list)), None)
 
 
 def _read_preset(path: Path) -> bytes:
@@ -182,23 +206,39 @@ def apply_override(raw: dict[str, Any], item: str, cwd: Path | None = None) -> N
     """--set section.key=value; the value is read as TOML, or taken as a string if it is not.
     A path given on the command line is relative to cwd, not to the preset file."""
     key, sep, text = item.partition("=")
-    parts = key.strip().split(".")
-    chain = len(parts) == 3 and parts[0] == "chains"
-    if not sep or (len(parts) != 2 and not chain) or not all(parts):
+    if not sep or not is_key(key.strip()):
         raise ConfigError(
             f"--set {item}: expected SECTION.KEY=VALUE, e.g. experiment.generations=5 (chains.NAME.KEY=VALUE "
             "for a chain's key)"
         )
+    key = key.strip()
     try:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         value = text
-    if chain:
+    except RecursionError:
+        raise ConfigError(f"--set {key}: {NESTED}") from None
+    if (path := _too_deep(value, MAX_NESTING - 2)) is not None:  # under the preset and its section
+        raise ConfigError(f"--set {key}{path}: {NESTED}")
+    set_key(raw, key, value, cwd)
+
+
+def is_key(key: str) -> bool:
+    """A key that --set and [sweep] can set: SECTION.KEY, or chains.NAME.KEY for a key of a chain."""
+    parts = key.split(".")
+    return all(parts) and (len(parts) == 3 if parts[0] == "chains" else len(parts) == 2)
+
+
+def set_key(raw: dict[str, Any], key: str, value: Any, cwd: Path | None = None) -> None:
+    """Set the dotted key (is_key) of a parsed preset; a path given on the command line is relative to cwd
+    (None: left as it is, relative to the preset file)."""
+    parts = key.split(".")
+    if parts[0] == "chains":
         _override_chain(raw, parts[1], parts[2], value, cwd)
         return
     section = raw.setdefault(parts[0], {})
     if not isinstance(section, dict):
-        raise ConfigError(f"{parts[0]}: expected a table, got {section!r}")
+        raise ConfigError(f"{parts[0]}: expected a table [{parts[0]}], got {_short(section)}")
     engine = raw.get("experiment", {}).get("engine") if isinstance(raw.get("experiment"), dict) else None
     param = _engine(engine).PARAMS.get(parts[1]) if parts[0] == "engine" and engine in engine_names() else None
     if cwd is not None and param is not None and param.kind is Path and isinstance(value, str) and value:
@@ -238,7 +278,7 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
             if not (isinstance(value, list) and value and all(isinstance(c, dict) for c in value)):
                 raise ConfigError(f"chains: expected one or more [[chains]] tables, got {_short(value)}")
         elif not isinstance(value, dict):
-            raise ConfigError(f"{section}: expected a table [{section}], got {value!r}")
+            raise ConfigError(f"{section}: expected a table [{section}], got {_short(value)}")
     if "chains" in raw:
         return _validate_chains(raw, base_dir)
     exp_raw = raw.get("experiment", {})
@@ -349,7 +389,7 @@ def _validate_chains(raw: dict[str, Any], base_dir: Path | None) -> Config:
             raise ConfigError(
                 f"chains.{name}.engine: unknown engine {engine_name!r}{hint}; expected one of {', '.join(names)}"
             )
-        seeds = _seeds(table["seeds"]) if "seeds" in table else experiment["seeds"]
+        seeds = _seeds(table["seeds"], f"chains.{name}.seeds") if "seeds" in table else experiment["seeds"]
         if len(seeds) != len(experiment["seeds"]):
             raise ConfigError(
                 f"chains.{name}.seeds: {len(seeds)} seeds, and experiment.seeds has {len(experiment['seeds'])}: "
@@ -391,11 +431,14 @@ def _check(key: str, value: Any, p: Param) -> Any:
         value = float(value)
     kind = str if p.kind is Path else p.kind
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{key}: expected {_expected(p)}, got {value!r}")
+        raise ConfigError(f"{key}: expected {_expected(p)}, got {_short(value)}")
     if p.choices is not None and value not in p.choices:
-        raise ConfigError(f"{key}: expected {_expected(p)}, got {value!r}{_did_you_mean(str(value), p.choices, ' ')}")
+        raise ConfigError(
+            f"{key}: expected {_expected(p)}, got {_short(value)}{_did_you_mean(str(value), p.choices, ' ')}"
+        )
     too_low = p.min is not None and (value <= p.min if p.min_exclusive else value < p.min)
-    if too_low or (p.max is not None and value > p.max) or (kind is float and value != value):
+    # inf and nan: no key means them (a float key's "no limit" is a large number)
+    if too_low or (p.max is not None and value > p.max) or (kind is float and not math.isfinite(value)):
         raise ConfigError(f"{key}: expected {_expected(p)}, got {value!r}")
     return value
 
@@ -403,7 +446,7 @@ def _check(key: str, value: Any, p: Param) -> Any:
 def _expected(p: Param) -> str:
     if p.choices is not None:
         return "one of " + ", ".join(repr(c) for c in p.choices)
-    noun = {int: "an integer", float: "a number", str: "a string", bool: "true or false", Path: "a path"}[p.kind]
+    noun = {int: "an integer", float: "a finite number", str: "a string", bool: "true or false", Path: "a path"}[p.kind]
     if p.min is not None and p.max is not None:
         left = "(" if p.min_exclusive else "["
         return f"{noun} in {left}{p.min:g}, {p.max:g}]"
@@ -412,17 +455,18 @@ def _expected(p: Param) -> str:
     return noun
 
 
-def _seeds(value: Any) -> list[int]:
+def _seeds(value: Any, key: str = "experiment.seeds") -> list[int]:
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100_000:
         return list(range(value))
     ok = (
         isinstance(value, list)
         and value
-        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+        and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in value)
     )
     if not ok or len(set(value)) != len(value):
         raise ConfigError(
-            f"experiment.seeds: expected a list of distinct non-negative integers or a count, got {value!r}"
+            f"{key}: expected a count (1 to 100000) or a list of distinct integers in [0, 2^63 - 1], "
+            f"got {_short(value)}"
         )
     return list(value)
 
@@ -463,7 +507,7 @@ def _name_part(key: str, value: Any) -> str:
         return value or f"no_{key}"
     if isinstance(value, bool):
         return key if value else f"no_{key}"
-    if key == "seeds":
+    if key == "seeds" and isinstance(value, list):  # else a count: 'seeds2'
         return f"seeds{len(value)}" if value == list(range(len(value))) else "seeds" + ".".join(map(str, value))
     return f"{key}{value:g}" if isinstance(value, float) else f"{key}{value}"
 

@@ -5,6 +5,8 @@
     "data.keep_fraction" = [0, 0.1, 0.5]
     "engine.samples" = [100, 1000]
 
+Each listed value is one value of the key, checked as the key's values are: "experiment.seeds" = [2, [0, 5]]
+gives a cell of seeds 0 and 1 (a count) and one of seeds 0 and 5; chains.NAME.KEY sweeps a chain's key.
 Each combination is a cell: the preset with those values, validated by config.validate like any preset,
 every cell before anything is created (a bad one: ConfigError naming the cell). A cell is named by what
 it changes ('keep_fraction0.1-samples100'); its run keeps the preset's name, so run labels read as the
@@ -17,6 +19,7 @@ import copy
 import functools
 import importlib.resources
 import itertools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +32,11 @@ from .config import (
     ConfigError,
     _did_you_mean,
     _name_part,
+    _short,
     apply_override,
+    is_key,
     read_toml,
+    set_key,
     validate,
 )
 
@@ -89,12 +95,16 @@ def load_sweep(path: Path, overrides: list[str] = ()) -> Sweep:
             raise ConfigError(f"--set {item}: {key} is swept by [sweep]; change its list there")
         apply_override(raw, item, Path.cwd())
     mode, axes = _axes(table)
-    name = experiment.get("name") if isinstance(experiment, dict) else None
+    if not isinstance(experiment, dict):
+        raise ConfigError(f"experiment: expected a table [experiment], got {_short(experiment)}")
+    name = experiment.get("name")
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ConfigError(f"experiment.name: expected 1-64 letters, digits, '.', '_' or '-', got {name!r}")
-    combos = list(itertools.product(*axes.values())) if mode == "grid" else list(zip(*axes.values(), strict=True))
-    if len(combos) > MAX_CELLS:
-        raise ConfigError(f"[sweep]: {len(combos)} cells, more than a sweep's {MAX_CELLS}")
+    # counted before any is made: 40 keys of two values are 2^40 cells, and no list of them fits in memory
+    count = math.prod(map(len, axes.values())) if mode == "grid" else len(next(iter(axes.values())))
+    if count > MAX_CELLS:
+        raise ConfigError(f"[sweep]: {count} cells, more than a sweep's {MAX_CELLS}")
+    combos = itertools.product(*axes.values()) if mode == "grid" else zip(*axes.values(), strict=True)
     cells: list[Cell] = []
     names: dict[str, dict[str, Any]] = {}
     for combo in combos:
@@ -104,10 +114,9 @@ def load_sweep(path: Path, overrides: list[str] = ()) -> Sweep:
             raise ConfigError(f"[sweep]: cells {names[cell_name]} and {values} would have the same name {cell_name!r}")
         names[cell_name] = values
         cell_raw = copy.deepcopy(raw)
-        for key, value in values.items():
-            section, _, leaf = key.partition(".")
-            cell_raw.setdefault(section, {})[leaf] = value
         try:
+            for key, value in values.items():
+                set_key(cell_raw, key, value)
             cfg = validate(cell_raw, base_dir=path.parent)
         except ConfigError as e:
             raise ConfigError(f"sweep cell {cell_name}: {e}") from None
@@ -123,10 +132,13 @@ def _axes(table: dict[str, Any]) -> tuple[str, dict[str, list[Any]]]:
     for key, values in table.items():
         if key == "mode":
             continue
-        section, dot, leaf = key.partition(".")
-        if not dot or not leaf or "." in leaf or section not in SECTIONS:
-            hint = _did_you_mean(section, SECTIONS)
-            raise ConfigError(f"sweep.{key}: expected a dotted preset key SECTION.KEY, e.g. data.keep_fraction{hint}")
+        section = key.partition(".")[0]
+        if not is_key(key) or section not in SECTIONS:
+            hint = "" if section in SECTIONS else _did_you_mean(section, SECTIONS)
+            raise ConfigError(
+                f"sweep.{key}: expected a dotted preset key SECTION.KEY, e.g. data.keep_fraction, or chains.NAME.KEY "
+                f"for a chain's key{hint}"
+            )
         if key in FIXED_KEYS:
             raise ConfigError(f"sweep.{key}: cannot be swept (a sweep is one experiment's settings)")
         if not isinstance(values, list) or not values:

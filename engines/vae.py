@@ -22,13 +22,14 @@ import numpy as np
 
 from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine
 from .hub import check_hub
-from .vae_data import LOCAL_ALTERNATIVE, Dataset, load_digits, load_files, load_hub
+from .vae_data import LOCAL_ALTERNATIVE, Dataset, header_shape, image_shape, load_digits, load_files, load_hub
 
 LATENT_SEED = 20240724  # the fixed latents of latent_spread: the same for every generation, seed and run
 EVAL_SEED = 7  # noise of the ELBO estimates in evaluate and score: fixed, so a resumed run agrees
 N_LATENTS = 100  # fixed latents decoded per generation, as in the paper
 EVAL_MAX = 5000  # samples encoded and classified per generation (they are i.i.d.; more adds only time)
 CLASSIFIER_MAX = 20000  # real training images the class-share classifier learns from
+DIGITS_SHAPE = (8, 8)  # scikit-learn's digits
 FILE_KEYS = ("images", "labels", "test_images", "test_labels")
 
 
@@ -106,6 +107,15 @@ class VAEEngine(TorchEngine):
         super().preflight()
         for key, what in self.hub_needs():
             check_hub(key, what, LOCAL_ALTERNATIVE)
+
+    def example_shape(self) -> tuple[int, ...] | None:
+        """8x8 digits; local files: their header's (a few bytes read); the hub's: known once downloaded."""
+        p = self.params
+        if p.source == "digits":
+            return DIGITS_SHAPE
+        images = self.path(p.images) if p.source == "files" else None
+        shape = header_shape(images) if images else None
+        return image_shape(shape) if shape else None
 
     def dataset(self) -> Dataset:
         """The real images, read once. Errors are DataError with one line that says what to do."""

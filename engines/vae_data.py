@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip
 import math
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +52,7 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 def as_images(x: np.ndarray, where: str) -> np.ndarray:
     """(N, H, W) float32 in [0, 1] from uint8 pixels (0-255) or floats already in [0, 1]."""
-    if x.ndim == 4 and x.shape[-1] in (1, 3, 4):  # channels last: keep the brightness
+    if _channels_last(x.shape):  # keep the brightness
         x = x[..., :3].mean(-1) if x.shape[-1] > 1 else x[..., 0]
     if x.ndim != 3:
         raise DataError(f"{where}: expected images of shape (N, H, W), got {x.shape}")
@@ -171,3 +173,35 @@ def load_hub(hub_id: str, train_count: int, test_count: int) -> Dataset:
     if "test" not in dd:
         return Dataset(*split(x, y, train_count, test_count, hub_id))
     return Dataset(*_first(x, y, train_count), *_first(*arrays(dd["test"]), test_count, last=True))
+
+
+def header_shape(path: str | Path) -> tuple[int, ...] | None:
+    """The shape of the array in an IDX file (.gz or not) or of 'images' in an .npz, from its header alone
+    (a few bytes read); None when the header does not say (reading the file then names what is wrong)."""
+    try:
+        if str(path).endswith(".npz"):
+            with zipfile.ZipFile(path) as z, z.open("images.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                return tuple(read(f)[0])
+        with open(path, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+        with gzip.open(path) if gz else open(path, "rb") as f:
+            magic = f.read(4)
+            if len(magic) < 4 or magic[:2] != b"\0\0" or magic[2] not in IDX_TYPES:
+                return None
+            sizes = f.read(4 * magic[3])
+            return tuple(int(d) for d in np.frombuffer(sizes, ">u4")) if len(sizes) == 4 * magic[3] else None
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error):
+        return None
+
+
+def image_shape(shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """(H, W) of one image of an array of images that as_images takes; None for another shape."""
+    if _channels_last(shape):
+        return shape[1:3]
+    return shape[1:] if len(shape) == 3 else None
+
+
+def _channels_last(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 4 and shape[-1] in (1, 3, 4)
