@@ -113,7 +113,8 @@ class RunScreen(Screen):
         status = self.rundir.read_status()
         st.state, st.error = disk_state(self.rundir, status), status.get("error")
         self.query_one("#error").border_title = "run failed"
-        if self.start == "new" or (self.start == "resume" and st.state in RESUMABLE):
+        extended = st.state == "finished" and st.done < self.cfg.generations  # --resume RUN --generations N
+        if self.start == "new" or (self.start == "resume" and (st.state in RESUMABLE or extended)):
             self.start_loop(resume=self.start == "resume")
         elif st.state == "watching":
             self.set_interval(1.0, self.poll_disk)

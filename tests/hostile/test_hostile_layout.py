@@ -240,21 +240,36 @@ def metrics_of(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("preset, how", [("gaussian-quick", "finished"), ("gmm-quick", "stopped")])
+async def extend_in_app(run: Path, generations: int) -> None:
+    """`collapse-tui --resume RUN --generations N`: the app resumes the run at once; wait for its end."""
+    app = build_app(None, [], run.parent, resume=str(run), generations=generations)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        await wait_for(pilot, lambda: not screen.live and screen.run_state.state == "finished", "the run's end")
+
+
+@pytest.mark.parametrize(
+    "preset, how", [("gaussian-quick", "finished"), ("gmm-quick", "stopped"), ("gaussian-quick", "in the app")]
+)
 def test_resume_generations_extends_a_run_to_the_rows_of_a_longer_one(tmp_path, preset, how, capsys):
-    """--resume RUN --generations 7 continues a run of 4 generations (finished, or stopped after 2) from its last
-    checkpoint: its rows are those of a run of 7 from the start (no engine sees the total), its preset.toml
-    says 7; fewer generations than it has finished is one line, exit 2, nothing changed."""
+    """--resume RUN --generations 7 (--batch, or the app) continues a run of 4 generations (finished, or stopped
+    after 2) from its last checkpoint: its rows are those of a run of 7 from the start (no engine sees the
+    total), its preset.toml says 7; fewer generations than it has finished is one line, exit 2, nothing
+    changed."""
     sets = ["experiment.seeds=2", "engine.samples=50"]
     straight = make_run(tmp_path, preset, "experiment.generations=7", *sets)
     overrides = ["experiment.generations=4", *sets]
-    if how == "finished":
-        run = make_run(tmp_path, preset, *overrides)
-    else:
+    if how == "stopped":
         rundir, state = run_loop(tmp_path, preset, overrides, stop_after=1)
         assert state == "stopped"
         run = rundir.path
-    assert main(["--batch", "--resume", str(run), "--generations", "7"]) == 0
+    else:
+        run = make_run(tmp_path, preset, *overrides)
+    if how == "in the app":
+        asyncio.run(extend_in_app(run, 7))
+    else:
+        assert main(["--batch", "--resume", str(run), "--generations", "7"]) == 0
     assert metrics_of(run) == metrics_of(straight)
     assert RunDir.open(run).config().generations == 7 and "generations = 7" in (run / "preset.toml").read_text()
     assert RunDir(run).read_status()["state"] == "finished"
