@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", action="store_true", help="run headless: progress on a terminal, plain lines otherwise")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or crashed run (with --batch)")
     p.add_argument(
+        "--generations",
+        type=int,
+        metavar="N",
+        help="with --resume: continue the run (finished or not) to N generations in total",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -153,23 +159,32 @@ def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.resume and (args.target or args.overrides):
         raise ConfigError("--resume takes the run directory alone: its preset is fixed (no PRESET, no --set)")
+    if args.generations is not None and not args.resume:
+        raise ConfigError(
+            "--generations N extends a run: with --resume RUN_DIR (a new run: --set experiment.generations=N)"
+        )
+    if args.generations is not None and args.generations < 1:
+        raise ConfigError(f"--generations: expected a number >= 1, got {args.generations}")
     if not args.batch:
         from .tui.app import run_app
 
-        return run_app(args.target, args.overrides, Path(args.runs_dir), resume=args.resume)
+        return run_app(
+            args.target, args.overrides, Path(args.runs_dir), resume=args.resume, generations=args.generations
+        )
     if args.workers < 1:
         raise ConfigError(f"--workers: expected a number >= 1, got {args.workers}")
     from .batch import run_batch  # rich and the loop load only for a run
 
     if (args.resume and is_sweep_dir(args.resume)) or (args.target and sweep_file(args.target)):
+        if args.generations is not None:
+            raise ConfigError("--generations extends a single run, not a sweep")
         return run_sweep_command(args)
     if args.executor != "local" or args.address:
         raise ConfigError("--executor and --address run a sweep's cells; this is a single run")
     gpus = _gpus(args)
     if args.resume:
-        rundir = open_for_resume(args.resume)
-        check_runnable(rundir.config())  # a hand-edited preset.toml is checked like any other
-        check_workers(rundir.config(), args.workers, gpus)
+        check_workers(RunDir.open(Path(args.resume)).config(), args.workers, gpus)  # before --generations writes
+        rundir = open_for_resume(args.resume, args.generations)  # a hand-edited preset.toml is checked as any other
         return run_batch(rundir, resume=True, workers=args.workers, gpus=gpus)
     if not args.target:
         raise ConfigError("--batch needs a PRESET (a TOML file or a built-in name) or --resume RUN_DIR")

@@ -3,8 +3,9 @@
 For every scalar metric the runs share: the final value (median over seeds and its 16th-84th
 percentile band, at the run's last generation or at --generation N), the peak of the per-generation
 medians, and the change per generation (least-squares slope of the medians; log-quantities as ratios);
-then each later run against the first. Runs are columns (A, B, ...) so that it reads at 80 columns.
-compare_rows() gives the numbers as plain dicts and grid() the cells, for this table and the app's.
+then each later run against the first. Runs are columns (A, B, ...) so that it reads at 80 columns;
+columns that do not fit go to the next page (compare_tables). compare_rows() gives the numbers as
+plain dicts and grid() the cells, for these tables and the app's.
 Works on finished, stopped, failed and
 crashed runs (and on live ones: a snapshot of what is on disk).
 """
@@ -259,18 +260,37 @@ def _moved(d: float, log: bool, per: bool = False) -> str:
     return (ratio(d) if log else fmt(d, signed=True, digits=3)) + ("/gen" if per and log else "")
 
 
-def compare_table(rows: list[dict[str, Any]], tty: bool):
+def compare_tables(rows: list[dict[str, Any]], tty: bool, width: int):
+    """grid() as tables at most `width` columns wide: the metric column, then as many of the others as fit,
+    page after page (a sweep's many runs), so that no number is wrapped or cut."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    columns, lines = grid(rows)
+    unbounded = Console(width=2**16)  # a table's natural width, not what a console would squeeze it to
+    pages: list[list[int]] = []
+    for i in range(1, len(columns)):
+        wider = [*pages[-1], i] if pages else [i]
+        fits = Measurement.get(unbounded, unbounded.options, _table(columns, lines, wider, tty)).maximum <= width
+        if pages and fits:
+            pages[-1] = wider
+        else:
+            pages.append([i])
+    return [_table(columns, lines, page, tty) for page in pages]
+
+
+def _table(columns: list[str], lines: list[tuple[str, ...]], page: list[int], tty: bool):
+    """The metric column and the columns of page; a cell wider than the screen folds, never ends in '…'."""
     from rich import box
     from rich.table import Table
 
-    columns, lines = grid(rows)
     table = Table(box=box.SIMPLE_HEAD if tty else box.ASCII)
-    for col in columns:
-        diff = " vs " in col
+    for i in (0, *page):
+        diff = " vs " in columns[i]
         style = "italic" if tty and diff else None  # the differences apart from the runs' own numbers
-        table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=col == "metric", style=style)
-    for i, cells in enumerate(lines):
-        table.add_row(*cells, end_section=i % 3 == 2)
+        table.add_column(columns[i], justify="right" if i else "left", overflow="fold", style=style)
+    for n, cells in enumerate(lines):
+        table.add_row(*(cells[i] for i in (0, *page)), end_section=n % 3 == 2)
     return table
 
 
@@ -290,7 +310,8 @@ def print_comparison(runs: list[Run], out: TextIO, at: int | None = None) -> Non
     if not rows:
         console.print("no metric shared by these runs (or no generation finished)", markup=False)
         return
-    console.print(compare_table(rows, tty))
+    for table in compare_tables(rows, tty, console.width):
+        console.print(table)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:

@@ -91,6 +91,10 @@ class Config:
     def seeds(self) -> list[int]:
         return self.experiment["seeds"]
 
+    def with_generations(self, generations: int) -> Config:
+        """The same preset run to another length (resume --generations N): no engine sees the total."""
+        return Config(self.experiment | {"generations": generations}, self.data, self.engine, self.chains)
+
     def chain(self, name: str) -> Config:
         """Chain name of a [[chains]] preset as a single-engine config (its engine, keys and seeds)."""
         c = next(c for c in self.chains if c["name"] == name)

@@ -121,7 +121,9 @@ def run(
             _load_chains(rundir, chains, ckpt[1], mode)
         if resume:
             rundir.write_metrics(kept)  # rows after the checkpoint are computed again
-        rundir.write_status(state="running", generation=done, error=None, started=_started(rundir))
+        rundir.write_status(
+            state="running", generation=done, generations=cfg.generations, error=None, started=_started(rundir)
+        )  # generations: a resume --generations N changed it
         emit(RunStarted(rundir.path, cfg.name, cfg.engine_name, cfg.generations, tuple(cfg.seeds), done + 1))
         for ch in chains:
             ch.groups = ch.groups or [_new_group(ch.engine, seeds) for seeds in _seed_groups(ch.engine, ch.seeds)]

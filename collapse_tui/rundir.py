@@ -35,7 +35,7 @@ import numpy as np
 import orjson
 
 from .chains import chain_specs, row_key
-from .config import Config, ConfigError, load_preset
+from .config import Config, ConfigError, check_runnable, load_preset
 
 STATES = ("created", "running", "finished", "stopped", "failed")
 STATUS_TYPES: dict[str, tuple[type, ...]] = {
@@ -400,13 +400,15 @@ class RunDir:
 
     def check_resumable(self, cfg: Config) -> tuple[tuple[int, Path] | None, list[dict[str, Any]]]:
         """(checkpoint, the metrics rows a resume keeps), or RunDirError when the state is missing, is not
-        this tool's, or does not match the preset the run started with. Changes nothing."""
-        self.read_status()  # valid, or the refusal names it
+        this tool's, or does not match the preset the run started with. Changes nothing. Only the preset's
+        experiment.generations may differ from the start's (--generations N; no engine sees it, so a run
+        extended to N has the rows of a run of N), and not below the generations the run has finished."""
+        status = self.read_status()  # valid, or the refusal names it
         if not self.state_dir.is_dir():
             raise RunDirError(f"{self.state_dir}: missing, so there is nothing to resume from")
         started = self.state_dir / "preset.toml"
         if started.is_file() and started.read_text() != cfg.to_toml():
-            before = load_preset(str(started))
+            before = load_preset(str(started)).with_generations(cfg.generations)
             changes = [
                 f"{s}.{k}: {getattr(before, s).get(k)!r} -> {getattr(cfg, s).get(k)!r}"
                 for s in ("experiment", "data", "engine")
@@ -419,10 +421,18 @@ class RunDir:
                 for k in {**a, **b}
                 if a.get(k) != b.get(k)
             ]
-            what = "; ".join(changes[:3]) or "reformatted"
+            if changes or before.to_toml() != cfg.to_toml():
+                what = "; ".join(changes[:3]) or "reformatted"
+                raise RunDirError(
+                    f"{self.path / 'preset.toml'}: changed since the run started ({what}); resume needs the preset"
+                    " it started with (a copy is in state/preset.toml)"
+                )
+        ends = self.read_metrics_ends()
+        finished = max(status.get("generation", -1), ends[-1]["generation"] if ends else -1) + 1
+        if cfg.generations < finished:
             raise RunDirError(
-                f"{self.path / 'preset.toml'}: changed since the run started ({what}); resume needs the preset it"
-                " started with (a copy is in state/preset.toml)"
+                f"{self.path}: {finished} generations are finished, more than the {cfg.generations} asked "
+                f"(--generations N extends a run: N >= {finished})"
             )
         ckpt = self.read_checkpoint()
         if ckpt is not None and ckpt[0] >= cfg.generations:
@@ -505,10 +515,16 @@ def run_state(rundir: RunDir, status: dict[str, Any]) -> str:
     return state
 
 
-def open_for_resume(path: str) -> RunDir:
+def open_for_resume(path: str, generations: int | None = None) -> RunDir:
     """Open a run directory to continue it: take its lock first (RunDirError if another process writes
-    it), then check that its state matches its preset."""
+    it), then check that its state matches its preset and that it can run here. generations: the run's
+    new length (--generations N), written to preset.toml once all of that holds."""
     rundir = RunDir.open(Path(path))
     rundir.acquire()
-    rundir.check_resumable(rundir.config())
+    cfg = rundir.config()
+    resumed = cfg if generations is None else cfg.with_generations(generations)
+    rundir.check_resumable(resumed)
+    check_runnable(resumed)  # e.g. accumulate's memory grows with the generations
+    if resumed != cfg:
+        atomic_write(rundir.path / "preset.toml", resumed.to_toml().encode())
     return rundir

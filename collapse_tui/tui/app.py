@@ -103,9 +103,14 @@ class CollapseApp(App[int]):
 
 
 def build_app(
-    target: str | None, overrides: list[str] = (), runs_dir: Path = Path("runs"), resume: str | None = None
+    target: str | None,
+    overrides: list[str] = (),
+    runs_dir: Path = Path("runs"),
+    resume: str | None = None,
+    generations: int | None = None,
 ) -> CollapseApp:
-    """Check the command line and build the app; raises ConfigError for anything wrong."""
+    """Check the command line and build the app; raises ConfigError for anything wrong. generations: resume's
+    new length for the run (--resume RUN_DIR --generations N)."""
     overrides = list(overrides)
     entries = builtin_entries(overrides)
     builtin = {e.name: e for e in entries}
@@ -126,7 +131,7 @@ def build_app(
         if (path / "preset.toml").is_file():
             if overrides:
                 raise ConfigError(f"{target}: a run directory's preset is fixed; --set applies to presets only")
-            open_run = open_for_resume(str(path)) if resume else RunDir.open(path)  # resume: not if still live
+            open_run = open_for_resume(str(path), generations) if resume else RunDir.open(path)  # not if live
             open_run.config()  # a hand-edited preset.toml is checked like any other
             open_run.read_status(), open_run.read_metrics()  # and so are its other files
         elif resume:
@@ -148,7 +153,9 @@ def build_app(
     return CollapseApp(entries, selected, overrides, runs_dir, open_run, resume=bool(resume))
 
 
-def run_app(target: str | None, overrides: list[str], runs_dir: Path, resume: str | None = None) -> int:
-    app = build_app(target, overrides, runs_dir, resume)
+def run_app(
+    target: str | None, overrides: list[str], runs_dir: Path, resume: str | None = None, generations: int | None = None
+) -> int:
+    app = build_app(target, overrides, runs_dir, resume, generations)
     code = app.run()
     return code if isinstance(code, int) else (app.return_code or 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
@@ -35,7 +36,8 @@ class CompareScreen(Screen):
             f"{n} = {r.label}: {r.engine}, mode {r.config.data['mode']}, {r.progress()}"
             for n, r in zip(names, self.runs)
         ]
-        yield Static("\n".join(lines), id="compare-runs", markup=False)
+        with VerticalScroll(id="compare-runs"):
+            yield Static("\n".join(lines), markup=False)
         yield DataTable(id="compare", cursor_type="row", zebra_stripes=True)
         yield Static("no metric shared by these runs (or no generation finished)", id="compare-empty")
         yield Footer()

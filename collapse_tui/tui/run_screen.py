@@ -113,7 +113,8 @@ class RunScreen(Screen):
         status = self.rundir.read_status()
         st.state, st.error = disk_state(self.rundir, status), status.get("error")
         self.query_one("#error").border_title = "run failed"
-        if self.start == "new" or (self.start == "resume" and st.state in RESUMABLE):
+        extended = st.state == "finished" and st.done < self.cfg.generations  # --resume RUN --generations N
+        if self.start == "new" or (self.start == "resume" and (st.state in RESUMABLE or extended)):
             self.start_loop(resume=self.start == "resume")
         elif st.state == "watching":
             self.set_interval(1.0, self.poll_disk)
@@ -230,9 +231,9 @@ class RunScreen(Screen):
         last = st.done - 1 if st.done else "-"  # the last finished generation / the last one, as the log has them
         engine = cfg.chain(self.chain).engine_name if self.chain else cfg.engine_name
         which = f"chain {self.chain} ({st.chains.index(self.chain) + 1}/{len(st.chains)}, c) · " if self.chain else ""
-        self.query_one("#status", Static).update(
-            f"{st.state.upper()} · gen {last}/{cfg.generations - 1} · {which}{self.rundir.path.name} · "
-            f"{engine} · {cfg.data['mode']} · {plural(len(cfg.seeds), 'seed')}"
+        self.query_one("#status", Static).update(  # the name last: on a narrow screen it ends in "…", not a value
+            f"{st.state.upper()} · gen {last}/{cfg.generations - 1} · {which}{engine} · {cfg.data['mode']} · "
+            f"{plural(len(cfg.seeds), 'seed')} · {self.rundir.path.name}"
         )
         error = self.query_one("#error", Static)
         error.display = st.state == "failed" and bool(st.error)
@@ -267,8 +268,6 @@ class RunScreen(Screen):
             return len(self.run_state.chains) > 1
         if action == "prompt":
             return any(view.prompts for view in self.query(SamplesView))
-        if action == "back":
-            return True if not self.live else None
         return True
 
     def action_pause(self) -> None:
@@ -320,5 +319,11 @@ class RunScreen(Screen):
         tabs.active = TABS[(TABS.index(tabs.active) + 1) % len(TABS)]
 
     def action_back(self) -> None:
+        """Back to the presets once no run is going; during one, say how to get there: leaving the screen
+        would leave its run without a view and without its stop on quit."""
         if not self.live:
             self.app.pop_screen()
+        elif self.run_state.state == "stopping":
+            self.notify("stopping: saving a checkpoint; esc goes back once the run has stopped")
+        else:
+            self.notify("a run is going: s stops it at a checkpoint (r resumes it later), then esc")
