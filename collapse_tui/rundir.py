@@ -7,6 +7,7 @@ samples/        what the sample panes show, gen-NNNNNN.npy (arrays) or .json (te
 state/          resume: checkpoint.json -> ckpt-NNNNNN/ (data, models, RNG states), reference-*/, and
                 preset.toml as the run started (resume refuses a preset.toml edited since)
 lock            held (flock) by the one process that writes the run, for as long as it lives
+report/         what `report` draws: the one folder that report and export write in
 
 Guarantees: one writer per run (the lock, taken before anything is written); a reader or a kill never
 meets a partial file (temp file, fsync, rename; never through a link); every reader validates what it

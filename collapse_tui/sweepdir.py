@@ -3,6 +3,7 @@
 sweep.toml      the resolved sweep: name, mode, the swept keys' lists, and each cell's name and values
 cells/NAME/     one ordinary run directory per cell (its own preset.toml, status.json, lock, ...)
 logs/NAME.log   what a worker process printed while it ran the cell (--workers, Ray)
+report/         what `report` draws (as in a run directory)
 
 A cell's state is its run's (status.json and its lock), never stored twice. The directory is filled in
 a hidden temp folder and renamed into place: a sweep directory that exists has every cell's run.
@@ -28,6 +29,7 @@ from .sweep import Sweep
 SWEEP_FILE = "sweep.toml"
 CELLS = "cells"
 LOGS = "logs"
+REPORT = "report"  # the one folder of a run or sweep directory that `report` and `export` may write in
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,30 @@ def sweep_toml(sweep: Sweep) -> str:
 
 def is_sweep_dir(path: Path | str) -> bool:
     return (Path(path) / SWEEP_FILE).is_file()
+
+
+def holder(path: Path) -> tuple[Path, str] | None:
+    """The innermost run or sweep directory (path itself included) that holds path, and which it is."""
+    for folder in (path, *path.parents):
+        if (folder / SWEEP_FILE).is_file():
+            return folder, "sweep"
+        if (folder / "preset.toml").is_file():
+            return folder, "run"
+    return None
+
+
+def check_output(path: Path | str, option: str) -> None:
+    """ConfigError unless writing path (a file, or a folder to fill) leaves every run and sweep directory
+    as it was: where it leads (links and '..' resolved, so a link to a run's file counts as that file)
+    lies in none, or in the report/ folder of the innermost one."""
+    real = Path(os.path.realpath(path))
+    found = holder(real)
+    if found and not real.is_relative_to(found[0] / REPORT):
+        folder, kind = found
+        raise ConfigError(
+            f"{option} {path}: leads into the {kind} directory {folder}, whose files are never written over;"
+            f" give a path outside it (or in its {REPORT}/ folder)"
+        )
 
 
 def expand(paths: list[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:

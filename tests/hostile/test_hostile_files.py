@@ -1,0 +1,123 @@
+"""What the tool withstands on the file system: export and report never write over a file of a run or
+sweep directory, whatever path or link leads there; logs, cells and a run's folders are never written
+through a link out of their directory; a report works under a directory whose name is not UTF-8."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_run
+
+from collapse_tui.cli import main
+
+TINY = ("experiment.generations=3", "experiment.seeds=2")
+SWEEP = """
+[experiment]
+engine = "gaussian"
+generations = 3
+seeds = 2
+
+[engine]
+samples = 20
+
+[sweep]
+"engine.samples" = [20]
+"""
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return make_run(tmp_path, "gaussian-quick", *TINY)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under folder (links not followed) and its bytes: what must stay as it was."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def refused(capsys, *args: str) -> str:
+    """Run the CLI in this process; assert exit 2 with one line on stderr and return it."""
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("collapse-tui: ") and err.count("\n") == 1, err
+    return err
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m collapse_tui ARGS` in its own process group, killed with it whatever happens."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "collapse_tui", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.mark.parametrize("target", ["metrics.jsonl", "status.json", "samples/../preset.toml", "new.csv"])
+def test_export_never_writes_into_a_run(run_dir: Path, target: str, capsys):
+    """`export RUN --csv RUN/metrics.jsonl` (or any file of the run, '..' included, or a new one in it) is
+    refused in one line, exit 2, with the run exactly as it was."""
+    before = snapshot(run_dir)
+    err = refused(capsys, "export", str(run_dir), "--csv", str(run_dir / target))
+    assert f"the run directory {run_dir}" in err
+    assert snapshot(run_dir) == before
+
+
+def test_export_never_writes_through_a_link_to_a_run_file(run_dir: Path, tmp_path: Path, capsys, monkeypatch):
+    """A link elsewhere to RUN/status.json, a relative path from inside the run, and a path through a
+    link to the run's folder all lead to the run's files: refused, nothing written (the link stays)."""
+    before = snapshot(run_dir)
+    (tmp_path / "out.csv").symlink_to(run_dir / "status.json")
+    (tmp_path / "linked").symlink_to(run_dir, target_is_directory=True)
+    refused(capsys, "export", str(run_dir), "--csv", str(tmp_path / "out.csv"))
+    refused(capsys, "export", str(run_dir), "--csv", str(tmp_path / "linked" / "metrics.jsonl"))
+    monkeypatch.chdir(run_dir / "samples")
+    refused(capsys, "export", str(run_dir), "--csv", "../status.json")
+    assert (tmp_path / "out.csv").is_symlink() and snapshot(run_dir) == before
+
+
+def test_export_writes_both_files_or_neither(run_dir: Path, tmp_path: Path, capsys):
+    """With --parquet outside and --csv on the run's metrics, neither is written."""
+    pytest.importorskip("pyarrow")
+    refused(capsys, "export", str(run_dir), "--parquet", str(tmp_path / "m.parquet"), "--csv", str(run_dir / "x.csv"))
+    assert not (tmp_path / "m.parquet").exists() and not (run_dir / "x.csv").exists()
+
+
+def test_report_never_writes_into_a_run(run_dir: Path, tmp_path: Path, capsys):
+    """`report RUN --out RUN` (or RUN/state, or a link to RUN/state) is refused with nothing written (its
+    default, RUN/report, the folder report owns, still takes the figures: test_report.py)."""
+    pytest.importorskip("matplotlib")
+    before = snapshot(run_dir)
+    (tmp_path / "figs").symlink_to(run_dir / "state", target_is_directory=True)
+    for out in (run_dir, run_dir / "state", tmp_path / "figs"):
+        assert "leads into the run directory" in refused(capsys, "report", str(run_dir), "--out", str(out))
+    assert snapshot(run_dir) == before
+
+
+def test_report_and_export_never_write_into_a_sweep_but_its_report_folder(tmp_path: Path, capsys):
+    """`report SWEEP --out SWEEP` (which would drop figures into every cell's run) and `export SWEEP --csv
+    SWEEP/sweep.toml` are refused with the sweep as it was; the default SWEEP/report still works."""
+    pytest.importorskip("matplotlib")
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(SWEEP)
+    assert main(["--batch", str(spec), "--runs-dir", str(tmp_path / "runs")]) == 0
+    (sweep,) = (tmp_path / "runs").iterdir()
+    before = snapshot(sweep)
+    assert "leads into the sweep directory" in refused(capsys, "report", str(sweep), "--out", str(sweep))
+    assert "leads into the sweep directory" in refused(capsys, "export", str(sweep), "--csv", str(sweep / "sweep.toml"))
+    assert snapshot(sweep) == before
+    assert main(["report", str(sweep), "--format", "png", "--metrics", "variance"]) == 0
+    assert (sweep / "report" / "cells" / "samples20" / "index.md").is_file()
