@@ -356,7 +356,7 @@ class RunDir:
     def new_state_dir(self, name: str) -> Path:
         """A fresh temp folder to fill; publish it with publish_state_dir."""
         tmp = self.state_dir / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
         tmp.mkdir()
         return tmp
 
@@ -366,7 +366,7 @@ class RunDir:
             if f.is_file():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
-        shutil.rmtree(final, ignore_errors=True)
+        _remove(final)
         os.replace(tmp, final)
         fsync_dir(self.state_dir)
         return final
@@ -378,7 +378,7 @@ class RunDir:
         )
         for old in self.state_dir.glob("ckpt-*"):
             if old != ckpt:
-                shutil.rmtree(old, ignore_errors=True)
+                _remove(old)
 
     def read_checkpoint(self) -> tuple[int, Path] | None:
         """(generation, folder) of the last checkpoint, or None when there is none; RunDirError when it is
@@ -405,6 +405,9 @@ class RunDir:
         self.read_status()  # valid, or the refusal names it
         if not self.state_dir.is_dir():
             raise RunDirError(f"{self.state_dir}: missing, so there is nothing to resume from")
+        for folder in (self.state_dir, self.samples_dir, *(self.samples_dir / c.name for c in chain_specs(cfg))):
+            if folder.is_symlink():  # what a resume writes there would land outside the run directory
+                raise RunDirError(f"{folder}: a link; a run writes only in folders of its own directory")
         started = self.state_dir / "preset.toml"
         if started.is_file() and started.read_text() != cfg.to_toml():
             before = load_preset(str(started))
@@ -444,6 +447,14 @@ def _release(path: Path) -> None:
     fd = _held.pop(_identity(path), None)
     if fd is not None:
         os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder of state/, or a link at its name (never what the link points to)."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _npy_bytes(x: np.ndarray) -> bytes:

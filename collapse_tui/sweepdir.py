@@ -11,14 +11,16 @@ a hidden temp folder and renamed into place: a sweep directory that exists has e
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 import tempfile
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import tomli_w
 
@@ -108,16 +110,41 @@ class SweepDir:
         if not ok:
             raise RunDirError(f"{file}: expected [sweep] name, mode, axes and [[cell]] name, values")
         axes = sweep["axes"]
+        real = Path(os.path.realpath(path))
+        if os.path.lexists(path / LOGS) and Path(os.path.realpath(path / LOGS)) != real / LOGS:
+            raise RunDirError(f"{path / LOGS}: a link out of the sweep directory; workers' logs go only inside it")
         runs = []
         for c in cells:
             name, values = c["name"], c.get("values")
             folder = path / CELLS / name
             if "/" in name or name.startswith(".") or not isinstance(values, dict) or set(values) != set(axes):
                 raise RunDirError(f"{file}: cell {name!r} does not fit the sweep's keys {list(axes)}")
+            if Path(os.path.realpath(folder)) != real / CELLS / name:  # its run would be written elsewhere
+                raise RunDirError(f"{folder}: a link out of the sweep directory; a cell's run is a folder inside it")
             if not (folder / "preset.toml").is_file():
                 raise RunDirError(f"{file}: cell {name!r} has no run directory {folder}")
             runs.append(CellRun(name, values, RunDir(folder)))
         return cls(path, sweep["name"], sweep.get("mode", "grid"), axes, runs)
+
+
+def open_log(path: Path) -> BinaryIO:
+    """A cell's log (logs/NAME.log), opened to append without following a link: a link at its name is
+    replaced by a new file (as atomic_write replaces one), so what it pointed to stays as it was."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO
+    try:
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            path.unlink()
+            fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        raise RunDirError(f"{path}: cannot open the cell's log: {e.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunDirError(f"{path}: not a log this tool wrote (not a regular file)")
+    return os.fdopen(fd, "ab")
 
 
 def sweep_toml(sweep: Sweep) -> str:

@@ -14,6 +14,10 @@ import pytest
 from conftest import make_run
 
 from collapse_tui.cli import main
+from collapse_tui.config import load_preset
+from collapse_tui.rundir import RunDir
+from collapse_tui.sweep import load_sweep
+from collapse_tui.sweepdir import LOGS, SweepDir
 
 TINY = ("experiment.generations=3", "experiment.seeds=2")
 SWEEP = """
@@ -107,6 +111,13 @@ def test_report_never_writes_into_a_run(run_dir: Path, tmp_path: Path, capsys):
     assert snapshot(run_dir) == before
 
 
+def make_sweep(tmp_path: Path) -> SweepDir:
+    """A sweep of two gaussian cells, created and not yet run."""
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(SWEEP)
+    return SweepDir.create(tmp_path / "runs", load_sweep(spec))
+
+
 def test_report_and_export_never_write_into_a_sweep_but_its_report_folder(tmp_path: Path, capsys):
     """`report SWEEP --out SWEEP` (which would drop figures into every cell's run) and `export SWEEP --csv
     SWEEP/sweep.toml` are refused with the sweep as it was; the default SWEEP/report still works."""
@@ -121,3 +132,76 @@ def test_report_and_export_never_write_into_a_sweep_but_its_report_folder(tmp_pa
     assert snapshot(sweep) == before
     assert main(["report", str(sweep), "--format", "png", "--metrics", "variance"]) == 0
     assert (sweep / "report" / "cells" / "samples20" / "index.md").is_file()
+
+
+def test_resume_never_appends_to_a_linked_log(tmp_path: Path):
+    """A link left at a cell's log name, pointing at a file outside, is replaced by the log on --resume
+    --workers 2: the file it pointed to keeps its content, the log has the worker's lines."""
+    sweep = make_sweep(tmp_path)
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me\n")
+    cell = sweep.cells[0].name
+    (sweep.logs / f"{cell}.log").symlink_to(outside)
+    done = cli("--batch", "--resume", str(sweep.path), "--workers", "2")
+    assert done.returncode == 0, done.stderr.decode()
+    assert outside.read_text() == "keep me\n"
+    log = sweep.logs / f"{cell}.log"
+    assert not log.is_symlink() and "finished" in log.read_text()
+
+
+def test_resume_refuses_a_cell_that_links_out(tmp_path: Path, capsys):
+    """A sweep's cells/NAME that is a link to a run elsewhere: --resume is refused in one line, exit 2,
+    and the run elsewhere is left as it was."""
+    sweep = make_sweep(tmp_path)
+    cell = sweep.path / "cells" / sweep.cells[0].name
+    elsewhere = tmp_path / "elsewhere"
+    cell.rename(elsewhere)
+    cell.symlink_to(elsewhere, target_is_directory=True)
+    before = snapshot(elsewhere)
+    err = refused(capsys, "--batch", "--resume", str(sweep.path))
+    assert f"{cell}: a link out of the sweep directory" in err
+    assert snapshot(elsewhere) == before
+
+
+def test_resume_refuses_a_logs_folder_that_links_out(tmp_path: Path, capsys):
+    """A sweep whose logs/ is a link to a folder elsewhere: refused in one line, nothing written there."""
+    sweep = make_sweep(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    os.rmdir(sweep.logs)
+    sweep.logs.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    err = refused(capsys, "--batch", "--resume", str(sweep.path), "--workers", "2")
+    assert f"{sweep.path / LOGS}: a link out of the sweep directory" in err
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+@pytest.mark.parametrize("folder", ["samples", "state"])
+def test_resume_refuses_a_run_folder_that_links_out(tmp_path: Path, folder: str, capsys):
+    """A stopped run whose samples/ or state/ was replaced by a link to a folder elsewhere: --resume is
+    refused in one line (exit 2) and writes nothing there."""
+    cfg = load_preset("gaussian-quick", list(TINY))
+    run = RunDir.create(tmp_path / "runs", cfg)
+    run.release()
+    elsewhere = tmp_path / "elsewhere"
+    (run.path / folder).rename(elsewhere)
+    (run.path / folder).symlink_to(elsewhere, target_is_directory=True)
+    before = snapshot(elsewhere)
+    err = refused(capsys, "--batch", "--resume", str(run.path))
+    assert f"{run.path / folder}: a link" in err
+    assert snapshot(elsewhere) == before
+
+
+@pytest.mark.parametrize("name", [".ckpt-000002.tmp", "ckpt-000002", "reference-0"])
+def test_resume_replaces_a_link_planted_in_state(tmp_path: Path, name: str):
+    """A link to a folder elsewhere, left in state/ at the name of a checkpoint (or its temp folder, or
+    the reference model): resume removes the link, never what it points to, and finishes."""
+    cfg = load_preset("gaussian-quick", list(TINY))
+    run = RunDir.create(tmp_path / "runs", cfg)
+    run.release()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("keep me\n")
+    (run.state_dir / name).symlink_to(elsewhere, target_is_directory=True)
+    done = cli("--batch", "--resume", str(run.path))
+    assert done.returncode == 0, done.stderr.decode()
+    assert snapshot(elsewhere) == {"keep.txt": b"keep me\n"}
+    assert not (run.state_dir / name).is_symlink() and RunDir(run.path).read_status()["state"] == "finished"
