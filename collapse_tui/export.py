@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError
-from .rundir import RunDir, atomic_write
+from .rundir import RunDir, atomic_write, printable
 from .sweepdir import check_output, expand
 
 KEYS_FIRST = ("run", "chain", "seed", "generation")  # run: when several runs are exported; chain: chains
@@ -148,9 +148,9 @@ def run(args: argparse.Namespace) -> int:
     elif len(runs) == 1:
         rows = runs[0].read_metrics()
     else:
-        names = [r.path.name for r in runs]
+        names = [printable(r.path.name) for r in runs]  # a non-UTF-8 name's bytes as \xNN: a text cell
         if len(set(names)) < len(names):  # runs of the same name in different folders
-            names = [str(r.path) for r in runs]
+            names = [printable(str(r.path)) for r in runs]
         rows = [{"run": name, **row} for name, run in zip(names, runs) for row in run.read_metrics()]
     if args.parquet:
         write_parquet(rows, args.parquet)

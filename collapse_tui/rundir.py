@@ -84,6 +84,16 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
         fsync_dir(path.parent)
 
 
+def printable(text: str) -> str:
+    """Text that encodes as UTF-8: the bytes of a non-UTF-8 file name (lone surrogates once Python has
+    decoded it) shown as \\xNN, so that a report or a print names the path instead of failing."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decodes to (e.g. from a JSON escape)
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from ..compare import Run, load_runs, run_labels
 from ..config import ConfigError
 from ..engines import EngineError, engine_class
-from ..rundir import atomic_write
+from ..rundir import atomic_write, printable
 from ..sweepdir import SweepDir, check_output, is_sweep_dir
 from .figures import FORMATS, INSTALL_HINT, Options, Spec, Unavailable
 from .generic import GENERIC
@@ -117,7 +117,7 @@ def write_report(runs: Sequence[Run], out: Path, opts: Options) -> list[Written]
     for engine in dict.fromkeys(r.engine for r in runs):  # the index and the listing say why figures are missing
         if problem := engine_figures(engine)[1]:
             written.append(Written(f"{engine} figures", f"The {engine} engine's own figures.", skipped=problem))
-    atomic_write(out / "index.md", index_markdown(runs, written).encode())
+    atomic_write(out / "index.md", printable(index_markdown(runs, written)).encode())
     return written
 
 

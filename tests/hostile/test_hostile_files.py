@@ -5,13 +5,14 @@ through a link out of their directory; a report works under a directory whose na
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_run
+from conftest import make_run, run_loop
 
 from collapse_tui.cli import main
 from collapse_tui.config import load_preset
@@ -190,6 +191,20 @@ def test_resume_refuses_a_run_folder_that_links_out(tmp_path: Path, folder: str,
     assert snapshot(elsewhere) == before
 
 
+def test_report_under_a_non_utf8_directory(tmp_path: Path):
+    """A run under a folder named with the byte 0xff: report writes index.md (the path shown as \\xff)
+    and prints the files, with a strict UTF-8 stdout, exit 0."""
+    pytest.importorskip("matplotlib")
+    root = tmp_path / os.fsdecode(b"runs-\xff")
+    root.mkdir()
+    run = make_run(root, "gaussian-quick", *TINY)
+    done = cli("report", str(run), "--format", "png", env={"PYTHONIOENCODING": "utf-8:strict"})
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    index = (run / "report" / "index.md").read_bytes().decode("utf-8")
+    assert f"| {tmp_path}/runs-\\xff/{run.parent.name}/{run.name} |" in index
+    assert done.stdout.splitlines()[-1] == os.fsencode(f"index: {run / 'report' / 'index.md'}")
+
+
 @pytest.mark.parametrize("name", [".ckpt-000002.tmp", "ckpt-000002", "reference-0"])
 def test_resume_replaces_a_link_planted_in_state(tmp_path: Path, name: str):
     """A link to a folder elsewhere, left in state/ at the name of a checkpoint (or its temp folder, or
@@ -205,3 +220,31 @@ def test_resume_replaces_a_link_planted_in_state(tmp_path: Path, name: str):
     assert done.returncode == 0, done.stderr.decode()
     assert snapshot(elsewhere) == {"keep.txt": b"keep me\n"}
     assert not (run.state_dir / name).is_symlink() and RunDir(run.path).read_status()["state"] == "finished"
+
+
+def test_compare_runs_told_apart_by_non_utf8_paths(tmp_path: Path):
+    """Two copies of a run under folders named with the bytes 0xff and 0xfe: compare labels them by their
+    paths (shown as \\xff, \\xfe) and prints, with a strict UTF-8 stdout, exit 0."""
+    run = make_run(tmp_path, "gaussian-quick", *TINY)
+    copies = [tmp_path / os.fsdecode(name) / run.name for name in (b"a-\xff", b"b-\xfe")]
+    for copy in copies:
+        shutil.copytree(run, copy)
+    done = cli("compare", *map(str, copies), env={"PYTHONIOENCODING": "utf-8:strict"})
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    printed = done.stdout.decode("utf-8", "surrogateescape")  # the paths printed as their bytes, as ls does
+    for label, folder in (("A", "a-\\xff"), ("B", "b-\\xfe")):
+        assert f"{label} = {tmp_path}/{folder}/{run.name}" in printed
+
+
+def test_a_failure_naming_a_non_utf8_path_is_recorded(tmp_path: Path, monkeypatch):
+    """An engine error whose message holds a non-UTF-8 file name (as an OSError on such a path would):
+    the run still ends 'failed' with error.log written (the name's byte as \\xff), not a crash."""
+    from collapse_tui.engines.gaussian import GaussianEngine
+
+    def fail(*args, **kwargs):
+        raise OSError("cannot read " + os.fsdecode(b"data-\xff.npy"))
+
+    monkeypatch.setattr(GaussianEngine, "fit", fail)
+    run, state = run_loop(tmp_path, "gaussian-quick", list(TINY))
+    assert state == "failed" and RunDir(run.path).read_status()["state"] == "failed"
+    assert "OSError: cannot read data-\\xff.npy" in (run.path / "error.log").read_text()
