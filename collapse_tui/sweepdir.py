@@ -172,15 +172,19 @@ def holder(path: Path) -> tuple[Path, str] | None:
 def check_output(path: Path | str, option: str) -> None:
     """ConfigError unless writing path (a file, or a folder to fill) leaves every run and sweep directory
     as it was: where it leads (links and '..' resolved, so a link to a run's file counts as that file)
-    lies in none, or in the report/ folder of the innermost one."""
+    lies in none, or in the report/ folder of the innermost one; and a path named inside one (RUN/report)
+    does not lead out of it through a link."""
     real = Path(os.path.realpath(path))
-    found = holder(real)
-    if found and not real.is_relative_to(found[0] / REPORT):
-        folder, kind = found
-        raise ConfigError(
-            f"{option} {path}: leads into the {kind} directory {folder}, whose files are never written over;"
-            f" give a path outside it (or in its {REPORT}/ folder)"
-        )
+    for where in (real, Path(os.path.abspath(path))):
+        found = holder(where)
+        if found and not real.is_relative_to(Path(os.path.realpath(found[0])) / REPORT):
+            folder, kind = found
+            what = "leads into" if where == real else "is a link out of"
+            why = "whose files are never written over" if where == real else "never written through"
+            raise ConfigError(
+                f"{option} {path}: {what} the {kind} directory {folder}, {why}; give a path outside it"
+                f" (or in its {REPORT}/ folder)"
+            )
 
 
 def expand(paths: list[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:

@@ -112,6 +112,17 @@ def test_report_never_writes_into_a_run(run_dir: Path, tmp_path: Path, capsys):
     assert snapshot(run_dir) == before
 
 
+def test_report_never_follows_a_link_out_of_a_run(run_dir: Path, tmp_path: Path, capsys):
+    """RUN/report left as a link to a folder elsewhere: `report RUN` is refused in one line (exit 2) and
+    writes nothing there."""
+    pytest.importorskip("matplotlib")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (run_dir / "report").symlink_to(elsewhere, target_is_directory=True)
+    assert "is a link out of the run directory" in refused(capsys, "report", str(run_dir))
+    assert list(elsewhere.iterdir()) == []
+
+
 def make_sweep(tmp_path: Path) -> SweepDir:
     """A sweep of two gaussian cells, created and not yet run."""
     spec = tmp_path / "sweep.toml"
