@@ -7,6 +7,7 @@ Exit status: 0 success, 1 a run failed, 2 bad input (one line on stderr, never a
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from pathlib import Path
@@ -227,6 +228,8 @@ def _gpus(args: argparse.Namespace) -> list[str] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if isinstance(sys.stdout, io.TextIOWrapper):  # a non-UTF-8 path prints as its bytes (as ls does), not a traceback
+        sys.stdout.reconfigure(errors="surrogateescape")
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except ConfigError as e:

@@ -27,7 +27,7 @@ import numpy as np
 from .chains import chain_names
 from .config import Config, ConfigError
 from .numbers import fmt, plural
-from .rundir import RunDir, run_state
+from .rundir import RunDir, printable, run_state
 from .summary import Summary, by_generation, is_log, log_keys_of, ratio, scalar_keys, show
 from .sweepdir import expand
 
@@ -128,10 +128,10 @@ def run_labels(runs: Sequence[Run]) -> list[str]:
         if not (same_name and parts):
             parts.insert(0, run.name)
         labels.append(" ".join(parts))
+    if len(set(labels)) < len(labels):  # printable: a label is drawn and written as UTF-8 text
+        labels = [printable(r.rundir.path.name) for r in runs]
     if len(set(labels)) < len(labels):
-        labels = [r.rundir.path.name for r in runs]
-    if len(set(labels)) < len(labels):
-        labels = [str(r.rundir.path) for r in runs]
+        labels = [printable(str(r.rundir.path)) for r in runs]
     return labels
 
 

@@ -25,7 +25,7 @@ from .config import ConfigError, check_runnable
 from .engines import engine_class
 from .rundir import RunDir
 from .seed_workers import cores, die_with_parent, worker_env
-from .sweepdir import LOGS, CellRun, SweepDir
+from .sweepdir import LOGS, CellRun, SweepDir, open_log
 
 EXECUTORS = ("local", "ray")
 RAY_RETRIES = 3  # a cell whose worker died is run again this often, each time from its last checkpoint
@@ -35,7 +35,7 @@ LOCK_GRACE = 30.0  # seconds a retried Ray task waits for the killed try's cell 
 
 def start_cell(cell: CellRun, env: dict[str, str], log: Path) -> subprocess.Popen:
     """A worker for one cell, in its own session (a Ctrl-C reaches the sweep, which passes it on)."""
-    with open(log, "ab") as out:
+    with open_log(log) as out:
         return subprocess.Popen(
             [sys.executable, "-m", "collapse_tui", "--batch", "--resume", str(cell.rundir.path)],
             stdin=subprocess.DEVNULL,

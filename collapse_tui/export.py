@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError
-from .rundir import RunDir, atomic_write
-from .sweepdir import expand
+from .rundir import RunDir, atomic_write, printable
+from .sweepdir import check_output, expand
 
 KEYS_FIRST = ("run", "chain", "seed", "generation")  # run: when several runs are exported; chain: chains
 
@@ -88,7 +88,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path | str) -> None:
     if str(path) == "-":
         sys.stdout.write(text)
         return
-    _write(_output_path(path), text.encode())
+    _write(_output_path(path, "--csv"), text.encode())
 
 
 def write_parquet(rows: list[dict[str, Any]], path: Path | str) -> None:
@@ -101,7 +101,7 @@ def write_parquet(rows: list[dict[str, Any]], path: Path | str) -> None:
     data = {c: [_parquet_value(r.get(c)) for r in flat] for c in columns}
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table(data), sink)
-    _write(_output_path(path), sink.getvalue().to_pybytes())
+    _write(_output_path(path, "--parquet"), sink.getvalue().to_pybytes())
 
 
 def _parquet_value(value: Any) -> Any:
@@ -120,7 +120,9 @@ def _write(path: Path, data: bytes) -> None:
         atomic_write(path, data)
 
 
-def _output_path(path: Path | str) -> Path:
+def _output_path(path: Path | str, option: str) -> Path:
+    """A file name to write: not a folder, in one that exists, and never a file of a run or sweep directory."""
+    check_output(path, option)
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory, expected a file name")
@@ -133,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
     """`collapse-tui export`: args as cli.build_commands parses them."""
     if not (args.csv or args.parquet):
         raise ConfigError("export: give --csv FILE and/or --parquet FILE")
+    for option, out in (("--parquet", args.parquet), ("--csv", args.csv)):
+        if out and out != "-":
+            _output_path(out, option)  # refused before anything is written: both files, or neither
     names, swept = expand(args.run_dirs)  # a sweep directory: its cells, a column per swept key
     paths = [Path(p) for p in names]
     if len({p.resolve() for p in paths}) < len(paths):
@@ -143,9 +148,9 @@ def run(args: argparse.Namespace) -> int:
     elif len(runs) == 1:
         rows = runs[0].read_metrics()
     else:
-        names = [r.path.name for r in runs]
+        names = [printable(r.path.name) for r in runs]  # a non-UTF-8 name's bytes as \xNN: a text cell
         if len(set(names)) < len(names):  # runs of the same name in different folders
-            names = [str(r.path) for r in runs]
+            names = [printable(str(r.path)) for r in runs]
         rows = [{"run": name, **row} for name, run in zip(names, runs) for row in run.read_metrics()]
     if args.parquet:
         write_parquet(rows, args.parquet)

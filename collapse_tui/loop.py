@@ -32,7 +32,7 @@ from .datamodes import next_data
 from .engines import Engine, engine_class
 from .events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
 from .mixing import synthetic_data
-from .rundir import RunDir, RunDirError, atomic_write, disk_full, now_iso
+from .rundir import RunDir, RunDirError, atomic_write, disk_full, now_iso, printable
 from .seed_workers import SeedWorkers
 
 PROGRESS_INTERVAL = 0.1  # seconds between Progress events inside a generation
@@ -176,7 +176,7 @@ def run(
     except Exception as e:  # a failing run is kept resumable; its traceback goes to error.log
         state, error = "failed", _one_line(e)
         with contextlib.suppress(OSError):  # a full disk: the status below may still take the one line
-            atomic_write(rundir.path / "error.log", traceback.format_exc().encode())
+            atomic_write(rundir.path / "error.log", printable(traceback.format_exc()).encode())
     if seed_workers:
         seed_workers.close(state == "finished")
     if done > saved and chains and chains[0].groups and chains[0].groups[0].rng_states is not None:

@@ -7,6 +7,7 @@ samples/        what the sample panes show, gen-NNNNNN.npy (arrays) or .json (te
 state/          resume: checkpoint.json -> ckpt-NNNNNN/ (data, models, RNG states), reference-*/, and
                 preset.toml as the run started (resume refuses a preset.toml edited since)
 lock            held (flock) by the one process that writes the run, for as long as it lives
+report/         what `report` draws: the one folder that report and export write in
 
 Guarantees: one writer per run (the lock, taken before anything is written); a reader or a kill never
 meets a partial file (temp file, fsync, rename; never through a link); every reader validates what it
@@ -81,6 +82,16 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def printable(text: str) -> str:
+    """Text that encodes as UTF-8: the bytes of a non-UTF-8 file name (lone surrogates once Python has
+    decoded it) shown as \\xNN, so that a report or a print names the path instead of failing."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no file name decodes to (e.g. from a JSON escape)
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def fsync_dir(path: Path) -> None:
@@ -355,7 +366,7 @@ class RunDir:
     def new_state_dir(self, name: str) -> Path:
         """A fresh temp folder to fill; publish it with publish_state_dir."""
         tmp = self.state_dir / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
         tmp.mkdir()
         return tmp
 
@@ -365,7 +376,7 @@ class RunDir:
             if f.is_file():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
-        shutil.rmtree(final, ignore_errors=True)
+        _remove(final)
         os.replace(tmp, final)
         fsync_dir(self.state_dir)
         return final
@@ -377,7 +388,7 @@ class RunDir:
         )
         for old in self.state_dir.glob("ckpt-*"):
             if old != ckpt:
-                shutil.rmtree(old, ignore_errors=True)
+                _remove(old)
 
     def read_checkpoint(self) -> tuple[int, Path] | None:
         """(generation, folder) of the last checkpoint, or None when there is none; RunDirError when it is
@@ -406,6 +417,9 @@ class RunDir:
         status = self.read_status()  # valid, or the refusal names it
         if not self.state_dir.is_dir():
             raise RunDirError(f"{self.state_dir}: missing, so there is nothing to resume from")
+        for folder in (self.state_dir, self.samples_dir, *(self.samples_dir / c.name for c in chain_specs(cfg))):
+            if folder.is_symlink():  # what a resume writes there would land outside the run directory
+                raise RunDirError(f"{folder}: a link; a run writes only in folders of its own directory")
         started = self.state_dir / "preset.toml"
         if started.is_file() and started.read_text() != cfg.to_toml():
             before = load_preset(str(started)).with_generations(cfg.generations)
@@ -453,6 +467,14 @@ def _release(path: Path) -> None:
     fd = _held.pop(_identity(path), None)
     if fd is not None:
         os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder of state/, or a link at its name (never what the link points to)."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _npy_bytes(x: np.ndarray) -> bytes:

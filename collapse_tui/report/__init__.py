@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 from ..compare import Run, load_runs, run_labels
 from ..config import ConfigError
 from ..engines import EngineError, engine_class
-from ..rundir import atomic_write
-from ..sweepdir import SweepDir, is_sweep_dir
+from ..rundir import atomic_write, printable
+from ..sweepdir import SweepDir, check_output, is_sweep_dir
 from .figures import FORMATS, INSTALL_HINT, Options, Spec, Unavailable
 from .generic import GENERIC
 
@@ -88,11 +88,19 @@ def save_figure(fig: Figure, path: Path, dpi: int = 150) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def write_report(runs: Sequence[Run], out: Path, opts: Options) -> list[Written]:
+def make_folder(out: Path) -> None:
+    """Create the folder a report fills: outside every run and sweep directory, or in its report/ folder
+    (figures and index.md are then written atomically there, replacing a link of their name, never
+    following it)."""
+    check_output(out, "--out")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"--out {out}: cannot create it: {e.strerror}") from None
+
+
+def write_report(runs: Sequence[Run], out: Path, opts: Options) -> list[Written]:
+    make_folder(out)
     written = []
     for stem, caption, build in plan(runs, opts):
         w = Written(stem, caption)
@@ -109,7 +117,7 @@ def write_report(runs: Sequence[Run], out: Path, opts: Options) -> list[Written]
     for engine in dict.fromkeys(r.engine for r in runs):  # the index and the listing say why figures are missing
         if problem := engine_figures(engine)[1]:
             written.append(Written(f"{engine} figures", f"The {engine} engine's own figures.", skipped=problem))
-    atomic_write(out / "index.md", index_markdown(runs, written).encode())
+    atomic_write(out / "index.md", printable(index_markdown(runs, written)).encode())
     return written
 
 

@@ -20,7 +20,7 @@ from ..compare import Run, load_run, shared_metrics
 from ..config import ConfigError
 from ..rundir import atomic_write
 from ..summary import BAND, summarize, values
-from ..sweepdir import SweepDir
+from ..sweepdir import CELLS, SweepDir, check_output
 from .figures import Options, Series, axis_mode, draw_series, new_figure, on_axis, style_axes
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def write_sweep_report(
     sweep: SweepDir, out: Path, opts: Options, metrics: Sequence[str] | None, generation: int | None
 ) -> list[tuple[str, list[Path]]]:
     """The sweep figures and their points in out, then every cell's report in out/cells/NAME."""
-    from . import save_figure, write_report
+    from . import make_folder, save_figure, write_report
 
     runs = [load_run(c.rundir) for c in sweep.cells]
     shared = [k for k in shared_metrics(runs) if k != "train_size"]
@@ -130,10 +130,10 @@ def write_sweep_report(
     unknown = [k for k in chosen if k not in shared]
     if unknown:
         raise ConfigError(f"--metrics: {', '.join(unknown)} not measured by every cell; they share {', '.join(shared)}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out {out}: cannot create it: {e.strerror}") from None
+    folders = [out / CELLS / cell.name for cell in sweep.cells]
+    for folder in (out, *folders):  # every cell's report folder too, before anything is written
+        check_output(folder, "--out")
+    make_folder(out)
     points = sweep_points(sweep, runs, chosen, generation)
     if not points:
         raise ConfigError(f"{sweep.path}: no cell has metrics at generation {generation} yet")
@@ -149,7 +149,7 @@ def write_sweep_report(
             for path in files:
                 save_figure(fig, path, opts.dpi)
             written.append((f"sweep {metric}{suffix}", files))
-    for cell, run in zip(sweep.cells, runs):
-        write_report([run], out / "cells" / cell.name, opts)
-        written.append((f"cell {cell.name}", [out / "cells" / cell.name / "index.md"]))
+    for cell, run, folder in zip(sweep.cells, runs, folders):
+        write_report([run], folder, opts)
+        written.append((f"cell {cell.name}", [folder / "index.md"]))
     return written
