@@ -52,6 +52,8 @@ STATUS_TYPES: dict[str, tuple[type, ...]] = {
 }
 MAX_PID = 2**22  # Linux's pid_max ceiling
 MAX_ROW_INT = 2**64  # a metrics row's seed and generation are below this (numpy's seeds are)
+ROW_IDS = ("seed", "generation", "chain")  # what identifies a metrics row; its other keys are metrics
+FLOAT_MAX = sys.float_info.max
 MAX_SAMPLES_BYTES = 64 * 2**20  # a samples/ file larger than this is not a preview this tool wrote
 STAMP = "%Y%m%d-%H%M%S"  # a run directory is named <name>-<STAMP of its creation>[-n]
 STAMP_RE = re.compile(r"-(\d{8}-\d{6})(-\d+)?$")
@@ -258,7 +260,7 @@ class RunDir:
         return head + tail[::-1]
 
     def _one_generation(
-        self, lines: list[bytes], order: range, lists: dict[tuple[str, str], bool]
+        self, lines: list[bytes], order: range, lists: dict[str, dict[str, bool]]
     ) -> list[dict[str, Any]]:
         """The rows of the lines in order while their generation is the first one's."""
         rows: list[dict[str, Any]] = []
@@ -280,7 +282,7 @@ class RunDir:
             raise RunDirError(f"{self.metrics_path}: the last line is cut off (not written by collapse-tui)")
         return raw.splitlines()
 
-    def _row(self, lines: list[bytes], i: int, lists: dict[tuple[str, str], bool]) -> dict[str, Any]:
+    def _row(self, lines: list[bytes], i: int, lists: dict[str, dict[str, bool]]) -> dict[str, Any]:
         return valid_row(_json(lines[i], self.metrics_path, i + 1), self.metrics_path, i + 1, lists)
 
     def rows_to_resume(self, checkpoint: int, seeds: list[tuple[str, int]]) -> list[dict[str, Any]]:
@@ -487,11 +489,15 @@ def _short(v: Any) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
-def _is_number(v: Any) -> bool:
-    """A number a metric can hold: a finite float, or an int within float's range (not a bool)."""
-    if isinstance(v, float):
+def _is_value(v: Any) -> bool:
+    """A value a metric can hold: null, a finite float, an int within float's range (not a bool). On
+    every value of every row, so by exact type: JSON gives no subclasses."""
+    t = type(v)
+    if t is float:
         return math.isfinite(v)
-    return _is_int(v) and abs(v) <= sys.float_info.max
+    if t is int:
+        return -FLOAT_MAX <= v <= FLOAT_MAX
+    return v is None
 
 
 def valid_status(obj: Any, path: Path) -> dict[str, Any]:
@@ -509,29 +515,33 @@ def valid_status(obj: Any, path: Path) -> dict[str, Any]:
     return obj
 
 
-def valid_row(obj: Any, path: Path, line: int, lists: dict[tuple[str, str], bool]) -> dict[str, Any]:
+def valid_row(obj: Any, path: Path, line: int, lists: dict[str, dict[str, bool]]) -> dict[str, Any]:
     """A metrics row, as loop.py writes them: an object with integer seed and generation in [0, 2^64), a
     chain name when the run has chains, and every other value a finite number or null (a number that
-    overflowed or is undefined) or a list of them (histograms, per-component values). lists: the (chain,
-    key) pairs seen so far in the file and whether they held lists: a chain's key is a list on every line
+    overflowed or is undefined) or a list of them (histograms, per-component values). lists: per chain,
+    the keys seen so far in the file and whether they held lists: a chain's key is a list on every line
     or on none (the tables take a key's shape from the chain's first row)."""
-    where = f"{path}: line {line}"
     if not isinstance(obj, dict):
-        raise RunDirError(f"{where}: expected a JSON object, got {_short(obj)}")
+        raise RunDirError(f"{path}: line {line}: expected a JSON object, got {_short(obj)}")
     for key in ("seed", "generation"):
         if not (_is_int(obj.get(key)) and 0 <= obj[key] < MAX_ROW_INT):
-            raise RunDirError(f"{where}: {key} should be an integer in [0, 2^64), got {_short(obj.get(key))}")
+            raise RunDirError(
+                f"{path}: line {line}: {key} should be an integer in [0, 2^64), got {_short(obj.get(key))}"
+            )
     if "chain" in obj and not (isinstance(obj["chain"], str) and CHAIN_NAME_RE.fullmatch(obj["chain"])):
-        raise RunDirError(f"{where}: chain should be a chain's name, got {_short(obj['chain'])}")
+        raise RunDirError(f"{path}: line {line}: chain should be a chain's name, got {_short(obj['chain'])}")
+    shapes = lists.setdefault(obj.get("chain", ""), {})
     for key, v in obj.items():
-        if key in ("seed", "generation", "chain"):
+        if key in ROW_IDS:
             continue
-        is_list = isinstance(v, list)
-        if not all(x is None or _is_number(x) for x in (v if is_list else [v])):
-            raise RunDirError(f"{where}: {key} should be a finite number, null or a list of them, got {_short(v)}")
-        if lists.setdefault((obj.get("chain", ""), key), is_list) != is_list:
+        is_list = type(v) is list
+        if not (all(map(_is_value, v)) if is_list else _is_value(v)):
+            raise RunDirError(
+                f"{path}: line {line}: {key} should be a finite number, null or a list of them, got {_short(v)}"
+            )
+        if shapes.setdefault(key, is_list) is not is_list:
             now, before = ("a list", "not a list") if is_list else ("not a list", "a list")
-            raise RunDirError(f"{where}: {key} is {now} here and {before} on an earlier line")
+            raise RunDirError(f"{path}: line {line}: {key} is {now} here and {before} on an earlier line")
     return obj
 
 

@@ -88,28 +88,23 @@ def is_log(key: str, log_keys: Iterable[str] = ()) -> bool:
 
 def values(rows: Sequence[dict[str, Any]], key: str, log: bool) -> np.ndarray:
     """The metric over these rows as floats (log10 when log, where 0 is -inf); NaN where it was not
-    computed (null, missing or not finite: what metrics.jsonl holds of it once written)."""
-    out = np.empty(len(rows))
-    for i, r in enumerate(rows):
-        v = _known(r.get(key))
-        if log:
-            ln = _known(r.get(LOG_OF.get(key, "")))
-            if not math.isnan(ln):
-                out[i] = ln / LN10
-            elif v > 0:
-                out[i] = math.log10(v)
-            else:
-                out[i] = -math.inf if v == 0 else math.nan
-        else:
-            out[i] = v
-    return out
+    computed (null, missing or not finite: what metrics.jsonl holds of it once written). The rows'
+    values are numbers or null (rundir.valid_row)."""
+    if not log:
+        x = np.array([r.get(key) for r in rows], dtype=float)  # None reads as NaN
+        x[~np.isfinite(x)] = math.nan
+        return x
+    ln_key = LOG_OF.get(key)
+    return np.array([_log10(r.get(key), r.get(ln_key) if ln_key else None) for r in rows], dtype=float)
 
 
-def _known(v: Any) -> float:
-    """v as a float when it is a finite number (rundir.valid_row checks what is read), else NaN."""
-    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-        return float(v)
-    return math.nan
+def _log10(v: float | None, ln: float | None) -> float:
+    """log10 of v from its natural log ln when that is known, else from v (0: -inf); NaN when neither is."""
+    if ln is not None and math.isfinite(ln):
+        return ln / LN10
+    if v is None or not math.isfinite(v):
+        return math.nan
+    return math.log10(v) if v > 0 else -math.inf if v == 0 else math.nan
 
 
 def summarize(xs: np.ndarray, log: bool = False) -> Summary:

@@ -131,6 +131,17 @@ def test_json_nested_a_thousand_levels_is_one_line_naming_the_file(template, tmp
     assert files(run) == before
 
 
+@pytest.mark.parametrize("command", ["compare", "report", "export"])
+def test_a_sweep_file_nested_a_thousand_levels_is_one_line(tmp_path, capsys, command):
+    """A sweep directory whose sweep.toml nests arrays 1000 levels deep: compare, report and export exit
+    2 naming sweep.toml (tomllib recurses per level), and so does `collapse-tui SWEEP_DIR`."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "sweep.toml").write_text(f"[sweep]\nname = 'x'\naxes = {nested(DEEP)}\n")
+    refused(READERS[command](sweep, tmp_path), capsys, f"{sweep}/sweep.toml: ")
+    refused([str(sweep)], capsys, f"{sweep}/sweep.toml: ")
+
+
 @run_async
 async def test_the_start_screen_lists_a_deeply_nested_run_as_unreadable(template, tmp_path):
     """A run whose status.json is nested 1000 levels deep, beside a good one: the start screen lists it
