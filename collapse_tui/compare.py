@@ -26,7 +26,7 @@ import numpy as np
 
 from .chains import chain_names
 from .config import Config, ConfigError
-from .numbers import fmt, plural
+from .numbers import NA, fmt, plural
 from .rundir import RunDir, printable, run_state
 from .summary import Summary, by_generation, is_log, log_keys_of, ratio, scalar_keys, show
 from .sweepdir import expand
@@ -34,7 +34,6 @@ from .sweepdir import expand
 MAX_LABEL_KEYS = 3  # config differences named in a run's label
 HIDDEN_KEYS = ("experiment.name", "experiment.description", "experiment.engine")  # name or preset tell these
 LABEL_ORDER = ("data", "engine", "experiment")  # which differences name a run first
-NA = "n/a"  # a number the comparison does not have
 
 
 @dataclass

@@ -32,7 +32,7 @@ from .datamodes import next_data
 from .engines import Engine, engine_class
 from .events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
 from .mixing import synthetic_data
-from .rundir import RunDir, RunDirError, atomic_write, disk_full, now_iso, printable
+from .rundir import RunDir, RunDirError, atomic_write, disk_full, now_iso, printable, read_json
 from .seed_workers import SeedWorkers
 
 PROGRESS_INTERVAL = 0.1  # seconds between Progress events inside a generation
@@ -321,7 +321,7 @@ def _checkpoint(rundir: RunDir, gen: int, chains: list[Chain], pending: list[dic
 
 def _load_chains(rundir: RunDir, chains: list[Chain], ckpt: Path, mode: str) -> None:
     """Every chain's groups as the checkpoint holds them."""
-    states = json.loads((ckpt / "rng.json").read_text())
+    states = read_json(ckpt / "rng.json")
     single = chains[0].name == ""
     if not single and not (isinstance(states, dict) and set(states) == {ch.name for ch in chains}):
         raise RunDirError(f"{ckpt}: its random states are not those of the preset's chains")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+NA = "n/a"  # what every table, log and pane shows for a number that was not computed (null, NaN, absent)
 
-def fmt(x: float | None, signed: bool = False, missing: str = "-", digits: int = 4) -> str:
-    """`digits` significant digits, inf and -inf as such; None and NaN read as `missing`."""
+
+def fmt(x: float | None, signed: bool = False, digits: int = 4) -> str:
+    """`digits` significant digits, inf and -inf as such; None and NaN read as NA."""
     if x is None or math.isnan(x):
-        return missing
+        return NA
     return f"{x:+.{digits}g}" if signed else f"{x:.{digits}g}"
 
 

@@ -22,10 +22,12 @@ import errno
 import fcntl
 import io
 import json
+import math
 import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from datetime import datetime
@@ -35,7 +37,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .chains import chain_specs, row_key
+from .chains import CHAIN_NAME_RE, chain_specs, row_key
 from .config import Config, ConfigError, check_runnable, load_preset
 
 STATES = ("created", "running", "finished", "stopped", "failed")
@@ -50,6 +52,9 @@ STATUS_TYPES: dict[str, tuple[type, ...]] = {
     "error": (str, type(None)),
 }
 MAX_PID = 2**22  # Linux's pid_max ceiling
+MAX_ROW_INT = 2**64  # a metrics row's seed and generation are below this (numpy's seeds are)
+ROW_IDS = ("seed", "generation", "chain")  # what identifies a metrics row; its other keys are metrics
+FLOAT_MAX = sys.float_info.max
 MAX_SAMPLES_BYTES = 64 * 2**20  # a samples/ file larger than this is not a preview this tool wrote
 STAMP = "%Y%m%d-%H%M%S"  # a run directory is named <name>-<STAMP of its creation>[-n]
 STAMP_RE = re.compile(r"-(\d{8}-\d{6})(-\d+)?$")
@@ -254,22 +259,24 @@ class RunDir:
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """Every row, validated: RunDirError names the first line that is not a metrics row."""
-        lines = self._metrics_lines()
-        return [self._row(lines, i) for i in range(len(lines))]
+        lines, lists = self._metrics_lines(), {}
+        return [self._row(lines, i, lists) for i in range(len(lines))]
 
     def read_metrics_ends(self) -> list[dict[str, Any]]:
         """The rows of the first and of the last generation, validated, without parsing those between
         (the file holds the generations in order): what a summary of a long run reads."""
-        lines = self._metrics_lines()
-        head = self._one_generation(lines, range(len(lines)))
-        tail = self._one_generation(lines, range(len(lines) - 1, len(head) - 1, -1))
+        lines, lists = self._metrics_lines(), {}
+        head = self._one_generation(lines, range(len(lines)), lists)
+        tail = self._one_generation(lines, range(len(lines) - 1, len(head) - 1, -1), lists)
         return head + tail[::-1]
 
-    def _one_generation(self, lines: list[bytes], order: range) -> list[dict[str, Any]]:
+    def _one_generation(
+        self, lines: list[bytes], order: range, lists: dict[str, dict[str, bool]]
+    ) -> list[dict[str, Any]]:
         """The rows of the lines in order while their generation is the first one's."""
         rows: list[dict[str, Any]] = []
         for i in order:
-            row = self._row(lines, i)
+            row = self._row(lines, i, lists)
             if rows and row["generation"] != rows[0]["generation"]:
                 break
             rows.append(row)
@@ -286,8 +293,8 @@ class RunDir:
             raise RunDirError(f"{self.metrics_path}: the last line is cut off (not written by collapse-tui)")
         return raw.splitlines()
 
-    def _row(self, lines: list[bytes], i: int) -> dict[str, Any]:
-        return valid_row(_json(lines[i], self.metrics_path, i + 1), self.metrics_path, i + 1)
+    def _row(self, lines: list[bytes], i: int, lists: dict[str, dict[str, bool]]) -> dict[str, Any]:
+        return valid_row(_json(lines[i], self.metrics_path, i + 1), self.metrics_path, i + 1, lists)
 
     def rows_to_resume(self, checkpoint: int, seeds: list[tuple[str, int]]) -> list[dict[str, Any]]:
         """The rows a resume from the checkpoint keeps: exactly one per (chain, seed) (chains.row_key) and
@@ -356,7 +363,7 @@ class RunDir:
                     raise RunDirError(f"{path}: expected an array of numbers with at least one dimension")
                 return x
             texts = json.loads(path.read_bytes())
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:  # RecursionError: JSON nested ~1000 levels
             raise RunDirError(f"{path}: cannot read it: {e}") from None
         if not (isinstance(texts, list) and all(isinstance(t, str) for t in texts)):
             raise RunDirError(f"{path}: expected a list of strings")
@@ -483,12 +490,23 @@ def _npy_bytes(x: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file of a run directory (RunDirError naming it when it cannot be read or is not JSON)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise RunDirError(f"{path}: cannot read it: {e.strerror}") from None
+    return _json(raw, path)
+
+
 def _json(raw: bytes, path: Path, line: int | None = None) -> Any:
     where = f"{path}" + (f": line {line}" if line else "")
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise RunDirError(f"{where}: not JSON ({str(e).splitlines()[0][:80]})") from None
+    except RecursionError:  # the parser recurses per level: ~1000 levels of [ or { exhaust the stack
+        raise RunDirError(f"{where}: nested deeper than any file this tool writes") from None
 
 
 def _is_int(v: Any) -> bool:
@@ -496,8 +514,22 @@ def _is_int(v: Any) -> bool:
 
 
 def _short(v: Any) -> str:
-    text = repr(v)
+    try:
+        text = repr(v)
+    except RecursionError:  # a value nested almost as deep as the parser allows
+        return f"a deeply nested {type(v).__name__}"
     return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _is_value(v: Any) -> bool:
+    """A value a metric can hold: null, a finite float, an int within float's range (not a bool). On
+    every value of every row, so by exact type: JSON gives no subclasses."""
+    t = type(v)
+    if t is float:
+        return math.isfinite(v)
+    if t is int:
+        return -FLOAT_MAX <= v <= FLOAT_MAX
+    return v is None
 
 
 def valid_status(obj: Any, path: Path) -> dict[str, Any]:
@@ -515,17 +547,33 @@ def valid_status(obj: Any, path: Path) -> dict[str, Any]:
     return obj
 
 
-def valid_row(obj: Any, path: Path, line: int) -> dict[str, Any]:
-    """A metrics row: an object with integer seed and generation >= 0, values numbers, null or lists of them."""
+def valid_row(obj: Any, path: Path, line: int, lists: dict[str, dict[str, bool]]) -> dict[str, Any]:
+    """A metrics row, as loop.py writes them: an object with integer seed and generation in [0, 2^64), a
+    chain name when the run has chains, and every other value a finite number or null (a number that
+    overflowed or is undefined) or a list of them (histograms, per-component values). lists: per chain,
+    the keys seen so far in the file and whether they held lists: a chain's key is a list on every line
+    or on none (the tables take a key's shape from the chain's first row)."""
     if not isinstance(obj, dict):
         raise RunDirError(f"{path}: line {line}: expected a JSON object, got {_short(obj)}")
     for key in ("seed", "generation"):
-        if not (_is_int(obj.get(key)) and obj[key] >= 0):
-            raise RunDirError(f"{path}: line {line}: {key} should be an integer >= 0, got {_short(obj.get(key))}")
+        if not (_is_int(obj.get(key)) and 0 <= obj[key] < MAX_ROW_INT):
+            raise RunDirError(
+                f"{path}: line {line}: {key} should be an integer in [0, 2^64), got {_short(obj.get(key))}"
+            )
+    if "chain" in obj and not (isinstance(obj["chain"], str) and CHAIN_NAME_RE.fullmatch(obj["chain"])):
+        raise RunDirError(f"{path}: line {line}: chain should be a chain's name, got {_short(obj['chain'])}")
+    shapes = lists.setdefault(obj.get("chain", ""), {})
     for key, v in obj.items():
-        items = v if isinstance(v, list) else [v]
-        if not all(x is None or isinstance(x, int | float | str) for x in items):
-            raise RunDirError(f"{path}: line {line}: {key} should be numbers or null, got {_short(v)}")
+        if key in ROW_IDS:
+            continue
+        is_list = type(v) is list
+        if not (all(map(_is_value, v)) if is_list else _is_value(v)):
+            raise RunDirError(
+                f"{path}: line {line}: {key} should be a finite number, null or a list of them, got {_short(v)}"
+            )
+        if shapes.setdefault(key, is_list) is not is_list:
+            now, before = ("a list", "not a list") if is_list else ("not a list", "a list")
+            raise RunDirError(f"{path}: line {line}: {key} is {now} here and {before} on an earlier line")
     return obj
 
 

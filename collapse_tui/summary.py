@@ -7,7 +7,10 @@
   log10: the quantity itself can overflow float (a seed whose model gives the real data almost no
   density has a perplexity of e^820), its logarithm does not. Perplexity's natural log is the row's
   nll (every engine writes both), so a perplexity written as null is still summarised exactly.
-- A value missing from a row (null: an overflow or an undefined number) counts as +inf.
+- A value that was not computed (null in metrics.jsonl: an overflow or an undefined number such as
+  0/0; a non-finite value in memory, which would be written so; a key missing from a row) is unknown,
+  and so is a summary over seeds of which one is unknown: every table shows it as numbers.NA, never
+  as a number.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 
 from .chains import DISTANCE_PREFIX
 from .engines import EngineError, Metric, engine_class
-from .numbers import fmt
+from .numbers import NA, fmt
 
 SERIES = ("perplexity", "variance")  # what the sparklines show
 BAND = (16, 84)  # percentiles over seeds
@@ -62,15 +65,16 @@ def show(x: float, log: bool = False, digits: int = 4) -> str:
 
 
 def change(before: Summary, after: Summary) -> str:
-    """after against before: a ratio for log-quantities ('×1.35', '×1e352'), a difference otherwise."""
+    """after against before: a ratio for log-quantities ('×1.35', '×1e352'), a difference otherwise; NA
+    when either is unknown (or both are 0 on a log scale)."""
     d = after.centre - before.centre
-    if math.isnan(d):
-        return "inf" if math.isinf(after.centre) else "-"
     return ratio(d) if after.log else fmt(d, signed=True)
 
 
 def ratio(d: float) -> str:
     """A change of d in log10 as a ratio: '+3.5%' for small ones, '×12.6', '×1e352' for large ones."""
+    if math.isnan(d):
+        return NA
     if math.isinf(d):
         return "×inf" if d > 0 else "×0"
     return f"{10.0**d - 1:+.2%}" if abs(d) < 0.15 else f"×{show(d, log=True, digits=3)}"
@@ -83,21 +87,24 @@ def is_log(key: str, log_keys: Iterable[str] = ()) -> bool:
 
 
 def values(rows: Sequence[dict[str, Any]], key: str, log: bool) -> np.ndarray:
-    """The metric over these rows as floats (log10 when log); null and missing read as +inf."""
-    out = np.empty(len(rows))
-    for i, r in enumerate(rows):
-        v = r.get(key)
-        if log:
-            ln = r.get(LOG_OF.get(key, ""))
-            if isinstance(ln, int | float) and math.isfinite(ln):
-                out[i] = ln / LN10
-            elif isinstance(v, int | float) and v > 0:
-                out[i] = math.log10(v)
-            else:
-                out[i] = -math.inf if v == 0 else math.inf
-        else:
-            out[i] = math.inf if v is None else float(v)
-    return out
+    """The metric over these rows as floats (log10 when log, where 0 is -inf); NaN where it was not
+    computed (null, missing or not finite: what metrics.jsonl holds of it once written). The rows'
+    values are numbers or null (rundir.valid_row)."""
+    if not log:
+        x = np.array([r.get(key) for r in rows], dtype=float)  # None reads as NaN
+        x[~np.isfinite(x)] = math.nan
+        return x
+    ln_key = LOG_OF.get(key)
+    return np.array([_log10(r.get(key), r.get(ln_key) if ln_key else None) for r in rows], dtype=float)
+
+
+def _log10(v: float | None, ln: float | None) -> float:
+    """log10 of v from its natural log ln when that is known, else from v (0: -inf); NaN when neither is."""
+    if ln is not None and math.isfinite(ln):
+        return ln / LN10
+    if v is None or not math.isfinite(v):
+        return math.nan
+    return math.log10(v) if v > 0 else -math.inf if v == 0 else math.nan
 
 
 def summarize(xs: np.ndarray, log: bool = False) -> Summary:
@@ -112,10 +119,9 @@ def summarize_columns(table: np.ndarray, logs: Sequence[bool]) -> list[Summary]:
     if not n:
         return [Summary(math.nan, math.nan, math.nan, 0, log) for log in logs]
     with np.errstate(invalid="ignore"):
-        q = np.percentile(table, [BAND[0], 50, BAND[1]], axis=0)
-    # between two equal infinities the interpolation gives nan: the value is that infinity
-    inf = np.where(np.isposinf(table).any(axis=0), math.inf, -math.inf)
-    q = np.where(np.isnan(q) & np.isinf(table).any(axis=0), inf, q)
+        q = np.percentile(table, [BAND[0], 50, BAND[1]], axis=0)  # nan where a seed's value is unknown
+    # between two -inf (log10 of 0) the interpolation gives nan too: there the value is -inf
+    q = np.where(np.isnan(q) & np.isinf(table).any(axis=0) & ~np.isnan(table).any(axis=0), -math.inf, q)
     return [Summary(float(c), float(lo), float(hi), n, log) for lo, c, hi, log in zip(*q, logs)]
 
 

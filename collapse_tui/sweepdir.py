@@ -99,6 +99,8 @@ class SweepDir:
             raise ConfigError(f"{path}: not a sweep directory (no {SWEEP_FILE})") from None
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
             raise RunDirError(f"{file}: cannot read it: {e}") from None
+        except RecursionError:  # tomllib recurses per level of nesting
+            raise RunDirError(f"{file}: nested deeper than any file this tool writes") from None
         sweep, cells = raw.get("sweep"), raw.get("cell")
         ok = (
             isinstance(sweep, dict)

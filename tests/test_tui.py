@@ -287,9 +287,9 @@ async def test_long_run_keeps_table_and_sparkline_small(tmp_path):
         table = screen.query_one("#metrics")
         assert table.row_count == TABLE_ROWS
         assert table.get_row_at(TABLE_ROWS - 1)[0].plain == "2499"
-        assert len(trend_values(screen, "perplexity")) == 2500 and math.isinf(trend_values(screen, "perplexity")[-1])
+        assert len(trend_values(screen, "perplexity")) == 2500 and math.isnan(trend_values(screen, "perplexity")[-1])
         line = str(screen.query_one("#trend-perplexity").render()).splitlines()[0]
-        assert line.rstrip().endswith("inf ×inf vs g0") and len(line) <= SIZE[0]  # no nll: unknown, not ± 0
+        assert line.rstrip().endswith(" n/a") and len(line) <= SIZE[0]  # null and no nll: not computed, no number
         assert "no samples saved" in str(screen.query_one("#right #body").render())  # none written
 
 

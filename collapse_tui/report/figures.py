@@ -26,6 +26,7 @@ import numpy as np
 
 from ..compare import Run
 from ..config import ConfigError
+from ..numbers import NA, plural
 from ..summary import BAND, by_generation, is_log, metric_of, summarize, values
 
 if TYPE_CHECKING:
@@ -277,17 +278,19 @@ def overlay_figure(
     ax = fig.add_subplot()
     drawn = [v for run, s in zip(runs, data) for v in draw_series(ax, s, legend_label(run), mode)]
     style_axes(ax, ylab, log_x, mode, drawn)
-    ax.set_title(f"median over seeds, band {BAND[0]}-{BAND[1]}th percentile" + infinite_note(runs, data), fontsize=9)
+    ax.set_title(f"median over seeds, band {BAND[0]}-{BAND[1]}th percentile" + unknown_note(runs, data), fontsize=9)
     fig.suptitle(figure_title(runs, what))
     return fig
 
 
-def infinite_note(runs: Sequence[Run], data: Sequence[Series]) -> str:
-    """Where a line stops because the median went infinite (most seeds' models give the data no density)."""
+def unknown_note(runs: Sequence[Run], data: Sequence[Series]) -> str:
+    """Where a line has gaps: generations whose median is unknown (a seed's value was not computed,
+    null in metrics.jsonl: summary.py)."""
     notes = []
     for run, s in zip(runs, data):
-        inf = np.isinf(s.centre)
-        if inf.any():
+        unknown = np.isnan(s.centre)
+        if unknown.any():
             who = f"{run.label}: " if len(runs) > 1 else ""
-            notes.append(f"{who}median infinite from generation {int(s.generations[inf.argmax()])}")
+            first = int(s.generations[unknown.argmax()])
+            notes.append(f"{who}median {NA} at {plural(int(unknown.sum()), 'generation')} from {first} (null values)")
     return "\n" + "; ".join(notes) if notes else ""

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..compare import Run, load_run, shared_metrics
 from ..config import ConfigError
+from ..numbers import NA
 from ..rundir import atomic_write
 from ..summary import BAND, summarize, values
 from ..sweepdir import CELLS, SweepDir, check_output
@@ -107,7 +108,7 @@ def heatmap_figure(sweep: SweepDir, points: list[dict], metric: str) -> Figure:
     image = ax.imshow(shown, aspect="auto", origin="lower", cmap="viridis")
     fig.colorbar(image, ax=ax, label=f"log10 of {metric}" if log else metric)
     for (i, j), v in np.ndenumerate(grid):
-        text = "-" if math.isnan(v) else f"{10.0**v if log and v < 300 else v:.3g}"
+        text = NA if math.isnan(v) else f"{10.0**v if log and v < 300 else v:.3g}"
         ax.text(j, i, text, ha="center", va="center", fontsize=8, color="w")
     ax.set_xticks(range(len(xs)), [str(x) for x in xs])
     ax.set_yticks(range(len(ys)), [str(y) for y in ys])

@@ -1,8 +1,11 @@
 """The sweep screen: `collapse-tui SWEEP_DIR` shows the sweep's cells, their state, generations and a
 metric's sparkline, read from each cell's run directory once a second (a sweep runs with --batch, in
-another process); enter opens a cell's run screen, which follows a run another process writes."""
+another process); enter opens a cell's run screen, which follows a run another process writes. A cell
+that cannot be read (a bad file, a deleted folder) reads "unreadable" with the reason, the others go on."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,11 +14,19 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from ..compare import Run, load_run
+from ..config import ConfigError
 from ..summary import SERIES, by_generation, scalar_keys
 from ..sweepdir import SweepDir
 from .components.cell_table import CellRow, CellTable
 
 POLL = 1.0  # seconds between reads of the cells' status and metrics
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
 
 
 class SweepScreen(Screen):
@@ -31,7 +42,9 @@ class SweepScreen(Screen):
         super().__init__()
         self.sweep = sweep
         self.runs: dict[str, Run] = {}
-        self._mtimes: dict[str, int] = {}  # metrics.jsonl is read again only when rewritten
+        self.states: dict[str, tuple[str, int, str | None]] = {}  # CellRun.state() of the readable cells
+        self.errors: dict[str, str] = {}  # the others: what is wrong, in one line
+        self._stamps: dict[str, tuple[int, int]] = {}  # mtimes of metrics.jsonl and status.json when last read
 
     def compose(self) -> ComposeResult:
         keys = ", ".join(self.sweep.keys)
@@ -50,13 +63,18 @@ class SweepScreen(Screen):
 
     def poll(self) -> None:
         for cell in self.sweep.cells:
+            stamp = (_mtime(cell.rundir.metrics_path), _mtime(cell.rundir.status_path))
+            if cell.name in self.errors and self._stamps[cell.name] == stamp:
+                continue  # unreadable as it was: read again once one of its files changes
             try:
-                mtime = cell.rundir.metrics_path.stat().st_mtime_ns
-            except OSError:
-                mtime = -1
-            if self._mtimes.get(cell.name) != mtime or cell.name not in self.runs:
-                self.runs[cell.name] = load_run(cell.rundir)
-                self._mtimes[cell.name] = mtime
+                if cell.name not in self.runs or self._stamps[cell.name][0] != stamp[0]:
+                    self.runs[cell.name] = load_run(cell.rundir.path)  # a path: a deleted folder is refused
+                self.states[cell.name] = cell.state()
+                self.errors.pop(cell.name, None)
+            except ConfigError as e:
+                self.errors[cell.name] = str(e)
+                self.runs.pop(cell.name, None)
+            self._stamps[cell.name] = stamp
         if not self.metric:
             found = self.metrics()
             self.metric = next((k for k in SERIES if k in found), found[0] if found else "")
@@ -65,12 +83,20 @@ class SweepScreen(Screen):
     def show(self) -> None:
         rows = []
         for cell in self.sweep.cells:
+            if cell.name in self.errors:
+                rows.append(CellRow(cell.name, "unreadable", 0, 0, [], self.reason(cell.name)))
+                continue
             run = self.runs[cell.name]
-            state, gen, _ = cell.state()
+            state, gen, _ = self.states[cell.name]
             series = by_generation(run.rows, self.metric, run.log_keys) if self.metric else {}
             medians = [s.centre for s in series.values()]
             rows.append(CellRow(cell.name, state, gen + 1, run.config.generations, medians))
         self.query_one(CellTable).show(rows, self.metric or "no metrics yet")
+
+    def reason(self, name: str) -> str:
+        """A cell's error without the path to its folder, which the row names."""
+        folder = str(next(c.rundir.path for c in self.sweep.cells if c.name == name))
+        return self.errors[name].removeprefix(f"{folder}/").removeprefix(f"{folder}: ")
 
     def watch_metric(self) -> None:
         if self.is_mounted:
@@ -85,4 +111,7 @@ class SweepScreen(Screen):
         from .run_screen import RunScreen
 
         cell = next(c for c in self.sweep.cells if c.name == event.row_key.value)
-        self.app.push_screen(RunScreen(cell.rundir, cell.rundir.config(), start="browse"))
+        if cell.name in self.errors:  # its one line, not a run screen that cannot read it
+            self.notify(self.errors[cell.name], title=f"cell {cell.name}: unreadable", severity="error")
+            return
+        self.app.push_screen(RunScreen(cell.rundir, self.runs[cell.name].config, start="browse"))

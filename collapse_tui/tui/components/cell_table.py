@@ -19,6 +19,7 @@ class CellRow:
     done: int  # generations finished
     generations: int
     medians: list[float]  # the metric's median over seeds per generation (log10 for a log-quantity)
+    error: str = ""  # why the cell cannot be read (state "unreadable"), shown in place of the sparkline
 
 
 class CellTable(DataTable):
@@ -34,8 +35,12 @@ class CellTable(DataTable):
     def show(self, rows: list[CellRow], metric: str) -> None:
         self.columns["trend"].label = Text(metric)
         for r in rows:
-            spark = render.sparkline(r.medians, SPARK_WIDTH, total=r.generations)[0]
-            cells = (r.name, r.state, f"{r.done}/{r.generations}", spark)
+            if r.error:  # the reason in the sparkline's place, cut to its width
+                reason = r.error if len(r.error) <= SPARK_WIDTH else r.error[: SPARK_WIDTH - 1] + "…"
+                cells = (r.name, r.state, "?", reason)
+            else:
+                spark = render.sparkline(r.medians, SPARK_WIDTH, total=r.generations)[0]
+                cells = (r.name, r.state, f"{r.done}/{r.generations}", spark)
             if r.name in self.rows:
                 for col, value in zip(("cell", "state", "gen", "trend"), cells):
                     self.update_cell(r.name, col, value)

@@ -3,6 +3,7 @@ diff of the continuations; every metric otherwise."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from textual.app import ComposeResult
@@ -12,6 +13,7 @@ from textual.reactive import var
 from textual.widgets import Static
 
 from ...engines.text_data import split_prompt
+from ...numbers import NA
 from ...phrases import compare, word_diff
 from ...summary import change, show
 from ..state import RunState
@@ -56,8 +58,8 @@ class DiffPane(VerticalScroll):
         lines = [Content.styled(head, "bold")]
         for key, a in medians[0].items():
             b = medians[n].get(key)
-            after = show(b.centre, b.log) if b else "-"
-            moved = change(a, b) if b else "-"
+            after = show(b.centre, b.log) if b else NA
+            moved = change(a, b) if b else NA
             lines.append(Content(f"{key[:15]:<16}{show(a.centre, a.log):>12}{after:>12}{moved:>12}"))
         return Content("\n").join(lines)
 
@@ -69,7 +71,7 @@ class DiffPane(VerticalScroll):
         lines = []
         for key in TEXT_KEYS:
             a, b = medians[0].get(key), medians[n].get(key)
-            if a is not None and b is not None and a.centre != b.centre:
+            if a is not None and b is not None and a.centre != b.centre and not math.isnan(a.centre + b.centre):
                 lines.append(
                     Content(f"{key:<16}{show(a.centre, a.log):>10} -> {show(b.centre, b.log):<10}{change(a, b)}")
                 )

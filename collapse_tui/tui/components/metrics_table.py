@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.reactive import var
 from textual.widgets import DataTable
 
+from ...numbers import NA
 from ...summary import SERIES, Summary, show
 from ..state import RunState
 
@@ -15,7 +16,7 @@ TABLE_ROWS = 200  # metrics.jsonl has them all
 
 
 def _cell(s: Summary | None) -> str:
-    return "-" if s is None else show(s.centre, s.log)
+    return NA if s is None else show(s.centre, s.log)
 
 
 class MetricsTable(DataTable):

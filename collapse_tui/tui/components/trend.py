@@ -56,13 +56,12 @@ class Trend(Widget):
             return "no generation yet", ""
         first, last = self.values[0], self.values[-1]
         log = self.log_scale
-        if log:
-            change = ratio(last - first) if not (math.isinf(first) and math.isinf(last)) else ""
-        elif math.isfinite(first) and math.isfinite(last) and first > 0 and last > 0:
-            change = ratio(math.log10(last / first))
-        else:
-            change = "+inf" if math.isinf(last) and math.isfinite(first) else ""
-        head = fitting([f"{show(last, log)} {change} vs g0", f"{show(last, log)} {change}", show(last, log)])
+        # the change in log10: nan from or to an unknown value (nan > 0 is False), or from 0 to 0
+        positive = first > 0 and last > 0
+        d = last - first if log else math.log10(last) - math.log10(first) if positive else math.nan
+        change = "" if math.isnan(d) else ratio(d)
+        now = show(last, log)
+        head = fitting([f"{now} {change} vs g0", f"{now} {change}", now] if change else [now])
         lo, hi = self.band
         if lo == hi or math.isnan(lo):
             return head, ""
