@@ -18,9 +18,9 @@ from collections import Counter
 import machine
 import numpy as np
 
-from collapse_tui.config import load_preset
 from collapse_tui.engines.ngram import NgramEngine
 from collapse_tui.engines.ngram_counts import beam_search
+from collapse_tui.preset_files import load_preset
 
 
 def quiet(*_: object) -> None:

@@ -133,8 +133,8 @@ def main() -> None:
 
 def preset_generation(name: str) -> float:
     """Seconds for one generation after the first of a built-in preset, through VAEEngine as the loop calls it."""
-    from collapse_tui.config import load_preset
     from collapse_tui.engines.vae import VAEEngine
+    from collapse_tui.preset_files import load_preset
 
     eng = VAEEngine(load_preset(name).engine, device="cpu")
     rngs = [np.random.default_rng(0)]

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .engines import DataError, Engine
-
-if TYPE_CHECKING:
-    from .config import Config
 
 CHAIN_KEYS = ("name", "engine", "seeds")  # a [[chains]] table's own keys; the rest are its engine's
 CHAIN_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
@@ -32,22 +29,6 @@ class ChainSpec:
     engine_name: str
     params: dict[str, Any]
     seeds: list[int]
-
-
-def chain_specs(cfg: Config) -> list[ChainSpec]:
-    if not cfg.chains:
-        return [ChainSpec("", cfg.engine_name, cfg.engine, cfg.seeds)]
-    return [
-        ChainSpec(
-            c["name"], c["engine"], {k: v for k, v in c.items() if k not in CHAIN_KEYS}, c.get("seeds", cfg.seeds)
-        )
-        for c in cfg.chains
-    ]
-
-
-def chain_names(cfg: Config) -> list[str]:
-    """The chains' names; [] for a single-engine preset (its rows carry no chain)."""
-    return [c["name"] for c in cfg.chains]
 
 
 def row_key(row: dict[str, Any]) -> tuple[str, int]:

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
-from .config import ConfigError, builtin_presets, check_runnable, load_preset, requirements, run_name
+from .config import ConfigError
 from .engines import engine_names
+from .preflight import check_runnable, requirements
+from .preset_files import builtin_presets, load_preset
+from .run_names import run_name
 from .rundir import RunDir, open_for_resume
 from .seed_workers import check_workers
 from .sweep import builtin_sweeps, load_sweep, sweep_file

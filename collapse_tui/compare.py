@@ -24,8 +24,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .chains import chain_names
-from .config import Config, ConfigError
+from .config import Config, ConfigError, chain_names
 from .numbers import NA, fmt, plural
 from .rundir import RunDir, printable, run_state
 from .summary import Summary, by_generation, is_log, log_keys_of, ratio, scalar_keys, show

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import TextIO
 
 from .batch import EXIT, STOP_SIGNALS, run_batch
-from .config import ConfigError, check_runnable
+from .config import ConfigError
 from .engines import engine_class
+from .preflight import check_runnable
 from .rundir import RunDir
 from .seed_workers import cores, die_with_parent, worker_env
 from .sweepdir import LOGS, CellRun, SweepDir, open_log

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .chains import Chain, Group, Step, chain_specs, check_shapes, measure_distances, shared_samples
+from .chains import Chain, Group, Step, check_shapes, measure_distances, shared_samples
+from .config import chain_specs
 from .datamodes import next_data
 from .engines import Engine, engine_class
 from .events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted

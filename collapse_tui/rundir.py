@@ -37,8 +37,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .chains import CHAIN_NAME_RE, chain_specs, row_key
-from .config import Config, ConfigError, check_runnable, load_preset
+from .chains import CHAIN_NAME_RE, row_key
+from .config import Config, ConfigError, chain_specs
+from .preflight import check_runnable
+from .preset_files import load_preset
 
 STATES = ("created", "running", "finished", "stopped", "failed")
 STATUS_TYPES: dict[str, tuple[type, ...]] = {

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from .chains import Chain, Group, Step, chain_specs
-from .config import Config, ConfigError
+from .chains import Chain, Group, Step
+from .config import Config, ConfigError, chain_specs
 from .engines import engine_class
 from .rundir import RunDir
 

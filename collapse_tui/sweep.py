@@ -7,7 +7,7 @@
 
 Each listed value is one value of the key, checked as the key's values are: "experiment.seeds" = [2, [0, 5]]
 gives a cell of seeds 0 and 1 (a count) and one of seeds 0 and 5; chains.NAME.KEY sweeps a chain's key.
-Each combination is a cell: the preset with those values, validated by config.validate like any preset,
+Each combination is a cell: the preset with those values, validated by validation.validate like any preset,
 every cell before anything is created (a bad one: ConfigError naming the cell). A cell is named by what
 it changes ('keep_fraction0.1-samples100'); its run keeps the preset's name, so run labels read as the
 swept values. Built-in sweep presets live in presets/sweeps/ (apart from the single-run presets).
@@ -25,20 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import (
-    NAME_RE,
-    SECTIONS,
-    Config,
-    ConfigError,
-    _did_you_mean,
-    _name_part,
-    _short,
-    apply_override,
-    is_key,
-    read_toml,
-    set_key,
-    validate,
-)
+from .config import SECTIONS, Config, ConfigError
+from .overrides import apply_override, is_key, set_key
+from .preset_files import read_toml
+from .run_names import name_part
+from .validation import check_name, did_you_mean, short, validate
 
 SWEEP_MODES = ("grid", "zip")
 MAX_CELLS = 1000
@@ -96,10 +87,9 @@ def load_sweep(path: Path, overrides: list[str] = ()) -> Sweep:
         apply_override(raw, item, Path.cwd())
     mode, axes = _axes(table)
     if not isinstance(experiment, dict):
-        raise ConfigError(f"experiment: expected a table [experiment], got {_short(experiment)}")
+        raise ConfigError(f"experiment: expected a table [experiment], got {short(experiment)}")
     name = experiment.get("name")
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise ConfigError(f"experiment.name: expected 1-64 letters, digits, '.', '_' or '-', got {name!r}")
+    check_name(name)
     # counted before any is made: 40 keys of two values are 2^40 cells, and no list of them fits in memory
     count = math.prod(map(len, axes.values())) if mode == "grid" else len(next(iter(axes.values())))
     if count > MAX_CELLS:
@@ -134,7 +124,7 @@ def _axes(table: dict[str, Any]) -> tuple[str, dict[str, list[Any]]]:
             continue
         section = key.partition(".")[0]
         if not is_key(key) or section not in SECTIONS:
-            hint = "" if section in SECTIONS else _did_you_mean(section, SECTIONS)
+            hint = "" if section in SECTIONS else did_you_mean(section, SECTIONS)
             raise ConfigError(
                 f"sweep.{key}: expected a dotted preset key SECTION.KEY, e.g. data.keep_fraction, or chains.NAME.KEY "
                 f"for a chain's key{hint}"
@@ -156,6 +146,6 @@ def _axes(table: dict[str, Any]) -> tuple[str, dict[str, list[Any]]]:
 
 
 def _cell_name(values: dict[str, Any]) -> str:
-    parts = [_name_part(key.partition(".")[2], value) for key, value in values.items()]
+    parts = [name_part(key.partition(".")[2], value) for key, value in values.items()]
     name = re.sub(r"[^A-Za-z0-9._-]", "", "-".join(parts)).lstrip("._-")[:64]
     return name or "cell"

@@ -16,7 +16,7 @@ import pytest
 
 from collapse_tui import batch
 from collapse_tui.cli import main
-from collapse_tui.config import load_preset
+from collapse_tui.preset_files import load_preset
 from collapse_tui.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ import pytest
 
 from collapse_tui import loop
 from collapse_tui.cli import main
-from collapse_tui.config import load_preset
+from collapse_tui.preset_files import load_preset
 from collapse_tui.rundir import RunDir, RunDirError
 
 QUICK = ["--set", "experiment.generations=12", "--set", "experiment.seeds=3"]
@@ -45,7 +45,7 @@ def stopped_run(root: Path, after: int = 4, preset: str = "gaussian-quick", sets
     code = (
         "import sys\n"
         "from collapse_tui import loop\n"
-        "from collapse_tui.config import load_preset\n"
+        "from collapse_tui.preset_files import load_preset\n"
         "from collapse_tui.events import GenerationDone\n"
         "from collapse_tui.rundir import RunDir\n"
         f"cfg = load_preset({preset!r}, ['experiment.generations=12', 'experiment.seeds=3', *{list(sets)!r}])\n"

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collapse_tui import config, engines
+from collapse_tui import engines, preset_files
+from collapse_tui.config import ConfigError
 
 PLUGIN = Path(__file__).with_name("plugin")
 ENTRY_POINTS = """[collapse_tui.engines]
@@ -43,7 +44,7 @@ def install(site: Path) -> Path:
 def clear_caches() -> None:
     engines.entry_points.cache_clear()
     engines.engine_class.cache_clear()
-    config.builtin_presets.cache_clear()
+    preset_files.builtin_presets.cache_clear()
 
 
 def cli(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -94,7 +95,7 @@ def test_the_plugin_and_its_preset_appear_in_the_start_screen(plugin_on_path, tm
 
     from collapse_tui.tui.app import build_app
 
-    assert "kde" in engines.engine_names() and "kde" in config.builtin_presets()
+    assert "kde" in engines.engine_names() and "kde" in preset_files.builtin_presets()
 
     async def names() -> list[str]:
         app = build_app(None, [], tmp_path / "runs")
@@ -108,12 +109,12 @@ def test_the_plugin_and_its_preset_appear_in_the_start_screen(plugin_on_path, tm
 
 def test_a_broken_plugin_gives_one_line_and_leaves_the_others_working(plugin_on_path, tmp_path):
     (Path(sys.path[0]) / "collapse_kde.py").write_text("raise ImportError('numpy 3 needed')\n")
-    assert "kde" not in config.builtin_presets()  # its presets cannot be read, the built-ins can
-    assert "gmm" in config.builtin_presets()
+    assert "kde" not in preset_files.builtin_presets()  # its presets cannot be read, the built-ins can
+    assert "gmm" in preset_files.builtin_presets()
     preset = tmp_path / "kde.toml"
     shutil.copy(PLUGIN / "kde.toml", preset)
-    with pytest.raises(config.ConfigError) as err:
-        config.load_preset(str(preset))
+    with pytest.raises(ConfigError) as err:
+        preset_files.load_preset(str(preset))
     assert (
         str(err.value)
         == "experiment.engine: engine 'kde' (collapse_kde:KDEEngine) does not load: ImportError: numpy 3 needed"

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from collapse_tui.cli import main
-from collapse_tui.config import builtin_presets, load_preset, validate
+from collapse_tui.preset_files import builtin_presets, load_preset
 from collapse_tui.sweep import builtin_sweeps
+from collapse_tui.validation import validate
 
 GOOD = """
 [experiment]
@@ -148,7 +149,7 @@ def test_an_unreachable_hub_is_found_before_a_run_directory_exists(tmp_path):
     assert "engine.text_dir" in proc.stderr and "HF_HUB_OFFLINE=1" in proc.stderr
     assert time.monotonic() - start < 20 and not (tmp_path / "runs").exists()
     # with local text, the same preset passes the check (and the tiny model needs no hub)
-    from collapse_tui.config import check_runnable
+    from collapse_tui.preflight import check_runnable
 
     text = Path(__file__).with_name("data") / "wikitext-2"
     check_runnable(

@@ -23,12 +23,13 @@ pytest.importorskip("matplotlib")
 from collapse_tui import loop  # noqa: E402
 from collapse_tui.cli import main  # noqa: E402
 from collapse_tui.compare import load_run, load_runs  # noqa: E402
-from collapse_tui.config import Config, load_preset  # noqa: E402
+from collapse_tui.config import Config  # noqa: E402
 from collapse_tui.engines import engine_class  # noqa: E402
 from collapse_tui.engines.figures.gaussian import gaussian_errors_figure  # noqa: E402
 from collapse_tui.engines.figures.gmm import FIGURES as GMM_FIGURES  # noqa: E402
 from collapse_tui.engines.figures.gmm import density_snapshots_figure, l2_figure  # noqa: E402
 from collapse_tui.events import GenerationDone  # noqa: E402
+from collapse_tui.preset_files import load_preset  # noqa: E402
 from collapse_tui.report import plan, write_report  # noqa: E402
 from collapse_tui.report.figures import Options, pick_generations  # noqa: E402
 from collapse_tui.report.generic import GENERIC, metrics_figure, perplexity_figure, variance_figure  # noqa: E402

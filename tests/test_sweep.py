@@ -19,7 +19,7 @@ from conftest import make_run
 
 from collapse_tui.cli import main
 from collapse_tui.compare import load_run
-from collapse_tui.config import load_preset
+from collapse_tui.preset_files import load_preset
 from collapse_tui.report.sweep import sweep_points
 from collapse_tui.seed_workers import THREAD_VARS, worker_env
 from collapse_tui.sweep import builtin_sweeps, load_sweep

@@ -8,8 +8,8 @@ import asyncio
 
 from conftest import WIKI
 
-from collapse_tui.config import load_preset
 from collapse_tui.engines.text_data import with_prompt
+from collapse_tui.preset_files import load_preset
 from collapse_tui.rundir import RunDir
 from collapse_tui.tui.app import build_app
 

@@ -21,11 +21,14 @@ from conftest import WIKI
 
 from collapse_tui import loop
 from collapse_tui.cli import main as cli_main
-from collapse_tui.config import ConfigError, builtin_presets, check_runnable, load_preset, run_name
+from collapse_tui.config import ConfigError
 from collapse_tui.engines import DataError
 from collapse_tui.engines.gaussian import GaussianEngine
 from collapse_tui.engines.hub import unreachable
 from collapse_tui.events import GenerationDone, Progress
+from collapse_tui.preflight import check_runnable
+from collapse_tui.preset_files import builtin_presets, load_preset
+from collapse_tui.run_names import run_name
 from collapse_tui.rundir import RunDir
 from collapse_tui.summary import SERIES
 from collapse_tui.tui.app import build_app

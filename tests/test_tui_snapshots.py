@@ -12,8 +12,8 @@ import numpy as np
 from conftest import WIKI
 
 from collapse_tui import loop
-from collapse_tui.config import load_preset
 from collapse_tui.events import GenerationDone
+from collapse_tui.preset_files import load_preset
 from collapse_tui.rundir import RunDir
 from collapse_tui.tui.app import build_app
 

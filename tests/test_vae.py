@@ -73,7 +73,7 @@ def test_class_metrics_show_a_vanished_class():
 # --- layering: validating a preset or importing the engine leaves torch out ------------------------
 def test_vae_presets_validate_without_importing_torch():
     code = (
-        "import sys; import collapse_tui.engines.vae; from collapse_tui.config import load_preset; "
+        "import sys; import collapse_tui.engines.vae; from collapse_tui.preset_files import load_preset; "
         "cfgs = [load_preset(n) for n in ('vae-mnist', 'vae-digits', 'vae-quick')]; "
         "print([c.engine_name for c in cfgs], [m for m in ('torch', 'datasets', 'sklearn') if m in sys.modules])"
     )

@@ -16,7 +16,8 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
-from ..config import ConfigError, find_preset, load_preset
+from ..config import ConfigError
+from ..preset_files import find_preset, load_preset
 from ..rundir import RunDir, open_for_resume
 from ..sweep import sweep_file
 from ..sweepdir import SweepDir, is_sweep_dir

@@ -18,8 +18,11 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 
-from ..config import MODES, Config, ConfigError, builtin_presets, check_runnable, load_preset, requirements, run_name
+from ..config import MODES, Config, ConfigError
 from ..engines import engine_class
+from ..preflight import check_runnable, requirements
+from ..preset_files import builtin_presets, load_preset
+from ..run_names import run_name
 from ..rundir import RunDir
 from .state import disk_state
 

@@ -12,8 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..chains import chain_names
-from ..config import Config
+from ..config import Config, chain_names
 from ..events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
 from ..numbers import fmt_seconds
 from ..rundir import RunDir, run_state

@@ -15,7 +15,7 @@ import pytest
 from conftest import make_run, run_loop
 
 from collapse_tui.cli import main
-from collapse_tui.config import load_preset
+from collapse_tui.preset_files import load_preset
 from collapse_tui.rundir import RunDir
 from collapse_tui.sweep import load_sweep
 from collapse_tui.sweepdir import LOGS, SweepDir

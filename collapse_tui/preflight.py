@@ -1,0 +1,80 @@
+"""Preflight: what a valid preset needs to run here, checked before its run directory exists: the
+engine's packages, its data and model within reach, the memory its generations hold.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+from .chains import ChainSpec
+from .config import Config, ConfigError, chain_specs, known_engine
+from .engines import DataError
+
+
+def requirements(cfg: Config) -> list[str]:
+    """What a preset needs beyond this package and a CPU: 'torch', 'gpu' (device = "cuda"), 'hub'
+    (a download from the Hugging Face hub). For `presets` and the start screen; reads nothing."""
+    needs: list[str] = []
+    for spec in chain_specs(cfg):
+        cls = known_engine(spec.engine_name)
+        new = ["torch"] if cls.needs_torch else []
+        if cls.needs_torch and cfg.experiment["device"] == "cuda":
+            new.append("gpu")
+        if cls(spec.params).hub_needs():
+            new.append("hub")
+        needs += [n for n in new if n not in needs]
+    return needs
+
+
+def check_runnable(cfg: Config) -> None:
+    """What a run needs beyond a valid preset, checked before its run directory exists: the engine's
+    packages installed, its data and model within reach (quick checks, nothing read or downloaded)."""
+    need = 0
+    for spec in chain_specs(cfg):
+        cls = known_engine(spec.engine_name)
+        missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(
+                f"engine '{cls.name}' needs {', '.join(missing)}, not installed "
+                "(for the built-in engines: pip install -e '.[torch]', or pip install 'collapse-tui[torch]')"
+            )
+        engine = cls(spec.params, device=cfg.experiment["device"])
+        try:
+            engine.preflight()
+        except DataError as e:
+            raise ConfigError(str(e)) from None
+        need += memory_need(cfg, spec, engine)
+    check_memory(cfg, need)
+
+
+def memory_need(cfg: Config, spec: ChainSpec, engine) -> int:
+    """About the bytes one chain's generation holds (0: not estimated); share_seeds grows its training set."""
+    n = int(spec.params.get("samples", 0))
+    drawn = math.ceil(n / cfg.data["filter_keep"]) if cfg.data["filter"] != "none" else n
+    population = cfg.data["population"] or len(spec.seeds)
+    grown = n + (population - 1) * round(cfg.data["share_seeds"] * n)
+    pooled = grown * cfg.generations if cfg.data["mode"].startswith("accumulate") else grown
+    return engine.memory_bytes(len(spec.seeds), drawn, pooled)
+
+
+def check_memory(cfg: Config, need: int) -> None:
+    """Refuse a run whose generations cannot fit in the memory this machine has available."""
+    have = available_memory()
+    if need and have and need > have:
+        raise ConfigError(
+            f"this run needs about {need / 2**30:.1f} GiB (seeds x samples x dimensions, {cfg.data['mode']} mode) "
+            f"and {have / 2**30:.1f} GiB are available; use fewer seeds or samples"
+        )
+
+
+def available_memory() -> int:
+    """MemAvailable in bytes (0 when it cannot be read)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
