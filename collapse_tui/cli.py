@@ -17,11 +17,11 @@ from . import __version__
 from .config import ConfigError
 from .engines import engine_names
 from .preflight import check_runnable, requirements
-from .preset_files import builtin_presets, load_preset
+from .preset_files import PresetFile, builtin_presets, load_preset, read_preset
 from .run_names import run_name
 from .rundir import RunDir, open_for_resume
 from .seed_workers import check_workers
-from .sweep import builtin_sweeps, load_sweep, sweep_file
+from .sweep import builtin_sweeps, expand, is_sweep, load_sweep, read_target
 from .sweepdir import SweepDir, is_sweep_dir
 
 
@@ -179,35 +179,39 @@ def run(argv: list[str]) -> int:
         raise ConfigError(f"--workers: expected a number >= 1, got {args.workers}")
     from .batch import run_batch  # rich and the loop load only for a run
 
-    if (args.resume and is_sweep_dir(args.resume)) or (args.target and sweep_file(args.target)):
+    target = read_target(args.target) if args.target else None  # read once: a sweep preset, or a preset
+    if (args.resume and is_sweep_dir(args.resume)) or is_sweep(target):
         if args.generations is not None:
             raise ConfigError("--generations extends a single run, not a sweep")
-        return run_sweep_command(args)
+        return run_sweep_command(args, target)
     if args.executor != "local" or args.address:
         raise ConfigError("--executor and --address run a sweep's cells; this is a single run")
     gpus = _gpus(args)
     if args.resume:
-        check_workers(RunDir.open(Path(args.resume)).config(), args.workers, gpus)  # before --generations writes
-        rundir = open_for_resume(args.resume, args.generations)  # a hand-edited preset.toml is checked as any other
+        rundir = RunDir.open(Path(args.resume))
+        check_workers(rundir.config(), args.workers, gpus)  # before --generations writes
+        open_for_resume(rundir, args.generations)  # a hand-edited preset.toml is checked as any other
         return run_batch(rundir, resume=True, workers=args.workers, gpus=gpus)
     if not args.target:
         raise ConfigError("--batch needs a PRESET (a TOML file or a built-in name) or --resume RUN_DIR")
-    cfg = load_preset(args.target, args.overrides)
+    preset = target or read_preset(args.target)
+    cfg = preset.config(args.overrides)
     check_runnable(cfg)
     check_workers(cfg, args.workers, gpus)
-    rundir = RunDir.create(Path(args.runs_dir), cfg, name=run_name(args.target, cfg))
+    rundir = RunDir.create(Path(args.runs_dir), cfg, name=run_name(preset, cfg))  # it keeps cfg: read no more
     return run_batch(rundir, workers=args.workers, gpus=gpus)
 
 
-def run_sweep_command(args: argparse.Namespace) -> int:
-    """--batch SWEEP.toml: every cell validated and checked before the sweep directory exists."""
+def run_sweep_command(args: argparse.Namespace, preset: PresetFile | None) -> int:
+    """--batch SWEEP.toml (preset: that file, as read) or --resume SWEEP_DIR: every cell validated and checked
+    before the sweep directory exists."""
     from .executors import run_sweep
 
     if args.resume:
         sweep = SweepDir.open(args.resume)
         _restore_logs(sweep)
     else:
-        spec = load_sweep(sweep_file(args.target), args.overrides)
+        spec = expand(preset, args.overrides)
         for cell in spec.cells:
             try:
                 check_runnable(cell.config)

@@ -30,6 +30,7 @@ import stat
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,44 @@ def disk_full(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+def new_folder(parent: Path, name: str, prefix: str, what: str, fill: Callable[[Path], None]) -> Path:
+    """parent/<name>-<timestamp>[-n], whole or not at all: fill(tmp) makes its files in a hidden temp folder
+    .<prefix>-* in parent, which is then renamed into place (a dangling link of that name counts as taken).
+    An OSError is a ConfigError naming parent and what is made ('run', 'sweep'); the temp folder goes, and
+    the lock this process took in it."""
+    tmp: Path | None = None
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{prefix}-", dir=parent))
+        fill(tmp)
+        os.chmod(tmp, 0o755)
+        stamp = datetime.now().strftime(STAMP)
+        for n in range(1, 1000):
+            path = parent / (f"{name}-{stamp}" + (f"-{n}" if n > 1 else ""))
+            if not os.path.lexists(path):
+                os.rename(tmp, path)  # a lock goes with the folder
+                fsync_dir(parent)
+                return path
+    except OSError as e:
+        if tmp is not None:
+            _release(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise ConfigError(f"--runs-dir {parent}: cannot create a {what} there: {e.strerror or e}") from None
+    _release(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise ConfigError(f"--runs-dir {parent}: too many {what}s named {name}-{stamp}")
+
+
+def _file_key(path: Path) -> tuple[int, ...] | None:
+    """What changes when a file is replaced or written: its device, inode, size, mtime; None when it cannot
+    be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -132,17 +171,14 @@ class RunDir:
         self.samples_dir = self.path / "samples"
         self.state_dir = self.path / "state"
         self.lock_path = self.path / "lock"
+        self._config: tuple[tuple[int, ...] | None, Config] | None = None  # config(): (preset.toml's _file_key, it)
 
     @classmethod
     def create(cls, runs_dir: Path, cfg: Config, name: str | None = None) -> RunDir:
-        """A new run directory named <name>-<timestamp> in runs_dir, filled in a hidden temp folder (whose
-        lock this process takes first) and renamed into place, so a run directory that exists is always
-        complete and already owned."""
-        runs_dir = Path(runs_dir)
-        tmp: Path | None = None
-        try:
-            runs_dir.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.name}-", dir=runs_dir))
+        """A new run directory <name>-<timestamp> in runs_dir, made whole by new_folder, whose lock this process
+        takes first: a run directory that exists is always complete and already owned. It keeps cfg."""
+
+        def fill(tmp: Path) -> None:
             run = cls(tmp)
             run.acquire()
             for sub in (run.samples_dir, run.state_dir):
@@ -151,22 +187,10 @@ class RunDir:
             atomic_write(run.state_dir / "preset.toml", cfg.to_toml().encode())
             atomic_write(run.metrics_path, b"")
             run.write_status(state="created", generation=-1, generations=cfg.generations, error=None)
-            os.chmod(tmp, 0o755)
-            stamp = datetime.now().strftime(STAMP)
-            for n in range(1, 1000):
-                path = runs_dir / (f"{name or cfg.name}-{stamp}" + (f"-{n}" if n > 1 else ""))
-                if not os.path.lexists(path):  # a dangling link with that name counts as taken
-                    os.rename(tmp, path)  # the lock goes with the folder
-                    fsync_dir(runs_dir)
-                    return cls(path)
-        except OSError as e:
-            if tmp is not None:
-                _release(tmp)
-                shutil.rmtree(tmp, ignore_errors=True)
-            raise ConfigError(f"--runs-dir {runs_dir}: cannot create a run there: {e.strerror or e}") from None
-        _release(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ConfigError(f"--runs-dir {runs_dir}: too many runs named {cfg.name}-{stamp}")
+
+        run = cls(new_folder(Path(runs_dir), name or cfg.name, cfg.name, "run", fill))
+        run._keep(cfg)
+        return run
 
     @classmethod
     def open(cls, path: Path) -> RunDir:
@@ -176,7 +200,16 @@ class RunDir:
         return run
 
     def config(self) -> Config:
-        return load_preset(str(self.path / "preset.toml"))
+        """The run's preset (preset.toml, validated as any preset), parsed again only when the file has changed
+        since this object last read or wrote it."""
+        key = _file_key(self.path / "preset.toml")
+        if key is None or self._config is None or self._config[0] != key:
+            self._config = (key, load_preset(str(self.path / "preset.toml")))
+        return self._config[1]
+
+    def _keep(self, cfg: Config) -> None:
+        """cfg is what preset.toml now holds (this process wrote it): config() returns it."""
+        self._config = (_file_key(self.path / "preset.toml"), cfg)
 
     def started(self, status: dict[str, Any]) -> float:
         """When the run started (status.json's 'started'), else when it was created (its name's timestamp), in
@@ -587,11 +620,10 @@ def run_state(rundir: RunDir, status: dict[str, Any]) -> str:
     return state
 
 
-def open_for_resume(path: str, generations: int | None = None) -> RunDir:
+def open_for_resume(rundir: RunDir, generations: int | None = None) -> RunDir:
     """Open a run directory to continue it: take its lock first (RunDirError if another process writes
     it), then check that its state matches its preset and that it can run here. generations: the run's
     new length (--generations N), written to preset.toml once all of that holds."""
-    rundir = RunDir.open(Path(path))
     rundir.acquire()
     cfg = rundir.config()
     resumed = cfg if generations is None else cfg.with_generations(generations)
@@ -599,4 +631,5 @@ def open_for_resume(path: str, generations: int | None = None) -> RunDir:
     check_runnable(resumed)  # e.g. accumulate's memory grows with the generations
     if resumed != cfg:
         atomic_write(rundir.path / "preset.toml", resumed.to_toml().encode())
+        rundir._keep(resumed)
     return rundir

@@ -21,13 +21,14 @@ import importlib.resources
 import itertools
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import SECTIONS, Config, ConfigError
 from .overrides import apply_override, is_key, set_key
-from .preset_files import read_toml
+from .preset_files import PresetFile, read_toml
 from .run_names import name_part
 from .validation import check_name, did_you_mean, short, validate
 
@@ -62,23 +63,35 @@ def builtin_sweeps() -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.toml"))}
 
 
-def sweep_file(spec: str) -> Path | None:
-    """The sweep preset spec names (a built-in sweep's name, or a TOML file holding a [sweep] table), else None."""
+def read_target(spec: str) -> PresetFile | None:
+    """The file spec names, read, when it may be a sweep preset: a built-in sweep's name or an existing .toml
+    file (a preset or a sweep preset). None for anything else: a built-in preset's name, or a file that does
+    not exist (read_preset names what is wrong with it)."""
     path = Path(spec)
     if not path.exists() and spec in builtin_sweeps():
-        return builtin_sweeps()[spec]
-    if path.suffix != ".toml" or not path.is_file():
+        path = builtin_sweeps()[spec]
+    elif path.suffix != ".toml" or not path.is_file():
         return None
-    return path if isinstance(read_toml(path).get("sweep"), dict) else None
+    return PresetFile(path, read_toml(path))
 
 
-def load_sweep(path: Path, overrides: list[str] = ()) -> Sweep:
-    """Expand and validate every cell of the sweep preset at path; --set overrides apply to all cells."""
-    raw = read_toml(path)
+def is_sweep(preset: PresetFile | None) -> bool:
+    """Does the preset hold a [sweep] table?"""
+    return preset is not None and isinstance(preset.doc.get("sweep"), dict)
+
+
+def load_sweep(path: Path, overrides: Sequence[str] = ()) -> Sweep:
+    """The sweep preset at path, read, expanded and validated (expand)."""
+    return expand(PresetFile(path, read_toml(path)), overrides)
+
+
+def expand(preset: PresetFile, overrides: Sequence[str] = ()) -> Sweep:
+    """Expand and validate every cell of a sweep preset; --set overrides apply to all cells."""
+    raw = copy.deepcopy(preset.doc)
     table = raw.pop("sweep")
     experiment = raw.setdefault("experiment", {})
     if isinstance(experiment, dict):
-        experiment.setdefault("name", path.stem)
+        experiment.setdefault("name", preset.path.stem)
     swept = {k for k in table if k != "mode"}
     for item in overrides:
         key = item.partition("=")[0].strip()
@@ -107,7 +120,7 @@ def load_sweep(path: Path, overrides: list[str] = ()) -> Sweep:
         try:
             for key, value in values.items():
                 set_key(cell_raw, key, value)
-            cfg = validate(cell_raw, base_dir=path.parent)
+            cfg = validate(cell_raw, base_dir=preset.path.parent)
         except ConfigError as e:
             raise ConfigError(f"sweep cell {cell_name}: {e}") from None
         cells.append(Cell(cell_name, values, cfg))

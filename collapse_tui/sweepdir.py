@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
-import tempfile
 import tomllib
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import tomli_w
 
 from .config import ConfigError
-from .rundir import STAMP, RunDir, RunDirError, atomic_write, fsync_dir, run_state
+from .rundir import RunDir, RunDirError, atomic_write, new_folder, run_state
 from .sweep import Sweep
 
 SWEEP_FILE = "sweep.toml"
@@ -60,12 +57,10 @@ class SweepDir:
 
     @classmethod
     def create(cls, runs_dir: Path, sweep: Sweep) -> SweepDir:
-        """A new sweep directory <name>-<timestamp> in runs_dir with a created run per cell; no lock is kept."""
-        runs_dir = Path(runs_dir)
-        tmp: Path | None = None
-        try:
-            runs_dir.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{sweep.name}-", dir=runs_dir))
+        """A new sweep directory <name>-<timestamp> in runs_dir with a created run per cell, made whole by
+        new_folder; no lock is kept."""
+
+        def fill(tmp: Path) -> None:
             (tmp / CELLS).mkdir()
             (tmp / LOGS).mkdir()
             for cell in sweep.cells:
@@ -73,20 +68,8 @@ class SweepDir:
                 os.rename(run.path, tmp / CELLS / cell.name)  # the lock follows the inode
                 RunDir(tmp / CELLS / cell.name).release()
             atomic_write(tmp / SWEEP_FILE, sweep_toml(sweep).encode())
-            os.chmod(tmp, 0o755)
-            stamp = datetime.now().strftime(STAMP)
-            for n in range(1, 1000):
-                path = runs_dir / (f"{sweep.name}-{stamp}" + (f"-{n}" if n > 1 else ""))
-                if not os.path.lexists(path):
-                    os.rename(tmp, path)
-                    fsync_dir(runs_dir)
-                    return cls.open(path)
-        except OSError as e:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-            raise ConfigError(f"--runs-dir {runs_dir}: cannot create a sweep there: {e.strerror or e}") from None
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ConfigError(f"--runs-dir {runs_dir}: too many sweeps named {sweep.name}-{stamp}")
+
+        return cls.open(new_folder(Path(runs_dir), sweep.name, sweep.name, "sweep", fill))
 
     @classmethod
     def open(cls, path: Path | str) -> SweepDir:

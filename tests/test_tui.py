@@ -27,7 +27,7 @@ from collapse_tui.engines.gaussian import GaussianEngine
 from collapse_tui.engines.hub import unreachable
 from collapse_tui.events import GenerationDone, Progress
 from collapse_tui.preflight import check_runnable
-from collapse_tui.preset_files import builtin_presets, load_preset
+from collapse_tui.preset_files import builtin_presets, load_preset, read_preset
 from collapse_tui.run_names import run_name
 from collapse_tui.rundir import RunDir
 from collapse_tui.summary import SERIES
@@ -462,10 +462,13 @@ async def test_runs_list_the_last_started_first_with_mode_and_seeds(tmp_path):
 @run_async
 async def test_new_runs_are_named_by_what_changed(tmp_path, capsys):
     keep2 = load_preset("gmm-quick", ["data.mode=keep", "experiment.seeds=2"])
-    assert run_name("gmm-quick", load_preset("gmm-quick")) == "gmm-quick"  # the preset as it is
-    assert run_name("gmm-quick", keep2) == "gmm-quick-keep-seeds2"
+    assert run_name(read_preset("gmm-quick"), load_preset("gmm-quick")) == "gmm-quick"  # the preset as it is
+    assert run_name(read_preset("gmm-quick"), keep2) == "gmm-quick-keep-seeds2"
     many = ["experiment.generations=5", "data.mode=keep", "engine.samples=50", "data.keep_fraction=0.5"]
-    assert run_name("gmm-quick", load_preset("gmm-quick", many)) == "gmm-quick-keep-keep_fraction0.5-generations5"
+    assert (
+        run_name(read_preset("gmm-quick"), load_preset("gmm-quick", many))
+        == "gmm-quick-keep-keep_fraction0.5-generations5"
+    )
     runs = tmp_path / "runs"
     batch = ["--batch", "gmm-quick", "--set", "data.mode=keep", "--set", "experiment.seeds=2", "--runs-dir", str(runs)]
     assert cli_main(batch) == 0

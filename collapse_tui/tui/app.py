@@ -17,9 +17,9 @@ from textual.app import App
 from textual.binding import Binding
 
 from ..config import ConfigError
-from ..preset_files import find_preset, load_preset
+from ..preset_files import read_preset
 from ..rundir import RunDir, open_for_resume
-from ..sweep import sweep_file
+from ..sweep import is_sweep, read_target
 from ..sweepdir import SweepDir, is_sweep_dir
 from .start import PresetEntry, StartScreen, builtin_entries, folder_entries
 
@@ -124,7 +124,8 @@ def build_app(
         if overrides:
             raise ConfigError(f"{target}: a sweep's presets are fixed; --set applies to presets only")
         return CollapseApp(entries, selected, overrides, runs_dir, open_sweep=SweepDir.open(path))
-    if target and sweep_file(target):
+    read = read_target(target) if target else None  # a preset file named: read once
+    if is_sweep(read):
         raise ConfigError(
             f"{target}: a sweep preset; sweeps run with collapse-tui --batch {target} (open the sweep directory here)"
         )
@@ -132,7 +133,9 @@ def build_app(
         if (path / "preset.toml").is_file():
             if overrides:
                 raise ConfigError(f"{target}: a run directory's preset is fixed; --set applies to presets only")
-            open_run = open_for_resume(str(path), generations) if resume else RunDir.open(path)  # not if live
+            open_run = RunDir.open(path)
+            if resume:  # not if live
+                open_for_resume(open_run, generations)
             open_run.config()  # a hand-edited preset.toml is checked like any other
             open_run.read_status(), open_run.read_metrics()  # and so are its other files
         elif resume:
@@ -144,13 +147,13 @@ def build_app(
             entries += found
             selected = found[0].path
     elif target:
-        preset = find_preset(target)
-        load_preset(target, overrides)  # errors now, not in the app
-        if preset.resolve() not in {e.path.resolve() for e in entries}:
-            entries.append(PresetEntry.load(preset, overrides))
-        selected = next(e.path for e in entries if e.path.resolve() == preset.resolve())
-    else:
-        load_preset(str(selected), overrides)
+        preset = read or read_preset(target)
+        cfg = preset.config(overrides)  # errors now, not in the app
+        if preset.path.resolve() not in {e.path.resolve() for e in entries}:
+            entries.append(PresetEntry(preset.path.stem, preset.path, cfg, preset=preset))
+        selected = next(e.path for e in entries if e.path.resolve() == preset.path.resolve())
+    elif builtin[DEFAULT_PRESET].error is not None:
+        raise ConfigError(builtin[DEFAULT_PRESET].error)
     return CollapseApp(entries, selected, overrides, runs_dir, open_run, resume=bool(resume))
 
 

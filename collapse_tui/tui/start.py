@@ -1,6 +1,6 @@
 """The start screen: pick a preset, adjust the common fields, start a run.
 
-Fields become `--set` overrides and go through load_preset, so every message is the CLI's own.
+Fields become `--set` overrides applied to the preset as read, so every message is the CLI's own.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 from ..config import MODES, Config, ConfigError
 from ..engines import engine_class
 from ..preflight import check_runnable, requirements
-from ..preset_files import builtin_presets, load_preset
+from ..preset_files import PresetFile, builtin_presets, read_preset
 from ..run_names import run_name
 from ..rundir import RunDir
 from .state import disk_state
@@ -35,11 +35,13 @@ class PresetEntry:
     path: Path
     cfg: Config | None = None
     error: str | None = None  # why the preset does not load (shown when it is highlighted)
+    preset: PresetFile | None = None  # the file as read once: the fields' overrides apply to it
 
     @classmethod
     def load(cls, path: Path, overrides: list[str], name: str | None = None) -> PresetEntry:
         try:
-            return cls(name or path.stem, path, load_preset(str(path), overrides))
+            preset = read_preset(str(path))
+            return cls(name or path.stem, path, preset.config(overrides), preset=preset)
         except ConfigError as e:
             return cls(name or path.stem, path, error=str(e))
 
@@ -227,11 +229,11 @@ class StartScreen(Screen):
     def config(self) -> Config:
         """The selected preset with the CLI's and the fields' overrides, validated as the CLI does."""
         entry = self.entries[self.selected]
-        if entry.cfg is None:
+        if entry.cfg is None or entry.preset is None:
             raise ConfigError(entry.error or f"{entry.path}: cannot be loaded")
         if not self.query_one("#runs_dir", Input).value.strip():
             raise ConfigError("runs dir: expected a folder name")
-        return load_preset(str(entry.path), [*self.overrides, *self.field_overrides()])
+        return entry.preset.config([*self.overrides, *self.field_overrides()])
 
     def say(self, text: str, style: str = "bold $error") -> None:
         """The line under the fields: what is wrong, or what enter starts."""
@@ -354,7 +356,7 @@ class StartScreen(Screen):
         runs_dir = Path(self.query_one("#runs_dir", Input).value.strip())
         try:
             check_runnable(cfg)  # a missing package, an unreachable hub, no GPU, too little memory: nothing made
-            rundir = RunDir.create(runs_dir, cfg, name=run_name(str(self.entries[self.selected].path), cfg))
+            rundir = RunDir.create(runs_dir, cfg, name=run_name(self.entries[self.selected].preset, cfg))
         except ConfigError as e:
             self.say(str(e))
             return
