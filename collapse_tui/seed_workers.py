@@ -20,8 +20,8 @@ reader blocks for ever on the dead worker's half message, and its lock, held by 
 others' messages out.
 
 Workers are spawned interpreters (never forks of a process that loaded torch or numba) whose environment
-holds their thread counts (max(1, cores // N) for BLAS, OpenMP, numba and torch, which reads
-OMP_NUM_THREADS) and, with --gpus, their GPU in CUDA_VISIBLE_DEVICES, from before anything loads. A
+holds their thread counts (the run's choice, threads.py: the free cores // N, for BLAS, OpenMP, numba and
+torch) and, with --gpus, their GPU in CUDA_VISIBLE_DEVICES, from before anything loads. A
 worker dies with the parent (PR_SET_PDEATHSIG), so a killed run leaves no writer behind.
 """
 
@@ -56,10 +56,6 @@ POLL = 0.1  # seconds between looks at stop, pause and the workers' health while
 EXIT_WAIT = 5.0  # seconds a worker whose pipe ended has to be seen dead, for its exit code
 PROGRESS_INTERVAL = 0.1  # seconds between a worker's Progress messages
 _environ_lock = threading.Lock()  # os.environ is patched while a worker starts
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def worker_env(threads: int, gpu: str | None = None) -> dict[str, str]:
@@ -118,16 +114,16 @@ class WorkerDied(RuntimeError):
 class SeedWorkers:
     """The run's worker processes, started once its groups exist and closed when it ends."""
 
-    def __init__(self, rundir: RunDir, chains: list[Chain], workers: int, gpus: list[str]) -> None:
+    def __init__(self, rundir: RunDir, chains: list[Chain], processes: int, gpus: list[str], threads: int) -> None:
+        """processes workers (at most one per group), each with threads threads for every pool."""
         self.chains, self.specs = chains, chain_specs(rundir.config())
-        n = min(workers, sum(len(ch.groups) for ch in chains))
+        self.threads = threads
         ctx = mp.get_context("spawn")
         self.inbox: queue.Queue[tuple[int, bytes | None]] = queue.Queue()  # (worker, message or None: pipe ended)
-        self.tasks = [ctx.Queue() for _ in range(n)]
+        self.tasks = [ctx.Queue() for _ in range(processes)]
         self.sent: set[int] = set()  # groups whose worker holds their state
         self.procs = []
-        threads = max(1, cores() // n)
-        for i in range(n):
+        for i in range(processes):
             reader, writer = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=serve, args=(str(rundir.path), self.tasks[i], writer, os.getpid()), daemon=True)
             with _environment(worker_env(threads, gpus[i % len(gpus)] if gpus else None)):
@@ -162,6 +158,7 @@ class SeedWorkers:
                     "engine_name": spec.engine_name,
                     "params": spec.params,
                     "device": ch.engine.device,
+                    "threads": self.threads,
                     "seeds": g.seeds,
                     "real": g.real,
                     "reference": g.reference,
@@ -272,6 +269,7 @@ def serve(path: str, tasks: Any, results: Connection, parent: int) -> None:
                     engine = engines[task.chain] = engine_class(spec["engine_name"])(
                         spec["params"], device=spec["device"]
                     )
+                    engine.set_threads(spec["threads"])
                 real = spec["real"]
                 group = Group(spec["seeds"], [], real, real, real, spec["reference"], spec["model"])
                 groups[task.key] = (engine, group)
