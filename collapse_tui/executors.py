@@ -20,11 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from .batch import EXIT, STOP_SIGNALS, run_batch
+from .batch import EXIT, run_batch
 from .config import ConfigError, check_runnable
 from .engines import engine_class
 from .rundir import RunDir
 from .seed_workers import cores, die_with_parent, worker_env
+from .stopsignals import handling
 from .sweepdir import LOGS, CellRun, SweepDir
 
 EXECUTORS = ("local", "ray")
@@ -43,8 +44,14 @@ def start_cell(cell: CellRun, env: dict[str, str], log: Path) -> subprocess.Pope
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=_cell_preexec,
         )
+
+
+def _cell_preexec() -> None:
+    die_with_parent()
+    # the sweep stops its cells with SIGTERM: the cell must handle it even if the sweep started with it ignored
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def todo(sweep: SweepDir) -> list[CellRun]:
@@ -115,8 +122,7 @@ def run_local(cells: list[CellRun], workers: int, gpus: list[str], logs: Path, s
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
 
-    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
-    try:
+    with handling(on_signal):
         while queue or running:
             for slot in range(workers):
                 if slot not in running and queue:
@@ -130,9 +136,6 @@ def run_local(cells: list[CellRun], workers: int, gpus: list[str], logs: Path, s
                 if proc.poll() is not None:
                     del running[slot]
                     say(_ended(cell))
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     return 128 + stopped_by[0] if stopped_by else 0
 
 
