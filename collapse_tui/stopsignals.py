@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 
@@ -26,8 +27,10 @@ def catchable() -> tuple[signal.Signals, ...]:
 
 @contextlib.contextmanager
 def handling(handler: Handler) -> Iterator[None]:
-    """handler for every catchable stop signal while the block runs; the previous handlers back after it."""
-    previous = {s: signal.signal(s, handler) for s in catchable()}
+    """handler for every catchable stop signal while the block runs; the previous handlers back after it.
+    Off the main thread (a caller driving the CLI from a thread) nothing is set: Python allows it there only."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, handler) for s in catchable()} if main else {}
     try:
         yield
     finally:
