@@ -2,7 +2,7 @@
 
 Output is a courtesy, the run directory the record: a closed stdout or a reader that went away (`| head`)
 silences the output and the run goes on. SIGINT, SIGTERM and SIGHUP stop after a checkpoint ("stopped",
-resumable); a second one quits at once."""
+resumable); a second one quits at once. One the process started with ignored stays ignored (stopsignals)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from .events import Event, GenerationDone, RunFailed, RunFinished, RunStarted
 from .events import Progress as ProgressEvent
 from .rundir import RunDir
 from .runlog import RunLog, failed_line, resumable
+from .stopsignals import handling
 from .summary import by_generation, change, log_keys_of, scalar_keys
 
 EXIT = {"finished": 0, "failed": 1, "stopped": 130}
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class QuietOnBrokenPipe(Console):
@@ -169,12 +169,10 @@ def run_batch(
 
     stopper = threading.Thread(target=stop_when_woken, name="stop", daemon=True)
     stopper.start()
-    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     try:
-        state = loop.run(rundir, view.handle, control, resume=resume, workers=workers, gpus=gpus)
+        with handling(on_signal):
+            state = loop.run(rundir, view.handle, control, resume=resume, workers=workers, gpus=gpus)
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
         os.write(wake_w, b"\0")  # a second byte, if a signal wrote the first: the thread reads one
         stopper.join()
         os.close(wake_r)

@@ -7,6 +7,7 @@ Exit status: 0 success, 1 a run failed, 2 bad input (one line on stderr, never a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import sys
@@ -64,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gpus", metavar="LIST", help="GPUs the workers share out, e.g. 0,1 (one per worker)")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="where a sweep's cells run")
-    p.add_argument("--address", metavar="ADDR", help="the Ray cluster to join (--executor ray; default: local)")
+    p.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="the Ray cluster to join: HOST:PORT, ray://HOST:PORT or auto (--executor ray; default: a local one)",
+    )
     p.add_argument("--version", action="version", version=f"collapse-tui {__version__}")
     return p
 
@@ -203,22 +208,28 @@ def run(argv: list[str]) -> int:
 
 
 def run_sweep_command(args: argparse.Namespace, preset: PresetFile | None) -> int:
-    """--batch SWEEP.toml (preset: that file, as read) or --resume SWEEP_DIR: every cell validated and checked
-    before the sweep directory exists."""
-    from .executors import run_sweep
+    """--batch SWEEP.toml (preset: that file, as read) or --resume SWEEP_DIR: every cell validated and checked,
+    and Ray joined, before the sweep directory exists."""
+    from .executors import ray_endpoint, ray_session, run_sweep
 
+    if args.address is not None:
+        if args.executor != "ray":
+            raise ConfigError("--address is the Ray cluster of --executor ray")
+        ray_endpoint(args.address)
     if args.resume:
-        sweep = SweepDir.open(args.resume)
+        sweep, spec = SweepDir.open(args.resume), None
         _restore_logs(sweep)
     else:
-        spec = expand(preset, args.overrides)
+        sweep, spec = None, expand(preset, args.overrides)
         for cell in spec.cells:
             try:
                 check_runnable(cell.config)
             except ConfigError as e:
                 raise ConfigError(f"sweep cell {cell.name}: {e}") from None
-        sweep = SweepDir.create(Path(args.runs_dir), spec)
-    return run_sweep(sweep, workers=args.workers, executor=args.executor, gpus=_gpus(args), address=args.address)
+    with ray_session(args.address) if args.executor == "ray" else contextlib.nullcontext():
+        if sweep is None:
+            sweep = SweepDir.create(Path(args.runs_dir), spec)
+        return run_sweep(sweep, workers=args.workers, executor=args.executor, gpus=_gpus(args))
 
 
 def _restore_logs(sweep: SweepDir) -> None:

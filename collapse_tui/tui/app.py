@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from textual.app import App
@@ -19,6 +20,7 @@ from textual.binding import Binding
 from ..config import ConfigError
 from ..preset_files import read_preset
 from ..rundir import RunDir, open_for_resume
+from ..stopsignals import catchable
 from ..sweep import is_sweep, read_target
 from ..sweepdir import SweepDir, is_sweep_dir
 from .start import PresetEntry, StartScreen, builtin_entries, folder_entries
@@ -46,14 +48,17 @@ class CollapseApp(App[int]):
         self.entries, self.selected, self.overrides, self.runs_dir = entries, selected, list(overrides), runs_dir
         self.open_run, self.resume_now, self.open_sweep = open_run, resume, open_sweep
         self.quitting = False  # waiting for the loop to checkpoint before exiting
+        self._sighup: signal.Handlers | Callable | None = None  # SIGHUP's handler before ours
 
     def on_mount(self) -> None:
         # a server's shutdown (SIGTERM) or a dropped SSH session (SIGHUP): quit as q does, so a running
-        # run stops at a checkpoint and records "stopped"
+        # run stops at a checkpoint and records "stopped"; unless the app started with them ignored (nohup)
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, lambda: self.call_later(self.action_quit))
+        if signal.SIGTERM in catchable():
+            loop.add_signal_handler(signal.SIGTERM, lambda: self.call_later(self.action_quit))
         # not the loop's handler: this one runs even while the app's thread waits on a full output queue
-        self._sighup = signal.signal(signal.SIGHUP, lambda *_: self.hang_up(loop))
+        if signal.SIGHUP in catchable():
+            self._sighup = signal.signal(signal.SIGHUP, lambda *_: self.hang_up(loop))
         self.push_screen(StartScreen(self.entries, self.selected, self.overrides, self.runs_dir))
         if self.open_sweep is not None:
             from .sweep_screen import SweepScreen
@@ -66,7 +71,8 @@ class CollapseApp(App[int]):
             self.push_screen(RunScreen(self.open_run, self.open_run.config(), start=start))
 
     def on_unmount(self) -> None:
-        signal.signal(signal.SIGHUP, self._sighup)
+        if self._sighup is not None:
+            signal.signal(signal.SIGHUP, self._sighup)
 
     def hang_up(self, loop: asyncio.AbstractEventLoop) -> None:
         """The terminal is gone. Its output goes to /dev/null from now on, the app quits as q does, and
