@@ -99,17 +99,10 @@ def make_run(root: Path, preset: str, *sets: str) -> Path:
 def run_loop(tmp_path: Path, preset: str, overrides: list[str], stop_after: int | None = None, resume_dir=None):
     """Run a preset through the loop in this process; stop after a generation, or resume a run directory.
     Returns (run directory, final state)."""
-    from collapse_tui.events import GenerationDone
-    from collapse_tui.loop import Control, run
-
-    control = Control()
-
-    def emit(event: object) -> None:
-        if stop_after is not None and isinstance(event, GenerationDone) and event.generation == stop_after:
-            control.stop()
+    from collapse_tui.testing import run_in_process
 
     rundir = resume_dir or RunDir.create(tmp_path / "runs", load_preset(preset, overrides))
-    return rundir, run(rundir, emit, control, resume=resume_dir is not None)
+    return rundir, run_in_process(rundir, stop_after, resume=resume_dir is not None)
 
 
 def tiny_opt(**params: object):
