@@ -44,7 +44,7 @@ Bare().run()
 
 def first_frame(cmd: list[str], cwd: Path, path: Path | None = None, timeout: float = 60.0) -> float:
     """Seconds from starting cmd in a fresh detached tmux session (100x30) until MARKER is on screen;
-    path: a checkout whose collapse_tui to run instead of the installed one."""
+    path: a folder holding another version of collapse_tui (see --against) to run instead of this one."""
     session = f"bench-{os.getpid()}-{time.monotonic_ns()}"
     env = ["env", f"PYTHONPATH={path}"] if path else []
     start = time.perf_counter()
@@ -81,7 +81,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2 launches of each")
     ap.add_argument("--launches", type=int, default=5)
-    ap.add_argument("--against", type=Path, help="another checkout (e.g. `git archive` of main) to time as well")
+    ap.add_argument(
+        "--against", type=Path, help="another version, installed with `pip install --no-deps --target DIR`: timed too"
+    )
     args = ap.parse_args()
     launches = 2 if args.quick else args.launches
     if shutil.which("tmux") is None:

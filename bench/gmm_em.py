@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import os
-import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 from types import ModuleType
 
 import machine
@@ -28,9 +25,7 @@ K = 2
 
 
 def engine_module(name: str = "gmm") -> ModuleType:
-    """engines/<name>.py, from the installed package or, if not installed, from this checkout."""
-    if importlib.util.find_spec("collapse_tui") is None:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    """engines/<name>.py of the installed package (`pip install -e .`: a bare checkout does not import)."""
     return importlib.import_module(f"collapse_tui.engines.{name}")
 
 

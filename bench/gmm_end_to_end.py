@@ -9,7 +9,7 @@ run).
     .venv/bin/python bench/gmm_end_to_end.py --quick      # 32 x 201 and a shorter sklearn loop (~20 s)
     .venv/bin/python bench/gmm_end_to_end.py --profile    # also the breakdown
     .venv/bin/python bench/gmm_end_to_end.py --set 'data.mode="accumulate"' --generations 101
-    .venv/bin/python bench/gmm_end_to_end.py --against /tmp/old   # also an older checkout's CLI, same run
+    .venv/bin/python bench/gmm_end_to_end.py --against /tmp/old   # also another version's CLI, same run
 """
 
 from __future__ import annotations
@@ -79,7 +79,9 @@ def main() -> None:
     ap.add_argument("--sk-generations", type=int, help="generations for the sklearn loop (default 351)")
     ap.add_argument("--profile", action="store_true", help="also profile the CLI run and print the breakdown")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra --set for the CLI run")
-    ap.add_argument("--against", type=Path, help="another checkout (e.g. `git archive` of main): its CLI too")
+    ap.add_argument(
+        "--against", type=Path, help="another version, installed with `pip install --no-deps --target DIR`: its CLI too"
+    )
     ap.add_argument("--repeat", type=int, default=3, help="CLI runs (the median counts): this box's speed swings")
     args = ap.parse_args()
     generations = args.generations or (201 if args.quick else 2001)
@@ -98,7 +100,7 @@ def main() -> None:
         # warm numba's cache (a first run on this machine compiles; that cost is bench/gmm_em.py --cold's)
         subprocess.run(cli_command(2, runs, args.sets), cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
         other = None
-        if args.against:  # its own numba cache (beside its sources), warmed the same way
+        if args.against:  # its own numba cache, warmed the same way
             other = {**env, "PYTHONPATH": str(args.against), "NUMBA_CACHE_DIR": str(Path(tmp) / "numba-other")}
             run_cli(cli_command(2, runs, args.sets), other, args.against)
         times, other_times = [], []
@@ -117,7 +119,7 @@ def main() -> None:
             other_s = statistics.median(other_times)
             runs_text = ", ".join(f"{t:.1f}" for t in other_times)
             print(
-                f"{args.against}: {other_s:.1f} s (median of {runs_text}), {other_s / cli_s:.2f}x this checkout's time"
+                f"{args.against}: {other_s:.1f} s (median of {runs_text}), {other_s / cli_s:.2f}x this version's time"
             )
         if args.profile:
             prof = Path(tmp) / "cli.prof"

@@ -30,8 +30,10 @@ def requirements(cfg: Config) -> list[str]:
 
 def check_runnable(cfg: Config) -> None:
     """What a run needs beyond a valid preset, checked before its run directory exists: the engine's
-    packages installed, its data and model within reach (quick checks, nothing read or downloaded)."""
-    need = 0
+    packages installed, its data and model within reach, and the memory it needs (quick checks: nothing
+    read but file sizes and headers, nothing downloaded)."""
+    need = data = 0
+    data_keys: list[str] = []
     for spec in chain_specs(cfg):
         cls = known_engine(spec.engine_name)
         missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
@@ -43,10 +45,13 @@ def check_runnable(cfg: Config) -> None:
         engine = cls(spec.params, device=cfg.experiment["device"])
         try:
             engine.preflight()
+            data += engine.data_bytes()
         except DataError as e:
             raise ConfigError(str(e)) from None
         need += memory_need(cfg, spec, engine)
-    check_memory(cfg, need)
+        if engine.data_keys and engine.data_keys not in data_keys:
+            data_keys.append(engine.data_keys)
+    check_memory(cfg, need, data, " or ".join(data_keys))
 
 
 def memory_need(cfg: Config, spec: ChainSpec, engine) -> int:
@@ -59,14 +64,20 @@ def memory_need(cfg: Config, spec: ChainSpec, engine) -> int:
     return engine.memory_bytes(len(spec.seeds), drawn, pooled)
 
 
-def check_memory(cfg: Config, need: int) -> None:
-    """Refuse a run whose generations cannot fit in the memory this machine has available."""
-    have = available_memory()
-    if need and have and need > have:
-        raise ConfigError(
-            f"this run needs about {need / 2**30:.1f} GiB (seeds x samples x dimensions, {cfg.data['mode']} mode) "
-            f"and {have / 2**30:.1f} GiB are available; use fewer seeds or samples"
-        )
+def check_memory(cfg: Config, need: int, data: int = 0, data_keys: str = "") -> None:
+    """Refuse a run whose generations (need) and real data (data: read once, kept throughout) cannot fit
+    in the memory this machine has available; the advice names the larger part."""
+    have, total = available_memory(), need + data
+    if not (total and have and total > have):
+        return
+    if data > need:
+        why = f"{data / 2**30:.1f} GiB of it the real data"
+        advice = f"use less real data ({data_keys})" if data_keys else "use less real data"
+    else:
+        why, advice = f"seeds x samples x dimensions, {cfg.data['mode']} mode", "use fewer seeds or samples"
+    raise ConfigError(
+        f"this run needs about {total / 2**30:.1f} GiB ({why}) and {have / 2**30:.1f} GiB are available; {advice}"
+    )
 
 
 def available_memory() -> int:

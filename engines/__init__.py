@@ -7,8 +7,8 @@ Engines are found through entry points, the built-in ones and a plugin's alike:
 
 so `pip install my-engine` adds an engine to presets, the app and reports. A plugin may also ship
 presets (group `collapse_tui.presets`: a package whose folder holds *.toml, or an object that is a
-folder or a list of files). From a checkout that is not installed, this project's own
-pyproject.toml declares the built-ins.
+folder or a list of files). The built-ins register the same way, so the package runs installed
+(`pip install .`, or `pip install -e .` from a checkout), not from a bare checkout.
 
 Engine modules keep their top-level imports light (numpy); torch-based engines import torch
 inside their methods so that validating a preset never loads it.
@@ -19,8 +19,6 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
-import tomllib
-from pathlib import Path
 
 from .base import DataError, Engine, Fitted, Generated, Metric, Param, Report
 
@@ -51,25 +49,12 @@ class EngineError(ValueError):
 def entry_points(group: str) -> dict[str, str]:
     """name -> 'module:attribute' of every installed distribution's entry points in group; the first
     registration of a name wins, this distribution's own first."""
+    installed = importlib.metadata.entry_points(group=group)
+    own = [ep for ep in installed if ep.dist is not None and ep.dist.name == DISTRIBUTION]
     found: dict[str, str] = {}
-    try:
-        own = importlib.metadata.distribution(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:  # a checkout run without installing it
-        found |= _checkout_entry_points(group)
-    else:
-        found |= {ep.name: ep.value for ep in own.entry_points if ep.group == group}
-    for ep in importlib.metadata.entry_points(group=group):
+    for ep in [*own, *installed]:
         found.setdefault(ep.name, ep.value)
     return found
-
-
-def _checkout_entry_points(group: str) -> dict[str, str]:
-    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-    try:
-        project = tomllib.loads(pyproject.read_text())["project"]
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
-        return {}
-    return dict(project.get("entry-points", {}).get(group, {}))
 
 
 def engine_names() -> tuple[str, ...]:

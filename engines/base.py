@@ -139,6 +139,15 @@ class Engine(ABC):
         pooled training examples kept per seed (0: not estimated). The loop refuses what cannot fit."""
         return 0
 
+    # the keys that bound the real data read, named when data_bytes() is more than the machine has
+    data_keys: ClassVar[str] = ""
+
+    def data_bytes(self) -> int:
+        """About how many bytes the real data (training and held-out) take while they are read and kept,
+        from the params and at most the files' sizes and headers (0: not estimated); raise DataError
+        naming the key when a header is unreadable or claims more than its file holds."""
+        return 0
+
     def example_shape(self) -> tuple[int, ...] | None:
         """The shape of one example, (d,) for points, from the params alone (None: not known before the
         data are read). Chains that feed each other arrays must agree on it."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import socket
+import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from .base import DataError
@@ -41,3 +44,23 @@ def check_hub(key: str, what: str, alternative: str) -> None:
             f"{key}: {what} comes from the Hugging Face hub, which cannot be reached ({why}); {alternative}, "
             "or set HF_HUB_OFFLINE=1 to use a copy in the Hugging Face cache"
         )
+
+
+def hub_cli() -> str:
+    """The Hugging Face command line installed here, as the user would type it: `hf` (huggingface_hub 0.34
+    on; 1.0 dropped `huggingface-cli`), else `huggingface-cli`; by name when on PATH, else its path beside
+    this Python (a virtual environment not activated); '' when there is neither."""
+    for name in ("hf", "huggingface-cli"):
+        beside, on_path = Path(sys.executable).parent / name, shutil.which(name)
+        if beside.is_file():  # this environment's own
+            return name if on_path and Path(on_path).samefile(beside) else str(beside)
+        if on_path:
+            return name
+    return ""
+
+
+def download_command(repo: str) -> str:
+    """How to download the hub repository repo into a folder DIR with what is installed."""
+    cli = hub_cli()
+    command = f"{cli or 'hf'} download {repo} --local-dir DIR"
+    return command if cli else f"pip install huggingface_hub, then {command}"

@@ -187,6 +187,14 @@ class MixtureEngine(Engine):
         n = self.params.samples
         return 8 * self.dim * seeds * (3 * n + pooled + (3 + k) * drawn)
 
+    data_keys = "engine.test_samples"
+
+    def data_bytes(self) -> int:
+        # the float64 held-out sample, its copy (the moments of one Gaussian), and a seed's (K, T, d)
+        # temporaries when numpy's log-density measures it
+        k = int(getattr(self.params, "components", 1))
+        return 8 * self.dim * self.params.test_samples * (2 + k)
+
     def test_data(self) -> np.ndarray:
         if not hasattr(self, "_test"):
             rng = np.random.default_rng(TEST_SEED)

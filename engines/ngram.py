@@ -42,6 +42,7 @@ from .text_data import (
     prompt_indices,
     rare_tokens,
     read_splits,
+    text_bytes,
     text_words,
     with_prompt,
     words_text,
@@ -136,6 +137,11 @@ class NgramEngine(Engine):
     def preflight(self) -> None:
         for key, what in self.hub_needs():
             check_hub(key, what, HUB_ALTERNATIVE)
+
+    data_keys = "engine.max_chars"
+
+    def data_bytes(self) -> int:
+        return text_bytes({**self._files(), "valid": None}, self.params.max_chars)  # dataset() reads no valid
 
     @property
     def new_tokens(self) -> int:

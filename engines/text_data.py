@@ -35,8 +35,8 @@ HUB_ALTERNATIVE = "offline, set engine.text_dir or engine.train/valid/test to lo
 
 
 def check_text_paths(params: Any, keys: tuple[str, ...]) -> None:
-    """text_dir must be a folder and train/valid/test files: said before a run directory exists, not
-    when the run first reads them."""
+    """text_dir must be a folder and train/valid/test files, and local text needs a training and a test
+    text: said before a run directory exists, not when the run first reads them."""
     for key in keys:
         value = getattr(params, key)
         if not value:
@@ -44,6 +44,19 @@ def check_text_paths(params: Any, keys: tuple[str, ...]) -> None:
         folder = key == "text_dir"
         if not (Path(value).is_dir() if folder else Path(value).is_file()):
             raise DataError(f"engine.{key}: no such {'folder' if folder else 'file'}: {value}")
+    given = {k: Path(getattr(params, k)) if k in keys and getattr(params, k) else None for k in SPLIT_FILES}
+    text_dir = getattr(params, "text_dir", "")
+    if not text_dir and not any(given.values()):
+        return  # wikitext from the hub
+    found = local_files(given, Path(text_dir) if text_dir else None)
+    for split in ("train", "test"):
+        if found[split] is None:
+            if text_dir:
+                raise DataError(
+                    f"engine.text_dir: {text_dir} has no {SPLIT_FILES[split][0]} (expected train.txt and test.txt, "
+                    "valid.txt optional, or WikiText's wiki.train.raw and wiki.test.raw)"
+                )
+            raise DataError(f"engine.{split}: local text needs a {split} text too (engine.{split} or engine.text_dir)")
 
 
 def local_files(files: dict[str, Path | None], folder: Path | None) -> dict[str, Path | None]:
@@ -56,6 +69,32 @@ def local_files(files: dict[str, Path | None], folder: Path | None) -> dict[str,
     return found
 
 
+# bytes per character of text read, for its lines, words or token ids: tracemalloc's peaks were 15 (the n-gram
+# engine) and 25 (OPT's tiny model, its Rust tokenizer's own memory not counted) on 2.2 MB of WikiText-2
+TEXT_BYTES_PER_CHAR = 32
+
+
+def text_bytes(files: dict[str, Path | None], max_chars: int) -> int:
+    """About the memory the local texts take once read and cut into words or tokens (file sizes only)."""
+    total = 0
+    for f in files.values():
+        if f is not None and f.is_file():
+            size = f.stat().st_size  # bytes: at least as many as characters
+            total += min(size, max_chars) if max_chars else size
+    return total * TEXT_BYTES_PER_CHAR
+
+
+def read_text(path: Path, max_chars: int, key: str) -> list[str]:
+    """The lines of the first max_chars characters (0: all) of a UTF-8 text, read no further."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(max_chars or -1).splitlines(keepends=True)
+    except UnicodeDecodeError as e:
+        raise DataError(f"engine.{key}: {path} is not UTF-8 text ({e.reason})") from None
+    except OSError as e:
+        raise DataError(f"engine.{key}: cannot read {path} ({e.strerror or type(e).__name__})") from None
+
+
 def read_splits(
     files: dict[str, Path | None], folder: Path | None, dataset: str, max_chars: int
 ) -> dict[str, list[str]]:
@@ -64,19 +103,8 @@ def read_splits(
     from the hub; offline, one line saying which keys to set."""
     files = local_files(files, folder)
     limit = max_chars or None
-    if files.get("train") is not None:
-        if files.get("test") is None:
-            raise DataError("engine.test: local training text needs a test text (engine.test or text_dir)")
-        out = {}
-        for split in SPLIT_FILES:
-            f = files.get(split)
-            if f is None:
-                out[split] = []
-                continue
-            if not f.is_file():
-                raise DataError(f"engine.{split}: no such file: {f}")
-            out[split] = f.read_text(encoding="utf-8")[:limit].splitlines(keepends=True)
-        return out
+    if files.get("train") is not None:  # check_text_paths found a test text too
+        return {split: read_text(f, max_chars, split) if f else [] for split, f in files.items()}
     try:
         import datasets
 

@@ -22,7 +22,16 @@ import numpy as np
 
 from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine
 from .hub import check_hub
-from .vae_data import LOCAL_ALTERNATIVE, Dataset, header_shape, image_shape, load_digits, load_files, load_hub
+from .vae_data import (
+    LOCAL_ALTERNATIVE,
+    Dataset,
+    header_shape,
+    image_bytes,
+    image_shape,
+    load_digits,
+    load_files,
+    load_hub,
+)
 
 LATENT_SEED = 20240724  # the fixed latents of latent_spread: the same for every generation, seed and run
 EVAL_SEED = 7  # noise of the ELBO estimates in evaluate and score: fixed, so a resumed run agrees
@@ -116,6 +125,15 @@ class VAEEngine(TorchEngine):
         images = self.path(p.images) if p.source == "files" else None
         shape = header_shape(images) if images else None
         return image_shape(shape) if shape else None
+
+    data_keys = "smaller engine.images/test_images files"
+
+    def data_bytes(self) -> int:
+        """The image files, read whole (train_count and test_count cut them after): from their headers."""
+        if self.params.source != "files":
+            return 0
+        files = (self.path(self.params.images), self.path(self.params.test_images))
+        return sum(image_bytes(f) for f in files if f is not None)
 
     def dataset(self) -> Dataset:
         """The real images, read once. Errors are DataError with one line that says what to do."""

@@ -12,6 +12,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -34,20 +35,119 @@ class Dataset:
     test_labels: np.ndarray | None
 
 
+# deflate expands at most about 1032 times: a gzip file claiming more holds a lie or a bomb
+GZIP_MAX_RATIO = 1032
+CHUNK = 1 << 24  # bytes decompressed into the array at a time
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a data file declares before its data: the array's shape and type, read alone."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    offset: int  # the bytes before the data
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _open_idx(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+
+
+def idx_header(path: str | Path) -> Header:
+    """An IDX file's header (LeCun's MNIST format, gzip-compressed or not: magic 0 0 type ndim, big-endian
+    sizes), its declared size checked against the file's before any data is read: equal for a plain file,
+    within what deflate can expand to for a gzip one."""
+    path = Path(path)
+    try:
+        size, gz = path.stat().st_size, _is_gzip(path)
+        with _open_idx(path) as f:
+            magic = f.read(4)
+            if len(magic) < 4 or magic[:2] != b"\0\0" or magic[2] not in IDX_TYPES:
+                raise DataError(f"{path}: not an IDX file (magic bytes {magic.hex()})")
+            dims = f.read(4 * magic[3])
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    if len(dims) < 4 * magic[3]:
+        raise DataError(f"{path}: the IDX header is cut short")
+    h = Header(tuple(int(d) for d in np.frombuffer(dims, ">u4")), np.dtype(IDX_TYPES[magic[2]]), 4 + len(dims))
+    if gz and h.offset + h.nbytes > size * GZIP_MAX_RATIO:
+        raise DataError(f"{path}: IDX header says {h.shape}, {h.nbytes} bytes, more than {size} bytes of gzip can hold")
+    if not gz and size - h.offset != h.nbytes:
+        raise DataError(f"{path}: IDX header says {h.shape} but the file holds {size - h.offset} bytes of data")
+    return h
+
+
 def read_idx(path: str | Path) -> np.ndarray:
-    """An IDX file (LeCun's MNIST format), gzip-compressed or not: magic 0 0 type ndim, big-endian sizes."""
-    raw = Path(path).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in IDX_TYPES:
-        raise DataError(f"{path}: not an IDX file (magic bytes {raw[:4].hex()})")
-    ndim = raw[3]
-    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    dtype = np.dtype(IDX_TYPES[raw[2]])
-    body = 4 + 4 * ndim
-    if len(raw) - body != math.prod(shape) * dtype.itemsize:
-        raise DataError(f"{path}: IDX header says {shape} but the file holds {len(raw) - body} bytes of data")
-    return np.frombuffer(raw, dtype, offset=body).reshape(shape).astype(dtype.newbyteorder("="))
+    """An IDX file's array, in native byte order. Reading stops at the size its header declares: a file
+    that holds more or less is refused, whatever it would decompress to."""
+    h = idx_header(path)
+    try:
+        out = np.empty(h.nbytes, np.uint8)
+    except MemoryError:
+        raise DataError(f"{path}: {h.nbytes} bytes of IDX data do not fit in memory") from None
+    try:
+        with _open_idx(Path(path)) as f:
+            f.read(h.offset)
+            got = 0
+            while got < h.nbytes and (n := f.readinto(memoryview(out)[got : got + CHUNK])):
+                got += n
+            more = f.read(1)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    if got < h.nbytes or more:
+        held = f"{got} bytes of data" if got < h.nbytes else "more data than that"
+        raise DataError(f"{path}: IDX header says {h.shape} but the file holds {held}")
+    return out.view(h.dtype).reshape(h.shape).astype(h.dtype.newbyteorder("="), copy=False)
+
+
+def npz_header(path: str | Path, name: str) -> Header | None:
+    """The header of array name in an .npz (None when it has none), its declared size checked against the
+    archive's entry before any data is read; object arrays are refused (they would need pickle)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            try:
+                info = z.getinfo(f"{name}.npy")
+            except KeyError:
+                return None
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+                h = Header(tuple(shape), dtype, f.tell())
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{path}: cannot read {name} ({type(e).__name__}: {e})") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: {name} holds Python objects; only numbers are read")
+    ratio = GZIP_MAX_RATIO if info.compress_type != zipfile.ZIP_STORED else 1
+    if info.file_size != h.offset + h.nbytes or info.file_size > max(info.compress_size, 1) * ratio:
+        raise DataError(f"{path}: {name} says {h.shape} {dtype}, not what the archive holds ({info.file_size} bytes)")
+    return h
+
+
+def read_npz(path: str | Path, name: str) -> np.ndarray | None:
+    """Array name of an .npz (None when it has none), after npz_header has checked its size."""
+    if npz_header(path, name) is None:
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z[name]
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{path}: cannot read {name} ({type(e).__name__}: {e})") from None
+
+
+def image_bytes(path: str | Path) -> int:
+    """About the memory the images of a file take while read: their data as stored, and as float32."""
+    h = npz_header(path, "images") if Path(path).suffix == ".npz" else idx_header(path)
+    return 0 if h is None else h.nbytes + 4 * math.prod(h.shape)
 
 
 def as_images(x: np.ndarray, where: str) -> np.ndarray:
@@ -57,8 +157,8 @@ def as_images(x: np.ndarray, where: str) -> np.ndarray:
     if x.ndim != 3:
         raise DataError(f"{where}: expected images of shape (N, H, W), got {x.shape}")
     if x.dtype == np.uint8:
-        return (x / np.float32(255)).astype(np.float32)
-    x = x.astype(np.float32)
+        return x / np.float32(255)  # float32
+    x = x.astype(np.float32, copy=False)
     if x.size and (x.min() < 0 or x.max() > 1):
         raise DataError(f"{where}: float pixels must lie in [0, 1], got [{x.min():g}, {x.max():g}]")
     return x
@@ -70,17 +170,22 @@ def read_images(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     if not p.is_file():
         raise DataError(f"{path}: no such file")
     if p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            if "images" not in z:
-                raise DataError(f"{path}: expected an array named 'images', found {', '.join(z.files) or 'none'}")
-            return as_images(z["images"], path), z["labels"].astype(np.int64) if "labels" in z else None
+        images, labels = read_npz(p, "images"), read_npz(p, "labels")
+        if images is None:
+            with np.load(p, allow_pickle=False) as z:
+                found = ", ".join(z.files) or "none"
+            raise DataError(f"{path}: expected an array named 'images', found {found}")
+        return as_images(images, path), None if labels is None else labels.astype(np.int64)
     return as_images(read_idx(p), path), None
 
 
 def read_labels(path: str) -> np.ndarray:
     if not Path(path).is_file():
         raise DataError(f"{path}: no such file")
-    return (np.load(path, allow_pickle=False)["labels"] if path.endswith(".npz") else read_idx(path)).astype(np.int64)
+    labels = read_npz(path, "labels") if path.endswith(".npz") else read_idx(path)
+    if labels is None:
+        raise DataError(f"{path}: expected an array named 'labels'")
+    return labels.astype(np.int64)
 
 
 def split(
@@ -179,21 +284,10 @@ def header_shape(path: str | Path) -> tuple[int, ...] | None:
     """The shape of the array in an IDX file (.gz or not) or of 'images' in an .npz, from its header alone
     (a few bytes read); None when the header does not say (reading the file then names what is wrong)."""
     try:
-        if str(path).endswith(".npz"):
-            with zipfile.ZipFile(path) as z, z.open("images.npy") as f:
-                version = np.lib.format.read_magic(f)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                return tuple(read(f)[0])
-        with open(path, "rb") as f:
-            gz = f.read(2) == b"\x1f\x8b"
-        with gzip.open(path) if gz else open(path, "rb") as f:
-            magic = f.read(4)
-            if len(magic) < 4 or magic[:2] != b"\0\0" or magic[2] not in IDX_TYPES:
-                return None
-            sizes = f.read(4 * magic[3])
-            return tuple(int(d) for d in np.frombuffer(sizes, ">u4")) if len(sizes) == 4 * magic[3] else None
-    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error):
+        h = npz_header(path, "images") if str(path).endswith(".npz") else idx_header(path)
+    except DataError:
         return None
+    return h.shape if h else None
 
 
 def image_shape(shape: tuple[int, ...]) -> tuple[int, ...] | None:

@@ -9,6 +9,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault(var, "1")
 
 import json
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +29,31 @@ WIKI = DATA / "wikitext-2"
 MNIST = DATA / "mnist"
 # the OPT tests' text: WikiText-2's validation split trains, its test split tests
 WIKI_TRAIN, WIKI_TEST = str(WIKI / "valid.txt"), str(WIKI / "test.txt")
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel `pip wheel` builds from this checkout, built from a copy of what the build reads (so
+    that parallel workers share no setuptools build/ folder and the checkout gets none)."""
+    src = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src)
+    for name in ("collapse_tui", "engines", "presets"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path_factory.mktemp("wheel")
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)]
+    subprocess.run(pip, check=True, capture_output=True, timeout=300)
+    (path,) = out.glob("*.whl")
+    return path
+
+
+@pytest.fixture(scope="session")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the package as `pip install` lays it out (the wheel unpacked): collapse_tui/
+    with engines/ and presets/ in it."""
+    site = tmp_path_factory.mktemp("site")
+    zipfile.ZipFile(wheel).extractall(site)
+    return site
 
 
 @pytest.fixture
@@ -70,17 +99,10 @@ def make_run(root: Path, preset: str, *sets: str) -> Path:
 def run_loop(tmp_path: Path, preset: str, overrides: list[str], stop_after: int | None = None, resume_dir=None):
     """Run a preset through the loop in this process; stop after a generation, or resume a run directory.
     Returns (run directory, final state)."""
-    from collapse_tui.events import GenerationDone
-    from collapse_tui.loop import Control, run
-
-    control = Control()
-
-    def emit(event: object) -> None:
-        if stop_after is not None and isinstance(event, GenerationDone) and event.generation == stop_after:
-            control.stop()
+    from collapse_tui.testing import run_in_process
 
     rundir = resume_dir or RunDir.create(tmp_path / "runs", load_preset(preset, overrides))
-    return rundir, run(rundir, emit, control, resume=resume_dir is not None)
+    return rundir, run_in_process(rundir, stop_after, resume=resume_dir is not None)
 
 
 def tiny_opt(**params: object):

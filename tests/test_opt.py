@@ -16,6 +16,7 @@ import pytest
 from conftest import WIKI_TEST, WIKI_TRAIN, run_loop, tiny_opt
 
 from collapse_tui.cli import main
+from collapse_tui.engines.hub import download_command
 from collapse_tui.engines.opt import encode_lines, train_tokenizer
 from collapse_tui.engines.text_data import group_blocks
 from collapse_tui.engines.text_metrics import text_metrics
@@ -112,7 +113,7 @@ def test_offline_failures_say_what_to_download_or_set(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     lines = out.stdout.splitlines()
     assert len(lines) == 2, out.stderr[-2000:]
-    assert lines[0].startswith("engine.model:") and "huggingface-cli download facebook/opt-125m" in lines[0]
+    assert lines[0].startswith("engine.model:") and f"({download_command('facebook/opt-125m')})" in lines[0]
     assert lines[1].startswith("engine.dataset:") and "engine.text_dir" in lines[1]
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from collapse_tui import engines, preset_files
 from collapse_tui.config import ConfigError
+from collapse_tui.testing import check_engine
 
 PLUGIN = Path(__file__).with_name("plugin")
 ENTRY_POINTS = """[collapse_tui.engines]
@@ -39,6 +40,15 @@ def install(site: Path) -> Path:
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: collapse-kde\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(ENTRY_POINTS)
     return site
+
+
+def register(site: Path, module: str, code: str, entry_points: str) -> None:
+    """Another distribution in site: one module and its entry points."""
+    (site / f"{module}.py").write_text(code)
+    dist = site / f"{module}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(entry_points)
 
 
 def clear_caches() -> None:
@@ -119,3 +129,35 @@ def test_a_broken_plugin_gives_one_line_and_leaves_the_others_working(plugin_on_
         str(err.value)
         == "experiment.engine: engine 'kde' (collapse_kde:KDEEngine) does not load: ImportError: numpy 3 needed"
     )
+
+
+TINY_KDE = {"samples": 50, "test_samples": 100}
+
+
+def test_the_plugin_keeps_the_engine_contract(plugin_on_path):
+    check_engine("kde", TINY_KDE)
+
+
+BROKEN = {  # the KDE engine broken in one method -> the part of the contract check_engine names
+    "load": (
+        "load(self, directory):\n        return {'points': super().load(directory)['points'][:, 1:]}",
+        "checkpoint",
+    ),
+    "evaluate": (
+        "evaluate(self, *args):\n        return [{'perplexity': r['perplexity']} for r in super().evaluate(*args)]",
+        "rows",
+    ),
+}
+
+
+@pytest.mark.parametrize("method", sorted(BROKEN))
+def test_check_engine_names_what_a_broken_engine_breaks(plugin_on_path, monkeypatch, method):
+    code, part = BROKEN[method]
+    engine = (
+        f"from collapse_kde import KDEEngine\n\n\nclass Broken(KDEEngine):\n    name = 'broken'\n\n    def {code}\n"
+    )
+    register(Path(sys.path[0]), "broken_kde", engine, "[collapse_tui.engines]\nbroken = broken_kde:Broken\n")
+    monkeypatch.delitem(sys.modules, "broken_kde", raising=False)
+    clear_caches()
+    with pytest.raises(AssertionError, match=f"^engine 'broken', {part}: "):
+        check_engine("broken", TINY_KDE)
