@@ -252,10 +252,12 @@ def _owner(key: str, engine_name: str) -> str:
 
 
 def short(v: Any) -> str:
+    """A value as a message quotes it: its repr, cut to 60 characters."""
     text = repr(v)
     return text if len(text) <= 60 else text[:59] + "…"
 
 
 def did_you_mean(word: str, options: Any, prefix: str = " ") -> str:
+    """' (did you mean<prefix>option?)' for the option closest to word, '' when none is close."""
     close = difflib.get_close_matches(word, [str(o) for o in options], n=1, cutoff=0.6)
     return f" (did you mean{prefix}{close[0]}?)" if close else ""
