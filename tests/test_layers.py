@@ -9,14 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import ROOT, run_process
 
 LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
 
 
 def lint_imports(cwd: Path, *, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
     env = os.environ | ({"PYTHONPATH": str(pythonpath)} if pythonpath else {})
-    return subprocess.run(
+    return run_process(
         [LINT_IMPORTS, str(ROOT / "pyproject.toml"), "--no-cache"],
         cwd=cwd,
         env=env,
@@ -66,5 +66,5 @@ def test_running_a_batch_imports_no_textual_or_torch(tmp_path):
         "bad = [m for m in ('textual', 'torch', 'transformers') if m in sys.modules]; "
         "print(code, bad)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = run_process([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[-1] == "0 []"
