@@ -139,16 +139,16 @@ class RunDir:
                 path = runs_dir / (f"{name or cfg.name}-{stamp}" + (f"-{n}" if n > 1 else ""))
                 if not os.path.lexists(path):  # a dangling link with that name counts as taken
                     os.rename(tmp, path)  # the lock goes with the folder
+                    tmp = None
                     fsync_dir(runs_dir)
                     return cls(path)
+            raise ConfigError(f"--runs-dir {runs_dir}: too many runs named {cfg.name}-{stamp}")
         except OSError as e:
-            if tmp is not None:
+            raise ConfigError(f"--runs-dir {runs_dir}: cannot create a run there: {e.strerror or e}") from None
+        finally:
+            if tmp is not None:  # not renamed into place (an error, a Ctrl-C): the half-made folder goes
                 _release(tmp)
                 shutil.rmtree(tmp, ignore_errors=True)
-            raise ConfigError(f"--runs-dir {runs_dir}: cannot create a run there: {e.strerror or e}") from None
-        _release(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ConfigError(f"--runs-dir {runs_dir}: too many runs named {cfg.name}-{stamp}")
 
     @classmethod
     def open(cls, path: Path) -> RunDir:

@@ -75,14 +75,15 @@ class SweepDir:
                 path = runs_dir / (f"{sweep.name}-{stamp}" + (f"-{n}" if n > 1 else ""))
                 if not os.path.lexists(path):
                     os.rename(tmp, path)
+                    tmp = None
                     fsync_dir(runs_dir)
                     return cls.open(path)
+            raise ConfigError(f"--runs-dir {runs_dir}: too many sweeps named {sweep.name}-{stamp}")
         except OSError as e:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
             raise ConfigError(f"--runs-dir {runs_dir}: cannot create a sweep there: {e.strerror or e}") from None
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ConfigError(f"--runs-dir {runs_dir}: too many sweeps named {sweep.name}-{stamp}")
+        finally:
+            if tmp is not None:  # not renamed into place (a cell that could not be made, a Ctrl-C): it goes
+                shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def open(cls, path: Path | str) -> SweepDir:

@@ -6,6 +6,7 @@ own conftest.py and pyproject.toml, and checks what that session leaves behind."
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -13,6 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from collapse_tui import rundir
+from collapse_tui.cli import main
+from collapse_tui.config import load_preset
+from collapse_tui.rundir import RunDir
 
 TESTS = Path(__file__).resolve().parents[1]
 SLEEPER = """
@@ -123,3 +129,46 @@ def test_the_temporary_folder_keeps_only_failed_tests_of_two_sessions(session):
     assert sorted(p.parent.name for p in files) == ["test_fails0", "test_fails0"]
     assert len({p.parents[1] for p in files}) == 2  # two sessions
     assert sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) < 2 * 2**22 + 2**20
+
+
+SWEEP = """
+[experiment]
+engine = "gaussian"
+generations = 3
+seeds = 2
+
+[engine]
+samples = 20
+
+[sweep]
+"engine.samples" = [20, 30, 40, 50]
+"""
+
+
+def test_a_sweep_or_run_folder_that_cannot_be_finished_leaves_nothing_in_the_runs_folder(tmp_path, monkeypatch, capsys):
+    """The disk fills up while a sweep's third cell is made: one line, exit 2, and no hidden half-made sweep
+    folder stays in the runs folder; nor a run's when a Ctrl-C comes while its folder is made."""
+    real, writes = rundir.atomic_write, []
+
+    def full_at_the_third_cell(path, data, *args, **kwargs):
+        writes.append(path)
+        if len(writes) > 2 * 4:  # a cell's run folder takes 4 writes: preset.toml twice, metrics, status
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(rundir, "atomic_write", full_at_the_third_cell)
+    (tmp_path / "grid.toml").write_text(SWEEP)
+    runs = tmp_path / "runs"
+    assert main(["--batch", str(tmp_path / "grid.toml"), "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err, err
+    assert sorted(p.name for p in runs.iterdir()) == []
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rundir, "atomic_write", real)  # space freed
+    monkeypatch.setattr(RunDir, "write_status", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        RunDir.create(runs, load_preset("gaussian-quick"))
+    assert sorted(p.name for p in runs.iterdir()) == []
