@@ -142,16 +142,16 @@ def new_folder(parent: Path, name: str, prefix: str, what: str, fill: Callable[[
             path = parent / (f"{name}-{stamp}" + (f"-{n}" if n > 1 else ""))
             if not os.path.lexists(path):
                 os.rename(tmp, path)  # a lock goes with the folder
+                tmp = None
                 fsync_dir(parent)
                 return path
+        raise ConfigError(f"--runs-dir {parent}: too many {what}s named {name}-{stamp}")
     except OSError as e:
-        if tmp is not None:
+        raise ConfigError(f"--runs-dir {parent}: cannot create a {what} there: {e.strerror or e}") from None
+    finally:
+        if tmp is not None:  # not renamed into place (an error, a cell that could not be made, a Ctrl-C)
             _release(tmp)
             shutil.rmtree(tmp, ignore_errors=True)
-        raise ConfigError(f"--runs-dir {parent}: cannot create a {what} there: {e.strerror or e}") from None
-    _release(tmp)
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise ConfigError(f"--runs-dir {parent}: too many {what}s named {name}-{stamp}")
 
 
 def _file_key(path: Path) -> tuple[int, ...] | None:

@@ -1,18 +1,40 @@
+"""Shared fixtures and helpers of the suite.
+
+Processes: start every child process with `spawn` (subprocess.Popen's arguments; it runs in its own session,
+so its process group holds it and whatever it starts) or `run_process` (the same run to its end, as
+subprocess.run, with a timeout). However the test ends (passed, failed, interrupted), its teardown SIGKILLs
+each spawned process group and waits for it. Then a guard fails the test (an error at teardown) if a process
+it started is still alive by any other way, after killing it: a leaked child cannot come back silently.
+Processes started in a module-scoped fixture are killed at the end of the first test that uses it.
+
+    from conftest import run_process, spawn
+
+    proc = spawn([sys.executable, "-m", "collapse_tui", "--batch", ...], cwd=tmp_path, stdout=subprocess.PIPE)
+    done = run_process([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+Files: write under tmp_path (or tmp_path_factory). pyproject.toml keeps the temporary folders of failed
+tests only, of the last two sessions.
+"""
+
 from __future__ import annotations
 
 import os
 
-# Under pytest-xdist each worker gets one core: torch's thread pool would otherwise
-# oversubscribe the machine, and OpenMP spin-waiting then slows training tenfold.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
+# One thread per process: under pytest-xdist torch's pool would otherwise oversubscribe the machine (OpenMP
+# spin-waiting then slows training tenfold), and without a fixed count a torch run's threads follow the
+# machine's load (collapse_tui/threads.py), so two runs a test compares could differ in their last bits.
+for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
 
+import contextlib
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +51,125 @@ WIKI = DATA / "wikitext-2"
 MNIST = DATA / "mnist"
 # the OPT tests' text: WikiText-2's validation split trains, its test split tests
 WIKI_TRAIN, WIKI_TEST = str(WIKI / "valid.txt"), str(WIKI / "test.txt")
+
+pytest_plugins = ("pytester",)  # tests/hostile/test_hostile_hygiene.py runs whole pytest sessions
+
+GRACE = 10.0  # seconds a process left behind gets to end by itself before the guard kills it
+# processes that outlive a test by design: multiprocessing's resource tracker lives as long as this process,
+# the gmm engine's compile_aside process (its own session) finishes filling numba's kernel cache
+EXPECTED = (b"multiprocessing.resource_tracker", b"compile_second_share")
+_spawned: list[subprocess.Popen] = []  # started by spawn and not yet killed, each the leader of its group
+
+
+def spawn(args: Sequence[str] | str, **kwargs) -> subprocess.Popen:
+    """subprocess.Popen(args, **kwargs) in a new session: the test's teardown kills its process group."""
+    proc = subprocess.Popen(args, start_new_session=True, **kwargs)
+    _spawned.append(proc)
+    return proc
+
+
+def run_process(
+    args: Sequence[str] | str, *, timeout: float = 300, check: bool = False, capture_output: bool = False, **kwargs
+) -> subprocess.CompletedProcess:
+    """subprocess.run through spawn: when it ends, times out or fails, its whole process group is killed."""
+    if capture_output:
+        kwargs |= {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    proc = spawn(args, **kwargs)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        kill_spawned([proc])
+    if check and proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, args, out, err)
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields from the state on (state, ppid, pgrp, ..., starttime at 19); None once gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _in_groups(pgids: set[int]) -> list[int]:
+    """The live processes of these process groups."""
+    found = []
+    for entry in os.scandir("/proc"):
+        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields and fields[0] != "Z" and int(fields[2]) in pgids:
+            found.append(int(entry.name))
+    return found
+
+
+def kill_spawned(procs: list[subprocess.Popen]) -> None:
+    """SIGKILL each spawned process's group; wait for the process, then (GRACE at most) for its group."""
+    for proc in procs:
+        # a process not waited for holds its pid, so the group's number is ours; once waited for, the number
+        # may name another process's group: kill it only while no process has that pid
+        if proc.returncode is None or _stat(proc.pid) is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()  # in case it left its group
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe:
+                pipe.close()
+        with contextlib.suppress(ValueError):
+            _spawned.remove(proc)
+    deadline = time.monotonic() + GRACE
+    while _in_groups({p.pid for p in procs}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _descendants() -> dict[tuple[int, str], str]:
+    """This process's live descendants: (pid, start time) -> command line."""
+    found, todo = {}, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError):
+            for task in os.scandir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    todo += [int(child) for child in Path(task.path, "children").read_text().split()]
+        fields = _stat(pid) if pid != os.getpid() else None
+        with contextlib.suppress(OSError):
+            if fields and fields[0] != "Z":
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if not any(e in cmd for e in EXPECTED):
+                    found[(pid, fields[19])] = cmd.replace(b"\0", b" ").decode(errors="replace")[:200]
+    return found
+
+
+def _left_behind(before: set) -> dict[tuple[int, str], str]:
+    """Descendants started since `before` that are still alive after GRACE; SIGKILLed and reaped."""
+    deadline = time.monotonic() + GRACE
+    while (left := {k: cmd for k, cmd in _descendants().items() if k not in before}) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid, _ in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    return left
+
+
+@pytest.fixture(autouse=True)
+def _processes_end_with_their_test():
+    """Kill the process groups the test spawned, whatever happened; fail the test if a process it started
+    some other way is still running (and kill that one too)."""
+    before = set(_descendants())
+    yield
+    kill_spawned(list(_spawned))
+    if left := _left_behind(before):
+        lines = "\n".join(f"  pid {pid}: {cmd}" for (pid, _), cmd in left.items())
+        pytest.fail(
+            f"the test left {len(left)} process(es) running (killed now; start them with conftest.spawn):\n{lines}",
+            pytrace=False,
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    kill_spawned(list(_spawned))  # a module fixture's processes when no test ran after it
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,12 @@ import io
 import json
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_run
+from conftest import make_run, spawn
 
 from collapse_tui.cli import main
 from collapse_tui.compare import compare_rows, load_run, load_runs, print_comparison, run_labels
@@ -85,7 +84,7 @@ def test_labels_fall_back_to_directory_names_for_identical_settings(two_modes, t
 
 
 def dead_pid() -> int:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p = spawn([sys.executable, "-c", "pass"])
     p.wait()
     return p.pid
 

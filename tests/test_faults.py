@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_process, spawn
 
 from collapse_tui import loop
 from collapse_tui.cli import main
@@ -28,7 +29,7 @@ QUICK = ["--set", "experiment.generations=12", "--set", "experiment.seeds=3"]
 
 
 def cli(*args: str, cwd: Path, env: dict | None = None, **kw) -> subprocess.Popen:
-    return subprocess.Popen(
+    return spawn(
         [sys.executable, "-m", "collapse_tui", *args],
         cwd=cwd,
         env=env,
@@ -54,7 +55,7 @@ def stopped_run(root: Path, after: int = 4, preset: str = "gaussian-quick", sets
         f"emit = lambda ev: c.stop() if isinstance(ev, GenerationDone) and ev.generation == {after} else None\n"
         "print(run.path, loop.run(run, emit, c))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    out = run_process([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[1] == "stopped"
     return RunDir(Path(out[0]))
 
@@ -94,7 +95,7 @@ def test_the_app_loop_cannot_resume_a_run_a_batch_is_writing(tmp_path):
     """The app's `r` runs loop.run in its worker: it meets the lock before writing anything."""
     run = stopped_run(tmp_path)
     before = run.metrics_path.read_bytes()
-    holder = subprocess.Popen(
+    holder = spawn(
         [sys.executable, "-c", f"from collapse_tui.rundir import RunDir; RunDir({str(run.path)!r}).acquire(); "
          "print('held', flush=True); import time; time.sleep(30)"],
         stdout=subprocess.PIPE, text=True,
@@ -232,7 +233,7 @@ def test_a_full_disk_at_creation_leaves_no_temp_folder(tmp_path, monkeypatch, ca
 # 5. closed pipes, closed stdout, signals ----------------------------------------------------------------
 def test_a_reader_that_goes_away_does_not_end_the_run(tmp_path):
     args = [sys.executable, "-m", "collapse_tui", "--batch", "gmm-quick", "--runs-dir", "runs"]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = spawn(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.readline()  # `| head -1`
     proc.stdout.close()
     assert proc.wait(300) == 0, proc.stderr.read()
@@ -242,7 +243,7 @@ def test_a_reader_that_goes_away_does_not_end_the_run(tmp_path):
 
 
 def test_a_closed_stdout_does_not_end_the_run(tmp_path):
-    code = subprocess.run(
+    code = run_process(
         f"{sys.executable} -m collapse_tui --batch gaussian-quick --runs-dir runs >&-", shell=True, cwd=tmp_path
     ).returncode
     assert code == 0
@@ -424,7 +425,7 @@ def test_ctrl_c_while_the_loop_holds_a_lock_stops_at_a_checkpoint(tmp_path):
     """A signal handler runs on the main thread between two bytecodes, there inside Control.check's
     Event.wait. Taking that Event's lock from the handler waited on itself forever (seen once in a
     fresh-clone suite as a hung Ctrl-C): the stop must get through, the run end "stopped" at a checkpoint."""
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "-c", SIGNAL_INSIDE_A_LOCK],
         cwd=tmp_path,
         stdout=subprocess.PIPE,

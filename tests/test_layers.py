@@ -13,14 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import ROOT, run_process
 
 LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
 
 
 def lint_imports(site: Path) -> subprocess.CompletedProcess:
     """lint-imports with pyproject.toml's contracts on the package in site (first on the path)."""
-    return subprocess.run(
+    return run_process(
         [LINT_IMPORTS, str(ROOT / "pyproject.toml"), "--no-cache"],
         cwd=site,
         env=os.environ | {"PYTHONPATH": str(site)},
@@ -69,5 +69,5 @@ def test_running_a_batch_imports_no_textual_or_torch(tmp_path):
         "bad = [m for m in ('textual', 'torch', 'transformers') if m in sys.modules]; "
         "print(code, bad)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = run_process([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[-1] == "0 []"

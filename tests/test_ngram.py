@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import WIKI_TEST, WIKI_TRAIN
+from conftest import WIKI_TEST, WIKI_TRAIN, run_process
 
 from collapse_tui.engines.ngram import NgramEngine
 from collapse_tui.engines.ngram_counts import D_MIN, beam_search, count, dense, prob_of
@@ -185,13 +185,12 @@ def test_the_types_lost_figure_draws_the_medians_of_a_real_run(tmp_path):
 
 def test_without_local_text_an_unreachable_hub_is_one_line_before_a_run_directory(tmp_path):
     import os
-    import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {"HF_ENDPOINT": "http://127.0.0.1:9"}
     args = [sys.executable, "-m", "collapse_tui", "--batch", "ngram", "--runs-dir", str(tmp_path / "runs")]
     args += ["--set", "engine.train=''", "--set", "engine.test=''"]
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+    proc = run_process(args, capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("collapse-tui: engine.dataset: wikitext/wikitext-2-raw-v1 comes from the Hugging")
     assert "engine.text_dir" in proc.stderr and not (tmp_path / "runs").exists()

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from itertools import chain
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import WIKI_TEST, WIKI_TRAIN, run_loop, tiny_opt
+from conftest import WIKI_TEST, WIKI_TRAIN, run_loop, run_process, tiny_opt
 
 from collapse_tui.cli import main
 from collapse_tui.engines.hub import download_command
@@ -110,7 +109,7 @@ def test_offline_failures_say_what_to_download_or_set(tmp_path):
         "        print(e)\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    out = run_process([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     lines = out.stdout.splitlines()
     assert len(lines) == 2, out.stderr[-2000:]
     assert lines[0].startswith("engine.model:") and f"({download_command('facebook/opt-125m')})" in lines[0]
@@ -124,7 +123,7 @@ def test_opt_presets_validate_without_importing_torch():
         "print([x.engine['repetition_penalty'] for x in c], [x.data['mode'] for x in c], "
         "[m for m in ('torch', 'transformers', 'datasets') if m in sys.modules])"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = run_process([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[3.0, 3.0, 3.0, 2.0] ['replace', 'replace', 'keep', 'replace'] []"
 
 

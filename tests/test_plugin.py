@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_process
 
 from collapse_tui import engines, preset_files
 from collapse_tui.config import ConfigError
@@ -59,7 +60,7 @@ def clear_caches() -> None:
 
 def cli(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(site)}
-    return subprocess.run(
+    return run_process(
         [sys.executable, "-m", "collapse_tui", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import run_process
 
 from collapse_tui.cli import main
 from collapse_tui.preset_files import builtin_presets, load_preset
@@ -114,7 +114,7 @@ def test_bad_command_lines(args, words, tmp_path, capsys, monkeypatch):
 
 def test_bad_preset_through_the_console_script_has_no_traceback(write_preset, tmp_path):
     path = write_preset(GOOD.replace("generations = 3", 'generations = "five"'))
-    proc = subprocess.run(
+    proc = run_process(
         [sys.executable, "-m", "collapse_tui", "--batch", str(path), "--runs-dir", str(tmp_path / "runs")],
         capture_output=True,
         text=True,
@@ -131,7 +131,7 @@ def test_a_missing_package_is_named_before_a_run_directory_exists(tmp_path):
         "from collapse_tui.cli import main\n"
         f"sys.exit(main(['--batch', 'vae-quick', '--runs-dir', {str(tmp_path / 'runs')!r}]))"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = run_process([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("collapse-tui: engine 'vae' needs torch, not installed") and ".[torch]" in proc.stderr
     assert proc.stderr.count("\n") == 1 and not (tmp_path / "runs").exists()
@@ -143,7 +143,7 @@ def test_an_unreachable_hub_is_found_before_a_run_directory_exists(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {"HF_ENDPOINT": "http://127.0.0.1:9"}
     args = [sys.executable, "-m", "collapse_tui", "--batch", "opt-tiny", "--runs-dir", str(tmp_path / "runs")]
     start = time.monotonic()
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+    proc = run_process(args, capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("collapse-tui: engine.dataset: wikitext/wikitext-2-raw-v1 comes from the Hugging")
     assert "engine.text_dir" in proc.stderr and "HF_HUB_OFFLINE=1" in proc.stderr
@@ -188,9 +188,7 @@ def test_every_builtin_preset_is_valid_and_listed(capsys):
 
 
 def test_builtin_presets_are_found_from_any_folder(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "collapse_tui", "presets"], capture_output=True, text=True, cwd=tmp_path
-    )
+    proc = run_process([sys.executable, "-m", "collapse_tui", "presets"], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0 and "gmm-accumulate" in proc.stdout
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, run_process
 
 
 def test_ci_runs_the_readme_test_command():
@@ -16,5 +15,5 @@ def test_ci_runs_the_readme_test_command():
 
 def test_ruff_lint_and_format():
     for args in (["check", "."], ["format", "--check", "."]):
-        proc = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True)
+        proc = run_process([sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import warnings
 import xml.etree.ElementTree as ET
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_run
+from conftest import make_run, run_process, spawn
 
 pytest.importorskip("matplotlib")
 
@@ -67,7 +66,7 @@ def stopped_run(root: Path, stop_after: int) -> Path:
 def crashed_copy(run: Path, dest: Path) -> Path:
     """The run as a killed process leaves it: status 'running', its pid gone."""
     shutil.copytree(run, dest)
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p = spawn([sys.executable, "-c", "pass"])
     p.wait()
     status = json.loads((dest / "status.json").read_text())
     (dest / "status.json").write_text(json.dumps(status | {"state": "running", "pid": p.pid}))
@@ -273,7 +272,7 @@ def test_single_run_report_goes_into_the_run_without_pyplot_or_display(runs, tmp
         "assert 'matplotlib.pyplot' not in sys.modules; sys.exit(rc)"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    done = run_process([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     files = sorted(p.name for p in (run / "report").iterdir())
     assert files == ["gaussian-errors.png", "index.md", "metrics.png", "perplexity.png", "variance.png"]

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import spawn
 
 from collapse_tui.rundir import RunDir
 
@@ -29,7 +30,7 @@ ARGS = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={val
 
 
 def cli(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
+    return spawn(
         [sys.executable, "-m", "collapse_tui", *args],
         cwd=cwd,
         stdout=subprocess.PIPE,

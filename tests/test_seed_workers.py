@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_process, spawn
 
 from collapse_tui.cli import main
 from collapse_tui.rundir import RunDir
@@ -44,7 +45,7 @@ ENV = worker_env(THREADS) | {VARIABLE: str(THREADS)}  # a resume keeps the count
 def one_process(tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("one") / "runs"
     cli = [sys.executable, "-m", "collapse_tui", "--batch", "vae-quick", *ARGS, "--runs-dir", str(runs)]
-    done = subprocess.run(cli, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+    done = run_process(cli, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     (run,) = runs.iterdir()
     return run
@@ -61,7 +62,7 @@ def test_two_workers_killed_with_9_and_resumed_with_workers_give_the_one_process
     """Every row comes from the workers: generation 0's before the kill, the rest after the resume (their
     models shipped from the checkpoint); the workers die with their killed parent."""
     runs = tmp_path / "runs"
-    proc = subprocess.Popen(
+    proc = spawn(
         [
             sys.executable,
             "-m",

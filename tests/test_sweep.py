@@ -6,16 +6,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_run
+from conftest import make_run, run_process, spawn
 
 from collapse_tui.cli import main
 from collapse_tui.compare import load_run
@@ -107,12 +109,16 @@ def test_two_workers_give_the_runs_made_one_by_one(made, tmp_path):
 def test_ray_gives_the_runs_made_one_by_one(made, tmp_path):
     ray = pytest.importorskip("ray")  # the test extra installs it: this runs in CI
     (tmp_path / "sweep.toml").write_text(SWEEP)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Ray's session folder (logs, sockets) not in /tmp/ray, where each run would leave one: a path short
+    # enough for its sockets (tmp_path is not), removed after
+    temp = tempfile.mkdtemp(prefix="ray-")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
     try:
         assert_cells_equal_runs(new_sweep(tmp_path, "--executor", "ray"), made)
         killed_worker_is_retried(tmp_path / "retry", made["tmp"])
     finally:
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def killed_worker_is_retried(tmp: Path, base: Path) -> None:
@@ -151,7 +157,7 @@ def snapshot(run: Path) -> dict[str, tuple[bytes, int]]:
 def test_kill_9_mid_sweep_then_resume(made, tmp_path):
     (tmp_path / "sweep.toml").write_text(SWEEP.replace("generations = 6", "generations = 6\nname = 'killed'"))
     cmd = [sys.executable, "-m", "collapse_tui", "--batch", str(tmp_path / "sweep.toml")]
-    proc = subprocess.Popen([*cmd, "--runs-dir", str(tmp_path / "sweeps"), "--workers", "2"], stdout=subprocess.DEVNULL)
+    proc = spawn([*cmd, "--runs-dir", str(tmp_path / "sweeps"), "--workers", "2"], stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # kill it once a cell is finished and another is not
         try:
@@ -235,7 +241,7 @@ def test_worker_threads_and_gpus():
     env = worker_env(3, "1")
     assert all(env[v] == "3" for v in THREAD_VARS) and env["CUDA_VISIBLE_DEVICES"] == "1"
     code = "import torch, numba; print(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)"
-    out = subprocess.run([sys.executable, "-c", code], env=worker_env(1), capture_output=True, text=True).stdout
+    out = run_process([sys.executable, "-c", code], env=worker_env(1), capture_output=True, text=True).stdout
     assert out.split() == ["1", "1"]
 
 

@@ -9,7 +9,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import WIKI
+from conftest import WIKI, spawn
 
 from collapse_tui import loop
 from collapse_tui.cli import main as cli_main
@@ -378,7 +377,7 @@ async def test_gmm_quick_smoke(tmp_path):
 async def test_watch_a_run_of_another_process(tmp_path):
     """A run directory another live process is running: shown read-only, followed as it grows."""
     run = RunDir.create(tmp_path, load_preset("gaussian-quick", ["experiment.generations=4", "experiment.seeds=1"]))
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)  # collapse-tui"])
+    other = spawn([sys.executable, "-c", "import time; time.sleep(60)  # collapse-tui"])
     try:
         run.write_status(state="running", generation=0)
         status = run.read_status() | {"pid": other.pid}

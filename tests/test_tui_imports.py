@@ -4,9 +4,10 @@ matplotlib (a run or a report loads them: the first frame waits for none of them
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
+
+from conftest import run_process
 
 ROOT = Path(__file__).parents[1]
 
@@ -45,7 +46,7 @@ print("TEXTUAL", sorted(m for m in sys.modules if m.split(".")[0] == "textual"))
 
 
 def run_python(code: str, *args: str) -> str:
-    out = subprocess.run(
+    out = run_process(
         [sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )
     assert out.returncode == 0, out.stderr

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from conftest import spawn
 
 from collapse_tui.cli import main
 from collapse_tui.config import ConfigError
@@ -74,7 +75,7 @@ async def test_the_sweep_screen_shows_the_cells_and_opens_one(sweep):
 async def test_a_cell_another_process_writes_is_only_watched(sweep):
     cell = sweep.cells[0]
     cell.rundir.write_status(state="running")
-    holder = subprocess.Popen(  # another process holds the cell's lock, as a sweep's worker does
+    holder = spawn(  # another process holds the cell's lock, as a sweep's worker does
         [
             sys.executable,
             "-c",

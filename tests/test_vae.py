@@ -4,14 +4,13 @@ and the layering rule that validating a preset never imports torch. Real code on
 from __future__ import annotations
 
 import gzip
-import subprocess
 import sys
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MNIST, run_loop
+from conftest import MNIST, run_loop, run_process
 
 from collapse_tui.engines.base import DataError
 from collapse_tui.engines.vae import VAEEngine, class_metrics
@@ -77,7 +76,7 @@ def test_vae_presets_validate_without_importing_torch():
         "cfgs = [load_preset(n) for n in ('vae-mnist', 'vae-digits', 'vae-quick')]; "
         "print([c.engine_name for c in cfgs], [m for m in ('torch', 'datasets', 'sklearn') if m in sys.modules])"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = run_process([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[-1] == "['vae', 'vae', 'vae'] []"
 
 
