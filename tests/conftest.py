@@ -23,8 +23,8 @@ import os
 # One thread per process: under pytest-xdist torch's pool would otherwise oversubscribe the machine (OpenMP
 # spin-waiting then slows training tenfold), and without a fixed count a torch run's threads follow the
 # machine's load (collapse_tui/threads.py), so two runs a test compares could differ in their last bits.
-for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(var, "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import contextlib
 import json

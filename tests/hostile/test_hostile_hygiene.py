@@ -17,7 +17,7 @@ import pytest
 
 from collapse_tui import rundir
 from collapse_tui.cli import main
-from collapse_tui.config import load_preset
+from collapse_tui.preset_files import load_preset
 from collapse_tui.rundir import RunDir
 
 TESTS = Path(__file__).resolve().parents[1]
