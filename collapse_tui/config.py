@@ -25,6 +25,7 @@ import tomli_w
 
 from .chains import CHAIN_KEYS, CHAIN_NAME_RE, ChainSpec, chain_specs
 from .engines import PRESET_GROUP, DataError, EngineError, Param, engine_class, engine_names, entry_points
+from .numbers import short
 
 MODES = ("replace", "keep", "accumulate", "accumulate-subsample", "fresh")
 
@@ -242,7 +243,7 @@ def set_key(raw: dict[str, Any], key: str, value: Any, cwd: Path | None = None) 
         return
     section = raw.setdefault(parts[0], {})
     if not isinstance(section, dict):
-        raise ConfigError(f"{parts[0]}: expected a table [{parts[0]}], got {_short(section)}")
+        raise ConfigError(f"{parts[0]}: expected a table [{parts[0]}], got {short(section)}")
     engine = raw.get("experiment", {}).get("engine") if isinstance(raw.get("experiment"), dict) else None
     param = _engine(engine).PARAMS.get(parts[1]) if parts[0] == "engine" and engine in engine_names() else None
     if cwd is not None and param is not None and param.kind is Path and isinstance(value, str) and value:
@@ -280,9 +281,9 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
             raise ConfigError(f"[{section}]: unknown section{hint}; expected one of {', '.join(SECTIONS)}")
         if section == "chains":
             if not (isinstance(value, list) and value and all(isinstance(c, dict) for c in value)):
-                raise ConfigError(f"chains: expected one or more [[chains]] tables, got {_short(value)}")
+                raise ConfigError(f"chains: expected one or more [[chains]] tables, got {short(value)}")
         elif not isinstance(value, dict):
-            raise ConfigError(f"{section}: expected a table [{section}], got {_short(value)}")
+            raise ConfigError(f"{section}: expected a table [{section}], got {short(value)}")
     if "chains" in raw:
         return _validate_chains(raw, base_dir)
     exp_raw = raw.get("experiment", {})
@@ -335,7 +336,7 @@ def _mix_matrix(value: Any, chains: int) -> list[list[float]]:
         and all(isinstance(x, int | float) and not isinstance(x, bool) and 0 <= x <= 1 for r in value for x in r)
     )
     if not ok:
-        raise ConfigError(f"data.mix: expected {chains} rows of {chains} numbers in [0, 1], got {_short(value)}")
+        raise ConfigError(f"data.mix: expected {chains} rows of {chains} numbers in [0, 1], got {short(value)}")
     for i, row in enumerate(value):
         if abs(sum(row) - 1) > 1e-9:
             raise ConfigError(f"data.mix: row {i + 1} (what chain {i + 1} trains on) sums to {sum(row):g}, not 1")
@@ -435,10 +436,10 @@ def _check(key: str, value: Any, p: Param) -> Any:
         value = float(value)
     kind = str if p.kind is Path else p.kind
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{key}: expected {_expected(p)}, got {_short(value)}")
+        raise ConfigError(f"{key}: expected {_expected(p)}, got {short(value)}")
     if p.choices is not None and value not in p.choices:
         raise ConfigError(
-            f"{key}: expected {_expected(p)}, got {_short(value)}{_did_you_mean(str(value), p.choices, ' ')}"
+            f"{key}: expected {_expected(p)}, got {short(value)}{_did_you_mean(str(value), p.choices, ' ')}"
         )
     too_low = p.min is not None and (value <= p.min if p.min_exclusive else value < p.min)
     # inf and nan: no key means them (a float key's "no limit" is a large number)
@@ -469,8 +470,7 @@ def _seeds(value: Any, key: str = "experiment.seeds") -> list[int]:
     )
     if not ok or len(set(value)) != len(value):
         raise ConfigError(
-            f"{key}: expected a count (1 to 100000) or a list of distinct integers in [0, 2^63 - 1], "
-            f"got {_short(value)}"
+            f"{key}: expected a count (1 to 100000) or a list of distinct integers in [0, 2^63 - 1], got {short(value)}"
         )
     return list(value)
 
@@ -598,11 +598,6 @@ def _owner(key: str, engine_name: str) -> str:
         except EngineError:
             continue
     return ""
-
-
-def _short(v: Any) -> str:
-    text = repr(v)
-    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def _did_you_mean(word: str, options: Any, prefix: str = " ") -> str:

@@ -27,7 +27,6 @@ from .rundir import RunDir
 from .seed_workers import cores, die_with_parent, worker_env
 from .sweepdir import LOGS, CellRun, SweepDir, open_log
 
-EXECUTORS = ("local", "ray")
 RAY_RETRIES = 3  # a cell whose worker died is run again this often, each time from its last checkpoint
 POLL = 0.2  # seconds between looks at the workers
 LOCK_GRACE = 30.0  # seconds a retried Ray task waits for the killed try's cell process to be gone

@@ -32,13 +32,13 @@ from .config import (
     ConfigError,
     _did_you_mean,
     _name_part,
-    _short,
     apply_override,
     is_key,
     read_toml,
     set_key,
     validate,
 )
+from .numbers import short
 
 SWEEP_MODES = ("grid", "zip")
 MAX_CELLS = 1000
@@ -96,7 +96,7 @@ def load_sweep(path: Path, overrides: list[str] = ()) -> Sweep:
         apply_override(raw, item, Path.cwd())
     mode, axes = _axes(table)
     if not isinstance(experiment, dict):
-        raise ConfigError(f"experiment: expected a table [experiment], got {_short(experiment)}")
+        raise ConfigError(f"experiment: expected a table [experiment], got {short(experiment)}")
     name = experiment.get("name")
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ConfigError(f"experiment.name: expected 1-64 letters, digits, '.', '_' or '-', got {name!r}")
