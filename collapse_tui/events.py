@@ -15,6 +15,7 @@ class RunStarted:
     generations: int
     seeds: tuple[int, ...]
     start_generation: int  # > 0 when a run resumes
+    threads: str = ""  # the line saying how many threads it computes with, and why ("": not chosen)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ from .batch import EXIT, STOP_SIGNALS, run_batch
 from .config import ConfigError, check_runnable
 from .engines import engine_class
 from .rundir import RunDir
-from .seed_workers import cores, die_with_parent, worker_env
+from .seed_workers import die_with_parent, worker_env
 from .sweepdir import LOGS, CellRun, SweepDir, open_log
+from .threads import run_threads
 
 RAY_RETRIES = 3  # a cell whose worker died is run again this often, each time from its last checkpoint
 POLL = 0.2  # seconds between looks at the workers
@@ -102,7 +103,7 @@ def run_here(cells: list[CellRun], out: TextIO) -> int:
 
 def run_local(cells: list[CellRun], workers: int, gpus: list[str], logs: Path, say: Callable[[str], None]) -> int:
     """At most `workers` worker processes at a time; a GPU each, in turn, when gpus are given."""
-    threads = max(1, cores() // workers)
+    threads = run_threads(workers).count
     queue = list(cells)
     running: dict[int, tuple[CellRun, subprocess.Popen]] = {}  # worker slot -> its cell
     stopped_by: list[int] = []

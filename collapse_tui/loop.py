@@ -34,6 +34,7 @@ from .events import Event, GenerationDone, Progress, RunFailed, RunFinished, Run
 from .mixing import synthetic_data
 from .rundir import RunDir, RunDirError, atomic_write, disk_full, now_iso, printable, read_json
 from .seed_workers import SeedWorkers
+from .threads import Threads, run_threads
 
 PROGRESS_INTERVAL = 0.1  # seconds between Progress events inside a generation
 STATUS_INTERVAL = 2.0  # seconds between heartbeats in status.json
@@ -112,21 +113,30 @@ def run(
         chains = [
             Chain(c.name, engine_class(c.engine_name)(c.params, device=device), c.seeds) for c in chain_specs(cfg)
         ]
+        processes = min(workers, sum(len(_seed_groups(ch.engine, ch.seeds)) for ch in chains))
+        threads = _threads(rundir, chains, processes)
         if ckpt is not None:
             saved = done = ckpt[0]
             _load_chains(rundir, chains, ckpt[1], mode)
         if resume:
             rundir.write_metrics(kept)  # rows after the checkpoint are computed again
-        rundir.write_status(
-            state="running", generation=done, generations=cfg.generations, error=None, started=_started(rundir)
-        )  # generations: a resume --generations N changed it
-        emit(RunStarted(rundir.path, cfg.name, cfg.engine_name, cfg.generations, tuple(cfg.seeds), done + 1))
+        kept_threads = {"threads": threads.count} if threads else {}  # a resume takes the same
+        rundir.write_status(  # generations: a resume --generations N changed it
+            state="running",
+            generation=done,
+            generations=cfg.generations,
+            error=None,
+            started=_started(rundir),
+            **kept_threads,
+        )
+        line = threads.line if threads else ""
+        emit(RunStarted(rundir.path, cfg.name, cfg.engine_name, cfg.generations, tuple(cfg.seeds), done + 1, line))
         for ch in chains:
             ch.groups = ch.groups or [_new_group(ch.engine, seeds) for seeds in _seed_groups(ch.engine, ch.seeds)]
         if len(chains) > 1:
             check_shapes(chains)
-        if workers > 1:
-            seed_workers = SeedWorkers(rundir, chains, workers, gpus or [])
+        if threads and processes > 1:  # threads are always chosen for workers
+            seed_workers = SeedWorkers(rundir, chains, processes, gpus or [], threads.count)
         last_ckpt = last_status = time.monotonic()
         for gen in range(done + 1, cfg.generations):
             control.check()
@@ -188,6 +198,17 @@ def run(
     seconds = time.monotonic() - t_run
     emit(RunFailed(rundir.path, error) if error else RunFinished(rundir.path, state, done + 1, seconds))
     return state
+
+
+def _threads(rundir: RunDir, chains: list[Chain], processes: int) -> Threads | None:
+    """The threads of each of the run's processes, given to its engines (None: nothing here has a pool
+    to size): those it started with when it resumes (the same rows), else the cores free now."""
+    if processes == 1 and not any(ch.engine.needs_torch for ch in chains):
+        return None
+    threads = run_threads(processes, kept=rundir.read_status().get("threads"))
+    for ch in chains:
+        ch.engine.set_threads(threads.count)
+    return threads
 
 
 def _one_line(e: BaseException) -> str:

@@ -1,7 +1,7 @@
 """The run directory: the unit users keep, compare and resume. Every write is atomic.
 
 preset.toml     resolved preset, as run
-status.json     state, generation, heartbeat, pid, error
+status.json     state, generation, heartbeat, pid, error, threads (per process, kept on resume)
 metrics.jsonl   one row per (seed, generation), appended a generation at a time
 samples/        what the sample panes show, gen-NNNNNN.npy (arrays) or .json (text)
 state/          resume: checkpoint.json -> ckpt-NNNNNN/ (data, models, RNG states), reference-*/, and
@@ -51,6 +51,7 @@ STATUS_TYPES: dict[str, tuple[type, ...]] = {
     "heartbeat": (str,),
     "started": (str,),
     "error": (str, type(None)),
+    "threads": (int,),  # per process, chosen at the run's start and kept (threads.py)
 }
 MAX_PID = 2**22  # Linux's pid_max ceiling
 MAX_ROW_INT = 2**64  # a metrics row's seed and generation are below this (numpy's seeds are)

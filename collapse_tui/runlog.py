@@ -26,7 +26,7 @@ class RunLog:
             where = f"resuming at generation {ev.start_generation}" if ev.start_generation else "starting"
             seeds = plural(len(ev.seeds), "seed")
             head = f"{ev.name}: {ev.engine}, {ev.generations} generations, {seeds}, {where}"
-            return [head, f"run directory: {ev.run_dir}"]
+            return [head, f"run directory: {ev.run_dir}", *([ev.threads] if ev.threads else [])]
         if isinstance(ev, Progress) and ev.phase == "compile" and ev.step == 0:
             return ["compiling the engine's kernels: the first run only, later runs load them from a cache"]
         if isinstance(ev, GenerationDone):

@@ -12,9 +12,16 @@ would reach the parent's copy).
 Workers write only what the group writes with one process (its reference folder at generation 0, its
 sample previews); metrics rows and checkpoints are the parent's alone, so kill -9 and resume work as ever.
 
+Each worker answers through a pipe of its own whose writing end only it holds, read whole messages at a
+time by a thread of the parent's: a worker that dies, even half way through a message (an out-of-memory
+kill while it sends a model), ends its pipe, and the loop, which only ever waits with a timeout, fails the
+generation at once (WorkerDied; the run is resumable). A queue shared by the workers would not do: its
+reader blocks for ever on the dead worker's half message, and its lock, held by the dead writer, keeps the
+others' messages out.
+
 Workers are spawned interpreters (never forks of a process that loaded torch or numba) whose environment
-holds their thread counts (max(1, cores // N) for BLAS, OpenMP, numba and torch, which reads
-OMP_NUM_THREADS) and, with --gpus, their GPU in CUDA_VISIBLE_DEVICES, from before anything loads. A
+holds their thread counts (the run's choice, threads.py: the free cores // N, for BLAS, OpenMP, numba and
+torch) and, with --gpus, their GPU in CUDA_VISIBLE_DEVICES, from before anything loads. A
 worker dies with the parent (PR_SET_PDEATHSIG), so a killed run leaves no writer behind.
 """
 
@@ -32,6 +39,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +53,9 @@ from .rundir import RunDir
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 PR_SET_PDEATHSIG = 1
 POLL = 0.1  # seconds between looks at stop, pause and the workers' health while a generation runs
+EXIT_WAIT = 5.0  # seconds a worker whose pipe ended has to be seen dead, for its exit code
 PROGRESS_INTERVAL = 0.1  # seconds between a worker's Progress messages
 _environ_lock = threading.Lock()  # os.environ is patched while a worker starts
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def worker_env(threads: int, gpu: str | None = None) -> dict[str, str]:
@@ -102,25 +107,30 @@ class RemoteTraceback(Exception):
     """The worker's traceback, chained to the error it raised (error.log shows both)."""
 
 
+class WorkerDied(RuntimeError):
+    """A worker process ended while the run needed it (killed, e.g. for memory, or crashed)."""
+
+
 class SeedWorkers:
     """The run's worker processes, started once its groups exist and closed when it ends."""
 
-    def __init__(self, rundir: RunDir, chains: list[Chain], workers: int, gpus: list[str]) -> None:
+    def __init__(self, rundir: RunDir, chains: list[Chain], processes: int, gpus: list[str], threads: int) -> None:
+        """processes workers (at most one per group), each with threads threads for every pool."""
         self.chains, self.specs = chains, chain_specs(rundir.config())
-        n = min(workers, sum(len(ch.groups) for ch in chains))
+        self.threads = threads
         ctx = mp.get_context("spawn")
-        self.results = ctx.Queue()
-        self.tasks = [ctx.Queue() for _ in range(n)]
+        self.inbox: queue.Queue[tuple[int, bytes | None]] = queue.Queue()  # (worker, message or None: pipe ended)
+        self.tasks = [ctx.Queue() for _ in range(processes)]
         self.sent: set[int] = set()  # groups whose worker holds their state
         self.procs = []
-        threads = max(1, cores() // n)
-        for i in range(n):
-            proc = ctx.Process(
-                target=serve, args=(str(rundir.path), self.tasks[i], self.results, os.getpid()), daemon=True
-            )
+        for i in range(processes):
+            reader, writer = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=serve, args=(str(rundir.path), self.tasks[i], writer, os.getpid()), daemon=True)
             with _environment(worker_env(threads, gpus[i % len(gpus)] if gpus else None)):
                 proc.start()
+            writer.close()  # the worker's is the only writing end left: its death ends the pipe
             self.procs.append(proc)
+            threading.Thread(target=self._receive, args=(i, reader), name=f"seed-worker-{i}", daemon=True).start()
 
     def close(self, finished: bool) -> None:
         """Ends the workers: a finished run's when they are idle, else at once (the generation in flight is lost)."""
@@ -133,7 +143,6 @@ class SeedWorkers:
             proc.join()
             q.cancel_join_thread()  # a task still in the pipe of a killed worker does not hold up exit
             q.close()
-        self.results.close()
 
     def generation(
         self, gen: int, data_cfg: dict[str, Any], report: Callable, check: Callable[[], None], keep_preview: bool
@@ -149,6 +158,7 @@ class SeedWorkers:
                     "engine_name": spec.engine_name,
                     "params": spec.params,
                     "device": ch.engine.device,
+                    "threads": self.threads,
                     "seeds": g.seeds,
                     "real": g.real,
                     "reference": g.reference,
@@ -164,19 +174,21 @@ class SeedWorkers:
         steps: dict[int, Step] = {}
         while len(steps) < len(pairs):
             try:
-                msg = self.results.get(timeout=POLL)
+                worker, raw = self.inbox.get(timeout=POLL)
             except queue.Empty:
                 check()
-                self._check_alive()
+                self._check_alive(gen)
                 continue
-            kind, key, body = msg
+            if raw is None:
+                raise self._died(worker, gen)
+            kind, key, body = pickle.loads(raw)
             if kind == "progress":
                 report(*body)
             elif kind == "failed":
                 error, tb = body
                 raise error from RemoteTraceback(tb)
             else:
-                step, states = pickle.loads(body)
+                step, states = body
                 for rng, state in zip(pairs[key][3].rngs, states):  # the parent mixes the next data with them
                     rng.bit_generator.state = state
                 steps[key] = step
@@ -190,10 +202,35 @@ class SeedWorkers:
             for g_i, g in enumerate(ch.groups):
                 yield ch_i, g_i, ch, g
 
-    def _check_alive(self) -> None:
+    def _receive(self, worker: int, reader: Connection) -> None:
+        """A worker's messages into the inbox, each read whole here: the loop's thread never waits inside
+        one. None when the pipe ends (the worker died, perhaps half way through a message)."""
+        with reader:
+            while True:
+                try:
+                    self.inbox.put((worker, reader.recv_bytes()))
+                except (EOFError, OSError):
+                    self.inbox.put((worker, None))
+                    return
+
+    def _check_alive(self, gen: int) -> None:
+        """A dead worker whose pipe did not end (a process it started holds the pipe) is found here."""
         for i, proc in enumerate(self.procs):
             if not proc.is_alive():
-                raise RuntimeError(f"seed worker {i} (pid {proc.pid}) died with exit code {proc.exitcode}")
+                raise self._died(i, gen)
+
+    def _died(self, worker: int, gen: int) -> WorkerDied:
+        proc = self.procs[worker]
+        proc.join(EXIT_WAIT)
+        code = proc.exitcode
+        if code is None:
+            how = "closed its pipe"
+        elif code < 0:
+            how = f"was killed by {signal.Signals(-code).name}"
+            how += " (as the out-of-memory killer does)" if code == -signal.SIGKILL else ""
+        else:
+            how = f"exited with code {code}"
+        return WorkerDied(f"seed worker {worker} (pid {proc.pid}) {how} in generation {gen}")
 
 
 @contextlib.contextmanager
@@ -209,8 +246,9 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
             os.environ.update(saved)
 
 
-def serve(path: str, tasks: Any, results: Any, parent: int) -> None:
-    """A worker's life: the groups it is given, a generation at a time, until the parent says stop."""
+def serve(path: str, tasks: Any, results: Connection, parent: int) -> None:
+    """A worker's life: the groups it is given, a generation at a time, until the parent says stop. Its
+    messages go into results from this thread alone (a Connection is not safe to share between threads)."""
     die_with_parent()
     if os.getppid() != parent:  # the parent died before the line above
         return
@@ -231,6 +269,7 @@ def serve(path: str, tasks: Any, results: Any, parent: int) -> None:
                     engine = engines[task.chain] = engine_class(spec["engine_name"])(
                         spec["params"], device=spec["device"]
                     )
+                    engine.set_threads(spec["threads"])
                 real = spec["real"]
                 group = Group(spec["seeds"], [], real, real, real, spec["reference"], spec["model"])
                 groups[task.key] = (engine, group)
@@ -240,9 +279,13 @@ def serve(path: str, tasks: Any, results: Any, parent: int) -> None:
             report = _reporter(task.gen, task.key, results)
             step = one_generation(engine, g, task.gen, task.data_cfg, report, rundir, task.keep_preview, task.chain)
             g.model = step.model
-            results.put(("done", task.key, pickle.dumps((step, [r.bit_generator.state for r in g.rngs]))))
+            _send(results, "done", task.key, (step, [r.bit_generator.state for r in g.rngs]))
         except Exception as e:
-            results.put(("failed", task.key, (_picklable(e), traceback.format_exc())))
+            _send(results, "failed", task.key, (_picklable(e), traceback.format_exc()))
+
+
+def _send(results: Connection, kind: str, key: int, body: Any) -> None:
+    results.send_bytes(pickle.dumps((kind, key, body)))
 
 
 def _generator(state: dict[str, Any]) -> np.random.Generator:
@@ -251,14 +294,14 @@ def _generator(state: dict[str, Any]) -> np.random.Generator:
     return rng
 
 
-def _reporter(gen: int, key: int, results: Any) -> Callable:
+def _reporter(gen: int, key: int, results: Connection) -> Callable:
     last = [0.0]
 
     def report(phase: str, step: int, total: int, loss: float | None) -> None:
         now = time.monotonic()
         if step >= total or now - last[0] >= PROGRESS_INTERVAL:
             last[0] = now
-            results.put(("progress", key, (phase, step, total, loss)))
+            _send(results, "progress", key, (phase, step, total, loss))
 
     return report
 

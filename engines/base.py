@@ -129,6 +129,10 @@ class Engine(ABC):
         """Quick checks before a run directory exists that the data and model can be had (files exist, the
         hub answers when it is needed); raise DataError naming the key. Reads and downloads nothing."""
 
+    def set_threads(self, threads: int) -> None:  # noqa: B027 (an optional hook, not abstract)
+        """How many threads the engine's own compute pool may use (the loop's choice, made from the free
+        cores), before the first fit; engines without such a pool ignore it."""
+
     def memory_bytes(self, seeds: int, drawn: int, pooled: int) -> int:
         """About how many bytes a generation holds for seeds seeds with drawn samples drawn per seed and
         pooled training examples kept per seed (0: not estimated). The loop refuses what cannot fit."""
@@ -216,6 +220,11 @@ class TorchEngine(Engine):
             raise NotImplementedError(f"{self.name}: the real data are a finite set; it cannot draw fresh examples")
         train = self.dataset().train
         return np.broadcast_to(train, (len(rngs), *train.shape)).copy()
+
+    def set_threads(self, threads: int) -> None:
+        import torch  # the run is about to import it anyway
+
+        torch.set_num_threads(threads)  # its intra-op pool; torch's default is every core, busy or not
 
     def preflight(self) -> None:
         if self.device == "cuda":

@@ -1,8 +1,9 @@
 """`--workers N` on a single run: the seeds of an engine that trains one seed at a time in N processes give
 the one-process run's files row for row, and a run killed with -9 resumes (with workers) to the same.
 
-The one-process run has the workers' thread counts (max(1, cores // 2)): torch's and BLAS's reductions
-split by thread, so runs with other thread counts differ in the last bits of float32 metrics."""
+Every process has the same thread counts (max(1, cores // 2), set by COLLAPSE_TUI_THREADS): torch's and
+BLAS's reductions split by thread, so runs with other thread counts differ in the last bits of float32
+metrics."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import pytest
 
 from collapse_tui.cli import main
 from collapse_tui.rundir import RunDir
-from collapse_tui.seed_workers import cores, worker_env
+from collapse_tui.seed_workers import worker_env
+from collapse_tui.threads import VARIABLE, cores
 
 pytest.importorskip("torch")
 
@@ -34,14 +36,15 @@ SETS = [
     "engine.epochs=1",
 ]
 ARGS = [arg for s in SETS for arg in ("--set", s)]
+THREADS = max(1, cores() // 2)
+ENV = worker_env(THREADS) | {VARIABLE: str(THREADS)}  # a resume keeps the count its run started with
 
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("one") / "runs"
     cli = [sys.executable, "-m", "collapse_tui", "--batch", "vae-quick", *ARGS, "--runs-dir", str(runs)]
-    env = worker_env(max(1, cores() // 2))
-    done = subprocess.run(cli, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+    done = subprocess.run(cli, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     (run,) = runs.iterdir()
     return run
@@ -71,6 +74,7 @@ def test_two_workers_killed_with_9_and_resumed_with_workers_give_the_one_process
             "--runs-dir",
             str(runs),
         ],
+        env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
