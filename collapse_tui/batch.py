@@ -25,7 +25,7 @@ from .events import Progress as ProgressEvent
 from .rundir import RunDir
 from .runlog import RunLog, failed_line, resumable
 from .stopsignals import handling
-from .summary import by_generation, change, log_keys_of, scalar_keys
+from .summary import by_generation, change_text, log_keys_of, scalar_keys
 
 EXIT = {"finished": 0, "failed": 1, "stopped": 130}
 
@@ -135,7 +135,7 @@ def summary_table(rows: list[dict], title: str, tty: bool, log_keys: set[str], a
     for key in scalar_keys(rows):
         series = by_generation(rows, key, log_keys)
         a, b = series[first], series[last]
-        moved = change(a, b)
+        moved = change_text(a, b)
         table.add_row(key, a.text(), b.text(), moved.replace("×", "x") if ascii else moved)
     return table
 

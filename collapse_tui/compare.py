@@ -25,9 +25,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from .config import Config, ConfigError, chain_names
-from .numbers import NA, fmt, plural
+from .numbers import NA, fmt, plural, short
 from .rundir import RunDir, printable, run_state
-from .summary import Summary, by_generation, is_log, log_keys_of, ratio, scalar_keys, show
+from .summary import Summary, by_generation, is_log, log_keys_of, ratio_text, scalar_keys, value_text
 from .sweepdir import expand
 
 MAX_LABEL_KEYS = 3  # config differences named in a run's label
@@ -122,7 +122,7 @@ def run_labels(runs: Sequence[Run]) -> list[str]:
     same_name = len({r.name for r in runs}) == 1
     labels = []
     for run, flat in zip(runs, flats):
-        parts = [f"{k.split('.')[-1]}={_short(flat.get(k))}" for k in differ]
+        parts = [f"{k.split('.')[-1]}={short(flat.get(k), width=20, quote=False)}" for k in differ]
         if not (same_name and parts):
             parts.insert(0, run.name)
         labels.append(" ".join(parts))
@@ -131,11 +131,6 @@ def run_labels(runs: Sequence[Run]) -> list[str]:
     if len(set(labels)) < len(labels):
         labels = [printable(str(r.rundir.path)) for r in runs]
     return labels
-
-
-def _short(value: Any, width: int = 20) -> str:
-    text = str(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def slope(generations: Sequence[float], values: Sequence[float]) -> float:
@@ -234,28 +229,28 @@ def grid(rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, ...]]]:
     for metric in dict.fromkeys(r["metric"] for r in rows):
         of = [r for r in rows if r["metric"] == metric]
         mine, diffs = [r for r in of if r["kind"] == "run"], [r for r in of if r["kind"] == "diff"]
-        final = [_final(r) for r in mine] + [_moved(r["final"], r["log"]) for r in diffs]
-        peak = [_peak(r) for r in mine] + [_moved(r["peak"], r["log"]) for r in diffs]
-        per_gen = [_moved(r["slope"], r["log"], per=True) for r in mine + diffs]
+        final = [_final_text(r) for r in mine] + [_moved_text(r["final"], r["log"]) for r in diffs]
+        peak = [_peak_text(r) for r in mine] + [_moved_text(r["peak"], r["log"]) for r in diffs]
+        per_gen = [_moved_text(r["slope"], r["log"], per=True) for r in mine + diffs]
         lines += [(metric, *final), ("  peak (gen)", *peak), ("  change / gen", *per_gen)]
     return columns, lines
 
 
-def _final(r: dict[str, Any]) -> str:
+def _final_text(r: dict[str, Any]) -> str:
     if r["generation"] is None:
         return NA
     return Summary(r["final"], r["final_lo"], r["final_hi"], r["seeds"], r["log"]).text(digits=3)  # 80 columns
 
 
-def _peak(r: dict[str, Any]) -> str:
-    return NA if r["peak_generation"] is None else f"{show(r['peak'], r['log'], 3)} ({r['peak_generation']})"
+def _peak_text(r: dict[str, Any]) -> str:
+    return NA if r["peak_generation"] is None else f"{value_text(r['peak'], r['log'], 3)} ({r['peak_generation']})"
 
 
-def _moved(d: float, log: bool, per: bool = False) -> str:
+def _moved_text(d: float, log: bool, per: bool = False) -> str:
     """A difference (or a slope): a ratio for log-quantities, signed otherwise."""
     if math.isnan(d):
         return NA
-    return (ratio(d) if log else fmt(d, signed=True, digits=3)) + ("/gen" if per and log else "")
+    return (ratio_text(d) if log else fmt(d, signed=True, digits=3)) + ("/gen" if per and log else "")
 
 
 def compare_tables(rows: list[dict[str, Any]], tty: bool, width: int):

@@ -33,7 +33,6 @@ from .stopsignals import handling
 from .sweepdir import LOGS, CellRun, SweepDir, open_log
 from .threads import run_threads
 
-EXECUTORS = ("local", "ray")
 RAY_RETRIES = 3  # a cell whose worker died is run again this often, each time from its last checkpoint
 POLL = 0.2  # seconds between looks at the workers
 LOCK_GRACE = 30.0  # seconds a retried Ray task waits for the killed try's cell process to be gone

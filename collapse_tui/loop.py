@@ -68,10 +68,6 @@ class Control:
     def paused(self) -> bool:
         return not self._go.is_set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def clock(self) -> float:
         """time.monotonic() less the time check() held the loop paused: a generation's time leaves pauses out."""
         return time.monotonic() - self._waited

@@ -10,7 +10,8 @@ from typing import Any
 
 from .config import ConfigError, known_engine
 from .engines import engine_names
-from .validation import MAX_NESTING, NESTED, short, too_deep
+from .numbers import short
+from .validation import MAX_NESTING, NESTED, too_deep
 
 
 def apply_override(raw: dict[str, Any], item: str, cwd: Path | None = None) -> None:

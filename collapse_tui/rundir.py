@@ -40,6 +40,7 @@ import orjson
 
 from .chains import CHAIN_NAME_RE, row_key
 from .config import Config, ConfigError, chain_specs
+from .numbers import short
 from .preflight import check_runnable
 from .preset_files import load_preset
 
@@ -446,7 +447,7 @@ class RunDir:
         info = _json(raw, path)
         ok = isinstance(info, dict) and _is_int(info.get("generation")) and isinstance(info.get("dir"), str)
         if not ok or info["generation"] < 0 or not info["dir"].startswith("ckpt-") or "/" in info["dir"]:
-            raise RunDirError(f"{path}: expected {{'generation': N, 'dir': 'ckpt-...'}}, got {_short(info)}")
+            raise RunDirError(f"{path}: expected {{'generation': N, 'dir': 'ckpt-...'}}, got {short(info)}")
         folder = self.state_dir / info["dir"]
         if not folder.is_dir():
             raise RunDirError(f"{path}: points at {folder}, which does not exist")
@@ -549,14 +550,6 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _short(v: Any) -> str:
-    try:
-        text = repr(v)
-    except RecursionError:  # a value nested almost as deep as the parser allows
-        return f"a deeply nested {type(v).__name__}"
-    return text if len(text) <= 60 else text[:59] + "…"
-
-
 def _is_value(v: Any) -> bool:
     """A value a metric can hold: null, a finite float, an int within float's range (not a bool). On
     every value of every row, so by exact type: JSON gives no subclasses."""
@@ -571,11 +564,11 @@ def _is_value(v: Any) -> bool:
 def valid_status(obj: Any, path: Path) -> dict[str, Any]:
     """status.json's schema: an object of known keys of known types, a known state, a plausible pid."""
     if not isinstance(obj, dict):
-        raise RunDirError(f"{path}: expected a JSON object, got {_short(obj)}")
+        raise RunDirError(f"{path}: expected a JSON object, got {short(obj)}")
     for key, types in STATUS_TYPES.items():
         v = obj.get(key)
         if key in obj and (not isinstance(v, types) or (isinstance(v, bool) and bool not in types)):
-            raise RunDirError(f"{path}: {key} should be {' or '.join(t.__name__ for t in types)}, got {_short(v)}")
+            raise RunDirError(f"{path}: {key} should be {' or '.join(t.__name__ for t in types)}, got {short(v)}")
     if "state" in obj and obj["state"] not in STATES:
         raise RunDirError(f"{path}: state {obj['state']!r} is not one of {', '.join(STATES)}")
     if "pid" in obj and not 0 < obj["pid"] <= MAX_PID:
@@ -590,14 +583,14 @@ def valid_row(obj: Any, path: Path, line: int, lists: dict[str, dict[str, bool]]
     the keys seen so far in the file and whether they held lists: a chain's key is a list on every line
     or on none (the tables take a key's shape from the chain's first row)."""
     if not isinstance(obj, dict):
-        raise RunDirError(f"{path}: line {line}: expected a JSON object, got {_short(obj)}")
+        raise RunDirError(f"{path}: line {line}: expected a JSON object, got {short(obj)}")
     for key in ("seed", "generation"):
         if not (_is_int(obj.get(key)) and 0 <= obj[key] < MAX_ROW_INT):
             raise RunDirError(
-                f"{path}: line {line}: {key} should be an integer in [0, 2^64), got {_short(obj.get(key))}"
+                f"{path}: line {line}: {key} should be an integer in [0, 2^64), got {short(obj.get(key))}"
             )
     if "chain" in obj and not (isinstance(obj["chain"], str) and CHAIN_NAME_RE.fullmatch(obj["chain"])):
-        raise RunDirError(f"{path}: line {line}: chain should be a chain's name, got {_short(obj['chain'])}")
+        raise RunDirError(f"{path}: line {line}: chain should be a chain's name, got {short(obj['chain'])}")
     shapes = lists.setdefault(obj.get("chain", ""), {})
     for key, v in obj.items():
         if key in ROW_IDS:
@@ -605,7 +598,7 @@ def valid_row(obj: Any, path: Path, line: int, lists: dict[str, dict[str, bool]]
         is_list = type(v) is list
         if not (all(map(_is_value, v)) if is_list else _is_value(v)):
             raise RunDirError(
-                f"{path}: line {line}: {key} should be a finite number, null or a list of them, got {_short(v)}"
+                f"{path}: line {line}: {key} should be a finite number, null or a list of them, got {short(v)}"
             )
         if shapes.setdefault(key, is_list) is not is_list:
             now, before = ("a list", "not a list") if is_list else ("not a list", "a list")

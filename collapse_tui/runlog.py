@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .events import Event, GenerationDone, Progress, RunStarted
 from .numbers import plural
-from .summary import SERIES, is_log, show, summarize, values
+from .summary import SERIES, is_log, summarize, value_text, values
 
 LINE_INTERVAL = 1.0  # seconds: fast engines finish hundreds of generations a second
 
@@ -41,7 +41,7 @@ class RunLog:
                 medians += [f"{chain}:"] if chain else []
                 for key in SERIES:
                     log = is_log(key)
-                    medians.append(f"{key} {show(summarize(values(rows, key, log), log).centre, log)}")
+                    medians.append(f"{key} {value_text(summarize(values(rows, key, log), log).centre, log)}")
             return ["  ".join([f"gen {ev.generation}/{self.generations - 1}", *medians]) + f"  ({ev.seconds:.2f} s)"]
         return []
 

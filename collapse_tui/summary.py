@@ -46,12 +46,12 @@ class Summary:
     def text(self, digits: int = 4) -> str:
         """'34.2' for one seed or no spread, else '34.2 [30.1, 38.9]' (the band over seeds, one digit less)."""
         if self.seeds < 2 or self.lo == self.hi or math.isnan(self.lo):
-            return show(self.centre, self.log, digits)
-        band = f"{show(self.lo, self.log, digits - 1)}, {show(self.hi, self.log, digits - 1)}"
-        return f"{show(self.centre, self.log, digits)} [{band}]"
+            return value_text(self.centre, self.log, digits)
+        band = f"{value_text(self.lo, self.log, digits - 1)}, {value_text(self.hi, self.log, digits - 1)}"
+        return f"{value_text(self.centre, self.log, digits)} [{band}]"
 
 
-def show(x: float, log: bool = False, digits: int = 4) -> str:
+def value_text(x: float, log: bool = False, digits: int = 4) -> str:
     """A number in `digits` significant digits; a log10 value as the number it stands for, past float's
     range too (10^356.1 reads 1.26e356)."""
     if not log or math.isnan(x):
@@ -64,20 +64,20 @@ def show(x: float, log: bool = False, digits: int = 4) -> str:
     return f"{10.0 ** (x - exponent):.{digits - 1}g}e{exponent:+d}".replace("e+", "e")
 
 
-def change(before: Summary, after: Summary) -> str:
+def change_text(before: Summary, after: Summary) -> str:
     """after against before: a ratio for log-quantities ('×1.35', '×1e352'), a difference otherwise; NA
     when either is unknown (or both are 0 on a log scale)."""
     d = after.centre - before.centre
-    return ratio(d) if after.log else fmt(d, signed=True)
+    return ratio_text(d) if after.log else fmt(d, signed=True)
 
 
-def ratio(d: float) -> str:
+def ratio_text(d: float) -> str:
     """A change of d in log10 as a ratio: '+3.5%' for small ones, '×12.6', '×1e352' for large ones."""
     if math.isnan(d):
         return NA
     if math.isinf(d):
         return "×inf" if d > 0 else "×0"
-    return f"{10.0**d - 1:+.2%}" if abs(d) < 0.15 else f"×{show(d, log=True, digits=3)}"
+    return f"{10.0**d - 1:+.2%}" if abs(d) < 0.15 else f"×{value_text(d, log=True, digits=3)}"
 
 
 def is_log(key: str, log_keys: Iterable[str] = ()) -> bool:

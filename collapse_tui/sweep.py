@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from .config import SECTIONS, Config, ConfigError
+from .numbers import short
 from .overrides import apply_override, is_key, set_key
 from .preset_files import PresetFile, read_toml
 from .run_names import name_part
-from .validation import check_name, did_you_mean, short, validate
+from .validation import check_name, did_you_mean, validate
 
 SWEEP_MODES = ("grid", "zip")
 MAX_CELLS = 1000

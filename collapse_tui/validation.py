@@ -14,6 +14,7 @@ from typing import Any
 from .chains import CHAIN_KEYS, CHAIN_NAME_RE
 from .config import DATA, EXPERIMENT, SECTIONS, Config, ConfigError, known_engine
 from .engines import EngineError, Param, engine_class, engine_names
+from .numbers import short
 
 MAX_NESTING = 8  # tables and arrays in one another: a preset has 4 (data.mix = [[...]]), a sweep preset 5
 NESTED = f"tables or arrays nested deeper than a preset's {MAX_NESTING} levels"
@@ -249,12 +250,6 @@ def _owner(key: str, engine_name: str) -> str:
         except EngineError:
             continue
     return ""
-
-
-def short(v: Any) -> str:
-    """A value as a message quotes it: its repr, cut to 60 characters."""
-    text = repr(v)
-    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def did_you_mean(word: str, options: Any, prefix: str = " ") -> str:

@@ -108,11 +108,10 @@ class Engine(ABC):
         if "PARAMS" in cls.__dict__:
             cls.Params = params_type(f"{cls.__name__}Params", cls.PARAMS)
 
-    def __init__(self, params: Mapping[str, Any] | Any = (), device: str = "cpu", base_dir: Path | None = None):
+    def __init__(self, params: Mapping[str, Any] | Any = (), device: str = "cpu"):
         """params: the [engine] keys (missing ones take their defaults), or a Params object."""
         self.params = params if isinstance(params, self.Params) else self.Params(**dict(params))
         self.device = device
-        self.base_dir = base_dir or Path.cwd()  # relative paths in params are relative to it
 
     @staticmethod  # noqa: B027 (an optional hook, not abstract)
     def check_params(params: Any) -> None:
@@ -169,8 +168,9 @@ class Engine(ABC):
         raise NotImplementedError(f"engine {self.name!r} measures no distance between chains")
 
     def path(self, value: str) -> Path | None:
-        """A path key's file or folder (None when not set); the preset's paths are absolute already."""
-        return Path(self.base_dir, value) if value else None
+        """A path key's file or folder (None when not set): a preset's paths are absolute already (config
+        resolves them against the preset's folder); a relative one given directly is the working folder's."""
+        return Path(value) if value else None
 
     @abstractmethod
     def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:

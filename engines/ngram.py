@@ -110,8 +110,8 @@ class NgramEngine(Engine):
         "rare_tail": Param(0.1, float, "rare words: the least frequent ones making up this share", 0, 1),
     }
 
-    def __init__(self, params: Any = (), device: str = "cpu", base_dir: Path | None = None):
-        super().__init__(params, device, base_dir)
+    def __init__(self, params: Any = (), device: str = "cpu"):
+        super().__init__(params, device)
         self._data: WordData | None = None
 
     @staticmethod

@@ -155,8 +155,8 @@ class OPTEngine(TorchEngine):
         "rare_tail": Param(0.1, float, "rare tokens: the least frequent ones making up this share", 0, 1),
     }
 
-    def __init__(self, params: Any = (), device: str = "cpu", base_dir: Path | None = None):
-        super().__init__(params, device, base_dir)
+    def __init__(self, params: Any = (), device: str = "cpu"):
+        super().__init__(params, device)
         self._data: TextData | None = None
         self._start: dict[str, Any] | None = None  # starting weights of a pretrained model
         self._start_state: dict[str, Any] | None = None  # the tiny model's pretrained weights (pretrain_epochs)
@@ -502,10 +502,6 @@ class OPTEngine(TorchEngine):
         """Cross-perplexity: exp of this model's mean NLL per token on the other chain's generated text
         (re-tokenised into this engine's blocks), up to EVAL_MAX blocks per seed."""
         return np.array([float(np.exp(self.block_nll(model, s[:EVAL_MAX]).mean())) for s in other_samples])
-
-    def prompt_texts(self) -> list[str]:
-        train = self.dataset().train
-        return self.decode(train[prompt_indices(len(train), len(train))])
 
     # --- checkpoints ------------------------------------------------------------------------------
     def save(self, model: Any, directory: Path) -> None:

@@ -88,8 +88,8 @@ class VAEEngine(TorchEngine):
         ),
     }
 
-    def __init__(self, params: Any = (), device: str = "cpu", base_dir: Path | None = None):
-        super().__init__(params, device, base_dir)
+    def __init__(self, params: Any = (), device: str = "cpu"):
+        super().__init__(params, device)
         self._data: Dataset | None = None
         self._classifier = None
 

@@ -62,7 +62,8 @@ def text_run(tmp_path: Path, generations: int = 6) -> Path:
 
 def test_snapshot_start_screen(snap_compare, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("collapse_tui.tui.start.has_gpu", lambda: False)  # the device column, on any machine
+    # the device column, on any machine
+    monkeypatch.setattr("collapse_tui.tui.components.preset_table.has_gpu", lambda: False)
     assert snap_compare(build_app(None, [], Path("runs")), terminal_size=SIZE)
 
 

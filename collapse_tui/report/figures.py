@@ -236,8 +236,8 @@ def draw_series(ax: Axes, s: Series, label: str, mode: str, color: Any = None) -
 
 
 def log_limits(ax: Axes, drawn: Sequence[np.ndarray]) -> None:
-    """y limits of a log axis set in log space: a mean over seeds can reach 1e300 (one seed whose
-    model all but excludes the real data), where matplotlib's margins and ticks overflow. Values
+    """y limits of a log axis set in log space: a band over seeds can reach 1e300 (a seed whose model
+    all but excludes the real data), where matplotlib's margins and ticks overflow. Values
     above 10^LOG_CEILING leave the top of the axes."""
     v = np.concatenate(drawn) if drawn else np.array([])
     v = v[np.isfinite(v) & (v > 0)]

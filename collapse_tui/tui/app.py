@@ -23,7 +23,8 @@ from ..rundir import RunDir, open_for_resume
 from ..stopsignals import catchable
 from ..sweep import is_sweep, read_target
 from ..sweepdir import SweepDir, is_sweep_dir
-from .start import PresetEntry, StartScreen, builtin_entries, folder_entries
+from .components.preset_table import PresetEntry, builtin_entries, folder_entries
+from .start import StartScreen
 
 DEFAULT_PRESET = "gmm"
 HANG_UP_GRACE = 5.0  # seconds the app has to exit by itself after a hang-up, once no run is live

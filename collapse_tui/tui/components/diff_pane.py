@@ -15,7 +15,7 @@ from textual.widgets import Static
 from ...engines.text_data import split_prompt
 from ...numbers import NA
 from ...phrases import compare, word_diff
-from ...summary import change, show
+from ...summary import change_text, value_text
 from ..state import RunState
 
 MARKS = {"appeared": "+", "grew": ">", "shrank": "<", "vanished": "-"}
@@ -58,9 +58,9 @@ class DiffPane(VerticalScroll):
         lines = [Content.styled(head, "bold")]
         for key, a in medians[0].items():
             b = medians[n].get(key)
-            after = show(b.centre, b.log) if b else NA
-            moved = change(a, b) if b else NA
-            lines.append(Content(f"{key[:15]:<16}{show(a.centre, a.log):>12}{after:>12}{moved:>12}"))
+            after = value_text(b.centre, b.log) if b else NA
+            moved = change_text(a, b) if b else NA
+            lines.append(Content(f"{key[:15]:<16}{value_text(a.centre, a.log):>12}{after:>12}{moved:>12}"))
         return Content("\n").join(lines)
 
     def _moved(self, n: int) -> list[Content]:
@@ -72,9 +72,8 @@ class DiffPane(VerticalScroll):
         for key in TEXT_KEYS:
             a, b = medians[0].get(key), medians[n].get(key)
             if a is not None and b is not None and a.centre != b.centre and not math.isnan(a.centre + b.centre):
-                lines.append(
-                    Content(f"{key:<16}{show(a.centre, a.log):>10} -> {show(b.centre, b.log):<10}{change(a, b)}")
-                )
+                before, after = value_text(a.centre, a.log), value_text(b.centre, b.log)
+                lines.append(Content(f"{key:<16}{before:>10} -> {after:<10}{change_text(a, b)}"))
         if not lines:
             return []
         return [Content.styled(f"text metrics that moved, generation 0 -> {n}", "bold"), *lines, Content("")]

@@ -1,4 +1,4 @@
-"""Every metric's mean over seeds, one row per generation: the newest TABLE_ROWS of them."""
+"""Every metric's median over seeds (summary.py), one row per generation: the newest TABLE_ROWS of them."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from textual.reactive import var
 from textual.widgets import DataTable
 
 from ...numbers import NA
-from ...summary import SERIES, Summary, show
+from ...summary import SERIES, Summary, value_text
 from ..state import RunState
 
 TABLE_ROWS = 200  # metrics.jsonl has them all
 
 
 def _cell(s: Summary | None) -> str:
-    return NA if s is None else show(s.centre, s.log)
+    return NA if s is None else value_text(s.centre, s.log)
 
 
 class MetricsTable(DataTable):

@@ -9,7 +9,7 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from ...summary import ratio, show
+from ...summary import ratio_text, value_text
 from .. import render
 
 LABEL_WIDTH = 11
@@ -59,13 +59,13 @@ class Trend(Widget):
         # the change in log10: nan from or to an unknown value (nan > 0 is False), or from 0 to 0
         positive = first > 0 and last > 0
         d = last - first if log else math.log10(last) - math.log10(first) if positive else math.nan
-        change = "" if math.isnan(d) else ratio(d)
-        now = show(last, log)
+        change = "" if math.isnan(d) else ratio_text(d)
+        now = value_text(last, log)
         head = fitting([f"{now} {change} vs g0", f"{now} {change}", now] if change else [now])
         lo, hi = self.band
         if lo == hi or math.isnan(lo):
             return head, ""
-        spread = [f"{p}{show(lo, log, d)}..{show(hi, log, d)}" for d in (3, 2, 1) for p in ("seeds ", "")]
+        spread = [f"{p}{value_text(lo, log, d)}..{value_text(hi, log, d)}" for d in (3, 2, 1) for p in ("seeds ", "")]
         return head, fitting(spread)
 
     def render(self) -> Content:
