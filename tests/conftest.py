@@ -26,7 +26,9 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
+import asyncio
 import contextlib
+import functools
 import json
 import shutil
 import signal
@@ -252,3 +254,13 @@ def tiny_opt(**params: object):
 
     base = dict(model="tiny", train=WIKI_TRAIN, test=WIKI_TEST, max_chars=20000, block_size=16, vocab_size=500)
     return OPTEngine({**base, **params})
+
+
+def run_async(test):
+    """No async pytest plugin here: run each Pilot test in its own event loop."""
+
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+
+    return wrapper

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import math
 import os
@@ -16,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import WIKI, spawn
+from conftest import WIKI, run_async, spawn
 
 from collapse_tui import loop
 from collapse_tui.cli import main as cli_main
@@ -36,16 +34,6 @@ from collapse_tui.tui.run_screen import RunScreen
 from collapse_tui.tui.start import StartScreen
 
 SIZE = (80, 24)
-
-
-def run_async(test):
-    """No async pytest plugin here: run each Pilot test in its own event loop."""
-
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(test(*args, **kwargs))
-
-    return wrapper
 
 
 async def wait_for(pilot, condition, timeout: float = 30.0, what: str = "condition") -> None:

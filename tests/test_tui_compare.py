@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 from pathlib import Path
 
 import numpy as np
+from conftest import run_async
 
 from collapse_tui.cli import main
 from collapse_tui.compare import compare_rows, grid
@@ -15,16 +14,6 @@ from collapse_tui.numbers import fmt
 from collapse_tui.tui.app import build_app
 from collapse_tui.tui.compare_screen import CompareScreen
 from collapse_tui.tui.start import StartScreen
-
-
-def run_async(test):
-    """No async pytest plugin here (as in test_tui.py): run each Pilot test in its own event loop."""
-
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(test(*args, **kwargs))
-
-    return wrapper
 
 
 def make_runs(runs):

@@ -3,14 +3,12 @@ enter opens a cell's run screen, which only watches a cell another process write
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import spawn
+from conftest import run_async, spawn
 
 from collapse_tui.cli import main
 from collapse_tui.config import ConfigError
@@ -32,14 +30,6 @@ dim = 1
 [sweep]
 "engine.samples" = [10, 100]
 """
-
-
-def run_async(test):
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(test(*args, **kwargs))
-
-    return wrapper
 
 
 @pytest.fixture

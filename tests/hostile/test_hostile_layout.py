@@ -5,7 +5,6 @@ every number in full, esc during a run says what to do and the run goes on, and 
 from __future__ import annotations
 
 import asyncio
-import functools
 import io
 import json
 import math
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_run, run_loop
+from conftest import make_run, run_async, run_loop
 
 from collapse_tui import compare
 from collapse_tui.cli import build_commands, main
@@ -142,16 +141,6 @@ def test_compare_of_a_five_cell_sweep_prints_every_number_in_full_at_80_columns(
             d = numbers[metric, f"{label} vs {labels[0]}"]
             for name, key in ((metric, "final"), (f"{metric} peak", "peak"), (f"{metric} change", "slope")):
                 assert cell_agrees(table[col][name][0], d[key], log, True), (metric, col, name, d[key])
-
-
-def run_async(test):
-    """No async pytest plugin here: each Pilot test in its own event loop."""
-
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(test(*args, **kwargs))
-
-    return wrapper
 
 
 async def wait_for(pilot, condition, what: str, timeout: float = 30.0) -> None:

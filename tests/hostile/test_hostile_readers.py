@@ -6,8 +6,6 @@ written as null reads "n/a", never as a number."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import io
 import json
 import math
@@ -18,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_async
 
 from collapse_tui.batch import BatchView
 from collapse_tui.cli import main
@@ -33,14 +32,6 @@ from collapse_tui.tui.sweep_screen import SweepScreen
 QUICK = ["--set", "experiment.generations=3", "--set", "experiment.seeds=2"]
 DEEP = 1000  # levels of nesting: the stdlib parser's recursion limit
 SIZE = (100, 30)
-
-
-def run_async(test):
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(test(*args, **kwargs))
-
-    return wrapper
 
 
 async def wait_for(pilot, condition, what: str, timeout: float = 30.0) -> None:
