@@ -167,6 +167,12 @@ class Engine(ABC):
         whose samples other_samples are given in this engine's data form: (S,) floats."""
         raise NotImplementedError(f"engine {self.name!r} measures no distance between chains")
 
+    def expected(self, generations: int, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Closed-form expectations, over seeds, of some of this engine's METRICS: {metric: (generations,)
+        floats, one per generation 0, 1, ...} for these params and the preset's [data] section (mode and
+        fractions); {} where theory gives none. Each formula cites its source where it is computed."""
+        return {}
+
     def path(self, value: str) -> Path | None:
         """A path key's file or folder (None when not set): a preset's paths are absolute already (config
         resolves them against the preset's folder); a relative one given directly is the working folder's."""
