@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from .checkpoints import open_for_resume
 from .config import ConfigError
 from .engines import engine_names
 from .preflight import check_runnable, requirements
 from .preset_files import PresetFile, builtin_presets, load_preset, read_preset
 from .run_names import run_name
-from .rundir import RunDir, open_for_resume
+from .rundir import RunDir
 from .seed_workers import check_workers
 from .sweep import builtin_sweeps, expand, is_sweep, load_sweep, read_target
 from .sweepdir import SweepDir, is_sweep_dir

@@ -25,8 +25,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from .config import Config, ConfigError, chain_names
+from .files import printable
 from .numbers import NA, fmt, plural, short
-from .rundir import RunDir, printable, run_state
+from .rundir import RunDir, run_state
 from .summary import Summary, by_generation, is_log, log_keys_of, ratio_text, scalar_keys, value_text
 from .sweepdir import expand
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .batch import EXIT, run_batch
+from .checkpoints import check_resumable
 from .config import ConfigError
 from .engines import engine_class
 from .preflight import check_runnable
@@ -75,7 +76,7 @@ def todo(sweep: SweepDir) -> list[CellRun]:
             raise ConfigError(f"sweep cell {cell.name}: another process is running it ({cell.rundir.path})")
         cfg = cell.rundir.config()
         try:
-            cell.rundir.check_resumable(cfg)
+            check_resumable(cell.rundir, cfg)
             check_runnable(cfg)
         except ConfigError as e:
             raise ConfigError(f"sweep cell {cell.name}: {e}") from None

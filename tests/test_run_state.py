@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from collapse_tui.rundir import STATES, RunDir, run_state
+from collapse_tui.records import STATES
+from collapse_tui.rundir import RunDir, run_state
 from collapse_tui.tui.state import disk_state
 
 

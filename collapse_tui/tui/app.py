@@ -17,9 +17,10 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
+from ..checkpoints import open_for_resume
 from ..config import ConfigError
 from ..preset_files import read_preset
-from ..rundir import RunDir, open_for_resume
+from ..rundir import RunDir
 from ..stopsignals import catchable
 from ..sweep import is_sweep, read_target
 from ..sweepdir import SweepDir, is_sweep_dir

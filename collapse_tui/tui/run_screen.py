@@ -22,6 +22,7 @@ from textual.widgets import Footer, RichLog, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from .. import loop
+from ..checkpoints import check_resumable
 from ..config import Config, ConfigError
 from ..events import Event, Progress
 from ..numbers import plural
@@ -126,7 +127,7 @@ class RunScreen(Screen):
         try:  # here, not in the worker: a refusal changes nothing and says why
             self.rundir.acquire()
             if resume:
-                self.rundir.check_resumable(self.cfg)
+                check_resumable(self.rundir, self.cfg)
         except ConfigError as e:
             self.run_state.say(str(e))
             self.notify(str(e), severity="error", timeout=10)
