@@ -45,9 +45,9 @@ def labelled(rngs: list[np.random.Generator], n: int, weights: np.ndarray, noise
 
 def fit_ridge(data: np.ndarray, ridge: float) -> Model:
     """Per seed, w = argmin (1/N) ||y - X w||^2 + ridge ||w||^2 = (X^T X + N ridge I)^{-1} X^T y (the ridge
-    of Dohmatob et al. 2024, section 2: the penalty per example, so it means the same at every N), and
-    noise_var = RSS / (N - dof), dof = tr((X^T X + N ridge I)^{-1} X^T X) (= d for least squares): the
-    unbiased noise variance of least squares (Seber & Lee, Linear Regression Analysis, thm 3.3)."""
+    of Dohmatob et al. 2024's setup, section 3: the penalty per example, so it means the same at every N),
+    and noise_var = RSS / (N - dof), dof = tr((X^T X + N ridge I)^{-1} X^T X) (= d for least squares): the
+    unbiased noise variance of least squares (Seber & Lee, Linear Regression Analysis, 2nd ed., 3.3)."""
     x, y = data[..., :-1], data[..., -1]
     n, d = x.shape[1:]
     gram = np.matmul(x.transpose(0, 2, 1), x)
@@ -218,7 +218,7 @@ class LinregEngine(Engine):
         out = {"excess_risk": excess, "test_mse": rr + np.trace(xx) / p.dim * excess}
         if data["mode"] == "replace":
             # each generation's labels are X_n w_{n-1} + e_n, exactly linear in X_n, so RSS / (T - d) is
-            # unbiased for sigma^2 at every generation (Seber & Lee, thm 3.3)
+            # unbiased for sigma^2 at every generation (Seber & Lee, 3.3)
             out["variance"] = np.full(generations, p.noise**2)
         return out
 

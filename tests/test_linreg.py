@@ -182,6 +182,24 @@ def test_bad_keys_are_one_line_before_a_run_directory(sets, words, tmp_path, cap
     assert not runs.exists()
 
 
+def test_every_data_mode_applies(tmp_path):
+    """fresh at fraction 1 trains on T new real pairs each generation: generation 0's law at every one;
+    keep at fraction 1 refits the real set: generation 0's weights again; a filter that keeps the samples
+    whose labels the reference finds likeliest trims the noise: the risk grows slower than replace's law;
+    accumulate-subsample trains on T of the pool."""
+    last, seeds = 4, 1000
+    sets = [f"experiment.generations={last + 1}", f"experiment.seeds={seeds}", "engine.test_samples=100"]
+    fresh = run_preset(tmp_path / "f", "linreg", *sets, "data.mode=fresh", "data.fresh_fraction=1")
+    g0 = 10 / (50 - 10 - 1)  # sigma^2 d / (T - d - 1) at the preset's d = 10, T = 50, sigma = 1
+    assert_law(fresh[last]["excess_risk"], g0, (last + 1) * g0)
+    keep = run_preset(tmp_path / "k", "linreg", *sets, "data.mode=keep", "data.keep_fraction=1")
+    assert np.allclose(keep[last]["excess_risk"], keep[0]["excess_risk"], rtol=1e-9)
+    filtered = run_preset(tmp_path / "p", "linreg", *sets, "data.filter=perplexity", "data.filter_keep=0.5")
+    assert filtered[last]["excess_risk"].mean() + 4 * se(filtered[last]["excess_risk"]) < (last + 1) * g0
+    subsample = run_preset(tmp_path / "s", "linreg", *sets, "data.mode=accumulate-subsample")
+    assert (subsample[last]["train_size"] == 50).all() and np.isfinite(subsample[last]["excess_risk"]).all()
+
+
 def test_ridge_lets_fewer_samples_than_dimensions_run(tmp_path):
     rows = run_preset(tmp_path, "linreg", "engine.samples=5", "engine.ridge=0.1", "experiment.generations=3")
     assert np.isfinite(rows[2]["excess_risk"]).all() and (rows[2]["variance"] > 0).all()
