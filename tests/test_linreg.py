@@ -3,8 +3,8 @@ its metrics against an explicit computation, its bad keys, and the laws of least
 own labels (Dohmatob et al. 2024; Gerstgrasser et al. 2024) against runs of the engine through the loop.
 
 Each law's tolerance is four standard errors measured from the seeds; each test asserts that its SE is
-small enough (a quarter of the gap over four SE each side) to tell the law from the plausible wrong ones:
-no collapse (generation 0's risk throughout) and the other data mode's law.
+small enough that the plausible wrong values lie more than 8 SE from the law (so that a wrong formula
+fails its 4-SE check): no collapse (generation 0's risk throughout) and the other data mode's law.
 """
 
 from __future__ import annotations
