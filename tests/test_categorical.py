@@ -175,6 +175,11 @@ def test_collision_of_runs_matches_replace_accumulate_and_add_k(tmp_path):
     p = preset_engine("categorical-zipf", *small)[0].real_probs()
     for g in (0, 5):
         agrees(rows[g]["collision"], exp["collision"][g], 1 - (1 - p @ p) * (1 - 1 / 10) ** g)
+    # the rarest symbols making up 10% of the real mass: here the last (0.088); its estimated mass is a
+    # martingale, so its mean stays the real one while its median is already 0
+    assert p[-1] < 0.1 < p[-2] + p[-1]
+    assert np.median(rows[5]["tail_mass"]) == 0
+    agrees(rows[5]["tail_mass"], p[-1], 0.0)
     acc, exp_acc = runs(tmp_path / "a", "categorical-zipf", 6, *small, "data.mode=accumulate")
     agrees(acc[5]["collision"], exp_acc["collision"][5], exp["collision"][5])
     smooth, exp_k = runs(tmp_path / "k", "categorical-zipf", 6, *small, "engine.add_k=0.5")
@@ -196,10 +201,14 @@ def test_support_of_runs_follows_the_count_chain_and_accumulate_keeps_generation
 
 def test_fixation_of_runs_follows_the_chain(tmp_path):
     """Wright-Fisher at M = 10: the share of fixed seeds by generation 0 and 2 against the chain, where
-    the chain one generation later is wrong (0.24 against 0.11, 0.42 against 0.34)."""
+    the chain one generation later is wrong (0.24 against 0.11, 0.42 against 0.34); and tv's law."""
     rows, exp = runs(tmp_path, "wright-fisher", 4, "engine.samples=10")
     for g in (0, 2):
         agrees(rows[g]["fixed"], exp["fixed"][g], exp["fixed"][g + 1])
+    # tv to generation 0's estimate is |p_n - p_0| of symbol 0, a martingale's increment: with H = 2 p (1 - p)
+    # and E[H_n] = H (1 - 1/M)^(n+1), E[tv_n^2] = (E[H_0] - E[H_n]) / 2; to the real p it would be (H - E[H_n]) / 2
+    h = 2 * WF[0] * WF[1] * (1 - 1 / 10) ** np.arange(1, 5)
+    agrees(rows[3]["tv"] ** 2, (h[0] - h[3]) / 2, (2 * WF[0] * WF[1] - h[3]) / 2)
 
 
 def test_each_seed_fixes_on_a_symbol_with_its_real_probability():
