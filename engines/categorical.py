@@ -47,15 +47,19 @@ def words_of(path: Path) -> Iterator[str]:
         raise DataError(f"engine.text: cannot read {path} ({e.strerror or type(e).__name__})") from None
 
 
-def fewer_words(path: Path, vocab: int) -> int | None:
-    """The number of distinct words of the text when it has fewer than vocab, else None; reads only as
-    far as the vocab-th distinct word."""
+def check_words(path: Path, vocab: int) -> None:
+    """DataError naming engine.vocab when the text has fewer than vocab distinct words; reads only as far
+    as the vocab-th distinct word."""
     seen: set[str] = set()
     for word in words_of(path):
         seen.add(word)
         if len(seen) >= vocab:
-            return None
-    return len(seen)
+            return
+    raise DataError(too_few_words(path, len(seen), vocab))
+
+
+def too_few_words(path: Path, found: int, vocab: int) -> str:
+    return f"engine.vocab: {path} has {found} distinct words, fewer than vocab = {vocab}"
 
 
 def rare_mask(probs: np.ndarray, tail: float) -> np.ndarray:
@@ -182,9 +186,8 @@ class CategoricalEngine(Engine):
                 raise DataError(f"engine.text: no such file: {p.text}")
 
     def preflight(self) -> None:
-        p = self.params
-        if p.source == "text" and (found := fewer_words(self.path(p.text), p.vocab)) is not None:
-            raise DataError(f"engine.vocab: {p.text} has {found} distinct words, fewer than vocab = {p.vocab}")
+        if self.params.source == "text":
+            check_words(self.path(self.params.text), self.params.vocab)
 
     data_keys = "engine.text or engine.test_samples"
 
@@ -211,8 +214,8 @@ class CategoricalEngine(Engine):
                 weights = np.arange(1, p.vocab + 1, dtype=float) ** -p.exponent
             else:
                 freq = Counter(words_of(self.path(p.text)))
-                if len(freq) < p.vocab:
-                    raise DataError(f"engine.vocab: {p.text} has {len(freq)} distinct words, fewer than {p.vocab}")
+                if len(freq) < p.vocab:  # the file changed since preflight
+                    raise DataError(too_few_words(self.path(p.text), len(freq), p.vocab))
                 top = sorted(freq.items(), key=lambda wc: (-wc[1], wc[0]))[: p.vocab]
                 weights = np.array([c for _, c in top], dtype=float)
             self._real = weights / weights.sum()
