@@ -113,10 +113,10 @@ def check_resumable(rundir: RunDir, cfg: Config) -> tuple[tuple[int, Path] | Non
     if started.is_file() and started.read_text() != cfg.to_toml():
         before = load_preset(str(started)).with_generations(cfg.generations)
         changes = [
-            f"{s}.{k}: {getattr(before, s).get(k)!r} -> {getattr(cfg, s).get(k)!r}"
+            f"{s}.{k}: {before.section(s).get(k)!r} -> {cfg.section(s).get(k)!r}"
             for s in ("experiment", "data", "engine")
-            for k in {**getattr(before, s), **getattr(cfg, s)}
-            if getattr(before, s).get(k) != getattr(cfg, s).get(k)
+            for k in {**before.section(s), **cfg.section(s)}
+            if before.section(s).get(k) != cfg.section(s).get(k)
         ]
         changes += [
             f"chains.{a['name']}.{k}: {a.get(k)!r} -> {b.get(k)!r}"

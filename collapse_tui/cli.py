@@ -131,7 +131,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
             continue
         needs = ",".join(requirements(cfg)) or "-"
         engines = "+".join(dict.fromkeys(c["engine"] for c in cfg.chains)) or cfg.engine_name  # chains: each engine
-        print(f"{name:<22} {engines:<9} {cfg.data['mode']:<10} {needs:<14} {cfg.experiment['description']}")
+        print(f"{name:<22} {engines:<9} {cfg.data.mode:<10} {needs:<14} {cfg.experiment['description']}")
     for name, path in sorted(builtin_sweeps().items()):  # run with --batch NAME
         try:
             sweep = load_sweep(path)

@@ -109,7 +109,7 @@ def chain_runs(run: Run) -> list[Run]:
 
 
 def _flat_config(cfg: Config) -> dict[str, Any]:
-    return {f"{s}.{k}": v for s in ("experiment", "data", "engine") for k, v in getattr(cfg, s).items()}
+    return {f"{s}.{k}": v for s in ("experiment", "data", "engine") for k, v in cfg.section(s).items()}
 
 
 def run_labels(runs: Sequence[Run]) -> list[str]:
@@ -295,7 +295,7 @@ def print_comparison(runs: list[Run], out: TextIO, at: int | None = None) -> Non
     console = Console(file=out, highlight=False, width=None if tty else 200)  # logs: no wrapping
     for name, r in zip(letters(len(runs)), runs):
         seeds = plural(len(r.config.seeds), "seed")
-        line = f"{name} = {r.label}: {r.engine}, mode {r.config.data['mode']}, {seeds}, {r.progress()}"
+        line = f"{name} = {r.label}: {r.engine}, mode {r.config.data.mode}, {seeds}, {r.progress()}"
         console.print(f"{line}  [{r.rundir.path}]", markup=False)
     rows = compare_rows(runs, at)
     gens = {r["run"]: r["generation"] for r in rows if r["kind"] == "run"}

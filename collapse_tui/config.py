@@ -7,6 +7,7 @@ one line that names the key, the value and what was expected (validation.py chec
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ import tomli_w
 
 from .chains import CHAIN_KEYS, ChainSpec
 from .engines import Engine, EngineError, Param, engine_class
+from .engines.base import params_type
 
 MODES = ("replace", "keep", "accumulate", "accumulate-subsample", "fresh")
 
@@ -46,6 +48,18 @@ MIXING_DEFAULTS = {k: DATA[k].default for k in ("share_others", "mix", "share_se
 SECTIONS = ("experiment", "data", "engine", "chains")
 
 
+class DataSection(params_type("DataKeys", DATA)):
+    """The [data] section, validated: one typed field per key of DATA (cfg.data.mode, cfg.data.filter, ...)."""
+
+    @property
+    def filtering(self) -> bool:
+        return self.filter != "none"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The keys as a preset holds them (what engines' check_data and expected read)."""
+        return dataclasses.asdict(self)
+
+
 class ConfigError(ValueError):
     """A bad preset or override; str(err) is the one-line message shown to the user."""
 
@@ -53,7 +67,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Config:
     experiment: dict[str, Any]
-    data: dict[str, Any]
+    data: DataSection
     engine: dict[str, Any]  # {} when the preset declares [[chains]]
     chains: tuple[dict[str, Any], ...] = ()  # [[chains]]: name, engine, seeds and that engine's keys each
 
@@ -74,6 +88,10 @@ class Config:
     def seeds(self) -> list[int]:
         return self.experiment["seeds"]
 
+    def section(self, name: str) -> dict[str, Any]:
+        """The keys of [experiment], [data] or [engine] as a preset holds them."""
+        return self.data.as_dict() if name == "data" else getattr(self, name)
+
     def with_generations(self, generations: int) -> Config:
         """The same preset run to another length (resume --generations N): no engine sees the total."""
         return Config(self.experiment | {"generations": generations}, self.data, self.engine, self.chains)
@@ -88,7 +106,7 @@ class Config:
         experiment = dict(self.experiment)
         if self.seeds == list(range(len(self.seeds))):
             experiment["seeds"] = len(self.seeds)  # 0 .. n-1 written as its count
-        data = {k: v for k, v in self.data.items() if MIXING_DEFAULTS.get(k, object()) != v}
+        data = {k: v for k, v in self.data.as_dict().items() if MIXING_DEFAULTS.get(k, object()) != v}
         if not self.chains:
             return tomli_w.dumps({"experiment": experiment, "data": data, "engine": self.engine})
         del experiment["engine"]

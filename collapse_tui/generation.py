@@ -5,12 +5,12 @@ one_generation in theirs, so both compute the same rows."""
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from .chains import Chain, Group, Step
 from .checkpoints import save_reference
+from .config import DataSection
 from .datamodes import next_data
 from .engines import Engine, Report
 from .rundir import RunDir
@@ -25,7 +25,7 @@ def one_generation(
     engine: Engine,
     g: Group,
     gen: int,
-    data_cfg: dict[str, Any],
+    data_cfg: DataSection,
     report: Report,
     rundir: RunDir,
     keep_preview: bool,
@@ -34,10 +34,10 @@ def one_generation(
     """Generation gen of group g: its model, its samples (the filter's keep share when data.filter is on)
     and one metrics row per seed. Changes nothing of g but generation 0's reference, saved once."""
     n = g.real.shape[1]
-    filtering = data_cfg["filter"] != "none"
+    filtering = data_cfg.filtering
     fitted = engine.fit(g.data, g.rngs, report, source=g.model)  # g.model: the previous generation's
     model = fitted.model
-    drawn = math.ceil(n / data_cfg["filter_keep"]) if filtering else n
+    drawn = math.ceil(n / data_cfg.filter_keep) if filtering else n
     generated = engine.sample(model, drawn, g.rngs, report, data=g.data)
     samples = generated.samples
     if gen == 0:
@@ -60,7 +60,7 @@ def one_generation(
 
 
 def chain_next_data(
-    ch: Chain, steps: list[Step], data_cfg: dict[str, Any], mixed: np.ndarray | None
+    ch: Chain, steps: list[Step], data_cfg: DataSection, mixed: np.ndarray | None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each group's (training data, pool) for the next generation, by the data mode. mixed: the chain's
     samples drawn from every chain and seed (mixing.py), when the run mixes them; else each group's own."""
@@ -70,14 +70,14 @@ def chain_next_data(
         start += len(g.seeds)
         out.append(
             next_data(
-                data_cfg["mode"],
+                data_cfg.mode,
                 prev=g.data,
                 pool=g.pool,
                 real=g.real,
                 samples=samples,
                 rngs=g.rngs,
-                keep_fraction=data_cfg["keep_fraction"],
-                fresh_fraction=data_cfg["fresh_fraction"],
+                keep_fraction=data_cfg.keep_fraction,
+                fresh_fraction=data_cfg.fresh_fraction,
                 draw_fresh=lambda k, g=g: ch.engine.real_data(g.rngs, k),
                 size=None if mixed is None else mixed.shape[1],
             )

@@ -23,7 +23,7 @@ from typing import Any
 
 from .chains import Chain, Step, check_shapes, measure_distances, shared_samples
 from .checkpoints import check_resumable, load_chains, save_checkpoint
-from .config import Config, chain_specs
+from .config import Config, DataSection, chain_specs
 from .engines import engine_class
 from .events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
 from .files import atomic_write, disk_full, now_iso, printable
@@ -108,7 +108,7 @@ def run(
         threads = _threads(rundir, chains, processes)
         if ckpt is not None:
             saved = done = ckpt[0]
-            load_chains(rundir, chains, ckpt[1], data_cfg["mode"])
+            load_chains(rundir, chains, ckpt[1], data_cfg.mode)
         if resume:
             rundir.write_metrics(kept)  # rows after the checkpoint are computed again
         _started(rundir, cfg, done, threads, emit)
@@ -185,7 +185,7 @@ def _started(rundir: RunDir, cfg: Config, done: int, threads: Threads | None, em
     emit(RunStarted(rundir.path, cfg.name, cfg.engine_name, cfg.generations, tuple(cfg.seeds), done + 1, line))
 
 
-def _commit(chains: list[Chain], steps: list[list[Step]], data_cfg: dict[str, Any]) -> list[dict[str, Any]]:
+def _commit(chains: list[Chain], steps: list[list[Step]], data_cfg: DataSection) -> list[dict[str, Any]]:
     """The generation is finished: exchange samples between chains, draw each group's next data, then commit
     every group's new state at once. Returns the generation's rows."""
     received = shared_samples(chains, steps) if len(chains) > 1 else None

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from .chains import Chain, Group, Step, rng_from
-from .config import Config, ConfigError, chain_specs
+from .config import Config, ConfigError, DataSection, chain_specs
 from .engines import engine_class
 from .generation import one_generation
 from .rundir import RunDir
@@ -98,7 +98,7 @@ class Task:
     gen: int
     data: np.ndarray
     rng_states: list[dict[str, Any]]
-    data_cfg: dict[str, Any]
+    data_cfg: DataSection
     keep_preview: bool
     chain: str
     group: dict[str, Any] | None = None  # engine_name, params, device, seeds, real, reference, model
@@ -146,7 +146,7 @@ class SeedWorkers:
             q.close()
 
     def generation(
-        self, gen: int, data_cfg: dict[str, Any], report: Callable, check: Callable[[], None], keep_preview: bool
+        self, gen: int, data_cfg: DataSection, report: Callable, check: Callable[[], None], keep_preview: bool
     ) -> list[list[Step]]:
         """Every chain's steps of generation gen, as generation.one_generation gives them; report gets the
         workers' progress (and so stop and pause), check is called while no progress comes."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .chains import CHAIN_KEYS, CHAIN_NAME_RE
-from .config import DATA, EXPERIMENT, SECTIONS, Config, ConfigError, known_engine
+from .config import DATA, EXPERIMENT, SECTIONS, Config, ConfigError, DataSection, known_engine
 from .engines import EngineError, Param, engine_class, engine_names
 from .numbers import short
 
@@ -52,7 +52,7 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
     experiment["seeds"] = _seeds(experiment["seeds"])
     data = _data(raw, experiment["seeds"], chains=0)
     engine = _engine_keys("engine", experiment["engine"], raw.get("engine", {}), data, base_dir)
-    return Config(experiment, data, engine)
+    return Config(experiment, DataSection(**data), engine)
 
 
 def _data(raw: dict[str, Any], seeds: list[int], chains: int) -> dict[str, Any]:
@@ -160,7 +160,7 @@ def _validate_chains(raw: dict[str, Any], base_dir: Path | None) -> Config:
                 f"{first!r} ({kind}{'' if shape is None else f' of shape {shape}'}); chains feed each other examples "
                 "of one kind"
             )
-    return Config(experiment, data, {}, tuple(chains))
+    return Config(experiment, DataSection(**data), {}, tuple(chains))
 
 
 def _section(name: str, raw: dict[str, Any], schema: dict[str, Param], engine_name: str = "") -> dict[str, Any]:

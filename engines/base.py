@@ -80,7 +80,10 @@ class Generated:
 
 def params_type(name: str, schema: Mapping[str, Param]) -> type:
     """A frozen dataclass with one typed field per key of the schema, defaults included."""
-    fields = [(k, str if p.kind is Path else p.kind, dataclasses.field(default=p.default)) for k, p in schema.items()]
+    def default(p: Param) -> Any:  # a list default is copied for each object, as dataclasses require
+        return dataclasses.field(default_factory=lambda: list(p.default)) if isinstance(p.default, list) else p.default
+
+    fields = [(k, str if p.kind is Path else p.kind, default(p)) for k, p in schema.items()]
     return dataclasses.make_dataclass(name, fields, frozen=True)
 
 

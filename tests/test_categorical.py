@@ -30,7 +30,7 @@ def quiet(*_: object) -> None:
 def preset_engine(preset: str, *sets: str) -> tuple[CategoricalEngine, dict]:
     """The engine of a preset with --set overrides, and the preset's [data] section."""
     cfg = load_preset(preset, list(sets))
-    return CategoricalEngine(cfg.engine), cfg.data
+    return CategoricalEngine(cfg.engine), cfg.data.as_dict()
 
 
 def agrees(values: np.ndarray, expected: float, wrong: float) -> None:
@@ -286,7 +286,7 @@ def test_each_preset_shows_its_law_beside_the_theory(tmp_path, preset):
     cfg = load_preset(preset)
     rows = run_preset(tmp_path, preset)
     last = rows[cfg.generations - 1]
-    expected = CategoricalEngine(cfg.engine).expected(cfg.generations, cfg.data)
+    expected = CategoricalEngine(cfg.engine).expected(cfg.generations, cfg.data.as_dict())
     assert set(expected) == {"collision", "support", "fixed"}
     for key, values in expected.items():
         # fixed is 0 or 1: its SE from the expected chance, which a run of no fixed seed cannot measure

@@ -41,7 +41,7 @@ def law_run(tmp_path, mode: str) -> tuple[dict[int, dict[str, np.ndarray]], dict
         "engine.test_samples=500",
     ]
     cfg = load_preset("linreg", sets)
-    expected = engine_class("linreg")(cfg.engine).expected(cfg.generations, cfg.data)
+    expected = engine_class("linreg")(cfg.engine).expected(cfg.generations, cfg.data.as_dict())
     return run_preset(tmp_path, "linreg", *sets), expected
 
 
@@ -212,10 +212,10 @@ def test_the_presets_show_their_law(tmp_path, preset):
     the last generation, accumulate's below pi^2 / 6 = 1.65 times it."""
     cfg = load_preset(preset)
     rows = run_preset(tmp_path, preset)
-    expected = engine_class("linreg")(cfg.engine).expected(cfg.generations, cfg.data)["excess_risk"]
+    expected = engine_class("linreg")(cfg.engine).expected(cfg.generations, cfg.data.as_dict())["excess_risk"]
     for gen in (0, cfg.generations - 1):
         risk = rows[gen]["excess_risk"]
         assert abs(risk.mean() - expected[gen]) < 4 * se(risk), (gen, risk.mean(), expected[gen])
     assert f"{expected[0]:.2f}" in cfg.experiment["description"]
     ratio = expected[-1] / expected[0]
-    assert ratio > 20 if cfg.data["mode"] == "replace" else ratio < np.pi**2 / 6
+    assert ratio > 20 if cfg.data.mode == "replace" else ratio < np.pi**2 / 6

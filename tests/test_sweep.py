@@ -249,13 +249,13 @@ def test_builtin_sweeps_are_valid():
     sweeps = {name: load_sweep(path) for name, path in builtin_sweeps().items()}
     assert set(sweeps) == {"gmm-keep-sweep", "gaussian-m-sweep", "vae-keep-sweep", "opt125m-sweep"}
     gmm = sweeps["gmm-keep-sweep"]
-    assert [c.config.data["keep_fraction"] for c in gmm.cells] == [0, 0.05, 0.1, 0.2, 0.5]
-    assert all(len(c.config.seeds) == 8 and c.config.data["mode"] == "keep" for c in gmm.cells)
+    assert [c.config.data.keep_fraction for c in gmm.cells] == [0, 0.05, 0.1, 0.2, 0.5]
+    assert all(len(c.config.seeds) == 8 and c.config.data.mode == "keep" for c in gmm.cells)
     assert [c.config.engine["samples"] for c in sweeps["gaussian-m-sweep"].cells] == [100, 500, 1000, 10000]
     a, b = sweeps["opt125m-sweep"].cells  # the paper's settings A and B, as their own presets have them
     for cell, preset in ((a, "opt125m-replace"), (b, "opt125m-keep10")):
         want = load_preset(preset)
-        assert (cell.config.engine, cell.config.data["mode"]) == (want.engine, want.data["mode"])
+        assert (cell.config.engine, cell.config.data.mode) == (want.engine, want.data.mode)
         assert cell.config.experiment | {"name": "", "description": ""} == want.experiment | {
             "name": "",
             "description": "",
@@ -266,10 +266,10 @@ def test_builtin_sweeps_are_valid():
 
 def test_the_sweep_figure_shows_the_cells_final_metrics(made, tmp_path, capsys, monkeypatch):
     pytest.importorskip("matplotlib")
-    import collapse_tui.report
+    import collapse_tui.report.sweep
 
     cells = []  # the per-cell reports are the runs' ordinary ones (test_report.py): recorded, not drawn
-    monkeypatch.setattr(collapse_tui.report, "write_report", lambda runs, out, opts: cells.append((runs, out)))
+    monkeypatch.setattr(collapse_tui.report.sweep, "write_report", lambda runs, out, opts: cells.append((runs, out)))
     out = tmp_path / "report"
     args = ["report", str(made["here"]), "--out", str(out), "--metrics", "perplexity,variance", "--format", "png"]
     assert main([*args, "--dpi", "30"]) == 0

@@ -217,7 +217,7 @@ async def test_start_fields_validate_as_the_cli(tmp_path):
             assert str(start.query_one("#message").render()).startswith("ready: 200 generations × 20 seeds on cpu")
         start.query_one("#mode").value = "keep"
         await pilot.pause()
-        assert start.config().data["mode"] == "keep"
+        assert start.config().data.mode == "keep"
 
 
 @run_async

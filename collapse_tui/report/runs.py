@@ -126,7 +126,7 @@ def index_markdown(runs: Sequence[Run], written: Sequence[Written]) -> str:
     lines += [f"Made {datetime.now().strftime('%Y-%m-%d %H:%M')} from:", ""]
     lines += ["| run | preset | engine | data mode | seeds | state | directory |", "|---|---|---|---|---|---|---|"]
     for r in runs:
-        cells = (r.label, r.name, r.engine, r.config.data["mode"], len(r.config.seeds), r.progress(), r.rundir.path)
+        cells = (r.label, r.name, r.engine, r.config.data.mode, len(r.config.seeds), r.progress(), r.rundir.path)
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     lines += ["", GENERATIONS_NOTE]
     for w in written:

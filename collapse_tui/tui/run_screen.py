@@ -233,7 +233,7 @@ class RunScreen(Screen):
         engine = cfg.chain(self.chain).engine_name if self.chain else cfg.engine_name
         which = f"chain {self.chain} ({st.chains.index(self.chain) + 1}/{len(st.chains)}, c) · " if self.chain else ""
         self.query_one("#status", Static).update(  # the name last: on a narrow screen it ends in "…", not a value
-            f"{st.state.upper()} · gen {last}/{cfg.generations - 1} · {which}{engine} · {cfg.data['mode']} · "
+            f"{st.state.upper()} · gen {last}/{cfg.generations - 1} · {which}{engine} · {cfg.data.mode} · "
             f"{plural(len(cfg.seeds), 'seed')} · {self.rundir.path.name}"
         )
         error = self.query_one("#error", Static)
