@@ -35,7 +35,12 @@ def one_generation(
     and one metrics row per seed. Changes nothing of g but generation 0's reference, saved once."""
     n = g.real.shape[1]
     filtering = data_cfg.filtering
-    fitted = engine.fit(g.data, g.rngs, report, source=g.model)  # g.model: the previous generation's
+    anchored = (
+        {"reference": g.reference}
+        if engine.train_keys.get("anchor", "none") != "none" or engine.train_keys.get("distill")
+        else {}
+    )
+    fitted = engine.fit(g.data, g.rngs, report, source=g.model, **anchored)  # g.model: the previous generation's
     model = fitted.model
     drawn = math.ceil(n / data_cfg.filter_keep) if filtering else n
     generated = engine.sample(model, drawn, g.rngs, report, data=g.data)

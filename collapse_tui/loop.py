@@ -100,9 +100,10 @@ def run(
     pending: list[dict[str, Any]] = []  # metrics rows since the last checkpoint
     seed_workers: SeedWorkers | None = None
     try:
-        device = cfg.experiment["device"]
+        device, train = cfg.experiment["device"], cfg.train.as_dict()
         chains = [
-            Chain(c.name, engine_class(c.engine_name)(c.params, device=device), c.seeds) for c in chain_specs(cfg)
+            Chain(c.name, engine_class(c.engine_name)(c.params, device=device, train=train), c.seeds)
+            for c in chain_specs(cfg)
         ]
         processes = min(workers, sum(len(ch.seed_groups()) for ch in chains))
         threads = _threads(rundir, chains, processes)

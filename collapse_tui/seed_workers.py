@@ -101,7 +101,7 @@ class Task:
     data_cfg: DataSection
     keep_preview: bool
     chain: str
-    group: dict[str, Any] | None = None  # engine_name, params, device, seeds, real, reference, model
+    group: dict[str, Any] | None = None  # engine_name, params, device, train, seeds, real, reference, model
 
 
 class RemoteTraceback(Exception):
@@ -159,6 +159,7 @@ class SeedWorkers:
                     "engine_name": spec.engine_name,
                     "params": spec.params,
                     "device": ch.engine.device,
+                    "train": ch.engine.train_keys,
                     "threads": self.threads,
                     "seeds": g.seeds,
                     "real": g.real,
@@ -266,7 +267,7 @@ def serve(path: str, tasks: Any, results: Connection, parent: int) -> None:
                 engine = engines.get(task.chain)
                 if engine is None:
                     engine = engines[task.chain] = engine_class(spec["engine_name"])(
-                        spec["params"], device=spec["device"]
+                        spec["params"], device=spec["device"], train=spec["train"]
                     )
                     engine.set_threads(spec["threads"])
                 real = spec["real"]

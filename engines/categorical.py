@@ -172,8 +172,8 @@ class CategoricalEngine(Engine):
         "test_samples": Param(10000, int, "size of the fixed real held-out sample for perplexity", min=1),
     }
 
-    def __init__(self, params: Any = (), device: str = "cpu"):
-        super().__init__(params, device)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # Engine's params, device, train
+        super().__init__(*args, **kwargs)
         self._real: np.ndarray | None = None
         self._test: np.ndarray | None = None
 
