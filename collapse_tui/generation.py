@@ -11,7 +11,7 @@ import numpy as np
 from .chains import Chain, Group, Step
 from .checkpoints import save_reference
 from .config import DataSection
-from .datamodes import next_data
+from .datamodes import example_weights, next_data, real_count
 from .engines import Engine, Report
 from .rundir import RunDir
 
@@ -40,7 +40,10 @@ def one_generation(
         if engine.train_keys.get("anchor", "none") != "none" or engine.train_keys.get("distill")
         else {}
     )
-    fitted = engine.fit(g.data, g.rngs, report, source=g.model, **anchored)  # g.model: the previous generation's
+    weights = real_weights(data_cfg, g, gen)
+    weighted = {} if weights is None else {"weights": weights}
+    # g.model: the previous generation's
+    fitted = engine.fit(g.data, g.rngs, report, source=g.model, **anchored, **weighted)
     model = fitted.model
     drawn = math.ceil(n / data_cfg.filter_keep) if filtering else n
     generated = engine.sample(model, drawn, g.rngs, report, data=g.data)
@@ -62,6 +65,16 @@ def one_generation(
         for seed, m in zip(g.seeds, metrics)
     ]
     return Step(model, samples, rows)
+
+
+def real_weights(data_cfg: DataSection, g: Group, gen: int) -> np.ndarray | None:
+    """data.real_weight's per-example weights of g's training data (datamodes.example_weights), or None:
+    the unweighted fit (generation 0 trains on real data alone; real_weight 0 weighs by count)."""
+    if gen == 0 or not data_cfg.real_weight:
+        return None
+    n = g.data.shape[1]
+    k = real_count(data_cfg.mode, g.real.shape[1], n, data_cfg.keep_fraction, data_cfg.fresh_fraction)
+    return example_weights(data_cfg.real_weight, k, n, len(g.seeds))
 
 
 def chain_next_data(

@@ -13,6 +13,7 @@ from typing import Any
 
 from .chains import CHAIN_KEYS, CHAIN_NAME_RE
 from .config import DATA, EXPERIMENT, SECTIONS, TRAIN, Config, ConfigError, DataSection, TrainSection, known_engine
+from .datamodes import WEIGHABLE
 from .engines import EngineError, Param, engine_class, engine_names
 from .numbers import short
 
@@ -76,7 +77,22 @@ def _data(raw: dict[str, Any], seeds: list[int], chains: int) -> dict[str, Any]:
             "data.keep_fraction: with data.share_seeds the training set grows past the real set; keep mode "
             "cannot keep that share of real examples"
         )
+    _check_real_weight(data)
     return data
+
+
+def _check_real_weight(data: dict[str, Any]) -> None:
+    """data.real_weight weighs the real examples of modes keep, fresh and accumulate, which must have some."""
+    if not data["real_weight"]:
+        return
+    if data["mode"] not in WEIGHABLE:
+        raise ConfigError(
+            f"data.real_weight: mode {data['mode']!r} trains on no real examples it can tell apart from the "
+            f"samples; the real data are weighed in modes {', '.join(WEIGHABLE)}"
+        )
+    fraction = {"keep": "keep_fraction", "fresh": "fresh_fraction"}.get(data["mode"])
+    if fraction and not data[fraction]:
+        raise ConfigError(f"data.real_weight: data.{fraction} = 0 leaves no real example to weigh")
 
 
 def check_mitigations(cls: type, data: dict[str, Any], train: TrainSection) -> None:

@@ -991,6 +991,153 @@ def l2_distance_batch(
     return out
 
 
+@njit(cache=True, error_model="numpy")
+def _e_m_pass_weighted(
+    x: np.ndarray,
+    v: np.ndarray,
+    means: np.ndarray,
+    linv: np.ndarray,
+    const: np.ndarray,
+    sr: np.ndarray,
+    s1: np.ndarray,
+    s2: np.ndarray,
+    diff: np.ndarray,
+    lp: np.ndarray,
+) -> float:
+    """_e_m_pass with per-point weights v (S,): the sum of v_i log p(x_i), and the statistics with each
+    responsibility times v_i. One log per point (a weight is not an exponent a product of norms can take)."""
+    n, d = x.shape
+    k = means.shape[0]
+    sr[:] = 0.0
+    s1[:] = 0.0
+    s2[:] = 0.0
+    total = 0.0
+    for i in range(n):
+        top = -np.inf
+        for c in range(k):
+            q = 0.0
+            for a in range(d):
+                diff[c, a] = x[i, a] - means[c, a]
+            for a in range(d):
+                t = 0.0
+                for b in range(a + 1):
+                    t += linv[c, a, b] * diff[c, b]
+                q += t * t
+            lp[c] = const[c] - 0.5 * q
+            top = max(top, lp[c])
+        norm = 0.0
+        for c in range(k):
+            lp[c] = np.exp(lp[c] - top)
+            norm += lp[c]
+        total += v[i] * (top + np.log(norm))
+        for c in range(k):
+            r = lp[c] / norm * v[i]
+            sr[c] += r
+            for a in range(d):
+                ra = r * diff[c, a]
+                s1[c, a] += ra
+                for b in range(a + 1):
+                    s2[c, a, b] += ra * diff[c, b]
+    return total
+
+
+@njit(cache=True, error_model="numpy")
+def _map_em_one(
+    data: np.ndarray,
+    v: np.ndarray,
+    prior_means: np.ndarray,
+    prior_covs: np.ndarray,
+    mass: np.ndarray,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covs: np.ndarray,
+    info: np.ndarray,
+) -> None:
+    """One seed's weighted MAP-EM (engines/gmm_map.py gives the M-step's formulas) from the mixture in
+    weights, means, covs, which it overwrites; stops as _fit_one does."""
+    n, d = data.shape
+    k = weights.shape[0]
+    center = np.empty(d)
+    x = _centred(data, center)  # shift-invariant: the means and the prior's means move with the data
+    mu0 = np.empty((k, d))
+    for c in range(k):
+        for a in range(d):
+            means[c, a] -= center[a]
+            mu0[c, a] = prior_means[c, a] - center[a]
+    vsum = 0.0
+    for i in range(n):
+        vsum += v[i]
+    vsum = max(vsum, 10.0 * EPS)
+    linv = np.zeros((k, d, d))
+    const, sr, nk = np.empty(k), np.empty(k), np.empty(k)
+    s1, s2, diff, lp = np.empty((k, d)), np.empty((k, d, d)), np.empty((k, d)), np.empty(k)
+    new = np.empty(d)
+    info[INFO_FAILED] = 0.0
+    lower = -np.inf
+    it = 0
+    converged = False
+    while it < max_iter:
+        it += 1
+        if not _precompute(weights, covs, linv, const):
+            info[INFO_FAILED] = 1.0
+            break
+        prev = lower
+        lower = _e_m_pass_weighted(x, v, means, linv, const, sr, s1, s2, diff, lp) / vsum
+        wsum = 0.0
+        for c in range(k):
+            nk[c] = sr[c] + 10.0 * EPS
+            wsum += nk[c] + mass[c]
+        for c in range(k):
+            t = mass[c]
+            total = nk[c] + t
+            weights[c] = total / wsum
+            for a in range(d):  # sum v r x = s1 + sr * old mean
+                new[a] = (t * mu0[c, a] + s1[c, a] + sr[c] * means[c, a]) / total
+            for a in range(d):
+                for b in range(a + 1):
+                    sa, sb = new[a] - means[c, a], new[b] - means[c, b]  # the shift of the mean
+                    scatter = s2[c, a, b] - s1[c, a] * sb - sa * s1[c, b] + sr[c] * sa * sb
+                    dev = (mu0[c, a] - new[a]) * (mu0[c, b] - new[b])
+                    covs[c, a, b] = (scatter + t * prior_covs[c, a, b] + t * dev) / total
+                    covs[c, b, a] = covs[c, a, b]
+                covs[c, a, a] += nk[c] * reg_covar / total
+            for a in range(d):
+                means[c, a] = new[a]
+        if abs(lower - prev) < tol:
+            converged = True
+            break
+    for c in range(k):
+        for a in range(d):
+            means[c, a] += center[a]
+    info[INFO_EM_ITER] = it
+    info[INFO_CONVERGED] = 1.0 if converged else 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def map_em_batch(
+    data: np.ndarray,
+    v: np.ndarray,
+    prior_means: np.ndarray,
+    prior_covs: np.ndarray,
+    mass: np.ndarray,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covs: np.ndarray,
+    info: np.ndarray,
+) -> None:
+    for s in range(data.shape[0]):
+        _map_em_one(
+            data[s], v[s], prior_means[s], prior_covs[s], mass[s], tol, max_iter, reg_covar,
+            weights[s], means[s], covs[s], info[s],
+        )  # fmt: skip
+
+
 def compile_second_share(d: int, k: int) -> None:
     """What compile_aside's second process compiles into the cache (without running anything), for
     the argument types a run passes with K = k components in d dimensions: first the fit's EM passes
