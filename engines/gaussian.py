@@ -66,7 +66,8 @@ class GaussianEngine(MixtureEngine):
         mean = np.einsum("sn,snd->sd", weights, data) / v1[:, None]
         dev = data - mean[:, None]
         dof = v1 - ddof * np.einsum("sn,sn->s", weights, weights) / v1
-        return mean, np.einsum("sn,sni,snj->sij", weights, dev, dev) / dof[:, None, None], dof
+        scatter = np.einsum("sni,snj->sij", dev * weights[..., None], dev)
+        return mean, scatter / dof[:, None, None], dof
 
 
 def anchored(

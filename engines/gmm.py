@@ -76,6 +76,18 @@ def start_over_seeds(kernel: Callable[..., Any], work: int, seeds: int, *args: A
     return finish
 
 
+def check_fitted(info: np.ndarray) -> None:
+    """ValueError naming the seeds whose fit failed (info (S, 4) of the compiled fits)."""
+    from .gmm_kernels import INFO_FAILED
+
+    failed = np.flatnonzero(info[:, INFO_FAILED])
+    if failed.size:
+        raise ValueError(
+            f"mixture fit failed for seeds {failed.tolist()}: a component's covariance is not positive "
+            "definite (collapsed samples); increase engine.reg_covar"
+        )
+
+
 def fit_mixtures(
     data: np.ndarray,
     rngs: list[np.random.Generator],
@@ -86,7 +98,7 @@ def fit_mixtures(
 ) -> tuple[Mixture, np.ndarray]:
     """Fit a K-component full-covariance mixture to each seed's data (S, N, d). Returns the mixture
     and info (S, 4): EM iterations, converged, failed, k-means iterations."""
-    from .gmm_kernels import INFO_FAILED, fit_batch, n_local_trials
+    from .gmm_kernels import fit_batch, n_local_trials
 
     data = np.ascontiguousarray(data, dtype=np.float64)
     s, n, d = data.shape
@@ -112,12 +124,7 @@ def fit_mixtures(
         covs,
         info,
     )
-    failed = np.flatnonzero(info[:, INFO_FAILED])
-    if failed.size:
-        raise ValueError(
-            f"mixture fit failed for seeds {failed.tolist()}: a component's covariance is not positive "
-            "definite (collapsed samples); increase engine.reg_covar"
-        )
+    check_fitted(info)
     return {"weights": weights, "means": means, "covs": covs}, info
 
 
@@ -145,7 +152,7 @@ def map_mixtures(
       w_k = (n_k + t_k) / sum_j (n_j + t_j),  mu_k = (t_k mu0_k + sum_i v_i r_ik x_i) / (t_k + n_k)
       Sigma_k = (sum_i v_i r_ik (x_i - mu_k)(x_i - mu_k)^T + n_k reg_covar I + t_k Sigma0_k
                  + t_k (mu0_k - mu_k)(mu0_k - mu_k)^T) / (t_k + n_k)."""
-    from .gmm_kernels import INFO_FAILED, map_em_batch
+    from .gmm_kernels import map_em_batch
 
     data = np.ascontiguousarray(data, dtype=np.float64)
     s, n, d = data.shape
@@ -171,12 +178,7 @@ def map_mixtures(
         covs,
         info,
     )
-    failed = np.flatnonzero(info[:, INFO_FAILED])
-    if failed.size:
-        raise ValueError(
-            f"mixture fit failed for seeds {failed.tolist()}: a component's covariance is not positive "
-            "definite (collapsed samples); increase engine.reg_covar"
-        )
+    check_fitted(info)
     return {"weights": weights, "means": means, "covs": covs}
 
 

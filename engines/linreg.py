@@ -78,9 +78,10 @@ def fit_anchored(
     alpha = float(train.get("distill", 0.0)) if reference is not None else 0.0
     strength = float(train["anchor_strength"]) if reference is not None and train.get("anchor") == "prior" else 0.0
     w0 = np.zeros((s, d)) if reference is None else reference["weights"]
-    gram = (1.0 - alpha) * np.einsum("sn,sni,snj->sij", v, x, x) / n
+    vx = (x * v[..., None]).transpose(0, 2, 1)  # X^T V
+    gram = (1.0 - alpha) * np.matmul(vx, x) / n
     a = gram + ((1.0 - alpha) * (ridge + strength) + alpha) * np.eye(d)
-    b = (1.0 - alpha) * (np.einsum("sn,sni,sn->si", v, x, y) / n + strength * w0) + alpha * w0
+    b = (1.0 - alpha) * (np.matmul(vx, y[..., None])[..., 0] / n + strength * w0) + alpha * w0
     w = np.linalg.solve(a, b[..., None])[..., 0]
     residual = y - np.einsum("snd,sd->sn", x, w)
     dof = np.trace(np.linalg.solve(a, gram), axis1=-2, axis2=-1)
