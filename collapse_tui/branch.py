@@ -44,6 +44,7 @@ from .rundir import RunDir
 
 # the keys of [experiment] a branch may change; [data] and [train] it may change whole
 FREE_EXPERIMENT = ("name", "description", "generations", "device", "checkpoint_seconds")
+FREE = f"[data], [train], experiment.{{{', '.join(FREE_EXPERIMENT)}}}"
 ORIGIN_FILE = "run.json"
 SHOWN = 3  # changed keys a refusal names
 
@@ -73,7 +74,7 @@ def shape_changes(parent: Config, cfg: Config) -> list[str]:
 
     def diff(section: str, old: dict[str, Any], new: dict[str, Any], free: tuple[str, ...] = ()) -> list[str]:
         keys = [k for k in {**old, **new} if k not in free and old.get(k) != new.get(k)]
-        return [f"{section}.{k} ({short(old.get(k))} -> {short(new.get(k))})" for k in keys]
+        return [f"{section}.{k} ({short(old.get(k), 30)} -> {short(new.get(k), 30)})" for k in keys]
 
     changes = diff("experiment", parent.experiment, cfg.experiment, FREE_EXPERIMENT)
     changes += diff("engine", parent.engine, cfg.engine)
@@ -95,7 +96,7 @@ def check_branch(parent: RunDir, cfg: Config, at: int) -> tuple[Config, list[dic
         more = f" and {len(changes) - SHOWN} more" if len(changes) > SHOWN else ""
         raise ConfigError(
             f"--from {parent.path}: a branch keeps the keys that make the model, and this preset changes "
-            f"{'; '.join(changes[:SHOWN])}{more} (a branch may change [data], [train], {', '.join(FREE_EXPERIMENT)})"
+            f"{'; '.join(changes[:SHOWN])}{more} (a branch may change {FREE})"
         )
     check_resumable(parent, parent_cfg)  # RUN's state and rows are this tool's and match its preset
     rows = parent.read_metrics()

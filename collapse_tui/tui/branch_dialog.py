@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from ..branch import FREE_EXPERIMENT
+from ..branch import FREE
 
 
 class BranchDialog(ModalScreen[str | None]):
@@ -26,8 +26,7 @@ class BranchDialog(ModalScreen[str | None]):
             yield Static(f"Branch {self.run_name} at generation {self.at}: its generations 0..{self.at}, then")
             yield Input(self.overrides, id="branch-overrides")
             yield Static(
-                f"KEY=VALUE ... of [data], [train], experiment.{{{', '.join(FREE_EXPERIMENT[2:])}}} · "
-                "enter: branch · esc: back",
+                f"KEY=VALUE ... of {FREE} · enter: branch · esc: back",
                 id="branch-help",
             )
 
