@@ -141,8 +141,9 @@ def create_branch(
         )
         runs_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".branch-", dir=runs_dir) as tmp:
-            replay = _replay(parent, parent_cfg.with_generations(at + 1), rows, Path(tmp), emit)
-            try:
+            replay = RunDir.create(Path(tmp), parent_cfg.with_generations(at + 1))
+            try:  # its lock let go whatever happens: a later folder may get its inode
+                _replay(parent, replay, rows, emit)
                 return _make(runs_dir, name, cfg, parent, replay, at, rows)
             finally:
                 replay.release()
@@ -151,10 +152,9 @@ def create_branch(
             parent.release()
 
 
-def _replay(parent: RunDir, cfg: Config, rows: list[dict[str, Any]], folder: Path, emit) -> RunDir:
-    """RUN's generations 0..at computed again in folder with RUN's preset (and, for torch, its thread count);
-    RunDirError unless their rows are RUN's."""
-    replay = RunDir.create(folder, cfg)
+def _replay(parent: RunDir, replay: RunDir, rows: list[dict[str, Any]], emit: Callable[[Event], None]) -> None:
+    """RUN's first generations computed again in replay (a new run of RUN's preset, as long as rows go), with
+    RUN's thread count for torch; RunDirError unless their rows are RUN's."""
     if (threads := parent.read_status().get("threads")) is not None:
         replay.write_status(threads=threads)
     state = loop.run(replay, emit)
@@ -166,28 +166,28 @@ def _replay(parent: RunDir, cfg: Config, rows: list[dict[str, Any]], folder: Pat
         )
     again = replay.read_metrics()
     if json_lines(again) != json_lines(rows):
-        first = next(
-            (a for a, b in zip(again, rows) if a != b), again[len(rows)] if len(again) > len(rows) else rows[-1]
-        )
+        first = next((a for a, b in zip(again, rows) if a != b), rows[-1])
         raise RunDirError(
             f"--from {parent.path}: its generations computed again differ from its rows (generation "
             f"{first['generation']}, seed {first['seed']} first), as a GPU run's may: branch at the generation "
             f"of its checkpoint ({parent.read_status().get('checkpoint_generation', 'none')})"
         )
-    return replay
 
 
 def _make(
     runs_dir: Path, name: str, cfg: Config, parent: RunDir, source: RunDir, at: int, rows: list[dict[str, Any]]
 ) -> RunDir:
-    """The branch's directory: cfg, RUN's rows up to at and its previews, source's state after at."""
-    ckpt = source.read_checkpoint()
-    assert ckpt is not None and ckpt[0] == at  # the caller chose source for it
+    """The branch's directory: cfg, RUN's rows up to at and its previews, and the state of source (RUN, or
+    its generations computed again), whose checkpoint is at generation at."""
+    found = source.read_checkpoint()
+    if found is None or found[0] != at:  # RUN's checkpoint was found at `at`, and a recomputation ends there
+        raise RunDirError(f"{source.state_dir}: no checkpoint at generation {at}")
+    ckpt = found[1]
 
     def fill(new: RunDir) -> None:
         for ref in source.state_dir.glob("reference-*"):
             _copy_state(ref, new)
-        new.write_checkpoint(at, _copy_state(ckpt[1], new))
+        new.write_checkpoint(at, _copy_state(ckpt, new))
         new.write_metrics(rows)
         for chain in chain_names(cfg) or [""]:
             for g in parent.sample_generations(chain):

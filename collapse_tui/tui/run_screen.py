@@ -168,7 +168,12 @@ class RunScreen(Screen):
     def can_resume(self) -> bool:
         """r is offered: no loop runs, and resuming can help (not after an error in the preset or its data)."""
         st = self.run_state
-        return not self.live and st.state in RESUMABLE and resumable(st.state, st.error)
+        return not self.live and not self.branching and st.state in RESUMABLE and resumable(st.state, st.error)
+
+    @property
+    def branching(self) -> bool:
+        """A branch of this run is being made (b): it holds the run's lock until it is made."""
+        return self.brancher is not None and self.brancher.state in (WorkerState.PENDING, WorkerState.RUNNING)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is self.brancher and event.state in (WorkerState.SUCCESS, WorkerState.ERROR):
@@ -280,7 +285,7 @@ class RunScreen(Screen):
         if action == "resume":
             return self.can_resume
         if action == "branch":
-            return not self.live and self.run_state.done > 0 and not (self.brancher and self.brancher.is_running)
+            return not self.live and not self.branching and self.run_state.done > 0
         if action in ("next_chain", "toggle_chains"):
             return len(self.run_state.chains) > 1
         if action == "prompt":
