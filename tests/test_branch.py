@@ -20,6 +20,7 @@ from collapse_tui.cli import main
 from collapse_tui.datamodes import next_data
 from collapse_tui.engines.gaussian import GaussianEngine
 from collapse_tui.files import json_lines
+from collapse_tui.records import RunDirError
 from collapse_tui.rundir import RunDir
 from collapse_tui.tui.app import build_app
 from collapse_tui.tui.branch_dialog import BranchDialog
@@ -195,13 +196,20 @@ def test_a_run_another_process_writes_is_not_branched(tmp_path, parent, capsys):
 @run_async
 async def test_b_branches_from_the_generation_shown(tmp_path, parent):
     """b on a finished run's screen, two generations back from the last one shown ([ [): the dialog's keys
-    changed in the run's preset; the branch opens on a run screen of its own, runs, and its rows up to 9 are
-    the parent's and after it the hand-written loop's."""
+    changed in the run's preset; a key of the engine is refused in a notification, with no run made; else the
+    branch opens on a run screen of its own, runs, and its rows up to 9 are the parent's and after it the
+    hand-written loop's."""
     runs = tmp_path / "runs"
     app = build_app(str(parent), [], runs)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
         assert isinstance(screen, RunScreen) and screen.run_state.done == GENERATIONS
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, BranchDialog), what="the dialog")
+        await pilot.press("home", "ctrl+k", *"engine.samples=30", "enter")
+        said = "this preset changes engine.samples (20 -> 30)"
+        await wait_for(pilot, lambda: any(said in n.message for n in app._notifications), what="the refusal")
+        assert app.screen is screen and (not runs.exists() or not list(runs.iterdir()))
         await pilot.press("left_square_bracket", "left_square_bracket", "b")
         await wait_for(pilot, lambda: isinstance(app.screen, BranchDialog), what="the dialog")
         assert app.screen.at == 9 and app.screen.query_one("Input").value == (
@@ -213,6 +221,15 @@ async def test_b_branches_from_the_generation_shown(tmp_path, parent):
         await wait_for(pilot, lambda: not branched.live and branched.run_state.state == "finished", what="its end")
     assert read_origin(branched.rundir).at == 9 and branched.rundir.path.parent == runs
     assert [json.loads(line) for line in lines(branched.rundir.path)] == by_hand("keep", 9, BRANCH_GENERATIONS)
+
+
+def test_a_run_json_this_tool_did_not_write_is_named(tmp_path):
+    (tmp_path / "preset.toml").write_text("")
+    assert read_origin(RunDir(tmp_path)) is None
+    for text in ('{"parent": "/x", "at": -1}', '{"parent": 3, "at": 1}', "[1]", '{"at": true, "parent": "/x"}'):
+        (tmp_path / "run.json").write_text(text)
+        with pytest.raises(RunDirError, match=f"^{tmp_path / 'run.json'}: expected"):
+            read_origin(RunDir(tmp_path))
 
 
 VAE = {
