@@ -14,7 +14,8 @@ RUN's, or the branch is refused in one line naming them before a run directory e
 
 How the state after generation K is had: a run directory keeps the state of its last checkpoint only.
 When that is generation K it is copied. Otherwise generations 0..K are computed again from RUN's preset and
-seeds in a hidden folder beside the new run, and their rows must equal RUN's, or the branch is refused: on
+seeds in a hidden folder beside the new run (RUN itself a branch of P at A: P's state when K <= A, else P
+branched at A again and run on to K), and their rows must equal RUN's, or the branch is refused: on
 CPU a run's rows repeat exactly (its RNGs are seeded per seed, and a torch run keeps its thread count), so
 this is exact, costs RUN's first K + 1 generations once, and keeps nothing more on disk per generation; a
 GPU run that does not repeat its rows bit for bit can be branched at its checkpoint's generation.
@@ -25,10 +26,11 @@ own, written once when the run is made: status.json is rewritten by whoever writ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,49 +130,82 @@ def create_branch(
     run's events; say gets one line on it), before the run directory exists: a refusal or a failure makes
     none. KeyboardInterrupt when the recomputation was stopped."""
     parent = RunDir.open(parent_path)
-    held = locks.held_here(parent.path)
-    parent.acquire()
-    try:
+    with _reading(parent):
         parent_cfg, rows = check_branch(parent, cfg, at)
-        ckpt = parent.read_checkpoint()
-        if ckpt is not None and ckpt[0] == at:
-            return _make(runs_dir, name, cfg, parent, parent, at, rows)
-        say(
-            f"{parent.path} keeps the state of generation {ckpt[0] if ckpt else 'none'} only: "
-            f"computing generations 0..{at} again (on CPU they repeat its rows)"
-        )
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".branch-", dir=runs_dir) as tmp:
-            replay = RunDir.create(Path(tmp), parent_cfg.with_generations(at + 1))
-            try:  # its lock let go whatever happens: a later folder may get its inode
-                _replay(parent, replay, rows, emit)
-                return _make(runs_dir, name, cfg, parent, replay, at, rows)
-            finally:
-                replay.release()
+        with _state_after(parent, parent_cfg, at, rows, runs_dir, emit, say) as source:
+            return _make(runs_dir, name, cfg, parent, source, at, rows)
+
+
+@contextlib.contextmanager
+def _reading(run: RunDir) -> Iterator[None]:
+    """Hold run's lock while it is read (RunDirError when another process writes it); a lock this process
+    held before stays held."""
+    held = locks.held_here(run.path)
+    run.acquire()
+    try:
+        yield
     finally:
         if not held:
-            parent.release()
+            run.release()
 
 
-def _replay(parent: RunDir, replay: RunDir, rows: list[dict[str, Any]], emit: Callable[[Event], None]) -> None:
-    """RUN's first generations computed again in replay (a new run of RUN's preset, as long as rows go), with
-    RUN's thread count for torch; RunDirError unless their rows are RUN's."""
-    if (threads := parent.read_status().get("threads")) is not None:
+@contextlib.contextmanager
+def _state_after(
+    run: RunDir, run_cfg: Config, at: int, rows: list[dict[str, Any]], runs_dir: Path, emit, say
+) -> Iterator[RunDir]:
+    """A run directory whose checkpoint holds run's state after generation at (rows: run's rows up to it):
+    run itself when its checkpoint is there; else, for a branch of a parent at A >= at, the parent's; else
+    generations 0..at computed again in a hidden folder of runs_dir, removed afterwards: from the start
+    with run's preset, or for a branch, as a branch of its parent at A continued with run's preset."""
+    ckpt = run.read_checkpoint()
+    if ckpt is not None and ckpt[0] == at:
+        yield run
+        return
+    origin = read_origin(run)
+    if origin is not None and at <= origin.at:  # generations 0..A of a branch are its parent's
+        parent = RunDir.open(origin.parent)
+        with _reading(parent):
+            check_resumable(parent, parent_cfg := parent.config())
+            with _state_after(parent, parent_cfg, at, rows, runs_dir, emit, say) as source:
+                yield source
+        return
+    say(
+        f"{run.path} keeps the state of generation {ckpt[0] if ckpt else 'none'} only: "
+        f"computing generations 0..{at} again (on CPU they repeat its rows)"
+    )
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".branch-", dir=runs_dir) as tmp:
+        again = run_cfg.with_generations(at + 1)
+        if origin is None:
+            replay = RunDir.create(Path(tmp), again)
+        else:
+            replay = create_branch(origin.parent, again, origin.at, Path(tmp), run_cfg.name, emit, say)
+        try:  # its lock let go whatever happens: a later folder may get its inode
+            _replay(run, replay, rows, emit, resume=origin is not None)
+            yield replay
+        finally:
+            replay.release()
+
+
+def _replay(
+    run: RunDir, replay: RunDir, rows: list[dict[str, Any]], emit: Callable[[Event], None], resume: bool
+) -> None:
+    """Run's first generations computed again in replay (run's preset, as long as rows go; resume: from the
+    state replay holds), with run's thread count for torch; RunDirError unless their rows are run's."""
+    if (threads := run.read_status().get("threads")) is not None:
         replay.write_status(threads=threads)
-    state = loop.run(replay, emit)
+    state = loop.run(replay, emit, resume=resume)
     if state == "stopped":
         raise KeyboardInterrupt
     if state != "finished":
-        raise ConfigError(
-            f"--from {parent.path}: computing its generations again failed: {replay.read_status()['error']}"
-        )
+        raise ConfigError(f"--from {run.path}: computing its generations again failed: {replay.read_status()['error']}")
     again = replay.read_metrics()
     if json_lines(again) != json_lines(rows):
         first = next((a for a, b in zip(again, rows) if a != b), rows[-1])
         raise RunDirError(
-            f"--from {parent.path}: its generations computed again differ from its rows (generation "
+            f"--from {run.path}: its generations computed again differ from its rows (generation "
             f"{first['generation']}, seed {first['seed']} first), as a GPU run's may: branch at the generation "
-            f"of its checkpoint ({parent.read_status().get('checkpoint_generation', 'none')})"
+            f"of its checkpoint ({run.read_status().get('checkpoint_generation', 'none')})"
         )
 
 

@@ -50,10 +50,12 @@ def quiet(*_: object) -> None:
     pass
 
 
-def by_hand(mode: str, at: int, generations: int) -> list[dict]:
+def by_hand(mode: str, at: int, generations: int, modes: tuple[tuple[int, str], ...] = ()) -> list[dict]:
     """The rows of gaussian-quick's seeds when the data of generations 1..at+1 are drawn in replace mode and
-    those after in `mode`: the loop written out from the engine's calls and datamodes.next_data (generation
-    n fits D_n, samples M points, is measured against generation 0's model; D_{n+1} drawn by the mode)."""
+    those after in `mode` (modes: more (generation, mode) switches after it): the loop written out from the
+    engine's calls and datamodes.next_data (generation n fits D_n, samples M points, is measured against
+    generation 0's model; D_{n+1} drawn by the mode of the last switch before n + 1)."""
+    switches = ((0, "replace"), (at + 1, mode), *modes)
     engine = GaussianEngine({"dim": 1, "samples": SAMPLES})
     seeds = list(range(SEEDS))
     rngs = [np.random.default_rng(s) for s in seeds]
@@ -72,7 +74,7 @@ def by_hand(mode: str, at: int, generations: int) -> list[dict]:
             for s, m in zip(seeds, metrics)
         ]
         data, pool = next_data(
-            "replace" if gen <= at else mode,
+            [m for start, m in switches if start <= gen][-1],
             prev=data,
             pool=pool,
             real=real,
@@ -221,6 +223,20 @@ async def test_b_branches_from_the_generation_shown(tmp_path, parent):
         await wait_for(pilot, lambda: not branched.live and branched.run_state.state == "finished", what="its end")
     assert read_origin(branched.rundir).at == 9 and branched.rundir.path.parent == runs
     assert [json.loads(line) for line in lines(branched.rundir.path)] == by_hand("keep", 9, BRANCH_GENERATIONS)
+
+
+def test_a_branch_of_a_branch(tmp_path, parent):
+    """A branch (keep from 5, 14 generations, its checkpoint at 13) branched at 9 into accumulate: generations
+    0..9 computed again as the parent branched at 5 and run on in keep mode; at 3 (before it branched): the
+    parent's generations. Both against the hand-written loop."""
+    first = branch(tmp_path, parent, AT, "data.mode=keep")
+    later = branch(tmp_path, first, 9, "data.mode=accumulate")
+    assert lines(later)[: SEEDS * 10] == lines(first)[: SEEDS * 10]
+    rows = [json.loads(line) for line in lines(later)]
+    assert rows == by_hand("keep", AT, BRANCH_GENERATIONS, ((10, "accumulate"),))
+    assert read_origin(RunDir(later)) == Origin(first.resolve(), 9)
+    earlier = branch(tmp_path, first, 3, "data.mode=accumulate")
+    assert [json.loads(line) for line in lines(earlier)] == by_hand("accumulate", 3, BRANCH_GENERATIONS)
 
 
 def test_a_run_json_this_tool_did_not_write_is_named(tmp_path):
