@@ -27,6 +27,7 @@ import numpy as np
 from .config import Config, ConfigError, chain_names
 from .files import printable
 from .numbers import NA, fmt, plural, short
+from .records import RunState
 from .rundir import RunDir, run_state
 from .summary import Summary, by_generation, is_log, log_keys_of, ratio_text, scalar_keys, value_text
 from .sweepdir import expand
@@ -44,7 +45,7 @@ class Run:
     config: Config
     rows: list[dict[str, Any]]
     status: dict[str, Any]
-    state: str  # created running finished stopped failed crashed
+    state: RunState
     label: str = ""
 
     @property
@@ -70,9 +71,9 @@ class Run:
         last, total = self.last_generation, self.config.generations
         if last < 0:
             return f"{self.state}, no generation finished yet"
-        if self.state == "finished":
+        if self.state == RunState.FINISHED:
             return f"finished, {last + 1} generations"
-        where = "running, at" if self.state == "running" else f"{self.state} at"
+        where = "running, at" if self.state == RunState.RUNNING else f"{self.state} at"
         return f"{where} generation {last} of {total - 1}"
 
 

@@ -28,6 +28,7 @@ from .checkpoints import check_resumable
 from .config import ConfigError
 from .engines import engine_class
 from .preflight import check_runnable
+from .records import RunState
 from .rundir import RunDir
 from .seed_workers import die_with_parent, worker_env
 from .stopsignals import handling
@@ -70,9 +71,9 @@ def todo(sweep: SweepDir) -> list[CellRun]:
     cells = []
     for cell in sweep.cells:
         state, _, _ = cell.state()
-        if state == "finished":
+        if state == RunState.FINISHED:
             continue
-        if state == "running":
+        if state == RunState.RUNNING:
             raise ConfigError(f"sweep cell {cell.name}: another process is running it ({cell.rundir.path})")
         cfg = cell.rundir.config()
         try:
@@ -294,14 +295,14 @@ def _sayer(out: TextIO) -> Callable[[str], None]:
 def report(sweep: SweepDir, stopped: int, say: Callable[[str], None]) -> int:
     """A line per cell that did not finish, then the sweep's exit status."""
     states = [(cell, *cell.state()) for cell in sweep.cells]
-    failed = [c for c, state, _, _ in states if state in ("failed", "crashed")]
-    done = sum(state == "finished" for _, state, _, _ in states)
+    failed = [c for c, state, _, _ in states if state in (RunState.FAILED, RunState.CRASHED)]
+    done = sum(state == RunState.FINISHED for _, state, _, _ in states)
     for cell, state, gen, error in states:
-        if state != "finished":
+        if state != RunState.FINISHED:
             say(f"  {cell.name}: {state} at generation {gen}" + (f": {error}" if error else ""))
     say(f"sweep {sweep.name}: {done} of {len(states)} cells finished, {len(failed)} failed: {sweep.path}")
     if stopped or done < len(states):
         say(f"resume with: collapse-tui --batch --resume {sweep.path}")
     if stopped:
         return stopped
-    return EXIT["failed"] if failed or done < len(states) else 0
+    return EXIT[RunState.FAILED] if failed or done < len(states) else 0

@@ -23,12 +23,13 @@ from typing import Any
 
 from .chains import Chain, Step, check_shapes, measure_distances, shared_samples
 from .checkpoints import check_resumable, load_chains, save_checkpoint
-from .config import Config, DataSection, chain_specs
-from .engines import engine_class
+from .config import Config, ConfigError, DataSection, chain_specs
+from .engines import DataError, engine_class
 from .events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
 from .files import atomic_write, disk_full, now_iso, printable
 from .generation import chain_next_data, one_generation, sample_saved
 from .mixing import synthetic_data
+from .records import Failure, RunState
 from .rundir import RunDir
 from .seed_workers import SeedWorkers
 from .threads import Threads, run_threads
@@ -84,8 +85,8 @@ def run(
     resume: bool = False,
     workers: int = 1,
     gpus: list[str] | None = None,
-) -> str:
-    """Run (or resume) the experiment in rundir. Returns 'finished', 'stopped' or 'failed'. Before anything
+) -> RunState:
+    """Run (or resume) the experiment in rundir. Returns FINISHED, STOPPED or FAILED. Before anything
     is written: RunDirError (a ConfigError) when another process writes the run or, on resume, when its
     state does not match its preset or its metrics. workers > 1: the groups of seeds train in that many
     processes (seed_workers.py), with the same rows."""
@@ -147,27 +148,39 @@ def run(
             if now - last_status >= STATUS_INTERVAL:
                 rundir.write_status(generation=gen, checkpoint_generation=saved)
                 last_status = now
-        state, error = "finished", None
+        state, error, failure = RunState.FINISHED, None, None
     except (Stopped, KeyboardInterrupt):
-        state, error = "stopped", None
+        state, error, failure = RunState.STOPPED, None, None
     except Exception as e:  # a failing run is kept resumable; its traceback goes to error.log
-        state, error = "failed", _one_line(e)
+        state, error = RunState.FAILED, _one_line(e)
+        failure = Failure.INPUT if isinstance(e, ConfigError | DataError) else Failure.FAULT
         with contextlib.suppress(OSError):  # a full disk: the status below may still take the one line
             atomic_write(rundir.path / "error.log", printable(traceback.format_exc()).encode())
     if seed_workers:
-        seed_workers.close(state == "finished")
+        seed_workers.close(state is RunState.FINISHED)
     if done > saved and chains and chains[0].groups and chains[0].groups[0].rng_states is not None:
         try:  # stopped or failed between checkpoints: keep what was finished
             save_checkpoint(rundir, done, chains, pending)
             saved = done
         except Exception as e:  # e.g. a full disk: the previous checkpoint stays valid
-            state, error = "failed", error or f"checkpoint failed: {_one_line(e)}"
+            state, error, failure = (
+                RunState.FAILED,
+                error or f"checkpoint failed: {_one_line(e)}",
+                failure or Failure.FAULT,
+            )
     try:
-        rundir.write_status(state=state, generation=done, checkpoint_generation=saved, error=error)
+        rundir.write_status(state=state, generation=done, checkpoint_generation=saved, error=error, failure=failure)
     except OSError as e:
-        state, error = "failed", error or f"status not written: {_one_line(e)}"
+        state, error, failure = (
+            RunState.FAILED,
+            error or f"status not written: {_one_line(e)}",
+            failure or Failure.FAULT,
+        )
     seconds = time.monotonic() - t_run
-    emit(RunFailed(rundir.path, error) if error else RunFinished(rundir.path, state, done + 1, seconds))
+    if error:
+        emit(RunFailed(rundir.path, error, resumable=failure is not Failure.INPUT))
+    else:
+        emit(RunFinished(rundir.path, state, done + 1, seconds))
     return state
 
 
@@ -175,10 +188,11 @@ def _started(rundir: RunDir, cfg: Config, done: int, threads: Threads | None, em
     """status.json says running (since the first start; the threads kept for a resume), and RunStarted."""
     kept_threads = {"threads": threads.count} if threads else {}  # a resume takes the same
     rundir.write_status(  # generations: a resume --generations N changed it
-        state="running",
+        state=RunState.RUNNING,
         generation=done,
         generations=cfg.generations,
         error=None,
+        failure=None,
         started=rundir.read_status().get("started") or now_iso(),
         **kept_threads,
     )
