@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from .batch import EXIT, run_batch
 from .checkpoints import check_resumable
-from .config import ConfigError
+from .config import Config, ConfigError
 from .engines import engine_class
 from .preflight import check_runnable
 from .records import RunState
@@ -64,6 +64,13 @@ def _cell_preexec() -> None:
     die_with_parent()
     # the sweep stops its cells with SIGTERM: the cell must handle it even if the sweep started with it ignored
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def ray_resources(cfg: Config) -> dict[str, int]:
+    """What a cell asks of Ray: a CPU, and a GPU when any of its engines runs torch on CUDA (a chain's
+    engine as much as the first's)."""
+    torch = any(engine_class(name).needs_torch for name in cfg.engine_names)
+    return {"num_cpus": 1, "num_gpus": int(torch and cfg.experiment["device"] == "cuda")}
 
 
 def todo(sweep: SweepDir) -> list[CellRun]:
@@ -212,9 +219,7 @@ def run_ray(cells: list[CellRun], say: Callable[[str], None]) -> int:
 
     with handling(on_signal):
         for cell in cells:
-            cfg = cell.rundir.config()
-            gpu = engine_class(cfg.engine_name).needs_torch and cfg.experiment["device"] == "cuda"
-            options = {"num_cpus": 1, "num_gpus": 1 if gpu else 0, "max_retries": RAY_RETRIES}
+            options = {**ray_resources(cell.rundir.config()), "max_retries": RAY_RETRIES}
             # absolute: a worker's current directory is not this process's (a relative --runs-dir)
             refs[task.options(**options).remote(str(cell.rundir.path.absolute()))] = cell
             say(f"cell {cell.name}: submitted to Ray")
