@@ -21,7 +21,6 @@ pytest.importorskip("matplotlib")
 
 from collapse_tui import loop  # noqa: E402
 from collapse_tui.cli import main  # noqa: E402
-from collapse_tui.compare import load_run, load_runs  # noqa: E402
 from collapse_tui.config import Config  # noqa: E402
 from collapse_tui.engines import engine_class  # noqa: E402
 from collapse_tui.engines.figures.gaussian import gaussian_errors_figure  # noqa: E402
@@ -33,6 +32,7 @@ from collapse_tui.report.figures import Options, pick_generations  # noqa: E402
 from collapse_tui.report.generic import GENERIC, metrics_figure, perplexity_figure, variance_figure  # noqa: E402
 from collapse_tui.report.runs import plan, write_report  # noqa: E402
 from collapse_tui.rundir import RunDir  # noqa: E402
+from collapse_tui.runs import load_run, load_runs  # noqa: E402
 
 VAE_TINY = """
 [experiment]
