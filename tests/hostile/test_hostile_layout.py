@@ -10,12 +10,11 @@ import json
 import math
 import re
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_run, run_async, run_loop
+from conftest import make_run, run_async, run_loop, wait_for
 
 from collapse_tui import compare, runs
 from collapse_tui.cli import build_commands, main
@@ -141,13 +140,6 @@ def test_compare_of_a_five_cell_sweep_prints_every_number_in_full_at_80_columns(
             d = numbers[metric, f"{label} vs {labels[0]}"]
             for name, key in ((metric, "final"), (f"{metric} peak", "peak"), (f"{metric} change", "slope")):
                 assert cell_agrees(table[col][name][0], d[key], log, True), (metric, col, name, d[key])
-
-
-async def wait_for(pilot, condition, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
 
 
 @pytest.fixture
