@@ -41,7 +41,7 @@ from .config import Config, ConfigError, chain_names
 from .events import Event
 from .files import atomic_write, json_lines
 from .numbers import short
-from .records import RunDirError, is_int, read_json
+from .records import RunDirError, RunState, is_int, read_json
 from .rundir import RunDir
 
 # the keys of [experiment] a branch may change; [data] and [train] it may change whole
@@ -195,9 +195,9 @@ def _replay(
     if (threads := run.read_status().get("threads")) is not None:
         replay.write_status(threads=threads)
     state = loop.run(replay, emit, resume=resume)
-    if state == "stopped":
+    if state == RunState.STOPPED:
         raise KeyboardInterrupt
-    if state != "finished":
+    if state != RunState.FINISHED:
         raise ConfigError(f"--from {run.path}: computing its generations again failed: {replay.read_status()['error']}")
     again = replay.read_metrics()
     if json_lines(again) != json_lines(rows):

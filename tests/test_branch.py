@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_run, run_async, spawn
-from test_tui import wait_for
+from conftest import make_run, run_async, spawn, wait_for
 
 from collapse_tui.branch import Origin, read_origin
 from collapse_tui.cli import main
