@@ -39,8 +39,7 @@ def next_data(
     the rest samples. accumulate: everything so far. accumulate-subsample: everything so far, then
     the original size drawn from it. fresh: fresh_fraction newly drawn real examples, the rest samples.
     size: the training set's size when it is not the real set's (seeds pooling samples: mixing.py).
-    Keep, fresh and accumulate put the real examples first (real_count says how many): example_weights
-    relies on it.
+    Every mode puts the real examples first (real_count says how many): example_weights relies on it.
     """
     n = size or real.shape[1]
     if mode == "replace":
@@ -60,13 +59,15 @@ def next_data(
     raise ValueError(f"unknown data mode {mode!r}")
 
 
-def real_count(mode: str, n_real: int, n: int, keep_fraction: float, fresh_fraction: float) -> int:
-    """How many of the first examples of a training set of n that next_data made after generation 0 are
-    real: keep and fresh their round(fraction * n), accumulate generation 0's n_real (its pool starts with
-    them). Only for the WEIGHABLE modes."""
+def real_count(mode: str, prev: int, n: int, keep_fraction: float, fresh_fraction: float) -> int:
+    """How many of the first examples of the training set of n that next_data makes are real, when prev of
+    the previous training set's were: keep and fresh their round(fraction * n), accumulate prev (the
+    previous set comes first), replace none, accumulate-subsample none it can tell (its draw mixes them)."""
     if mode == "accumulate":
-        return n_real
-    return round((keep_fraction if mode == "keep" else fresh_fraction) * n)
+        return prev
+    if mode in ("keep", "fresh"):
+        return round((keep_fraction if mode == "keep" else fresh_fraction) * n)
+    return 0
 
 
 def example_weights(share: float, k: int, n: int, seeds: int) -> np.ndarray | None:

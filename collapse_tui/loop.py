@@ -106,7 +106,7 @@ def run(
         threads = _threads(rundir, chains, processes)
         if ckpt is not None:
             saved = done = ckpt[0]
-            load_chains(rundir, chains, ckpt[1], cfg.data.mode)
+            load_chains(rundir, chains, ckpt[1], cfg.data)
         if resume:
             rundir.write_metrics(kept)  # rows after the checkpoint are computed again
         _started(rundir, cfg, done, threads, emit)
@@ -242,8 +242,8 @@ def _commit(chains: list[Chain], steps: list[list[Step]], data_cfg: DataSection)
     mixed = synthetic_data(chains, steps, data_cfg, received)
     rows = []
     for ch, ch_steps, x in zip(chains, steps, mixed):
-        for g, step, (data, pool) in zip(ch.groups, ch_steps, chain_next_data(ch, ch_steps, data_cfg, x)):
-            g.data, g.pool, g.model = data, pool, step.model
+        for g, step, (data, pool, real) in zip(ch.groups, ch_steps, chain_next_data(ch, ch_steps, data_cfg, x)):
+            g.data, g.pool, g.model, g.real_count = data, pool, step.model, real
             g.rng_states = [r.bit_generator.state for r in g.rngs]
             rows += step.rows
     return rows

@@ -268,6 +268,27 @@ def test_ngram_weighted_counts_are_the_repeated_blocks_counts():
         assert (la.keys == lb.keys).all() and np.array_equal(la.raw, lb.raw) and np.array_equal(la.tally, lc.raw)
 
 
+@pytest.mark.parametrize("mode", ["keep", "fresh", "accumulate", "replace"])
+def test_the_real_examples_come_first_in_every_mode(mode):
+    """real_count says how many of next_data's first examples are real (what the weights rely on): real
+    examples are negative here, samples positive, over two generations (accumulate keeps its first)."""
+    from collapse_tui.datamodes import next_data, real_count
+
+    rngs = rngs_for(3)
+    real = -np.arange(1.0, 41.0)[None, :, None].repeat(3, axis=0)
+    data, pool, count = real, real, 40
+    for _ in range(2):
+        samples = np.random.default_rng(1).random((3, 40, 1)) + 1
+        prev = data
+        data, pool = next_data(
+            mode, prev=prev, pool=pool, real=real, samples=samples, rngs=rngs, keep_fraction=0.25,
+            fresh_fraction=0.1, draw_fresh=lambda k: -np.ones((3, k, 1)),
+        )  # fmt: skip
+        count = real_count(mode, count, data.shape[1], 0.25, 0.1)
+        assert (data[:, :count] < 0).all() and (data[:, count:] > 0).all(), (mode, count)
+    assert count == {"keep": 10, "fresh": 4, "accumulate": 40, "replace": 0}[mode]
+
+
 def test_real_weight_at_the_real_share_is_the_count_fit_row_for_row(tmp_path):
     """keep 10%: real_weight = 0.1 is what counting gives the real examples already: the same rows."""
     sets = ["data.mode='keep'", "data.keep_fraction=0.1", "experiment.generations=6", "experiment.seeds=5"]
