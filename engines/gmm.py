@@ -137,10 +137,11 @@ def map_mixtures(
     tol: float,
     max_iter: int,
     reg_covar: float,
-) -> Mixture:
+) -> tuple[Mixture, np.ndarray]:
     """Weighted MAP-EM from start (data.real_weight, train.anchor = "prior", train.distill): points (S, N, d)
     of weights v (S, N) (a seed's may all be 0: the prior alone), with prior's components as pseudo-data of
-    mass (S, K) (None: the weighted maximum likelihood). Each seed stops as fit_mixtures' do.
+    mass (S, K) (None: the weighted maximum likelihood). Each seed stops as fit_mixtures' do; returns the
+    mixture and info (S, 4) as fit_mixtures (k-means iterations 0).
 
     The M-step adds to each component's responsibility-weighted statistics (n_k = sum_i v_i r_ik) the
     pseudo-statistics of prior's component of the same index (mass t_k, mean mu0_k, covariance Sigma0_k):
@@ -179,7 +180,7 @@ def map_mixtures(
         info,
     )
     check_fitted(info)
-    return {"weights": weights, "means": means, "covs": covs}
+    return {"weights": weights, "means": means, "covs": covs}, info
 
 
 class GMMEngine(MixtureEngine):
@@ -224,23 +225,26 @@ class GMMEngine(MixtureEngine):
         if reference is None:
             model, self.last_info = fit_mixtures(data, rngs, p.components, p.tol, p.max_iter, p.reg_covar)
             if weights is not None:  # weighted EM from the unweighted fit
-                model = map_mixtures(data, weights, model, None, None, p.tol, p.max_iter, p.reg_covar)
+                model, self.last_info = map_mixtures(data, weights, model, None, None, p.tol, p.max_iter, p.reg_covar)
         else:
-            model = self.anchored(data, reference, weights)
+            model, self.last_info = self.anchored(data, reference, weights)
         report("fit", 1, 1, None)
         return Fitted(model)
 
-    def anchored(self, data: np.ndarray, reference: Mixture, weights: np.ndarray | None) -> Mixture:
+    def anchored(
+        self, data: np.ndarray, reference: Mixture, weights: np.ndarray | None
+    ) -> tuple[Mixture, np.ndarray | None]:
         """MAP-EM (map_mixtures) from generation 0's mixture, so that component k is anchored to generation
-        0's component k (the index is its lineage; no matching step): distill = alpha weighs the data 1 - alpha and adds
-        generation 0's components as pseudo-data of mass alpha N (its weights apportion it; the teacher's
-        points are given to its own component, the exact E-step where student and teacher agree); anchor
-        "prior" adds strength x N more. alpha = 1: generation 0's mixture itself (the data weigh nothing).
-        So distill alpha is the prior at strength alpha / (1 - alpha): both are generation 0's pseudo-data."""
+        0's component k (the index is its lineage; no matching step). distill = alpha weighs the data
+        1 - alpha and adds generation 0's components as pseudo-data of mass alpha N (its weights apportion
+        it; the teacher's points are given to its own component, the exact E-step where student and
+        teacher agree); anchor "prior" adds strength x N more. alpha = 1: generation 0's mixture itself
+        (the data weigh nothing; no info). So distill alpha is the prior at strength alpha / (1 - alpha):
+        both are generation 0's pseudo-data."""
         keys = self.train_keys
         alpha = float(keys.get("distill", 0.0))
         if alpha == 1.0:
-            return {k: np.array(a) for k, a in reference.items()}
+            return {k: np.array(a) for k, a in reference.items()}, None
         n = data.shape[1]
         strength = alpha + (float(keys["anchor_strength"]) if keys.get("anchor") == "prior" else 0.0)
         v = (1.0 - alpha) * (np.ones(data.shape[:2]) if weights is None else weights)

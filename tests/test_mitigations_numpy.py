@@ -133,7 +133,7 @@ def test_gmm_map_em_equals_an_independent_em():
     v = np.ones((3, 300))
     v[:, :30] = 4.0
     mass = 150.0 * first["weights"]
-    got = map_mixtures(x, v, first, first, mass, 0.0, 200, 1e-6)
+    got, _ = map_mixtures(x, v, first, first, mass, 0.0, 200, 1e-6)
     for s in range(3):
         w, mu, cov = (np.array(first[k][s]) for k in ("weights", "means", "covs"))
         mu0, cov0, t = first["means"][s], first["covs"][s], mass[s]
@@ -243,8 +243,8 @@ def test_a_weight_counts_as_a_multiplicity(name, params):
     tripled = np.concatenate([x[:, :10], x[:, :10], x], axis=1)
     if name == "gmm":
         start = engine.fit(x, rngs, quiet).model
-        a = map_mixtures(x, w, start, None, None, 0.0, 50, 1e-6)
-        b = map_mixtures(tripled, np.ones(tripled.shape[:2]), start, None, None, 0.0, 50, 1e-6)
+        a, _ = map_mixtures(x, w, start, None, None, 0.0, 50, 1e-6)
+        b, _ = map_mixtures(tripled, np.ones(tripled.shape[:2]), start, None, None, 0.0, 50, 1e-6)
     else:
         a = engine.fit(x, rngs, quiet, weights=w * n / w.sum(axis=1, keepdims=True)).model
         b = engine.fit(tripled, rngs, quiet).model
