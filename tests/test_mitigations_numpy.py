@@ -19,6 +19,7 @@ from scipy.stats import multivariate_normal
 from collapse_tui.cli import main
 from collapse_tui.engines import engine_class
 from collapse_tui.engines.gmm import map_mixtures
+from collapse_tui.rundir import RunDir
 
 NGRAM = {"train": WIKI_TRAIN, "test": WIKI_TEST, "max_chars": 6000, "block_size": 16, "order": 3}
 NGRAM_SETS = [f"engine.{k}={v!r}" for k, v in NGRAM.items()]
@@ -308,6 +309,26 @@ def test_a_larger_real_weight_keeps_the_fit_nearer_generation_0(tmp_path):
     drift = [np.log(rows[20]["fit_std"] / rows[0]["fit_std"]) ** 2 for rows in (by_count, weighed)]
     gain = drift[0] - drift[1]
     assert gain.mean() > 4 * gain.std(ddof=1) / np.sqrt(gain.size), (drift[0].mean(), drift[1].mean())
+
+
+def test_a_branch_weighs_only_what_its_own_mode_drew(tmp_path):
+    """A branch at K of a replace run, with keep 10% and real_weight 0.5: generation K + 1 trains on the data
+    the parent's replace drew (no real example to weigh: the rows of the same branch without real_weight),
+    generation K + 2 on keep's, whose real examples weigh half (other rows)."""
+    parent = tmp_path / "parent"
+    sets = ["--set", "experiment.generations=4", "--set", "experiment.seeds=5"]
+    assert main(["--batch", "gaussian-quick", "--runs-dir", str(parent), *sets]) == 0
+    (run,) = parent.iterdir()
+    rows = {}
+    for weight in ("0", "0.5"):
+        runs = tmp_path / f"branch-{weight}"
+        keep = ["--set", "data.mode='keep'", "--set", f"data.real_weight={weight}", "--set", "experiment.seeds=5"]
+        args = ["--batch", "gaussian-quick", "--from", str(run), "--at", "1", "--runs-dir", str(runs), *keep]
+        assert main([*args, "--set", "experiment.generations=4"]) == 0
+        (branch,) = runs.iterdir()
+        rows[weight] = {(r["generation"], r["seed"]): r["fit_std"] for r in rows_of(RunDir(branch))}
+    assert all(rows["0"][g, s] == rows["0.5"][g, s] for g in (0, 1, 2) for s in range(5))
+    assert all(rows["0"][3, s] != rows["0.5"][3, s] for s in range(5))
 
 
 # --- resume, refusals --------------------------------------------------------------------------------------
