@@ -29,6 +29,7 @@ from .numbers import NA, fmt, plural, short
 from .rundir import RunDir, printable, run_state
 from .summary import Summary, by_generation, is_log, log_keys_of, ratio_text, scalar_keys, value_text
 from .sweepdir import expand
+from .theory import read_theory
 
 MAX_LABEL_KEYS = 3  # config differences named in a run's label
 HIDDEN_KEYS = ("experiment.name", "experiment.description", "experiment.engine")  # name or preset tell these
@@ -58,6 +59,11 @@ class Run:
     def log_keys(self) -> set[str]:
         """The metrics the run's engine summarises in log space (summary.py)."""
         return log_keys_of(self.engine)
+
+    @functools.cached_property
+    def theory(self) -> dict[str, np.ndarray]:
+        """What theory expects of the mean over seeds of some metrics, per generation (theory.py; {}: none)."""
+        return read_theory(self.rundir)
 
     @property
     def last_generation(self) -> int:

@@ -35,6 +35,7 @@ from .events import Event, GenerationDone, Progress, RunFailed, RunFinished, Run
 from .mixing import synthetic_data
 from .rundir import RunDir, RunDirError, atomic_write, disk_full, now_iso, printable, read_json
 from .seed_workers import SeedWorkers
+from .theory import write_theory
 from .threads import Threads, run_threads
 
 PROGRESS_INTERVAL = 0.1  # seconds between Progress events inside a generation
@@ -130,6 +131,7 @@ def run(
             started=_started(rundir),
             **kept_threads,
         )
+        write_theory(rundir, cfg)  # for the generations asked now (a resume may extend the run)
         line = threads.line if threads else ""
         emit(RunStarted(rundir.path, cfg.name, cfg.engine_name, cfg.generations, tuple(cfg.seeds), done + 1, line))
         for ch in chains:

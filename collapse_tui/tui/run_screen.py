@@ -13,6 +13,7 @@ import math
 from collections import deque
 from functools import partial
 
+import numpy as np
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -27,7 +28,7 @@ from ..events import Event, Progress
 from ..numbers import plural
 from ..rundir import RunDir
 from ..runlog import resumable
-from ..summary import SERIES
+from ..summary import SERIES, is_log
 from .components import DiffPane, MetricsTable, ProgressRow, SamplesView, Trend
 from .previews import preview_kind
 from .state import RESUMABLE, RunState, disk_state
@@ -74,6 +75,9 @@ class RunScreen(Screen):
         self.rundir, self.cfg, self.start = rundir, cfg, start
         self.kind = preview_kind(cfg.engine_name)
         self.run_state = RunState(rundir, cfg)
+        # a trend row per SERIES metric, and one for the first metric theory expects when it expects none of them
+        theory = list(self.run_state.theory)
+        self.trend_keys = [*SERIES, *theory[:1]] if theory and not set(theory) & set(SERIES) else list(SERIES)
         self.set_reactive(RunScreen.chain, self.run_state.chain)
         self.events: deque[Event] = deque()  # filled by the worker thread, drained by the UI timer
         self.control: loop.Control | None = None
@@ -83,8 +87,9 @@ class RunScreen(Screen):
     # layout
     def compose(self) -> ComposeResult:
         yield Static(id="status")
-        yield Trend("perplexity", log=True, total=self.cfg.generations, id="trend-perplexity")
-        yield Trend("variance", total=self.cfg.generations, id="trend-variance")
+        for key in self.trend_keys:
+            log = is_log(key, self.run_state.logs_of[""]) if key not in SERIES else key == "perplexity"
+            yield Trend(key, log=log, total=self.cfg.generations, id=f"trend-{key}")
         if len(self.run_state.chains) > 1:  # shown by v: a row per chain and metric
             for key in SERIES:
                 for c in self.run_state.chains:
@@ -244,14 +249,21 @@ class RunScreen(Screen):
 
     def _draw_trends(self) -> None:
         st = self.run_state
-        trends = [(self.query_one(f"#trend-{key}", Trend), key, st.chain) for key in SERIES]
+        trends = [(self.query_one(f"#trend-{key}", Trend), key, st.chain) for key in self.trend_keys]
         if self.all_chains:
             trends += [(t, t.sub, t.label) for t in self.query(".chain-trend").results(Trend)]
+        checks = {c.metric: c for c in st.checks()}
         for trend, key, chain in trends:
             trend.values = st.series(key, chain)
             medians = st.medians_of[chain]
             latest = medians[-1].get(key) if medians else None
             trend.band = (latest.lo, latest.hi) if latest is not None else (math.nan, math.nan)
+            if key in st.theory and not trend.has_class("chain-trend"):
+                curve = st.theory[key]
+                with np.errstate(all="ignore"):
+                    trend.expected = list(np.log10(curve) if trend.log_scale else curve)
+                check = checks.get(key)
+                trend.theory = (check.mean, check.expected) if check else (math.nan, math.nan)
 
     # actions
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
