@@ -73,7 +73,8 @@ class Trend(Widget):
         head = fitting([f"{now} {change} vs g0", f"{now} {change}", now] if change else [now])
         if self.expected:
             mean, expected = self.theory
-            texts = [f"mean {value_text(mean, digits=d)} theory {value_text(expected, digits=d)}" for d in (4, 3, 2)]
+            pairs = [(value_text(mean, digits=d), value_text(expected, digits=d)) for d in (4, 3, 2)]
+            texts = [f"mean {m} theory {e}" for m, e in pairs[:2]] + [f"mean {m} vs {e}" for m, e in pairs]
             return head, fitting(texts)
         lo, hi = self.band
         if lo == hi or math.isnan(lo):
