@@ -99,10 +99,12 @@ def expected_nll(generations: int, m: int, ddof: int, t_mean: np.ndarray, t_cov:
     """E[nll_n] under replace, given the fixed held-out sample's mean t and covariance T (its nll is
     (d log 2 pi + log det S_n + tr(S_n^-1 T) + (t - mu_n)' S_n^-1 (t - mu_n)) / 2d). Each fit draws
     S_n = L W L' / (M - ddof) with L L' = S_{n-1}, W ~ Wishart_d(M - 1, I) independent of the fitted mean
-    mu_n ~ N(mu_{n-1}, S_{n-1} / M) (Shumailov et al. 2024, SI 3.1), so with q = (M - ddof) / (M - d - 2)
-    (E[W^-1] = I / (M - d - 2), Anderson 2003, 7.7.1) and S_{-1} = I, mu_{-1} = 0, the real distribution:
-    E[log det S_n] = (n + 1) (sum_{i<d} psi((M - 1 - i)/2) + d log(2 / (M - ddof))) (Anderson 2003, 7.5.1),
-    E[S_n^-1] = q^(n + 1) I, and Q_n = E[(t - mu_n)' S_n^-1 (t - mu_n)] = q (Q_{n-1} + d / M), Q_{-1} = |t|^2."""
+    mu_n ~ N(mu_{n-1}, S_{n-1} / M) (Shumailov et al. 2024, SI 3.1). With q = (M - ddof) / (M - d - 2) (the
+    inverse Wishart's mean, E[W^-1] = I / (M - d - 2)) and S_{-1} = I, mu_{-1} = 0, the real distribution:
+    E[log det S_n] = (n + 1) (sum_{i<d} psi((M - 1 - i)/2) + d log(2 / (M - ddof))) (Bartlett's decomposition:
+    log det W is a sum of independent log chi2_{M-1-i}; both in Anderson 2003, "An Introduction to Multivariate
+    Statistical Analysis", ch. 7), E[S_n^-1] = q^(n + 1) I, and Q_n = E[(t - mu_n)' S_n^-1 (t - mu_n)]
+    = q (Q_{n-1} + d / M), Q_{-1} = |t|^2."""
     d = len(t_mean)
     n = np.arange(1, generations + 1)
     log_det = sum(digamma((m - 1 - i) / 2) for i in range(d)) + d * math.log(2 / (m - ddof))
@@ -117,7 +119,7 @@ def _mixed_traces(generations: int, m: int, d: int, ddof: int, k: int, reused: b
     ones). An exact linear recursion on A = E[tr S], B = E[|mu|^2] and C = E[xbar_0 . mu] (xbar_0: the real
     set's mean), from E[scatter] = sum E|x_i|^2 - M E[|mean|^2]: a sample y of the model has E[y.y'] = |mu|^2
     and E|y|^2 = |mu|^2 + tr S; distinct real examples are independent; a real example drawn from the real
-    set has E[x . mu] = C (Shumailov et al. 2024, SI 3.1; the data modes of Gerstgrasser et al. 2024)."""
+    set has E[x . mu] = C. Derived here as Shumailov et al. 2024, SI 3.1 derive replace's moments."""
     a, b, c = d * variance_factor(m, ddof), d / m, d / m  # generation 0 fits the M real examples
     out = np.empty(generations)
     for n in range(generations):
@@ -131,12 +133,14 @@ def _mixed_traces(generations: int, m: int, d: int, ddof: int, k: int, reused: b
 
 def _pooled_traces(generations: int, m: int, d: int, ddof: int, subsample: bool) -> np.ndarray:
     """E[tr S_n] when a pool gathers the real set and every generation's M samples, and each generation trains
-    on all of it (accumulate, Gerstgrasser et al. 2024, "Is model collapse inevitable?", section 3) or on M of
-    it drawn without replacement (accumulate-subsample). An exact linear recursion on the pool's size P,
-    U = E|sum of the pool|^2 and V = sum over the pool of E|x|^2: a training set of N drawn from the pool has
-    E[scatter] = (N - 1) (V / P - (U - V) / (P (P - 1))) and E|mean|^2 = (V + (N - 1)(U - V) / (P - 1)) / (N P);
-    its mean mu has E[mu . x] = E[pool mean . x] for every x in the pool, so the M new samples add M^2 E|mu|^2
-    + M E[tr S] + 2 M U / P to U and M (E|mu|^2 + E[tr S]) to V."""
+    on all of it (accumulate: the setting of Gerstgrasser et al. 2024, "Is model collapse inevitable?", in
+    which the variance stays bounded) or on M of it drawn without replacement (accumulate-subsample),
+    derived here as Shumailov et al. 2024, SI 3.1 derive replace's moments. An exact linear recursion on
+    the pool's size P, U = E|sum of the pool|^2 and V = sum over the pool of E|x|^2: a training set of N
+    drawn from the pool has E[scatter] = (N - 1) (V / P - (U - V) / (P (P - 1))) and E|mean|^2
+    = (V + (N - 1)(U - V) / (P - 1)) / (N P); its mean mu has E[mu . x] = E[pool mean . x] for every x in
+    the pool, so the M new samples add M^2 E|mu|^2 + M E[tr S] + 2 M U / P to U and M (E|mu|^2 + E[tr S])
+    to V."""
     p, u, v = m, m * d, m * d  # the pool starts as the real set, M independent N(0, I_d) examples
     out = np.empty(generations)
     for n in range(generations):
