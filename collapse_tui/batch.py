@@ -23,6 +23,7 @@ from . import loop
 from .config import chain_names
 from .events import Event, GenerationDone, RunFailed, RunFinished, RunStarted
 from .events import Progress as ProgressEvent
+from .records import RunState
 from .rundir import RunDir
 from .runlog import RunLog, failed_line, resumable
 from .stopsignals import handling
@@ -30,7 +31,7 @@ from .summary import by_generation, change_text, log_keys_of, scalar_keys
 from .theory import CONSISTENT, INCONSISTENT, read_theory
 from .theory import checks as theory_checks
 
-EXIT = {"finished": 0, "failed": 1, "stopped": 130}
+EXIT = {RunState.FINISHED: 0, RunState.FAILED: 1, RunState.STOPPED: 130}
 VERDICT_STYLES = {CONSISTENT: "green", INCONSISTENT: "bold red"}  # a theory check's verdict on a terminal
 
 
@@ -109,18 +110,18 @@ class BatchView:
                 title = f"{self.name} · {chain}" if chain else self.name
                 self.print(summary_table(mine, title, self.tty, log_keys, ascii=self.ascii))
         last = [r for r in rows if r["generation"] == rows[-1]["generation"]] if rows else []
-        for c in theory_checks(last, read_theory(rundir)):  # chains have none
+        for c in theory_checks(last, read_theory(rundir.path)):  # chains have none
             if self.tty:
                 head, verdict, why = c.parts()
                 self.print(Text.assemble(head, (verdict, VERDICT_STYLES.get(verdict, "dim")), why))
             else:
                 self.line(c.text())
-        error = rundir.read_status().get("error")
-        if state == "failed" and sys.stderr is not None:
-            print(f"collapse-tui: {failed_line(error, rundir.path)}", file=sys.stderr)
-        if state == "finished":
+        status = rundir.read_status()
+        if state == RunState.FAILED and sys.stderr is not None:
+            print(f"collapse-tui: {failed_line(status.get('error'), rundir.path)}", file=sys.stderr)
+        if state == RunState.FINISHED:
             self.line(f"finished: {rundir.path}")
-        elif resumable(state, error):
+        elif resumable(state, status.get("failure")):
             self.line(f"{state}; resume with: collapse-tui --batch --resume {rundir.path}")
 
 
@@ -189,4 +190,4 @@ def run_batch(
         os.close(wake_r)
         os.close(wake_w)
     view.summary(rundir, state)
-    return 128 + stopped_by[0] if state == "stopped" and stopped_by else EXIT[state]
+    return 128 + stopped_by[0] if state == RunState.STOPPED and stopped_by else EXIT[state]

@@ -36,6 +36,13 @@ def row_key(row: dict[str, Any]) -> tuple[str, int]:
     return row.get("chain", ""), row["seed"]
 
 
+def rng_from(state: dict[str, Any]) -> np.random.Generator:
+    """The generator a seed had when its state was taken (bit_generator.state): a checkpoint's, a worker's."""
+    rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = state
+    return rng
+
+
 @dataclass
 class Group:
     """The seeds that train together, and what they carry from one generation to the next."""
@@ -70,6 +77,17 @@ class Chain:
     @property
     def rngs(self) -> list[np.random.Generator]:
         return [r for g in self.groups for r in g.rngs]
+
+    def seed_groups(self) -> list[list[int]]:
+        """The seeds that train together: all of them for a batched engine, else one at a time."""
+        return [self.seeds] if self.engine.batched else [[s] for s in self.seeds]
+
+    def start(self) -> None:
+        """Groups at generation 0: each seed's RNG seeded with the seed, the real data drawn with it."""
+        for seeds in self.seed_groups():
+            rngs = [np.random.default_rng(s) for s in seeds]
+            real = self.engine.real_data(rngs)
+            self.groups.append(Group(seeds, rngs, real, real, real))
 
 
 def check_shapes(chains: list[Chain]) -> None:

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from .checkpoints import open_for_resume
 from .config import ConfigError
 from .engines import engine_names
 from .preflight import check_runnable, requirements
 from .preset_files import PresetFile, builtin_presets, load_preset, read_preset
 from .run_names import run_name
-from .rundir import RunDir, open_for_resume
+from .rundir import RunDir
 from .seed_workers import check_workers
 from .sweep import builtin_sweeps, expand, is_sweep, load_sweep, read_target
 from .sweepdir import SweepDir, is_sweep_dir
@@ -130,7 +131,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
             continue
         needs = ",".join(requirements(cfg)) or "-"
         engines = "+".join(dict.fromkeys(c["engine"] for c in cfg.chains)) or cfg.engine_name  # chains: each engine
-        print(f"{name:<22} {engines:<9} {cfg.data['mode']:<10} {needs:<14} {cfg.experiment['description']}")
+        print(f"{name:<22} {engines:<9} {cfg.data.mode:<10} {needs:<14} {cfg.experiment['description']}")
     for name, path in sorted(builtin_sweeps().items()):  # run with --batch NAME
         try:
             sweep = load_sweep(path)

@@ -25,8 +25,10 @@ from typing import Any, TextIO
 import numpy as np
 
 from .config import Config, ConfigError, chain_names
+from .files import printable
 from .numbers import NA, fmt, plural, short
-from .rundir import RunDir, printable, run_state
+from .records import RunState
+from .rundir import RunDir, run_state
 from .summary import Summary, by_generation, is_log, log_keys_of, ratio_text, scalar_keys, value_text
 from .sweepdir import expand
 from .theory import read_theory
@@ -44,7 +46,7 @@ class Run:
     config: Config
     rows: list[dict[str, Any]]
     status: dict[str, Any]
-    state: str  # created running finished stopped failed crashed
+    state: RunState
     label: str = ""
 
     @property
@@ -63,7 +65,7 @@ class Run:
     @functools.cached_property
     def theory(self) -> dict[str, np.ndarray]:
         """What theory expects of the mean over seeds of some metrics, per generation (theory.py; {}: none)."""
-        return read_theory(self.rundir)
+        return read_theory(self.rundir.path)
 
     @property
     def last_generation(self) -> int:
@@ -75,9 +77,9 @@ class Run:
         last, total = self.last_generation, self.config.generations
         if last < 0:
             return f"{self.state}, no generation finished yet"
-        if self.state == "finished":
+        if self.state == RunState.FINISHED:
             return f"finished, {last + 1} generations"
-        where = "running, at" if self.state == "running" else f"{self.state} at"
+        where = "running, at" if self.state == RunState.RUNNING else f"{self.state} at"
         return f"{where} generation {last} of {total - 1}"
 
 
@@ -114,7 +116,7 @@ def chain_runs(run: Run) -> list[Run]:
 
 
 def _flat_config(cfg: Config) -> dict[str, Any]:
-    return {f"{s}.{k}": v for s in ("experiment", "data", "engine") for k, v in getattr(cfg, s).items()}
+    return {f"{s}.{k}": v for s in ("experiment", "data", "engine") for k, v in cfg.section(s).items()}
 
 
 def run_labels(runs: Sequence[Run]) -> list[str]:
@@ -300,7 +302,7 @@ def print_comparison(runs: list[Run], out: TextIO, at: int | None = None) -> Non
     console = Console(file=out, highlight=False, width=None if tty else 200)  # logs: no wrapping
     for name, r in zip(letters(len(runs)), runs):
         seeds = plural(len(r.config.seeds), "seed")
-        line = f"{name} = {r.label}: {r.engine}, mode {r.config.data['mode']}, {seeds}, {r.progress()}"
+        line = f"{name} = {r.label}: {r.engine}, mode {r.config.data.mode}, {seeds}, {r.progress()}"
         console.print(f"{line}  [{r.rundir.path}]", markup=False)
     rows = compare_rows(runs, at)
     gens = {r["run"]: r["generation"] for r in rows if r["kind"] == "run"}

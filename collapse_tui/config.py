@@ -7,6 +7,7 @@ one line that names the key, the value and what was expected (validation.py chec
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ import tomli_w
 
 from .chains import CHAIN_KEYS, ChainSpec
 from .engines import Engine, EngineError, Param, engine_class
+from .engines.base import params_type
 
 MODES = ("replace", "keep", "accumulate", "accumulate-subsample", "fresh")
 
@@ -31,7 +33,10 @@ DATA: dict[str, Param] = {
     "keep_fraction": Param(0.1, float, "mode keep: share of real examples, redrawn each generation", 0, 1),
     "fresh_fraction": Param(0.1, float, "mode fresh: share of newly drawn real examples", 0, 1),
     "filter": Param(
-        "none", str, "keep the generated samples the reference scores best", choices=("none", "perplexity")
+        "none",
+        str,
+        "keep the generated samples the reference scores best (perplexity) or a detector finds most real",
+        choices=("none", "perplexity", "detector"),
     ),
     # at most 100 samples drawn per sample kept: a smaller share only eats the machine's memory
     "filter_keep": Param(0.9, float, "filter: share of generated samples kept", 0.01, 1),
@@ -41,9 +46,56 @@ DATA: dict[str, Param] = {
     "share_seeds": Param(0.0, float, "share of every other seed's samples a seed adds to its own", 0, 1),
     "population": Param(0, int, "share_seeds: seeds pool in consecutive groups of this many (0: all)", min=0),
 }
+DATA |= {
+    # mitigations (issue 24): how the next training set is drawn from the samples, and what real data weigh
+    "reweight": Param(
+        "none", str, "draw the training set from the samples with probability D / (1 - D)", choices=("none", "detector")
+    ),
+    "real_weight": Param(
+        0.0, float, "keep, fresh, accumulate: the real examples' share of the fit (0: by their count)", 0, 1
+    ),
+}
+# the learning-algorithm mitigations: what each generation's fit is pulled towards (engines declare which
+# they have: Engine.mitigations)
+TRAIN: dict[str, Param] = {
+    "anchor": Param(
+        "none", str, "lifelong learning: anchor every fit to generation 0's", choices=("none", "prior", "l2", "ewc")
+    ),
+    "anchor_strength": Param(
+        1.0, float, "anchor: the prior's pseudo-count as a multiple of the training size, or the penalty's weight", 0
+    ),
+    "distill": Param(
+        0.0, float, "knowledge distillation: the share alpha of the fit given to generation 0's model", 0, 1
+    ),
+    "distill_temperature": Param(1.0, float, "distill: the softmax temperature of text engines", 0, min_exclusive=True),
+}
 # written to preset.toml only when set: a run made before they existed still resumes (same preset text)
-MIXING_DEFAULTS = {k: DATA[k].default for k in ("share_others", "mix", "share_seeds", "population")}
-SECTIONS = ("experiment", "data", "engine", "chains")
+OPTIONAL = ("share_others", "mix", "share_seeds", "population", "reweight", "real_weight")
+OPTIONAL_DEFAULTS = {k: DATA[k].default for k in OPTIONAL}
+SECTIONS = ("experiment", "data", "train", "engine", "chains")
+
+
+class DataSection(params_type("DataKeys", DATA)):
+    """The [data] section, validated: one typed field per key of DATA (cfg.data.mode, cfg.data.filter, ...)."""
+
+    @property
+    def filtering(self) -> bool:
+        return self.filter != "none"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The keys as a preset holds them (what engines' check_data and expected read)."""
+        return dataclasses.asdict(self)
+
+
+class TrainSection(params_type("TrainKeys", TRAIN)):
+    """The [train] section, validated: the learning-algorithm mitigations (cfg.train.anchor, ...)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def used(self) -> list[str]:
+        """The mitigations these keys ask of the engine, by the names Engine.mitigations declares."""
+        return [self.anchor] * (self.anchor != "none") + ["distill"] * (self.distill > 0)
 
 
 class ConfigError(ValueError):
@@ -53,9 +105,10 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Config:
     experiment: dict[str, Any]
-    data: dict[str, Any]
+    data: DataSection
     engine: dict[str, Any]  # {} when the preset declares [[chains]]
     chains: tuple[dict[str, Any], ...] = ()  # [[chains]]: name, engine, seeds and that engine's keys each
+    train: TrainSection = TrainSection()
 
     @property
     def name(self) -> str:
@@ -67,6 +120,11 @@ class Config:
         return self.chains[0]["engine"] if self.chains else self.experiment["engine"]
 
     @property
+    def engine_names(self) -> list[str]:
+        """Every engine the run trains: the chains' (in order, once each), or the one engine."""
+        return list(dict.fromkeys(c["engine"] for c in self.chains)) if self.chains else [self.experiment["engine"]]
+
+    @property
     def generations(self) -> int:
         return self.experiment["generations"]
 
@@ -74,25 +132,32 @@ class Config:
     def seeds(self) -> list[int]:
         return self.experiment["seeds"]
 
+    def section(self, name: str) -> dict[str, Any]:
+        """The keys of [experiment], [data] or [engine] as a preset holds them."""
+        return getattr(self, name).as_dict() if name in ("data", "train") else getattr(self, name)
+
     def with_generations(self, generations: int) -> Config:
         """The same preset run to another length (resume --generations N): no engine sees the total."""
-        return Config(self.experiment | {"generations": generations}, self.data, self.engine, self.chains)
+        return dataclasses.replace(self, experiment=self.experiment | {"generations": generations})
 
     def chain(self, name: str) -> Config:
         """Chain name of a [[chains]] preset as a single-engine config (its engine, keys and seeds)."""
         c = next(c for c in self.chains if c["name"] == name)
         params = {k: v for k, v in c.items() if k not in CHAIN_KEYS}
-        return Config(self.experiment | {"engine": c["engine"], "seeds": c.get("seeds", self.seeds)}, self.data, params)
+        experiment = self.experiment | {"engine": c["engine"], "seeds": c.get("seeds", self.seeds)}
+        return Config(experiment, self.data, params, train=self.train)
 
     def to_toml(self) -> str:
         experiment = dict(self.experiment)
         if self.seeds == list(range(len(self.seeds))):
             experiment["seeds"] = len(self.seeds)  # 0 .. n-1 written as its count
-        data = {k: v for k, v in self.data.items() if MIXING_DEFAULTS.get(k, object()) != v}
+        data = {k: v for k, v in self.data.as_dict().items() if OPTIONAL_DEFAULTS.get(k, object()) != v}
+        train = {k: v for k, v in self.train.as_dict().items() if TRAIN[k].default != v}
+        sections: dict[str, Any] = {"experiment": experiment, "data": data, **({"train": train} if train else {})}
         if not self.chains:
-            return tomli_w.dumps({"experiment": experiment, "data": data, "engine": self.engine})
+            return tomli_w.dumps(sections | {"engine": self.engine})
         del experiment["engine"]
-        return tomli_w.dumps({"experiment": experiment, "data": data, "chains": list(self.chains)})
+        return tomli_w.dumps(sections | {"chains": list(self.chains)})
 
 
 def chain_specs(cfg: Config) -> list[ChainSpec]:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError
-from .rundir import RunDir, atomic_write, printable
+from .files import atomic_write, printable
+from .rundir import RunDir
 from .sweepdir import check_output, expand
 
 KEYS_FIRST = ("run", "chain", "seed", "generation")  # run: when several runs are exported; chain: chains

@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 
 from .chains import Chain, Step
+from .config import DataSection
 
 
-def proportions(data: dict[str, Any], chains: int) -> np.ndarray:
+def proportions(data: DataSection, chains: int) -> np.ndarray:
     """The (chains, chains) matrix of what each chain's synthetic data are drawn from."""
-    if data["mix"]:
-        return np.array(data["mix"], dtype=float)
-    s = data["share_others"]
+    if data.mix:
+        return np.array(data.mix, dtype=float)
+    s = data.share_others
     if chains < 2:
         return np.eye(chains)
     return np.full((chains, chains), s / (chains - 1)) * (1 - np.eye(chains)) + (1 - s) * np.eye(chains)
@@ -80,7 +81,7 @@ def pool_seeds(samples: np.ndarray, share: float, population: int, rngs: list[np
 
 
 def synthetic_data(
-    chains: list[Chain], steps: list[list[Step]], data: dict[str, Any], received: list[list[Any]] | None
+    chains: list[Chain], steps: list[list[Step]], data: DataSection, received: list[list[Any]] | None
 ) -> list[np.ndarray | None]:
     """Each chain's synthetic data for its next generation, (S, n', ...), its samples mixed by the preset's
     proportions and shares; None for a chain that draws nothing (its groups' own samples, as they are).
@@ -88,10 +89,10 @@ def synthetic_data(
     shares = proportions(data, len(chains))
     out: list[np.ndarray | None] = []
     for c, (ch, ch_steps) in enumerate(zip(chains, steps)):
-        if shares[c, c] == 1 and not data["share_seeds"]:
+        if shares[c, c] == 1 and not data.share_seeds:
             out.append(None)
             continue
         own = np.concatenate([s.samples for s in ch_steps])
         mixed = own if shares[c, c] == 1 else mix_chain(c, own, received[c], shares[c], ch.rngs)
-        out.append(pool_seeds(mixed, data["share_seeds"], data["population"], ch.rngs))
+        out.append(pool_seeds(mixed, data.share_seeds, data.population, ch.rngs))
     return out

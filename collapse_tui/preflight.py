@@ -57,10 +57,10 @@ def check_runnable(cfg: Config) -> None:
 def memory_need(cfg: Config, spec: ChainSpec, engine) -> int:
     """About the bytes one chain's generation holds (0: not estimated); share_seeds grows its training set."""
     n = int(spec.params.get("samples", 0))
-    drawn = math.ceil(n / cfg.data["filter_keep"]) if cfg.data["filter"] != "none" else n
-    population = cfg.data["population"] or len(spec.seeds)
-    grown = n + (population - 1) * round(cfg.data["share_seeds"] * n)
-    pooled = grown * cfg.generations if cfg.data["mode"].startswith("accumulate") else grown
+    drawn = math.ceil(n / cfg.data.filter_keep) if cfg.data.filtering else n
+    population = cfg.data.population or len(spec.seeds)
+    grown = n + (population - 1) * round(cfg.data.share_seeds * n)
+    pooled = grown * cfg.generations if cfg.data.mode.startswith("accumulate") else grown
     return engine.memory_bytes(len(spec.seeds), drawn, pooled)
 
 
@@ -74,7 +74,7 @@ def check_memory(cfg: Config, need: int, data: int = 0, data_keys: str = "") -> 
         why = f"{data / 2**30:.1f} GiB of it the real data"
         advice = f"use less real data ({data_keys})" if data_keys else "use less real data"
     else:
-        why, advice = f"seeds x samples x dimensions, {cfg.data['mode']} mode", "use fewer seeds or samples"
+        why, advice = f"seeds x samples x dimensions, {cfg.data.mode} mode", "use fewer seeds or samples"
     raise ConfigError(
         f"this run needs about {total / 2**30:.1f} GiB ({why}) and {have / 2**30:.1f} GiB are available; {advice}"
     )

@@ -25,7 +25,7 @@ def run_name(preset: PresetFile, cfg: Config) -> str:
     paths = {k for k, p in known_engine(cfg.engine_name).PARAMS.items() if p.kind is Path}
     parts = []
     for section in ("data", "experiment", "engine"):
-        old, new = getattr(base, section), getattr(cfg, section)
+        old, new = base.section(section), cfg.section(section)
         for key, value in new.items():
             skip = key in (("name", "description", "engine") if section == "experiment" else paths)
             if value != old.get(key) and not skip:

@@ -45,9 +45,10 @@ from typing import Any
 
 import numpy as np
 
-from .chains import Chain, Group, Step
-from .config import Config, ConfigError, chain_specs
+from .chains import Chain, Group, Step, rng_from
+from .config import Config, ConfigError, DataSection, chain_specs
 from .engines import engine_class
+from .generation import one_generation
 from .rundir import RunDir
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -97,10 +98,10 @@ class Task:
     gen: int
     data: np.ndarray
     rng_states: list[dict[str, Any]]
-    data_cfg: dict[str, Any]
+    data_cfg: DataSection
     keep_preview: bool
     chain: str
-    group: dict[str, Any] | None = None  # engine_name, params, device, seeds, real, reference, model
+    group: dict[str, Any] | None = None  # engine_name, params, device, train, seeds, real, reference, model
 
 
 class RemoteTraceback(Exception):
@@ -145,9 +146,9 @@ class SeedWorkers:
             q.close()
 
     def generation(
-        self, gen: int, data_cfg: dict[str, Any], report: Callable, check: Callable[[], None], keep_preview: bool
+        self, gen: int, data_cfg: DataSection, report: Callable, check: Callable[[], None], keep_preview: bool
     ) -> list[list[Step]]:
-        """Every chain's steps of generation gen, as loop.one_generation gives them; report gets the
+        """Every chain's steps of generation gen, as generation.one_generation gives them; report gets the
         workers' progress (and so stop and pause), check is called while no progress comes."""
         pairs = list(self._groups())
         for key, (ch_i, g_i, ch, g) in enumerate(pairs):
@@ -158,6 +159,7 @@ class SeedWorkers:
                     "engine_name": spec.engine_name,
                     "params": spec.params,
                     "device": ch.engine.device,
+                    "train": ch.engine.train_keys,
                     "threads": self.threads,
                     "seeds": g.seeds,
                     "real": g.real,
@@ -254,8 +256,6 @@ def serve(path: str, tasks: Any, results: Connection, parent: int) -> None:
         return
     for sig in (signal.SIGINT, signal.SIGHUP):  # a terminal's Ctrl-C reaches the parent, which stops us
         signal.signal(sig, signal.SIG_IGN)
-    from .loop import one_generation
-
     rundir = RunDir(Path(path))
     engines: dict[str, Any] = {}
     groups: dict[int, tuple[Any, Group]] = {}
@@ -267,7 +267,7 @@ def serve(path: str, tasks: Any, results: Connection, parent: int) -> None:
                 engine = engines.get(task.chain)
                 if engine is None:
                     engine = engines[task.chain] = engine_class(spec["engine_name"])(
-                        spec["params"], device=spec["device"]
+                        spec["params"], device=spec["device"], train=spec["train"]
                     )
                     engine.set_threads(spec["threads"])
                 real = spec["real"]
@@ -275,7 +275,7 @@ def serve(path: str, tasks: Any, results: Connection, parent: int) -> None:
                 groups[task.key] = (engine, group)
             engine, g = groups[task.key]
             g.data = task.data
-            g.rngs = [_generator(state) for state in task.rng_states]
+            g.rngs = [rng_from(state) for state in task.rng_states]
             report = _reporter(task.gen, task.key, results)
             step = one_generation(engine, g, task.gen, task.data_cfg, report, rundir, task.keep_preview, task.chain)
             g.model = step.model
@@ -286,12 +286,6 @@ def serve(path: str, tasks: Any, results: Connection, parent: int) -> None:
 
 def _send(results: Connection, kind: str, key: int, body: Any) -> None:
     results.send_bytes(pickle.dumps((kind, key, body)))
-
-
-def _generator(state: dict[str, Any]) -> np.random.Generator:
-    rng = np.random.Generator(np.random.PCG64())
-    rng.bit_generator.state = state
-    return rng
 
 
 def _reporter(gen: int, key: int, results: Connection) -> Callable:

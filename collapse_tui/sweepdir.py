@@ -22,7 +22,8 @@ from typing import Any, BinaryIO
 import tomli_w
 
 from .config import ConfigError
-from .rundir import RunDir, RunDirError, atomic_write, new_folder, run_state
+from .files import atomic_write, new_folder
+from .rundir import RunDir, RunDirError, run_state
 from .sweep import Sweep
 
 SWEEP_FILE = "sweep.toml"

@@ -15,14 +15,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .config import Config
 from .engines import DataError, engine_class
+from .files import atomic_write, json_lines
 from .numbers import fmt, plural, short
-from .rundir import RunDir, RunDirError, _is_value, _json, _json_lines, atomic_write
+from .records import RunDirError, is_value, parse_json
 from .summary import values
 
 THEORY = "theory.jsonl"
@@ -39,11 +41,11 @@ def expected(cfg: Config) -> dict[str, np.ndarray]:
     """{metric: (generations,) floats, NaN where there is no finite value} that the engine gives for this
     preset; {} for chains, pooled seeds (see the module's docstring), or an engine that cannot have its
     data (a file gone since the run started). ValueError when the engine gives what is not its metrics'."""
-    if cfg.chains or cfg.data["share_seeds"]:
+    if cfg.chains or cfg.data.share_seeds:
         return {}
     cls = engine_class(cfg.engine_name)
-    try:
-        out = cls(cfg.engine).expected(cfg.generations, cfg.data)
+    try:  # the engine as the loop makes it: its [train] keys too (a mitigation changes the fit)
+        out = cls(cfg.engine, train=cfg.train.as_dict()).expected(cfg.generations, cfg.data.as_dict())
     except DataError:
         return {}
     checked = {}
@@ -58,19 +60,19 @@ def expected(cfg: Config) -> dict[str, np.ndarray]:
     return checked
 
 
-def write_theory(rundir: RunDir, cfg: Config) -> None:
-    """theory.jsonl for cfg in rundir, atomically; nothing when the engine declares nothing for it."""
+def write_theory(run: Path, cfg: Config) -> None:
+    """theory.jsonl for cfg in the run directory run, atomically; nothing when the engine declares nothing."""
     curves = expected(cfg)
     if curves:
         rows = [{"generation": g} | {PREFIX + k: v[g] for k, v in curves.items()} for g in range(cfg.generations)]
-        atomic_write(rundir.path / THEORY, _json_lines(rows))
+        atomic_write(run / THEORY, json_lines(rows))
 
 
-def read_theory(rundir: RunDir) -> dict[str, np.ndarray]:
+def read_theory(run: Path) -> dict[str, np.ndarray]:
     """theory.jsonl as {metric: (generations,) floats, NaN for null}; {} when the run has none. RunDirError
     naming the line when it is not what write_theory writes: an object per line with generation 0, 1, ...
     in order and the same expected_<metric> keys, each a finite number or null."""
-    path = rundir.path / THEORY
+    path = run / THEORY
     try:
         lines = path.read_bytes().splitlines()
     except FileNotFoundError:
@@ -79,14 +81,14 @@ def read_theory(rundir: RunDir) -> dict[str, np.ndarray]:
         raise RunDirError(f"{path}: cannot read it: {e.strerror}") from None
     curves: dict[str, list[float]] = {}
     for i, line in enumerate(lines):
-        row = _json(line, path, i + 1)
+        row = parse_json(line, path, i + 1)
         keys = [k for k in row if k != "generation"] if isinstance(row, dict) else []
         if not isinstance(row, dict) or row.get("generation") != i or type(row["generation"]) is not int:
             raise RunDirError(f"{path}: line {i + 1}: expected an object with generation {i}, got {short(row)}")
         if not keys or (curves and set(keys) != set(curves)) or not all(k.startswith(PREFIX) for k in keys):
             raise RunDirError(f"{path}: line {i + 1}: expected the same {PREFIX}<metric> keys on every line")
         for k in keys:
-            if not _is_value(row[k]):
+            if not is_value(row[k]):
                 raise RunDirError(f"{path}: line {i + 1}: {k} should be a finite number or null, got {short(row[k])}")
             curves.setdefault(k, []).append(math.nan if row[k] is None else row[k])
     return {k.removeprefix(PREFIX): np.array(v, dtype=float) for k, v in curves.items()}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .chains import CHAIN_KEYS, CHAIN_NAME_RE
-from .config import DATA, EXPERIMENT, SECTIONS, Config, ConfigError, known_engine
+from .config import DATA, EXPERIMENT, SECTIONS, TRAIN, Config, ConfigError, DataSection, TrainSection, known_engine
 from .engines import EngineError, Param, engine_class, engine_names
 from .numbers import short
 
@@ -51,8 +51,10 @@ def validate(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
     check_name(experiment["name"])
     experiment["seeds"] = _seeds(experiment["seeds"])
     data = _data(raw, experiment["seeds"], chains=0)
+    train = TrainSection(**_section("train", raw.get("train", {}), TRAIN))
     engine = _engine_keys("engine", experiment["engine"], raw.get("engine", {}), data, base_dir)
-    return Config(experiment, data, engine)
+    check_mitigations(known_engine(experiment["engine"]), data, train)
+    return Config(experiment, DataSection(**data), engine, train=train)
 
 
 def _data(raw: dict[str, Any], seeds: list[int], chains: int) -> dict[str, Any]:
@@ -75,6 +77,20 @@ def _data(raw: dict[str, Any], seeds: list[int], chains: int) -> dict[str, Any]:
             "cannot keep that share of real examples"
         )
     return data
+
+
+def check_mitigations(cls: type, data: dict[str, Any], train: TrainSection) -> None:
+    """Every mitigation the preset asks for is one the engine declares (Engine.mitigations); else one line
+    naming the engines that have it."""
+    asked = [(f"train.anchor: {train.anchor!r}", train.anchor)] if train.anchor != "none" else []
+    asked += [("train.distill", "distill")] if train.distill > 0 else []
+    asked += [(f"data.{k}: 'detector'", "detector") for k in ("filter", "reweight") if data[k] == "detector"]
+    asked += [("data.real_weight", "real_weight")] if data["real_weight"] > 0 else []
+    for where, name in asked:
+        if name not in cls.mitigations:
+            having = [n for n in engine_names() if name in engine_class(n).mitigations]
+            which = f"engines that have it: {', '.join(having)}" if having else "no engine has it yet"
+            raise ConfigError(f"{where}: engine '{cls.name}' has no such mitigation; {which}")
 
 
 def _mix_matrix(value: Any, chains: int) -> list[list[float]]:
@@ -124,6 +140,7 @@ def _validate_chains(raw: dict[str, Any], base_dir: Path | None) -> Config:
     check_name(experiment["name"])
     experiment["seeds"] = _seeds(experiment["seeds"])
     data = _data(raw, experiment["seeds"], chains=len(raw["chains"]))
+    train = TrainSection(**_section("train", raw.get("train", {}), TRAIN))
     chains, kinds = [], {}
     names = engine_names()
     for i, table in enumerate(raw["chains"]):
@@ -149,6 +166,7 @@ def _validate_chains(raw: dict[str, Any], base_dir: Path | None) -> Config:
         keys = {k: v for k, v in table.items() if k not in CHAIN_KEYS}
         params = _engine_keys(f"chains.{name}", engine_name, keys, data, base_dir)
         cls = known_engine(engine_name)
+        check_mitigations(cls, data, train)
         kinds[name] = (cls.preview_kind, cls(params).example_shape())
         own = {"seeds": seeds} if "seeds" in table else {}  # else the experiment's, whatever --set makes them
         chains.append({"name": name, "engine": engine_name, **own, **params})
@@ -160,7 +178,7 @@ def _validate_chains(raw: dict[str, Any], base_dir: Path | None) -> Config:
                 f"{first!r} ({kind}{'' if shape is None else f' of shape {shape}'}); chains feed each other examples "
                 "of one kind"
             )
-    return Config(experiment, data, {}, tuple(chains))
+    return Config(experiment, DataSection(**data), {}, tuple(chains), train)
 
 
 def _section(name: str, raw: dict[str, Any], schema: dict[str, Param], engine_name: str = "") -> dict[str, Any]:

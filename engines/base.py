@@ -80,7 +80,11 @@ class Generated:
 
 def params_type(name: str, schema: Mapping[str, Param]) -> type:
     """A frozen dataclass with one typed field per key of the schema, defaults included."""
-    fields = [(k, str if p.kind is Path else p.kind, dataclasses.field(default=p.default)) for k, p in schema.items()]
+
+    def default(p: Param) -> Any:  # a list default is copied for each object, as dataclasses require
+        return dataclasses.field(default_factory=lambda: list(p.default)) if isinstance(p.default, list) else p.default
+
+    fields = [(k, str if p.kind is Path else p.kind, default(p)) for k, p in schema.items()]
     return dataclasses.make_dataclass(name, fields, frozen=True)
 
 
@@ -101,6 +105,11 @@ class Engine(ABC):
     can_draw_fresh: ClassVar[bool] = False  # real_data(rngs, n) draws n new real examples (data mode fresh)
     can_score: ClassVar[bool] = False  # score() gives per-sample NLL under a reference (data.filter)
     needs_torch: ClassVar[bool] = False  # runs on the preset's device with torch (else always the CPU)
+    # the mitigations fit() implements, of: "prior", "l2", "ewc" (train.anchor), "distill" (train.distill),
+    # "real_weight" (data.real_weight: fit takes weights=), "detector" (data.filter and data.reweight); a preset
+    # asking for another is refused before a run directory exists. fit gets reference= (generation 0's model;
+    # None at generation 0) when train.anchor or train.distill is set.
+    mitigations: ClassVar[frozenset[str]] = frozenset()
     requires: ClassVar[tuple[str, ...]] = ()  # modules a run imports, checked before a run directory exists
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -108,10 +117,13 @@ class Engine(ABC):
         if "PARAMS" in cls.__dict__:
             cls.Params = params_type(f"{cls.__name__}Params", cls.PARAMS)
 
-    def __init__(self, params: Mapping[str, Any] | Any = (), device: str = "cpu"):
-        """params: the [engine] keys (missing ones take their defaults), or a Params object."""
+    def __init__(self, params: Mapping[str, Any] | Any = (), device: str = "cpu", train: Mapping[str, Any] = {}):  # noqa: B006 (read only)
+        """params: the [engine] keys (missing ones take their defaults), or a Params object. train: the
+        preset's [train] keys (anchor, anchor_strength, distill, distill_temperature), for engines that
+        declare mitigations; {} without them."""
         self.params = params if isinstance(params, self.Params) else self.Params(**dict(params))
         self.device = device
+        self.train_keys = dict(train)
 
     @staticmethod  # noqa: B027 (an optional hook, not abstract)
     def check_params(params: Any) -> None:

@@ -110,8 +110,8 @@ class NgramEngine(Engine):
         "rare_tail": Param(0.1, float, "rare words: the least frequent ones making up this share", 0, 1),
     }
 
-    def __init__(self, params: Any = (), device: str = "cpu"):
-        super().__init__(params, device)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # Engine's params, device, train
+        super().__init__(*args, **kwargs)
         self._data: WordData | None = None
 
     @staticmethod

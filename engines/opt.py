@@ -155,8 +155,8 @@ class OPTEngine(TorchEngine):
         "rare_tail": Param(0.1, float, "rare tokens: the least frequent ones making up this share", 0, 1),
     }
 
-    def __init__(self, params: Any = (), device: str = "cpu"):
-        super().__init__(params, device)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # Engine's params, device, train
+        super().__init__(*args, **kwargs)
         self._data: TextData | None = None
         self._start: dict[str, Any] | None = None  # starting weights of a pretrained model
         self._start_state: dict[str, Any] | None = None  # the tiny model's pretrained weights (pretrain_epochs)

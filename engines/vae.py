@@ -88,8 +88,8 @@ class VAEEngine(TorchEngine):
         ),
     }
 
-    def __init__(self, params: Any = (), device: str = "cpu"):
-        super().__init__(params, device)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # Engine's params, device, train
+        super().__init__(*args, **kwargs)
         self._data: Dataset | None = None
         self._classifier = None
 

@@ -15,6 +15,7 @@ from conftest import make_run
 from test_resume import check_whole_lines, cli, count_rows, only_run
 
 from collapse_tui.cli import main
+from collapse_tui.config import DataSection
 from collapse_tui.engines.mixture import l2_distance
 from collapse_tui.mixing import counts, mix_chain, pool_seeds, proportions
 from collapse_tui.rundir import RunDir
@@ -86,7 +87,7 @@ def test_a_bad_chains_preset_exits_2_with_one_line(case, write_preset, tmp_path,
 
 
 def test_mixing_draws_the_shares_it_is_given():
-    assert proportions({"mix": [], "share_others": 0.5}, 3).tolist() == [[0.5, 0.25, 0.25], [0.25, 0.5, 0.25]] + [
+    assert proportions(DataSection(share_others=0.5), 3).tolist() == [[0.5, 0.25, 0.25], [0.25, 0.5, 0.25]] + [
         [0.25, 0.25, 0.5]
     ]
     assert counts(np.array([0.5, 0.25, 0.25]), 10).tolist() == [5, 3, 2]  # the largest remainder first

@@ -30,7 +30,9 @@ TINY: dict[str, dict[str, object]] = {
         "batch": 16,
         "gen_batch": 64,
     },
+    "linreg": {"dim": 3, "samples": 20, "test_samples": 200},
     "ngram": {"train": WIKI_TRAIN, "test": WIKI_TEST, "max_chars": 6000, "block_size": 16, "order": 3},
+    "categorical": {"vocab": 20, "samples": 50, "test_samples": 200},
 }
 NEEDS = {"vae": ("torch",), "opt": ("torch", "transformers")}
 

@@ -196,7 +196,7 @@ def test_a_full_disk_fails_the_run_in_one_line_and_it_resumes_once_there_is_spac
             raise OSError(errno.ENOSPC, "No space left on device", f.name)
         return real_savez(f, **arrays)
 
-    monkeypatch.setattr(loop.np, "savez", savez)
+    monkeypatch.setattr(np, "savez", savez)
     runs = tmp_path / "runs"
     sets = [*QUICK, "--set", "experiment.checkpoint_seconds=0"]  # a checkpoint every generation
     assert main(["--batch", "gaussian-quick", *sets, "--runs-dir", str(runs)]) == 1
@@ -209,7 +209,7 @@ def test_a_full_disk_fails_the_run_in_one_line_and_it_resumes_once_there_is_spac
     assert sorted(p.name for p in run.state_dir.iterdir() if p.name.startswith(".")) == []  # no temp left
     # the checkpoint of generation 1 failed after its rows were written: resume computes them again
     assert status["checkpoint_generation"] == 0 and len(run.read_metrics()) == 2 * 3
-    monkeypatch.setattr(loop.np, "savez", real_savez)  # space freed
+    monkeypatch.setattr(np, "savez", real_savez)  # space freed
     assert main(["--batch", "--resume", str(path)]) == 0
     whole = tmp_path / "whole"
     assert main(["--batch", "gaussian-quick", *sets, "--runs-dir", str(whole)]) == 0

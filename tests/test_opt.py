@@ -120,7 +120,7 @@ def test_opt_presets_validate_without_importing_torch():
     code = (
         "import sys; from collapse_tui.preset_files import load_preset; "
         "c = [load_preset(n) for n in ('opt-tiny', 'opt125m-replace', 'opt125m-keep10', 'opt125m-penalty2')]; "
-        "print([x.engine['repetition_penalty'] for x in c], [x.data['mode'] for x in c], "
+        "print([x.engine['repetition_penalty'] for x in c], [x.data.mode for x in c], "
         "[m for m in ('torch', 'transformers', 'datasets') if m in sys.modules])"
     )
     out = run_process([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

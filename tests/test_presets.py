@@ -161,7 +161,7 @@ def test_an_unreachable_hub_is_found_before_a_run_directory_exists(tmp_path):
 
 def test_resolved_preset_loads_back_to_the_same_config(write_preset):
     cfg = load_preset(str(write_preset(GOOD)), ["data.mode=keep", "experiment.seeds=4"])
-    assert cfg.data["mode"] == "keep" and cfg.seeds == [0, 1, 2, 3]
+    assert cfg.data.mode == "keep" and cfg.seeds == [0, 1, 2, 3]
     assert cfg.engine == {"dim": 1, "samples": 10, "test_samples": 10000, "estimator": "unbiased"}  # defaults filled
     again = validate(tomllib.loads(cfg.to_toml()))
     assert again == cfg
@@ -171,8 +171,8 @@ def test_set_reads_toml_values_and_bare_strings(write_preset):
     cfg = load_preset(
         str(write_preset(GOOD)), ['data.mode="accumulate"', "experiment.seeds=[3,5]", "data.keep_fraction=0.25"]
     )
-    assert (cfg.data["mode"], cfg.seeds, cfg.data["keep_fraction"]) == ("accumulate", [3, 5], 0.25)
-    assert load_preset(str(write_preset(GOOD)), ["data.mode=fresh"]).data["mode"] == "fresh"
+    assert (cfg.data.mode, cfg.seeds, cfg.data.keep_fraction) == ("accumulate", [3, 5], 0.25)
+    assert load_preset(str(write_preset(GOOD)), ["data.mode=fresh"]).data.mode == "fresh"
 
 
 def test_every_builtin_preset_is_valid_and_listed(capsys):
@@ -181,7 +181,7 @@ def test_every_builtin_preset_is_valid_and_listed(capsys):
     assert main(["presets"]) == 0
     *lines, engines = capsys.readouterr().out.splitlines()
     assert sorted(line.split()[0] for line in lines) == sorted([*names, *builtin_sweeps()])  # sweeps: test_sweep.py
-    assert engines == "engines: gaussian, gmm, ngram, opt, vae"
+    assert engines == "engines: categorical, gaussian, gmm, linreg, ngram, opt, vae"
     for name in names:
         cfg = load_preset(name)
         assert cfg.name == name and cfg.experiment["description"]

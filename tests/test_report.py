@@ -29,9 +29,9 @@ from collapse_tui.engines.figures.gmm import FIGURES as GMM_FIGURES  # noqa: E40
 from collapse_tui.engines.figures.gmm import density_snapshots_figure, l2_figure  # noqa: E402
 from collapse_tui.events import GenerationDone  # noqa: E402
 from collapse_tui.preset_files import load_preset  # noqa: E402
-from collapse_tui.report import plan, write_report  # noqa: E402
 from collapse_tui.report.figures import Options, pick_generations  # noqa: E402
 from collapse_tui.report.generic import GENERIC, metrics_figure, perplexity_figure, variance_figure  # noqa: E402
+from collapse_tui.report.runs import plan, write_report  # noqa: E402
 from collapse_tui.rundir import RunDir  # noqa: E402
 
 VAE_TINY = """

@@ -4,6 +4,7 @@ metrics as the runs made one by one, resumed after kill -9 without touching fini
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from conftest import make_run, run_process, spawn
 
 from collapse_tui.cli import main
 from collapse_tui.compare import load_run
+from collapse_tui.executors import ray_resources
 from collapse_tui.preset_files import load_preset
 from collapse_tui.report.sweep import sweep_points
 from collapse_tui.seed_workers import THREAD_VARS, worker_env
@@ -249,13 +251,13 @@ def test_builtin_sweeps_are_valid():
     sweeps = {name: load_sweep(path) for name, path in builtin_sweeps().items()}
     assert set(sweeps) == {"gmm-keep-sweep", "gaussian-m-sweep", "vae-keep-sweep", "opt125m-sweep"}
     gmm = sweeps["gmm-keep-sweep"]
-    assert [c.config.data["keep_fraction"] for c in gmm.cells] == [0, 0.05, 0.1, 0.2, 0.5]
-    assert all(len(c.config.seeds) == 8 and c.config.data["mode"] == "keep" for c in gmm.cells)
+    assert [c.config.data.keep_fraction for c in gmm.cells] == [0, 0.05, 0.1, 0.2, 0.5]
+    assert all(len(c.config.seeds) == 8 and c.config.data.mode == "keep" for c in gmm.cells)
     assert [c.config.engine["samples"] for c in sweeps["gaussian-m-sweep"].cells] == [100, 500, 1000, 10000]
     a, b = sweeps["opt125m-sweep"].cells  # the paper's settings A and B, as their own presets have them
     for cell, preset in ((a, "opt125m-replace"), (b, "opt125m-keep10")):
         want = load_preset(preset)
-        assert (cell.config.engine, cell.config.data["mode"]) == (want.engine, want.data["mode"])
+        assert (cell.config.engine, cell.config.data.mode) == (want.engine, want.data.mode)
         assert cell.config.experiment | {"name": "", "description": ""} == want.experiment | {
             "name": "",
             "description": "",
@@ -266,10 +268,10 @@ def test_builtin_sweeps_are_valid():
 
 def test_the_sweep_figure_shows_the_cells_final_metrics(made, tmp_path, capsys, monkeypatch):
     pytest.importorskip("matplotlib")
-    import collapse_tui.report
+    import collapse_tui.report.sweep
 
     cells = []  # the per-cell reports are the runs' ordinary ones (test_report.py): recorded, not drawn
-    monkeypatch.setattr(collapse_tui.report, "write_report", lambda runs, out, opts: cells.append((runs, out)))
+    monkeypatch.setattr(collapse_tui.report.sweep, "write_report", lambda runs, out, opts: cells.append((runs, out)))
     out = tmp_path / "report"
     args = ["report", str(made["here"]), "--out", str(out), "--metrics", "perplexity,variance", "--format", "png"]
     assert main([*args, "--dpi", "30"]) == 0
@@ -315,3 +317,14 @@ def test_compare_and_export_a_sweep(made, tmp_path, capsys):
 def test_executor_options_are_for_sweeps(tmp_path, capsys):
     assert main(["--batch", "gmm-quick", "--executor", "ray", "--runs-dir", str(tmp_path / "runs")]) == 2
     assert "run a sweep's cells" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+def test_a_ray_cell_asks_for_a_gpu_when_any_of_its_chains_runs_torch_on_cuda():
+    """Not only the first chain's engine decides: an ngram chain before an OPT chain still needs the GPU."""
+    cfg = load_preset("text-ecosystem")
+    ngram_first = dataclasses.replace(cfg, chains=cfg.chains[::-1])
+    assert ngram_first.engine_name == "ngram" and ngram_first.engine_names == ["ngram", "opt"]
+    on_cuda = dataclasses.replace(ngram_first, experiment=cfg.experiment | {"device": "cuda"})
+    assert ray_resources(on_cuda) == {"num_cpus": 1, "num_gpus": 1}
+    assert ray_resources(ngram_first) == {"num_cpus": 1, "num_gpus": 0}  # the preset's device is cpu
+    assert ray_resources(load_preset("gmm-quick", ["experiment.device='cuda'"]))["num_gpus"] == 0  # no torch

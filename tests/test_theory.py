@@ -24,11 +24,13 @@ from scipy.special import gammaln, stdtrit
 
 from collapse_tui import theory
 from collapse_tui.batch import run_batch
+from collapse_tui.checkpoints import open_for_resume
 from collapse_tui.cli import main
 from collapse_tui.config import Config
 from collapse_tui.engines.gaussian import GaussianEngine, digamma
 from collapse_tui.preset_files import load_preset
-from collapse_tui.rundir import RunDir, RunDirError, open_for_resume
+from collapse_tui.records import RunDirError
+from collapse_tui.rundir import RunDir
 from collapse_tui.testing import run_in_process
 from collapse_tui.theory import check, read_theory, t_quantile
 
@@ -174,18 +176,18 @@ def test_theory_jsonl_holds_the_engines_expected_values_and_follows_a_longer_res
     lines = [json.loads(x) for x in (rundir.path / theory.THEORY).read_text().splitlines()]
     assert [x["generation"] for x in lines] == list(range(6))
     assert set(lines[0]) == {"generation", "expected_variance", "expected_fit_std", "expected_nll"}
-    want = GaussianEngine(cfg.engine).expected(6, cfg.data)
-    got = read_theory(rundir)
+    want = GaussianEngine(cfg.engine).expected(6, cfg.data.as_dict())
+    got = read_theory(rundir.path)
     assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
     longer = open_for_resume(RunDir(rundir.path), generations=9)
     assert run_in_process(longer, resume=True) == "finished"
-    assert all(len(v) == 9 for v in read_theory(rundir).values())
+    assert all(len(v) == 9 for v in read_theory(rundir.path).values())
 
 
 def test_a_run_without_theory_has_no_file(tmp_path):
     rundir = RunDir.create(tmp_path, preset("experiment.generations=2", "data.filter='perplexity'"))
     assert run_in_process(rundir) == "finished"
-    assert not (rundir.path / theory.THEORY).exists() and read_theory(rundir) == {}
+    assert not (rundir.path / theory.THEORY).exists() and read_theory(rundir.path) == {}
 
 
 @pytest.mark.parametrize(
@@ -203,12 +205,12 @@ def test_a_run_without_theory_has_no_file(tmp_path):
 def test_a_theory_file_this_tool_did_not_write_is_refused_naming_the_line(tmp_path, text, where):
     (tmp_path / theory.THEORY).write_text(text)
     with pytest.raises(RunDirError, match=re.escape(f"{tmp_path / theory.THEORY}: {where}")):
-        read_theory(RunDir(tmp_path))
+        read_theory(tmp_path)
 
 
 def test_null_reads_as_unknown(tmp_path):
     (tmp_path / theory.THEORY).write_text('{"generation": 0, "expected_a": null}\n{"generation": 1, "expected_a": 2}\n')
-    (curve,) = read_theory(RunDir(tmp_path)).values()
+    (curve,) = read_theory(tmp_path).values()
     assert math.isnan(curve[0]) and curve[1] == 2
 
 
@@ -306,7 +308,7 @@ def test_the_report_draws_theory_dashed_over_the_median_and_band(tmp_path):
     assert set(by_style) == {"-", "--", ":"}
     expected, mean = by_style["--"], by_style[":"]
     np.testing.assert_array_equal(expected.get_xdata(), np.arange(12))
-    np.testing.assert_array_equal(expected.get_ydata(), read_theory(rundir)["variance"])
+    np.testing.assert_array_equal(expected.get_ydata(), read_theory(rundir.path)["variance"])
     want = [np.mean([r["variance"] for r in rows if r["generation"] == g]) for g in range(12)]
     np.testing.assert_allclose(mean.get_ydata(), want, rtol=1e-12)
     assert expected.get_color() == by_style["-"].get_color()
@@ -314,7 +316,7 @@ def test_the_report_draws_theory_dashed_over_the_median_and_band(tmp_path):
     fig = metrics_figure([run], Options())
     dashed = {ax.get_title(): [x for x in ax.lines if x.get_linestyle() == "--"] for ax in fig.axes}
     assert {k for k, v in dashed.items() if v} == {"variance", "fit_std", "nll"}
-    np.testing.assert_array_equal(dashed["nll"][0].get_ydata(), read_theory(rundir)["nll"])
+    np.testing.assert_array_equal(dashed["nll"][0].get_ydata(), read_theory(rundir.path)["nll"])
     assert "dashed: theory" in fig.get_suptitle()
 
 
@@ -330,7 +332,7 @@ async def test_the_trend_row_marks_the_expected_curve(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         trend = app.screen.query_one("#trend-variance", Trend)
-        assert trend.expected == list(read_theory(rundir)["variance"])  # all 30 generations: theory runs ahead
+        assert trend.expected == list(read_theory(rundir.path)["variance"])  # all 30 generations: theory runs ahead
         rows = trend.render().plain.splitlines()
         assert rows[1].startswith(f"{render.MARKS[2]} theory")
         top = rows[0][11 : 11 + 30]  # a column per generation: the line at 1 tops the frame, over the bars
@@ -358,20 +360,20 @@ async def test_a_metric_theory_expects_beside_no_trend_row_gets_a_row_of_its_own
         await pilot.pause()
         trends = list(app.screen.query(Trend).results(Trend))
         assert [t.label for t in trends] == ["perplexity", "variance", "fit_std"]
-        assert trends[2].expected == list(read_theory(rundir)["fit_std"]) and not trends[1].expected
+        assert trends[2].expected == list(read_theory(rundir.path)["fit_std"]) and not trends[1].expected
         assert app.screen.query_one(SamplesView).size.height >= 10
 
 
 def test_the_apps_log_ends_with_the_checks_as_the_batch_output_does(tmp_path):
     from collapse_tui.events import RunFinished
-    from collapse_tui.tui.state import RunState
+    from collapse_tui.tui.state import ScreenState
 
     cfg = preset("experiment.generations=4", "experiment.seeds=30")
     rundir = RunDir.create(tmp_path, cfg)
     assert run_in_process(rundir) == "finished"
-    st = RunState(rundir, cfg)
+    st = ScreenState(rundir, cfg)
     st.load()
     st.apply(RunFinished(rundir.path, "finished", 4, 1.0))
     rows = [r for r in rundir.read_metrics() if r["generation"] == 3]
-    want = [c.text() for c in theory.checks(rows, read_theory(rundir))]
+    want = [c.text() for c in theory.checks(rows, read_theory(rundir.path))]
     assert len(want) == 3 and [line.split(" ", 1)[1] for line in st.log[-3:]] == want

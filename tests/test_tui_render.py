@@ -125,3 +125,17 @@ def test_a_curves_marks_sit_where_the_sparkline_puts_the_same_values():
         assert marks[1 - row][col] == " "
     assert marks[0][17] == marks[1][17] == " "  # NaN: a gap
     assert render.marks([], 5, 2, None, (0.0, 1.0)) == [" " * 5] * 2
+
+
+def test_a_marked_row_keeps_its_bars_and_draws_the_curve_where_they_leave_room():
+    """A mark takes an empty cell with its own character; under a bar the bar's glyph stays, in the curve's
+    colour; cells without a mark keep the bars' style."""
+    from collapse_tui.tui.components.trend import BAR_STYLE, MARK_STYLE, marked
+
+    content = marked("█▄  ", "⎺  ─")
+    assert content.plain == "█▄ ─"
+    assert [(s.start, s.end, str(s.style)) for s in content.spans] == [
+        (0, 1, MARK_STYLE),
+        (1, 3, BAR_STYLE),
+        (3, 4, MARK_STYLE),
+    ]

@@ -40,7 +40,7 @@ def variance_figure(runs: Sequence[Run], opts: Options) -> Figure:
 def metrics_figure(runs: Sequence[Run], opts: Options) -> Figure:
     """Small multiples: every scalar metric the runs share, one line per run (engines without figures
     of their own still show all they measure)."""
-    keys = [k for k in shared_metrics(runs) if k != "train_size" or len({r.config.data["mode"] for r in runs}) > 1]
+    keys = [k for k in shared_metrics(runs) if k != "train_size" or len({r.config.data.mode for r in runs}) > 1]
     if not keys:
         raise Unavailable("no metrics on disk yet")
     cols = min(3, len(keys))

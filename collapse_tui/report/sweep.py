@@ -18,11 +18,12 @@ import numpy as np
 
 from ..compare import Run, load_run, shared_metrics
 from ..config import ConfigError
+from ..files import atomic_write
 from ..numbers import NA
-from ..rundir import atomic_write
 from ..summary import BAND, summarize, values
 from ..sweepdir import CELLS, SweepDir, check_output
 from .figures import Options, Series, axis_mode, draw_series, new_figure, on_axis, style_axes
+from .runs import make_folder, save_figure, write_report
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -123,8 +124,6 @@ def write_sweep_report(
     sweep: SweepDir, out: Path, opts: Options, metrics: Sequence[str] | None, generation: int | None
 ) -> list[tuple[str, list[Path]]]:
     """The sweep figures and their points in out, then every cell's report in out/cells/NAME."""
-    from . import make_folder, save_figure, write_report
-
     runs = [load_run(c.rundir) for c in sweep.cells]
     shared = [k for k in shared_metrics(runs) if k != "train_size"]
     chosen = list(metrics) if metrics else shared

@@ -33,8 +33,7 @@ class CompareScreen(Screen):
         yield Static(f"collapse-tui · comparing {len(self.runs)} runs · ← → scroll, esc back", id="title")
         names = letters(len(self.runs))
         lines = [
-            f"{n} = {r.label}: {r.engine}, mode {r.config.data['mode']}, {r.progress()}"
-            for n, r in zip(names, self.runs)
+            f"{n} = {r.label}: {r.engine}, mode {r.config.data.mode}, {r.progress()}" for n, r in zip(names, self.runs)
         ]
         with VerticalScroll(id="compare-runs"):
             yield Static("\n".join(lines), markup=False)

@@ -1,7 +1,7 @@
 """The run screen: a live (or finished) run's trends, progress, metrics table, samples, diff and log.
 
 The generation loop runs in a thread worker and only appends events to a deque; a 10 Hz timer
-applies them to RunState and sets the reactive attributes the widgets watch, so a fast engine
+applies them to ScreenState and sets the reactive attributes the widgets watch, so a fast engine
 (hundreds of generations a second) costs the interface at most ten updates a second and a slow
 one never blocks it.
 """
@@ -23,15 +23,17 @@ from textual.widgets import Footer, RichLog, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from .. import loop
+from ..checkpoints import check_resumable
 from ..config import Config, ConfigError
 from ..events import Event, Progress
 from ..numbers import plural
+from ..records import RunState
 from ..rundir import RunDir
 from ..runlog import resumable
 from ..summary import SERIES, is_log
 from .components import DiffPane, MetricsTable, ProgressRow, SamplesView, Trend
 from .previews import preview_kind
-from .state import RESUMABLE, RunState, disk_state
+from .state import RESUMABLE, ScreenState, disk_state
 
 REFRESH = 0.1  # seconds between updates while events arrive
 TABS = ("samples", "diff", "table", "log")
@@ -60,11 +62,11 @@ class RunScreen(Screen):
         Binding("q", "app.quit", "Quit"),
     ]
 
-    # what RunState holds, as last shown
+    # what ScreenState holds, as last shown
     state = var("created")
     error: var[str | None] = var(None)
     done = var(0)  # finished generations
-    rewrites = var(0)  # RunState.rewrites: generations shown were read again or dropped
+    rewrites = var(0)  # ScreenState.rewrites: generations shown were read again or dropped
     progress: var[Progress | None] = var(None)
     chain = var("")  # the chain whose series, table and samples show ("" for a single-engine run)
     all_chains = var(False)  # the trends: a row per chain and metric, or the chosen chain's alone
@@ -74,7 +76,7 @@ class RunScreen(Screen):
         super().__init__()
         self.rundir, self.cfg, self.start = rundir, cfg, start
         self.kind = preview_kind(cfg.engine_name)
-        self.run_state = RunState(rundir, cfg)
+        self.run_state = ScreenState(rundir, cfg)
         # a trend row per SERIES metric, and one for the first metric theory expects when it expects none of them
         theory = list(self.run_state.theory)
         self.trend_keys = [*SERIES, *theory[:1]] if theory and not set(theory) & set(SERIES) else list(SERIES)
@@ -116,9 +118,9 @@ class RunScreen(Screen):
         st = self.run_state
         st.load()
         status = self.rundir.read_status()
-        st.state, st.error = disk_state(self.rundir, status), status.get("error")
+        st.state, st.error, st.failure = disk_state(self.rundir, status), status.get("error"), status.get("failure")
         self.query_one("#error").border_title = "run failed"
-        extended = st.state == "finished" and st.done < self.cfg.generations  # --resume RUN --generations N
+        extended = st.state == RunState.FINISHED and st.done < self.cfg.generations  # --resume RUN --generations N
         if self.start == "new" or (self.start == "resume" and (st.state in RESUMABLE or extended)):
             self.start_loop(resume=self.start == "resume")
         elif st.state == "watching":
@@ -131,7 +133,7 @@ class RunScreen(Screen):
         try:  # here, not in the worker: a refusal changes nothing and says why
             self.rundir.acquire()
             if resume:
-                self.rundir.check_resumable(self.cfg)
+                check_resumable(self.rundir, self.cfg)
         except ConfigError as e:
             self.run_state.say(str(e))
             self.notify(str(e), severity="error", timeout=10)
@@ -142,7 +144,7 @@ class RunScreen(Screen):
             self.flush()
             return
         self.control = loop.Control()
-        self.run_state.state = "running"
+        self.run_state.state = RunState.RUNNING
         self.run_state.gen_seconds.clear()
         self.worker = self.run_worker(
             partial(loop.run, self.rundir, self.events.append, self.control, resume),
@@ -161,19 +163,19 @@ class RunScreen(Screen):
     def can_resume(self) -> bool:
         """r is offered: no loop runs, and resuming can help (not after an error in the preset or its data)."""
         st = self.run_state
-        return not self.live and st.state in RESUMABLE and resumable(st.state, st.error)
+        return not self.live and st.state in RESUMABLE and resumable(st.state, st.failure)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self.worker or event.state in (WorkerState.PENDING, WorkerState.RUNNING):
             return
         self.flush()
         if event.state == WorkerState.ERROR:  # the loop catches engine errors; this is anything else
-            self.run_state.state = "failed"
+            self.run_state.state = RunState.FAILED
             self.run_state.error = f"{type(event.worker.error).__name__}: {event.worker.error}"
             self.flush()
         self.refresh_bindings()
         if getattr(self.app, "quitting", False):
-            self.app.exit(1 if self.run_state.state == "failed" else 0)
+            self.app.exit(1 if self.run_state.state == RunState.FAILED else 0)
 
     def flush(self) -> None:
         """Apply the queued events and show what changed."""
@@ -237,14 +239,14 @@ class RunScreen(Screen):
         engine = cfg.chain(self.chain).engine_name if self.chain else cfg.engine_name
         which = f"chain {self.chain} ({st.chains.index(self.chain) + 1}/{len(st.chains)}, c) · " if self.chain else ""
         self.query_one("#status", Static).update(  # the name last: on a narrow screen it ends in "…", not a value
-            f"{st.state.upper()} · gen {last}/{cfg.generations - 1} · {which}{engine} · {cfg.data['mode']} · "
+            f"{st.state.upper()} · gen {last}/{cfg.generations - 1} · {which}{engine} · {cfg.data.mode} · "
             f"{plural(len(cfg.seeds), 'seed')} · {self.rundir.path.name}"
         )
         error = self.query_one("#error", Static)
-        error.display = st.state == "failed" and bool(st.error)
+        error.display = st.state == RunState.FAILED and bool(st.error)
         if error.display:
             error.update(st.error or "")
-            resume = " · r resumes from the last checkpoint" if resumable(st.state, st.error) else ""
+            resume = " · r resumes from the last checkpoint" if resumable(st.state, st.failure) else ""
             error.border_subtitle = f"traceback in error.log{resume}"
 
     def _draw_trends(self) -> None:
@@ -269,11 +271,11 @@ class RunScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         st = self.run_state.state
         if action == "pause":
-            return self.live and st == "running"
+            return self.live and st == RunState.RUNNING
         if action == "resume_loop":
             return self.live and st == "paused"
         if action == "stop":
-            return self.live and st in ("running", "paused")
+            return self.live and st in (RunState.RUNNING, "paused")
         if action == "resume":
             return self.can_resume
         if action in ("next_chain", "toggle_chains"):
@@ -283,14 +285,14 @@ class RunScreen(Screen):
         return True
 
     def action_pause(self) -> None:
-        if self.control and self.live and self.run_state.state == "running":
+        if self.control and self.live and self.run_state.state == RunState.RUNNING:
             self.control.pause()  # the loop holds at its next check, between engine steps
             self._set_state("paused", "paused")
 
     def action_resume_loop(self) -> None:
         if self.control and self.live and self.run_state.state == "paused":
             self.control.resume()
-            self._set_state("running", "continued")
+            self._set_state(RunState.RUNNING, "continued")
 
     def _set_state(self, state: str, line: str) -> None:
         self.run_state.state = state

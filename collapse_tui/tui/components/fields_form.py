@@ -53,8 +53,8 @@ class FieldsForm(Grid):
             with self.prevent(Input.Changed, Select.Changed):
                 self.query_one("#generations", Input).value = str(cfg.generations)
                 self.query_one("#seeds", Input).value = seeds_text(cfg.seeds)
-                self.query_one("#mode", Select).value = cfg.data["mode"]
-                self.query_one("#keep_fraction", Input).value = f"{cfg.data['keep_fraction']:g}"
+                self.query_one("#mode", Select).value = cfg.data.mode
+                self.query_one("#keep_fraction", Input).value = f"{cfg.data.keep_fraction:g}"
                 text_dir.value = cfg.engine.get("text_dir", "")
         texts = cfg is not None and "text_dir" in cfg.engine  # an engine of local text (opt)
         text_dir.display = self.query_one("#text_dir_label").display = texts

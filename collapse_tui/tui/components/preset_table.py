@@ -71,7 +71,7 @@ class PresetTable(RowTable):
         if cfg is None:
             cells = (entry.name, "error", "", "", "", "", "")
         else:
-            cells = (entry.name, cfg.engine_name, cfg.data["mode"], str(cfg.generations), str(len(cfg.seeds)))
+            cells = (entry.name, cfg.engine_name, cfg.data.mode, str(cfg.generations), str(len(cfg.seeds)))
             cells += (device_label(cfg), ",".join(requirements(cfg)) or "-")
         self.add_row(*cells, key=str(entry.path))
         self.fit()

@@ -52,9 +52,7 @@ class RunsTable(RowTable):
                 self.add_row("unreadable", "", "", "?", self._label(key), key=key)
                 continue
             gens = f"{status.get('generation', -1) + 1}/{status.get('generations', '?')}"
-            self.add_row(
-                disk_state(run, status), cfg.data["mode"], seeds_text(cfg.seeds), gens, self._label(key), key=key
-            )
+            self.add_row(disk_state(run, status), cfg.data.mode, seeds_text(cfg.seeds), gens, self._label(key), key=key)
         self.display = bool(found)
         self.fit()
         self._title()

@@ -105,8 +105,9 @@ class Trend(Widget):
 
 
 def marked(row: str, marks: str) -> Content:
-    """A sparkline row with the marks of a curve in the cells its bars leave empty: the bars keep their shape,
-    and the curve is a line of its own characters, not a colour alone, so it reads the same without colour."""
-    cells = [(m, MARK_STYLE) if c == " " != m else (c, BAR_STYLE) for c, m in zip(row, marks.ljust(len(row)))]
+    """A sparkline row with the marks of a curve: in the cells its bars leave empty, the curve's own characters
+    (a line, not a colour alone, so it reads the same without colour); where a bar covers a mark, the bar's
+    glyph in the curve's colour (the bars keep their shape)."""
+    cells = [(c if c != " " else m, MARK_STYLE if m != " " else BAR_STYLE) for c, m in zip(row, marks.ljust(len(row)))]
     runs = itertools.groupby(cells, key=lambda cell: cell[1])
     return Content.assemble(*(("".join(c for c, _ in group), style) for style, group in runs))
