@@ -21,10 +21,10 @@ import pytest
 from conftest import make_run, run_process, spawn
 
 from collapse_tui.cli import main
-from collapse_tui.compare import load_run
 from collapse_tui.executors import ray_resources
 from collapse_tui.preset_files import load_preset
 from collapse_tui.report.sweep import sweep_points
+from collapse_tui.runs import load_run
 from collapse_tui.seed_workers import THREAD_VARS, worker_env
 from collapse_tui.sweep import builtin_sweeps, load_sweep
 from collapse_tui.sweepdir import SweepDir

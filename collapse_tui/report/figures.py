@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..compare import Run
 from ..config import ConfigError
 from ..numbers import NA, plural
 from ..records import RunState
+from ..runs import Run
 from ..summary import BAND, by_generation, is_log, metric_of, summarize, values
 
 if TYPE_CHECKING:
