@@ -294,9 +294,9 @@ def test_every_seed_equal_to_the_expected_value_is_consistent():
 
 def test_the_report_draws_theory_dashed_over_the_median_and_band(tmp_path):
     pytest.importorskip("matplotlib")
-    from collapse_tui.compare import load_run
     from collapse_tui.report.figures import Options
     from collapse_tui.report.generic import metrics_figure, variance_figure
+    from collapse_tui.runs import load_run
 
     rundir = RunDir.create(tmp_path, preset("experiment.generations=12", "experiment.seeds=30"))
     assert run_in_process(rundir) == "finished"
