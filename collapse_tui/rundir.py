@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,12 @@ class RunDir:
         self._config: tuple[tuple[int, ...] | None, Config] | None = None  # config(): (preset.toml's _file_key, it)
 
     @classmethod
-    def create(cls, runs_dir: Path, cfg: Config, name: str | None = None) -> RunDir:
+    def create(
+        cls, runs_dir: Path, cfg: Config, name: str | None = None, extra: Callable[[RunDir], None] | None = None
+    ) -> RunDir:
         """A new run directory <name>-<timestamp> in runs_dir, made whole by new_folder, whose lock this process
-        takes first: a run directory that exists is always complete and already owned. It keeps cfg."""
+        takes first: a run directory that exists is always complete and already owned. It keeps cfg. extra:
+        what else fills it before it appears (a branch's rows and state: branch.py)."""
 
         def fill(tmp: Path) -> None:
             run = cls(tmp)
@@ -64,6 +68,8 @@ class RunDir:
             atomic_write(run.state_dir / "preset.toml", cfg.to_toml().encode())
             atomic_write(run.metrics_path, b"")
             run.write_status(state=RunState.CREATED, generation=-1, generations=cfg.generations, error=None)
+            if extra is not None:
+                extra(run)
 
         run = cls(new_folder(Path(runs_dir), name or cfg.name, cfg.name, "run", fill))
         run.keep_config(cfg)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shlex
 from collections import deque
 from functools import partial
 
@@ -23,14 +24,19 @@ from textual.widgets import Footer, RichLog, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from .. import loop
+from ..branch import create_branch, read_origin
 from ..checkpoints import check_resumable
 from ..config import Config, ConfigError
 from ..events import Event, Progress
 from ..numbers import plural
+from ..preflight import check_runnable
+from ..preset_files import read_preset
 from ..records import RunState
+from ..run_names import run_name
 from ..rundir import RunDir
 from ..runlog import resumable
 from ..summary import SERIES, is_log
+from .branch_dialog import BranchDialog
 from .components import DiffPane, MetricsTable, ProgressRow, SamplesView, Trend
 from .previews import preview_kind
 from .state import RESUMABLE, ScreenState, disk_state
@@ -47,6 +53,7 @@ class RunScreen(Screen):
         Binding("p", "resume_loop", "Continue"),  # the same key: whichever check_action allows
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
+        Binding("b", "branch", "Branch"),
         Binding("left_square_bracket", "gen(-1)", "Gen-", key_display="[", group=GEN),
         Binding("right_square_bracket", "gen(1)", "Gen+", key_display="]", group=GEN),
         Binding("left_curly_bracket", "gen(-10)", "Gen-10", key_display="{", show=False),
@@ -84,6 +91,7 @@ class RunScreen(Screen):
         self.events: deque[Event] = deque()  # filled by the worker thread, drained by the UI timer
         self.control: loop.Control | None = None
         self.worker: Worker | None = None
+        self.brancher: Worker | None = None  # making a branch of this run (b)
         self._metrics_mtime = -1  # watching: metrics.jsonl is parsed again only when rewritten
 
     # layout
@@ -119,6 +127,9 @@ class RunScreen(Screen):
         st.load()
         status = self.rundir.read_status()
         st.state, st.error, st.failure = disk_state(self.rundir, status), status.get("error"), status.get("failure")
+        with contextlib.suppress(ConfigError):  # a run.json this tool did not write: nothing said
+            if (origin := read_origin(self.rundir)) is not None:
+                st.say(f"a branch of {origin.parent} at generation {origin.at}")
         self.query_one("#error").border_title = "run failed"
         extended = st.state == RunState.FINISHED and st.done < self.cfg.generations  # --resume RUN --generations N
         if self.start == "new" or (self.start == "resume" and (st.state in RESUMABLE or extended)):
@@ -163,9 +174,17 @@ class RunScreen(Screen):
     def can_resume(self) -> bool:
         """r is offered: no loop runs, and resuming can help (not after an error in the preset or its data)."""
         st = self.run_state
-        return not self.live and st.state in RESUMABLE and resumable(st.state, st.failure)
+        return not self.live and not self.branching and st.state in RESUMABLE and resumable(st.state, st.failure)
+
+    @property
+    def branching(self) -> bool:
+        """A branch of this run is being made (b): it holds the run's lock until it is made."""
+        return self.brancher is not None and self.brancher.state in (WorkerState.PENDING, WorkerState.RUNNING)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is self.brancher and event.state in (WorkerState.SUCCESS, WorkerState.ERROR):
+            self._branched(event.worker)
+            return
         if event.worker is not self.worker or event.state in (WorkerState.PENDING, WorkerState.RUNNING):
             return
         self.flush()
@@ -278,6 +297,8 @@ class RunScreen(Screen):
             return self.live and st in (RunState.RUNNING, "paused")
         if action == "resume":
             return self.can_resume
+        if action == "branch":
+            return not self.live and not self.branching and self.run_state.done > 0
         if action in ("next_chain", "toggle_chains"):
             return len(self.run_state.chains) > 1
         if action == "prompt":
@@ -308,6 +329,46 @@ class RunScreen(Screen):
         if self.can_resume:
             self.start_loop(resume=True)
             self.flush()
+
+    def action_branch(self) -> None:
+        """A new run from the generation the samples show (the last finished one if none is saved), with the
+        keys the dialog changes in this run's preset (branch.py); it opens on a run screen of its own."""
+        done, shown = self.run_state.done, self.query_one(SamplesView).n
+        at = shown if shown is not None and shown < done else done - 1
+        mode = "keep" if self.cfg.data.mode == "accumulate" else "accumulate"
+        generations = self.cfg.generations if at + 1 < self.cfg.generations else 2 * (at + 1)
+        typed = f"data.mode={mode} experiment.generations={generations}"
+        self.app.push_screen(BranchDialog(self.rundir.path.name, at, typed), partial(self._branch, at))
+
+    def _branch(self, at: int, typed: str | None) -> None:
+        if typed is None:
+            return
+        try:  # a bad key is refused here, at once; the branch's checks and RUN's lock in the worker
+            preset = read_preset(str(self.rundir.path / "preset.toml"))
+            cfg = preset.config(shlex.split(typed))
+            check_runnable(cfg)
+        except ValueError as e:  # a ConfigError, or shlex's unclosed quote
+            self.notify(str(e), severity="error", timeout=10)
+            return
+        runs_dir = getattr(self.app, "runs_dir", self.rundir.path.parent)
+        name = f"{run_name(preset, cfg)}-at{at}"
+        self.notify(f"branching at generation {at}: restoring its state")
+        self.brancher = self.run_worker(
+            partial(create_branch, self.rundir.path, cfg, at, runs_dir, name),
+            thread=True,
+            exit_on_error=False,
+            group="branch",
+            name="branch",
+        )
+        self.refresh_bindings()
+
+    def _branched(self, worker: Worker) -> None:
+        self.refresh_bindings()
+        if worker.state == WorkerState.ERROR:
+            self.notify(str(worker.error), severity="error", timeout=10)
+            return
+        branch: RunDir = worker.result
+        self.app.push_screen(RunScreen(branch, branch.config(), start="resume"))
 
     def action_gen(self, delta: int) -> None:
         self.query_one(SamplesView).step(delta)
