@@ -33,6 +33,7 @@ from .mixing import synthetic_data
 from .records import Failure, RunState
 from .rundir import RunDir
 from .seed_workers import SeedWorkers
+from .theory import write_theory
 from .threads import Threads, run_threads
 
 PROGRESS_INTERVAL = 0.1  # seconds between Progress events inside a generation
@@ -109,6 +110,7 @@ def run(
             load_chains(rundir, chains, ckpt[1], cfg.data)
         if resume:
             rundir.write_metrics(kept)  # rows after the checkpoint are computed again
+        write_theory(rundir.path, cfg)  # for the generations asked now (a resume may extend the run)
         _started(rundir, cfg, done, threads, emit)
         for ch in chains:
             if not ch.groups:

@@ -185,6 +185,12 @@ class Engine(ABC):
         fractions); {} where theory gives none. Each formula cites its source where it is computed."""
         return {}
 
+    def mitigated(self, data: Mapping[str, Any]) -> bool:
+        """Whether a mitigation changes this engine's fits (its [train] keys, or data.real_weight): expected()
+        gives none of the unmitigated laws then."""
+        keys = self.train_keys
+        return keys.get("anchor", "none") != "none" or bool(keys.get("distill")) or bool(data.get("real_weight"))
+
     def path(self, value: str) -> Path | None:
         """A path key's file or folder (None when not set): a preset's paths are absolute already (config
         resolves them against the preset's folder); a relative one given directly is the working folder's."""

@@ -309,7 +309,12 @@ class CategoricalEngine(Engine):
         where it is too large to compute in about a second."""
         mode = data["mode"]
         mixed = data.get("share_seeds") or data.get("share_others") or data.get("mix")
-        if mode not in ("replace", "accumulate") or data.get("filter", "none") != "none" or mixed:
+        if (
+            mode not in ("replace", "accumulate")
+            or data.get("filter", "none") != "none"
+            or mixed
+            or self.mitigated(data)
+        ):
             return {}
         p, m, k = self.real_probs(), self.params.samples, self.params.add_k
         out = {"collision": expected_collision(p, m, k, generations, mode == "accumulate")}

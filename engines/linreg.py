@@ -250,10 +250,10 @@ class LinregEngine(Engine):
 
     def expected(self, generations: int, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """excess_risk and test_mse for least squares in modes replace and accumulate (ols_excess_risk), and
-        variance in mode replace; {} with a ridge, a filter or data mixed between chains or seeds."""
+        variance in mode replace; {} with a ridge, a filter, data mixed between chains or seeds, or a mitigation."""
         p = self.params
         mixed = data.get("share_seeds") or data.get("share_others") or data.get("mix")
-        if p.ridge or mixed or data.get("filter", "none") != "none":
+        if p.ridge or mixed or data.get("filter", "none") != "none" or self.mitigated(data):
             return {}
         excess = ols_excess_risk(data["mode"], generations, p.dim, p.samples, p.noise)
         if excess is None:
