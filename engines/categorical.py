@@ -303,7 +303,7 @@ class CategoricalEngine(Engine):
         return [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
 
     def expected(self, generations: int, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Exact expectations in replace and accumulate mode without filter or mixing: collision always;
+        """Exact expectations in replace and accumulate mode without filter, mixing or mitigation: collision always;
         support and fixed at add_k = 0 (with add_k > 0 every seed keeps all V symbols and never fixes).
         Replace mode's support and fixed come from the exact count chain (count_spectrum), left out
         where it is too large to compute in about a second."""

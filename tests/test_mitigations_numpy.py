@@ -343,6 +343,19 @@ def test_a_branch_weighs_only_what_its_own_mode_drew(tmp_path):
     assert all(rows["0"][3, s] != rows["0.5"][3, s] for s in range(5))
 
 
+@pytest.mark.parametrize("preset", ["gaussian-quick", "categorical-zipf", "linreg"])
+@pytest.mark.parametrize(
+    "sets", [["train.anchor='prior'"], ["train.distill=0.5"], ["data.mode='accumulate'", "data.real_weight=0.5"]]
+)
+def test_a_mitigated_run_has_no_unmitigated_theory(preset, sets):
+    """theory.jsonl would set the unmitigated laws against a mitigated run: the engines give none."""
+    from collapse_tui.preset_files import load_preset
+    from collapse_tui.theory import expected
+
+    plain = ["data.mode='accumulate'"] if "data.real_weight=0.5" in sets else []
+    assert expected(load_preset(preset, plain)) and expected(load_preset(preset, sets)) == {}
+
+
 # --- resume, refusals --------------------------------------------------------------------------------------
 
 
