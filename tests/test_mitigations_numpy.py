@@ -138,7 +138,7 @@ def test_a_prior_anchored_gmm_keeps_its_perplexity_where_replace_loses_it(tmp_pa
 
 def test_gmm_map_em_equals_an_independent_em():
     """map_mixtures (the compiled weighted MAP-EM) against a plain EM written here with scipy's densities:
-    the same 200 iterations from the same start, with per-point weights and a prior of mass 150."""
+    the same 100 iterations from the same start, with per-point weights and a prior of mass 150."""
     gmm = engine_class("gmm")({"samples": 300})
     rngs = rngs_for(3)
     first = gmm.fit(gmm.real_data(rngs), rngs, quiet).model
@@ -146,11 +146,11 @@ def test_gmm_map_em_equals_an_independent_em():
     v = np.ones((3, 300))
     v[:, :30] = 4.0
     mass = 150.0 * first["weights"]
-    got, _ = map_mixtures(x, v, first, first, mass, 0.0, 200, 1e-6)
+    got, _ = map_mixtures(x, v, first, first, mass, 0.0, 100, 1e-6)
     for s in range(3):
         w, mu, cov = (np.array(first[k][s]) for k in ("weights", "means", "covs"))
         mu0, cov0, t = first["means"][s], first["covs"][s], mass[s]
-        for _ in range(200):
+        for _ in range(100):
             dens = np.stack([w[k] * multivariate_normal(mu[k], cov[k]).pdf(x[s]) for k in range(2)])
             vr = dens / dens.sum(axis=0) * v[s]
             nk = vr.sum(axis=1)
