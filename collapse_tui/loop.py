@@ -4,7 +4,9 @@ Generation n's model trains on D_n (D_0 is real data); its samples S_n are measu
 data mode, become D_{n+1}. Seeds run together when the engine is batched, else one at a time.
 A checkpoint (metrics rows, data, RNG states, models) is written at most every checkpoint_seconds
 (every generation of slow engines) and always at the end, on stop and on failure, so a resumed run
-gives the same metrics row for row.
+gives the same metrics row for row. Each generation's compute time (seconds, pauses left out) goes to
+status.json's "seconds" (one per finished generation; a resume keeps those up to its checkpoint), never
+to the rows, which a resume reproduces to the last bit.
 
 A preset with [[chains]] runs several chains (chains.py) side by side: every chain trains, samples and
 is measured as a single chain is; then each chain's next data are drawn from its own, the other chains'
@@ -98,6 +100,7 @@ def run(
     done = saved = -1  # the last finished and the last checkpointed generation
     chains: list[Chain] = []
     pending: list[dict[str, Any]] = []  # metrics rows since the last checkpoint
+    times: list[float | None] = []  # each finished generation's compute time (status.json's "seconds")
     seed_workers: SeedWorkers | None = None
     try:
         device, train = cfg.experiment["device"], cfg.train.as_dict()
@@ -112,6 +115,7 @@ def run(
             load_chains(rundir, chains, ckpt[1], data_cfg.mode)
         if resume:
             rundir.write_metrics(kept)  # rows after the checkpoint are computed again
+            times = _kept_times(rundir, done)
         _started(rundir, cfg, done, threads, emit)
         for ch in chains:
             if not ch.groups:
@@ -139,13 +143,14 @@ def run(
             rows = _commit(chains, steps, data_cfg)
             done = gen
             pending += rows
-            emit(GenerationDone(gen, tuple(rows), control.clock() - t_gen))
+            times.append(round(control.clock() - t_gen, 6))  # microseconds: status.json stays short
+            emit(GenerationDone(gen, tuple(rows), times[-1]))
             now = time.monotonic()
             if gen == cfg.generations - 1 or now - last_ckpt >= cfg.experiment["checkpoint_seconds"]:
                 save_checkpoint(rundir, gen, chains, pending)
                 saved, last_ckpt = gen, time.monotonic()
-            if now - last_status >= STATUS_INTERVAL:
-                rundir.write_status(generation=gen, checkpoint_generation=saved)
+            if saved == gen or now - last_status >= STATUS_INTERVAL:  # a checkpoint's seconds are kept
+                rundir.write_status(generation=gen, checkpoint_generation=saved, seconds=times)
                 last_status = now
         state, error = "finished", None
     except (Stopped, KeyboardInterrupt):
@@ -163,12 +168,19 @@ def run(
         except Exception as e:  # e.g. a full disk: the previous checkpoint stays valid
             state, error = "failed", error or f"checkpoint failed: {_one_line(e)}"
     try:
-        rundir.write_status(state=state, generation=done, checkpoint_generation=saved, error=error)
+        rundir.write_status(state=state, generation=done, checkpoint_generation=saved, error=error, seconds=times)
     except OSError as e:
         state, error = "failed", error or f"status not written: {_one_line(e)}"
     seconds = time.monotonic() - t_run
     emit(RunFailed(rundir.path, error) if error else RunFinished(rundir.path, state, done + 1, seconds))
     return state
+
+
+def _kept_times(rundir: RunDir, checkpoint: int) -> list[float | None]:
+    """The generation times a resume from the checkpoint keeps; None for those status.json lacks (a run
+    made before they were recorded)."""
+    kept = rundir.read_status().get("seconds", [])[: checkpoint + 1]
+    return kept + [None] * (checkpoint + 1 - len(kept))
 
 
 def _started(rundir: RunDir, cfg: Config, done: int, threads: Threads | None, emit: Callable[[Event], None]) -> None:
