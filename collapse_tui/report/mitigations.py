@@ -43,6 +43,9 @@ def mitigations_figure(sweep: SweepDir, runs: Mapping[str, Run], outs: Sequence[
     mode = axis_mode(data)
     drawn = [v for o, s in zip(outs, data) for v in draw_series(lines, s, o.variant, mode)]
     style_axes(lines, metric, False, mode, drawn)
+    if mode == "log10":  # one variant past float's range (a filter that shrinks a Gaussian to a point)
+        lines.set_yscale("symlog", linthresh=1.0)  # leaves the others apart: decades of decades
+        lines.set_ylabel(f"log10 of {metric} (symlog scale)")
     lines.axvline(gen, color="k", lw=0.6, ls=":")
     lines.set_title(
         f"median over seeds, band {BAND[0]}-{BAND[1]}th percentile; the table at generation {gen} (dotted)",
