@@ -108,12 +108,12 @@ def expand(preset: PresetFile, overrides: Sequence[str] = ()) -> Sweep:
     experiment = raw.setdefault("experiment", {})
     if isinstance(experiment, dict):
         experiment.setdefault("name", preset.path.stem)
-    setters = {k: "[sweep]; change its list there" for k in table if k != "mode"}
-    setters |= {k: f"[variants.{v}]; change it there" for v, keys in variants.items() for k in keys}
+    setters = {k: "is swept by [sweep]; change its list there" for k in table if k != "mode"}
+    setters |= {k: f"is set by [variants.{v}]; change it there" for v, keys in variants.items() for k in keys}
     for item in overrides:
         key = item.partition("=")[0].strip()
         if key in setters:
-            raise ConfigError(f"--set {item}: {key} is set by {setters[key]}")
+            raise ConfigError(f"--set {item}: {key} {setters[key]}")
         apply_override(raw, item, Path.cwd())
     mode, axes = _axes(table, required=not variants)
     for name, keys in variants.items():
