@@ -64,9 +64,9 @@ def baseline(sweep: SweepDir) -> str:
 
 
 def final_generation(runs: Sequence[Run], generation: int | None = None) -> int:
-    """The generation the table compares: the one asked for, else the last that every cell has reached
-    (-1: a cell has none yet)."""
-    return generation if generation is not None else min((r.last_generation for r in runs), default=-1)
+    """The generation the table compares: the one asked for, else the last that every cell with rows has
+    reached (as the sweep's figures: report/sweep.py); -1 when none has any."""
+    return generation if generation is not None else min((r.last_generation for r in runs if r.rows), default=-1)
 
 
 def outcomes(

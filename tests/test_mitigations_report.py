@@ -21,6 +21,7 @@ from collapse_tui.config import ConfigError
 from collapse_tui.engines import engine_class
 from collapse_tui.mitigations import compute_seconds, outcomes, texts
 from collapse_tui.preset_files import PresetFile
+from collapse_tui.records import RunDirError, valid_status
 from collapse_tui.sweep import VARIANT, expand, read_target
 from collapse_tui.sweepdir import SweepDir
 
@@ -149,11 +150,37 @@ def test_the_figure_has_a_line_per_variant_and_the_table(sweep):
     ]
 
 
+def test_a_variant_past_floats_range_leaves_the_others_apart(sweep):
+    """A filter can shrink a Gaussian to a point: its log10 perplexity reaches 1e10 and more. The axis
+    then shows log10 values on a symlog scale, on which the other variants stay apart."""
+    pytest.importorskip("matplotlib")
+    from collapse_tui.report.mitigations import groups, mitigations_figure
+
+    runs = {c.name: load_run(c.rundir) for c in sweep.cells}
+    far = runs["ppl_filter-samples40"]
+    far.rows = [r | {"nll": r["nll"] * 1e10 ** min(r["generation"], 1), "perplexity": None} for r in far.rows]
+    group = groups(outcomes(sweep, runs))["samples=40"]
+    lines = mitigations_figure(sweep, runs, group).axes[0]
+    assert lines.get_yscale() == "symlog"
+    drawn = [line for line in lines.get_lines() if not line.get_label().startswith("_")]
+    for line, o in zip(drawn, group):  # log10 values themselves now
+        want = [np.median(log10_perplexity(runs[o.cell].rows, g)) for g in range(GENERATIONS)]
+        assert list(line.get_ydata()) == pytest.approx(want, rel=1e-9)
+    assert group[-1].final > 1e9 and texts(group[-1])[1].startswith("10^")
+
+
 def test_a_sweep_without_variants_has_no_table(sweep, tmp_path):
     (tmp_path / "plain.toml").write_text(SWEEP.split("[variants.keep10]")[0] + '[sweep]\n"engine.samples" = [10]\n')
     assert main(["--batch", str(tmp_path / "plain.toml"), "--runs-dir", str(tmp_path / "s")]) == 0
     plain = SweepDir.open(next((tmp_path / "s").iterdir()))
     assert outcomes(plain, {c.name: load_run(c.rundir) for c in plain.cells}) == []
+
+
+@pytest.mark.parametrize("seconds", [[0.1, -1.0], "1", [0.1, "x"], [math.inf]])
+def test_status_seconds_are_checked(tmp_path, seconds):
+    with pytest.raises(RunDirError, match="seconds should be"):
+        valid_status({"seconds": seconds}, tmp_path / "status.json")
+    assert valid_status({"seconds": [0.5, None]}, tmp_path / "status.json")["seconds"] == [0.5, None]
 
 
 def test_extending_a_run_keeps_its_generation_times(tmp_path):
