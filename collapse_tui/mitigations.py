@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .compare import Run
 from .numbers import NA, fmt
+from .runs import Run
 from .summary import is_log, ratio_text, summarize, value_text, values
 from .sweep import VARIANT
 from .sweepdir import SweepDir

@@ -8,7 +8,8 @@ and the in-repo KDE plugin pass it in the suite (tests/test_engine_contract.py, 
         check_engine("kde", {"samples": 50, "test_samples": 100})  # small params: the check is quick
 
 The parts, in order, as the message names them: declarations; keys (its PARAMS' defaults and the
-params validate as a preset); one generation (real_data, fit, sample, score, evaluate, what other
+params validate as a preset); theory (in every data mode, expected() gives only its METRICS, one value
+per generation); one generation (real_data, fit, sample, score, evaluate, what other
 chains receive, distance); rows (perplexity and variance for every seed: None or a number, inf when
 it overflowed, never NaN); preview (what preview_kind promises); checkpoint (load(save(model)) gives
 the same rows, and the same samples for the same RNG state); resume (a run of 3 generations stopped
@@ -31,12 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config
+from .config import MODES, Config
 from .engines import Engine, Fitted, Generated, engine_class
 from .engines.base import PREVIEW_KINDS
 from .events import Event, GenerationDone
 from .loop import Control, run
+from .records import RunState
 from .rundir import RunDir
+from .theory import expected
 from .validation import validate
 
 N = 40  # examples sampled per seed in the one-generation check
@@ -51,6 +54,9 @@ def check_engine(name: str, params: dict[str, Any] | None = None) -> None:
     with _part(name, "keys"):
         _preset(name, {k: p.default for k, p in cls.PARAMS.items()})
         cfg = _preset(name, dict(params or {}))
+    with _part(name, "theory"):
+        for mode in MODES:  # theory.expected checks what the engine's expected() gives
+            expected(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, mode=mode)))
     with _part(name, "one generation"):
         engine = cls(cfg.engine)
         seeds = 3 if cls.batched else 1
@@ -211,14 +217,14 @@ def _check_preview(kind: str, preview: object, samples: np.ndarray) -> None:
 def _check_resume(cfg: Config, runs: Path) -> None:
     """3 generations straight, and stopped after the first and resumed: the same rows and samples."""
     whole = RunDir.create(runs / "whole", cfg)
-    _expect(run_in_process(whole) == "finished", f"an uninterrupted run: {whole.read_status()['error']}")
+    _expect(run_in_process(whole) == RunState.FINISHED, f"an uninterrupted run: {whole.read_status()['error']}")
     part = RunDir.create(runs / "part", cfg)
     _expect(
-        run_in_process(part, stop_after=0) == "stopped",
+        run_in_process(part, stop_after=0) == RunState.STOPPED,
         f"a run stopped after generation 0: {part.read_status()['error']}",
     )
     _expect({r["generation"] for r in part.read_metrics()} == {0}, "a stopped run's rows are not generation 0's")
-    _expect(run_in_process(part, resume=True) == "finished", f"the resumed run: {part.read_status()['error']}")
+    _expect(run_in_process(part, resume=True) == RunState.FINISHED, f"the resumed run: {part.read_status()['error']}")
     _expect(part.metrics_path.read_text() == whole.metrics_path.read_text(), "a resumed run's rows differ")
     _expect(len(whole.read_metrics()) == cfg.generations * len(cfg.seeds), "rows missing")
     for gen in whole.sample_generations():

@@ -16,12 +16,12 @@ import scipy.stats
 from conftest import run_async
 
 from collapse_tui.cli import main
-from collapse_tui.compare import load_run
 from collapse_tui.config import ConfigError
 from collapse_tui.engines import engine_class
 from collapse_tui.mitigations import compute_seconds, outcomes, texts
 from collapse_tui.preset_files import PresetFile
 from collapse_tui.records import RunDirError, valid_status
+from collapse_tui.runs import load_run
 from collapse_tui.sweep import VARIANT, expand, read_target
 from collapse_tui.sweepdir import SweepDir
 
@@ -183,14 +183,21 @@ def test_status_seconds_are_checked(tmp_path, seconds):
     assert valid_status({"seconds": [0.5, None]}, tmp_path / "status.json")["seconds"] == [0.5, None]
 
 
-def test_extending_a_run_keeps_its_generation_times(tmp_path):
-    base = ["--batch", "gaussian-quick", "--set", "experiment.generations=3", "--runs-dir", str(tmp_path)]
+def test_extending_or_branching_a_run_keeps_its_generation_times(tmp_path):
+    """A run extended to 6 generations, and a run branched from it at generation 2, keep the times of the
+    generations they took over; their own are measured."""
+    base = ["--batch", "gaussian-quick", "--set", "experiment.generations=3", "--runs-dir", str(tmp_path / "a")]
     assert main(base) == 0
-    (run,) = tmp_path.iterdir()
+    (run,) = (tmp_path / "a").iterdir()
     before = json.loads((run / "status.json").read_text())["seconds"]
+    branch = ["--batch", "gaussian-quick", "--from", str(run), "--at", "2", "--runs-dir", str(tmp_path / "b")]
+    assert main([*branch, "--set", "experiment.generations=5", "--set", "data.mode=accumulate"]) == 0
     assert main(["--batch", "--resume", str(run), "--generations", "6"]) == 0
     after = json.loads((run / "status.json").read_text())["seconds"]
     assert len(before) == 3 and len(after) == 6 and after[:3] == before and min(after) > 0
+    (branched,) = (tmp_path / "b").iterdir()
+    times = json.loads((branched / "status.json").read_text())["seconds"]
+    assert len(times) == 5 and times[:3] == before and min(times) > 0
 
 
 @run_async

@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..compare import Run
 from ..files import atomic_write
 from ..mitigations import Outcome, columns, csv_text, outcomes, texts
+from ..runs import Run
 from ..summary import BAND
 from ..sweepdir import SweepDir
 from .figures import Options, axis_mode, draw_series, new_figure, series, style_axes
