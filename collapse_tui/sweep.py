@@ -123,24 +123,15 @@ def expand(preset: PresetFile, overrides: Sequence[str] = ()) -> Sweep:
         raise ConfigError(f"experiment: expected a table [experiment], got {short(experiment)}")
     name = experiment.get("name")
     check_name(name)
-    # counted before any is made: 40 keys of two values are 2^40 cells, and no list of them fits in memory
-    lists = list(axes.values())
-    grid = (math.prod(map(len, lists)) if mode == "grid" else len(lists[0])) if lists else 1
-    count = max(len(variants), 1) * grid
-    if count > MAX_CELLS:
-        raise ConfigError(f"[sweep]: {count} cells, more than a sweep's {MAX_CELLS}")
-    combos = itertools.product(*lists) if mode == "grid" or not lists else zip(*lists, strict=True)
-    named = [{VARIANT: v} for v in variants] or [{}]
     cells: list[Cell] = []
     names: dict[str, dict[str, Any]] = {}
-    for variant, combo in itertools.product(named, list(combos)):
-        values = variant | dict(zip(axes, combo))
+    for values in _combinations(mode, axes, list(variants)):
         cell_name = _cell_name(values)
         if cell_name in names:
             raise ConfigError(f"[sweep]: cells {names[cell_name]} and {values} would have the same name {cell_name!r}")
         names[cell_name] = values
         cell_raw = copy.deepcopy(raw)
-        sets = variants.get(variant.get(VARIANT), {}) | {k: v for k, v in values.items() if k != VARIANT}
+        sets = variants.get(values.get(VARIANT), {}) | {k: v for k, v in values.items() if k != VARIANT}
         try:
             for key, value in sets.items():
                 set_key(cell_raw, key, value)
@@ -150,6 +141,19 @@ def expand(preset: PresetFile, overrides: Sequence[str] = ()) -> Sweep:
         cells.append(Cell(cell_name, values, cfg))
     all_axes = ({VARIANT: list(variants)} if variants else {}) | axes
     return Sweep(name, mode, all_axes, tuple(cells), variants)
+
+
+def _combinations(mode: str, axes: dict[str, list[Any]], variants: list[str]) -> list[dict[str, Any]]:
+    """Every cell's values: each variant (VARIANT first) with each combination of the lists, counted first:
+    40 keys of two values are 2^40 cells, and no list of them fits in memory."""
+    lists = list(axes.values())
+    grid = (math.prod(map(len, lists)) if mode == "grid" else len(lists[0])) if lists else 1
+    count = max(len(variants), 1) * grid
+    if count > MAX_CELLS:
+        raise ConfigError(f"[sweep]: {count} cells, more than a sweep's {MAX_CELLS}")
+    combos = list(itertools.product(*lists) if mode == "grid" or not lists else zip(*lists, strict=True))
+    named = [{VARIANT: v} for v in variants] or [{}]
+    return [variant | dict(zip(axes, combo)) for variant, combo in itertools.product(named, combos)]
 
 
 def _check_key(where: str, key: str) -> None:
