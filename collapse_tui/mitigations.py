@@ -22,7 +22,7 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .numbers import NA, fmt
 from .runs import Run
@@ -88,10 +88,9 @@ def outcomes(
     for cell in cells:
         others = _others(cell.values)
         group = groups[repr(others)]
-        ref = next((found[n] for n in group if variant_of[n] == base), None)  # None: the baseline is not readable
+        ref = next((found[n] for n in group if variant_of[n] == base), _UNKNOWN)  # the baseline not readable
         start, final, lo, hi, seeds, seconds, log = found[cell.name]
-        ref_final, ref_seconds = (ref[1], ref[5]) if ref else (math.nan, math.nan)
-        finals = [f for f in (found[n][1] for n in group) if not math.isnan(f)]
+        finals = [f for f in (found[n].final for n in group) if not math.isnan(f)]
         out.append(
             Outcome(
                 cell.name,
@@ -106,9 +105,9 @@ def outcomes(
                 lo,
                 hi,
                 _minus(final, start) if log else final - start,
-                _minus(final, ref_final) if log else _divide(final, ref_final),
+                _minus(final, ref.final) if log else _divide(final, ref.final),
                 seconds,
-                _divide(seconds, ref_seconds),
+                _divide(seconds, ref.seconds),
                 None if math.isnan(final) else 1 + sum(f < final for f in finals),
                 base,
             )
@@ -120,12 +119,25 @@ def _others(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k != VARIANT}
 
 
-def _numbers(run: Run, metric: str, gen: int) -> tuple[float, float, float, float, int, float, bool]:
-    """(start, final, final_lo, final_hi, seeds, seconds, log) of one run's metric."""
+class _Numbers(NamedTuple):
+    start: float
+    final: float
+    final_lo: float
+    final_hi: float
+    seeds: int
+    seconds: float
+    log: bool
+
+
+_UNKNOWN = _Numbers(math.nan, math.nan, math.nan, math.nan, 0, math.nan, True)
+
+
+def _numbers(run: Run, metric: str, gen: int) -> _Numbers:
+    """One run's metric at generations 0 and gen over seeds, and the compute seconds up to gen."""
     log = is_log(metric, run.log_keys)
     at = {g: [r for r in run.rows if r["generation"] == g and metric in r] for g in (0, gen)}
     first, last = (summarize(values(at[g], metric, log), log) for g in (0, gen))
-    return first.centre, last.centre, last.lo, last.hi, last.seeds, compute_seconds(run.status, gen), log
+    return _Numbers(first.centre, last.centre, last.lo, last.hi, last.seeds, compute_seconds(run.status, gen), log)
 
 
 def compute_seconds(status: Mapping[str, Any], generation: int) -> float:

@@ -18,7 +18,7 @@ from conftest import run_async
 from collapse_tui.cli import main
 from collapse_tui.config import ConfigError
 from collapse_tui.engines import engine_class
-from collapse_tui.mitigations import compute_seconds, outcomes, texts
+from collapse_tui.mitigations import baseline, compute_seconds, outcomes, texts
 from collapse_tui.preset_files import PresetFile
 from collapse_tui.records import RunDirError, valid_status
 from collapse_tui.runs import load_run
@@ -167,6 +167,17 @@ def test_a_variant_past_floats_range_leaves_the_others_apart(sweep):
         want = [np.median(log10_perplexity(runs[o.cell].rows, g)) for g in range(GENERATIONS)]
         assert list(line.get_ydata()) == pytest.approx(want, rel=1e-9)
     assert group[-1].final > 1e9 and texts(group[-1])[1].startswith("10^")
+
+
+def test_without_a_readable_baseline_nothing_is_measured_against_it(sweep):
+    """The app leaves unreadable cells out: with replace's gone, no ratio is a number, and the others still
+    rank among themselves. A sweep without a variant named replace measures against its first."""
+    runs = {c.name: load_run(c.rundir) for c in sweep.cells if not c.name.startswith("replace")}
+    outs = outcomes(sweep, runs)
+    assert len(outs) == 6 and all(math.isnan(o.ratio) and math.isnan(o.seconds_ratio) for o in outs)
+    assert sorted(o.rank for o in outs if o.others == {"engine.samples": 10}) == [1, 2, 3]
+    assert texts(outs[0])[3] == texts(outs[0])[5] == "n/a"
+    assert baseline(SweepDir(sweep.path, "s", "grid", {}, [], {"a": {"data.mode": "keep"}, "b": {}})) == "a"
 
 
 def test_a_sweep_without_variants_has_no_table(sweep, tmp_path):
