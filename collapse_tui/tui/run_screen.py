@@ -65,7 +65,7 @@ class RunScreen(Screen):
         Binding("c", "next_chain", "Chain"),
         Binding("v", "toggle_chains", "All chains"),
         *(Binding(str(i + 1), f"tab('{name}')", name.title(), show=False) for i, name in enumerate(TABS)),
-        Binding("escape", "back", "Presets"),
+        Binding("escape", "back", "Back"),  # to the presets: short, so that Quit fits 80 columns
         Binding("q", "app.quit", "Quit"),
     ]
 
