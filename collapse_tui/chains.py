@@ -55,6 +55,7 @@ class Group:
     reference: Any = None
     model: Any = None
     rng_states: list[dict[str, Any]] | None = None  # as at the end of the last finished generation
+    detector_real: Any = None  # features of the detector's held-apart real examples, once computed (detector.py)
 
 
 @dataclass

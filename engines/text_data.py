@@ -84,10 +84,12 @@ def text_bytes(files: dict[str, Path | None], max_chars: int) -> int:
     return total * TEXT_BYTES_PER_CHAR
 
 
-def read_text(path: Path, max_chars: int, key: str) -> list[str]:
-    """The lines of the first max_chars characters (0: all) of a UTF-8 text, read no further."""
+def read_text(path: Path, max_chars: int, key: str, skip: int = 0) -> list[str]:
+    """The lines of the first max_chars characters (0: all) of a UTF-8 text after its first skip, read no
+    further."""
     try:
         with open(path, encoding="utf-8") as f:
+            f.read(skip)
             return f.read(max_chars or -1).splitlines(keepends=True)
     except UnicodeDecodeError as e:
         raise DataError(f"engine.{key}: {path} is not UTF-8 text ({e.reason})") from None
