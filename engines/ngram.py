@@ -44,6 +44,7 @@ from .text_data import (
     read_splits,
     read_text,
     text_bytes,
+    text_source_params,
     text_words,
     with_prompt,
     words_text,
@@ -92,13 +93,7 @@ class NgramEngine(Engine):
             choices=("kneser-ney", "add-k"),
         ),
         "k": Param(1.0, float, "add-k: pseudo-count added to every n-gram", min=0),
-        "dataset": Param("wikitext-2-raw-v1", str, "hub dataset (config of 'wikitext') when no local text is set"),
-        "text_dir": Param(
-            "", Path, "local folder with train.txt and test.txt (or wiki.*.raw); valid.txt: the detector's real text"
-        ),
-        "train": Param("", Path, "local training text file (overrides text_dir's)"),
-        "test": Param("", Path, "local test text file"),
-        "max_chars": Param(0, int, "read only the first max_chars characters of each text (0: all)", min=0),
+        **text_source_params(valid=False),
         "block_size": Param(64, int, "words per block (training example)", min=2, max=4096),
         "new_tokens": Param(0, int, "new words per continuation (0: block_size; must equal block_size)", min=0),
         "prompts": Param(
