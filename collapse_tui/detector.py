@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .engines import Engine
+from .engines import DataError, Engine
 
 CAP = 1000  # real examples held apart, and samples fitted, per seed and generation (each fold fits half)
 REAL_PER_FAKE = 4  # real examples fitted per sample fitted, at most
@@ -91,7 +91,11 @@ def _blas() -> Any:
 
 def select(data: Any, samples: np.ndarray, detection: Detection, n: int) -> np.ndarray:
     """What the next training set is drawn from (data: the [data] section): the n samples that look most
-    real (filter = "detector"), n drawn in proportion to D / (1 - D) (reweight = "detector"), else samples."""
+    real (filter = "detector"), n drawn in proportion to D / (1 - D) (reweight = "detector"), else samples.
+    DataError when the detector measured nothing (no real examples held apart, fewer than 2 samples)."""
+    key = "filter" if data.filter == "detector" else "reweight" if data.reweight == "detector" else ""
+    if key and np.isnan(detection.logit).all():
+        raise DataError(f"data.{key}: the detector had no real examples held apart or too few samples to measure")
     if data.filter == "detector":
         return most_real(samples, detection.logit, n)
     if data.reweight == "detector":
@@ -117,10 +121,9 @@ def cross_fit(real: np.ndarray, fake: np.ndarray, rngs: list[np.random.Generator
     )
     logit, aucs = np.full((s, n), np.nan), []
     for k in (0, 1):  # model k scores fold 1 - k
-        model = (p[k * s : (k + 1) * s] for p in (coef, intercept, centre, scale))
-        coef_k, intercept_k, centre_k, scale_k = model
-        z_fake = decision(take(fake, folds[1 - k]), coef_k, intercept_k, centre_k, scale_k)
-        z_real = decision(real[:, 1 - k :: 2][:, :h_real], coef_k, intercept_k, centre_k, scale_k)
+        model = [p[k * s : (k + 1) * s] for p in (coef, intercept, centre, scale)]
+        z_fake = decision(take(fake, folds[1 - k]), *model)
+        z_real = decision(real[:, 1 - k :: 2][:, :h_real], *model)
         np.put_along_axis(logit, folds[1 - k], z_fake, axis=1)
         aucs.append(auc(z_real, z_fake))
     return logit, (aucs[0] + aucs[1]) / 2
@@ -210,9 +213,8 @@ def reweighted(samples: np.ndarray, logit: np.ndarray, n: int, rngs: list[np.ran
     to D / (1 - D) = exp(logit), the classifier's density-ratio estimate p_real / p_model (the
     probabilistic-classification estimator: Sugiyama, Suzuki and Kanamori 2012, 'Density Ratio Estimation
     in Machine Learning', ch. 4; balanced classes make the odds the ratio itself). Each seed draws from its
-    own generator; a seed not measured draws uniformly."""
-    z = np.nan_to_num(logit, nan=0.0)
-    p = np.exp(z - z.max(axis=1, keepdims=True))
+    own generator."""
+    p = np.exp(logit - logit.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     idx = np.stack([rng.choice(len(pi), size=n, replace=True, p=pi) for rng, pi in zip(rngs, p)])
     return np.take_along_axis(samples, idx.reshape(idx.shape + (1,) * (samples.ndim - 2)), axis=1)

@@ -15,7 +15,7 @@ from collapse_tui import generation
 from collapse_tui.cli import main
 from collapse_tui.config import DataSection
 from collapse_tui.detector import Detection, auc, cross_fit, decision, fit_logistic, most_real, reweighted, select
-from collapse_tui.engines.base import point_features
+from collapse_tui.engines.base import DataError, point_features
 from collapse_tui.engines.text_metrics import hashed_ngrams
 
 
@@ -99,6 +99,13 @@ def test_the_filter_keeps_the_samples_with_the_highest_d():
         np.testing.assert_array_equal(kept[s], samples[s, order])
     detection = Detection(logit, np.full(3, np.nan), rngs(3))
     np.testing.assert_array_equal(select(DataSection(filter="detector"), samples, detection, 20), kept)
+
+
+def test_choosing_without_a_measure_is_one_line():
+    detection = Detection(np.full((2, 10), np.nan), np.full(2, np.nan), rngs(2))
+    for data in (DataSection(filter="detector"), DataSection(reweight="detector")):
+        with pytest.raises(DataError, match="held apart"):
+            select(data, np.zeros((2, 10, 1)), detection, 5)
 
 
 def test_reweight_draws_in_proportion_to_the_odds():
