@@ -26,8 +26,8 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # an experiment's name
 def validate(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
     """Check a parsed preset and fill defaults. Relative paths are resolved against base_dir."""
     for section, value in raw.items():
-        if section == "sweep":  # sweep.py reads these files; a single run cannot
-            raise ConfigError("[sweep]: a sweep preset; run it with collapse-tui --batch SWEEP.toml")
+        if section in ("sweep", "variants"):  # sweep.py reads these files; a single run cannot
+            raise ConfigError(f"[{section}]: a sweep preset; run it with collapse-tui --batch SWEEP.toml")
         if section not in SECTIONS:
             hint = did_you_mean(section, SECTIONS)
             raise ConfigError(f"[{section}]: unknown section{hint}; expected one of {', '.join(SECTIONS)}")
@@ -142,7 +142,7 @@ def _engine_keys(
         raise ConfigError(str(e)) from None
     if data["mode"] == "fresh" and not cls.can_draw_fresh:
         raise ConfigError(f"data.mode: 'fresh' needs an engine that can draw new real data; '{cls.name}' cannot")
-    if data["filter"] == "perplexity" and not cls.can_score:
+    if data["filter"] == "perplexity" and not cls.can_score:  # "detector": check_mitigations
         raise ConfigError(f"data.filter: engine '{cls.name}' has no reference scorer; use 'none'")
     return engine
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -142,6 +142,13 @@ class GMMEngine(MixtureEngine):
             )
 
     last_info: np.ndarray | None = None  # (S, 4) diagnostics of the last fit, see fit_mixtures
+
+    def expected(self, generations: int, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """None: each generation is EM's fit, from a random k-means start to a tolerance, which has no closed
+        form, so neither do the laws of its metrics over generations. Not at M = infinity either: there the
+        best K-component fit of N(0, I) is N(0, I) itself, but EM, started from k-means' split of the data,
+        stops at its tolerance on a split mixture of its own (K = 1 is engine gaussian, which has its laws)."""
+        return {}
 
     def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
         from . import gmm_kernels  # numba loads for a run, not when a preset is validated
