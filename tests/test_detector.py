@@ -4,9 +4,11 @@ keeps and what reweight draws, a resumed run with the detector on, and the combi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from conftest import run_loop, run_preset
+from conftest import WIKI_TEST, WIKI_TRAIN, run_loop, run_preset
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -16,6 +18,7 @@ from collapse_tui.cli import main
 from collapse_tui.config import DataSection
 from collapse_tui.detector import Detection, auc, cross_fit, decision, fit_logistic, most_real, reweighted, select
 from collapse_tui.engines.base import DataError, point_features
+from collapse_tui.engines.ngram import NgramEngine
 from collapse_tui.engines.text_metrics import hashed_ngrams
 
 
@@ -203,9 +206,36 @@ def test_impossible_combinations_are_one_line_and_exit_2(tmp_path, capsys, sets,
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_an_engine_without_held_apart_real_data_refuses_the_detector(tmp_path, capsys):
-    """ngram on a whole training file (no validation text, no max_chars) holds no real text apart."""
-    args = ["--batch", "ngram-quick", "--runs-dir", str(tmp_path / "runs"), "--set", "engine.max_chars=0"]
-    assert main([*args, "--set", "data.filter='detector'"]) == 2
+@pytest.mark.parametrize(
+    ("preset", "sets", "words"),
+    [  # ngram on a whole training file (no validation text, no max_chars); the VAE training on all its digits
+        ("ngram-quick", ["engine.max_chars=0", "data.filter='detector'"], ["data.filter", "held apart"]),
+        ("vae-quick", ["data.reweight='detector'"], ["engine.train_count", "held apart"]),
+        (  # the stream trains on the previous decoder's output alone: nothing to choose from
+            "vae-quick",
+            ["engine.synthetic='stream'", "engine.train_count=1000", "data.reweight='detector'"],
+            ["engine.synthetic", "data.reweight"],
+        ),
+    ],
+)
+def test_an_engine_without_real_data_held_apart_or_samples_to_choose_refuses_the_detector(
+    tmp_path, capsys, preset, sets, words
+):
+    args = ["--batch", preset, "--runs-dir", str(tmp_path / "runs")]
+    assert main(args + [a for s in sets for a in ("--set", s)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "data.filter" in err and "held apart" in err, err
+    assert err.count("\n") == 1 and all(w in err for w in words), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ngrams_held_apart_text_is_the_training_files_next_max_chars():
+    """ngram with max_chars = 6000 trains on the file's first 6000 characters: the detector's real blocks are
+    the words of the next 6000, read independently here, in blocks of block_size."""
+    engine = NgramEngine({"train": WIKI_TRAIN, "test": WIKI_TEST, "max_chars": 6000, "block_size": 16, "order": 2})
+    text = Path(WIKI_TRAIN).read_text(encoding="utf-8")[6000:12000]
+    words = [w for line in text.splitlines() if line.split() for w in [*line.split(), "<eos>"]]
+    data = engine.dataset()
+    expected = np.array(data.ids(words[: len(words) // 16 * 16])).reshape(-1, 16)
+    np.testing.assert_array_equal(data.held, expected)
+    drawn = engine.detector_real(rngs(2), 10)
+    assert drawn.shape == (2, 10, 16) and all({tuple(b) for b in d} <= {tuple(b) for b in expected} for d in drawn)
