@@ -149,7 +149,7 @@ class CategoricalEngine(Engine):
     batched = True
     can_draw_fresh = True
     can_score = True
-    mitigations = frozenset({"detector"})
+    mitigations = frozenset({"prior", "distill", "real_weight", "detector"})
     METRICS = {
         "perplexity": Metric("perplexity of the fixed real held-out sample", "exp of mean NLL per symbol", log=True),
         "variance": Metric("variance of the estimated probabilities over the V symbols", "probability²"),
@@ -235,7 +235,6 @@ class CategoricalEngine(Engine):
     def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
         return draw(cdf_of(self.real_probs()), self.params.samples if n is None else n, rngs)
 
-    mitigations = frozenset({"prior", "distill", "real_weight"})
 
     def fit(
         self,

@@ -36,7 +36,6 @@ class GaussianEngine(MixtureEngine):
         ),
     }
 
-    mitigations = frozenset({"prior", "distill", "real_weight"})
 
     def fit(
         self,

@@ -150,7 +150,7 @@ class LinregEngine(Engine):
     batched = True
     can_draw_fresh = True
     can_score = True
-    mitigations = frozenset({"detector"})
+    mitigations = frozenset({"prior", "distill", "real_weight", "detector"})
     PARAMS = {
         "dim": Param(10, int, "d: input dimension, x ~ N(0, I_d)", min=1, max=256),
         "samples": Param(50, int, "T: examples a generation (and the real training set's size)", min=1),
@@ -208,7 +208,6 @@ class LinregEngine(Engine):
     def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
         return labelled(rngs, self.params.samples if n is None else n, self.w_star, self.params.noise)
 
-    mitigations = frozenset({"prior", "distill", "real_weight"})
 
     def fit(
         self,

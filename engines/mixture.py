@@ -158,7 +158,7 @@ class MixtureEngine(Engine):
     batched = True
     can_draw_fresh = True
     can_score = True
-    mitigations = frozenset({"detector"})
+    mitigations = frozenset({"prior", "distill", "real_weight", "detector"})  # each subclass fits them its way
     DISTANCE = Metric("squared L2 distance to the other chain's density", "per data unit^d")
 
     @property

@@ -75,7 +75,7 @@ class NgramEngine(Engine):
     preview_kind = "text"
     figures = "collapse_tui.engines.figures.ngram"
     batched = True
-    mitigations = frozenset({"detector"})
+    mitigations = frozenset({"prior", "distill", "real_weight", "detector"})
     METRICS = {
         **TEXT_METRICS,
         "support": Metric("distinct words in the generated data", "types"),
@@ -201,7 +201,6 @@ class NgramEngine(Engine):
         train = self.dataset().train
         return np.broadcast_to(train, (len(rngs), *train.shape)).copy()
 
-    mitigations = frozenset({"prior", "distill", "real_weight"})
 
     def fit(
         self,
