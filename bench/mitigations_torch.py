@@ -32,8 +32,9 @@ REAL_WEIGHT = 0.5  # real_weight's share of the fit for those examples
 # name: ([train] keys, data mode, real_weight or None)
 VARIANTS = {
     "replace": ({}, "replace", None),
-    "l2": ({"anchor": "l2", "anchor_strength": 0.1}, "replace", None),
-    "ewc": ({"anchor": "ewc", "anchor_strength": 100.0}, "replace", None),
+    "start at gen 0 only (l2 1e-9)": ({"anchor": "l2", "anchor_strength": 1e-9}, "replace", None),
+    "l2 0.1": ({"anchor": "l2", "anchor_strength": 0.1}, "replace", None),
+    "ewc 10": ({"anchor": "ewc", "anchor_strength": 10.0}, "replace", None),
     "distill 0.5": ({"distill": 0.5}, "replace", None),
     "keep 10%": ({}, "keep", None),
     "keep 10% + real_weight 0.5": ({}, "keep", REAL_WEIGHT),
@@ -94,12 +95,12 @@ def main() -> None:
     print(f"\n{args.engine}: {cfg.engine}")
     print(f"generation 0 perplexity {ppl0:.4g}; medians over {args.generations} generations")
     print("(x base: against replace; real_weight against keep by count. gen 1 s: the first, EWC's Fisher in it)")
-    print(f"{'variant':<28} {'gen 1 s':>7} {'fit s':>7} {'gen s':>7} {'x base':>7} {'ppl last':>9} {'vs gen 0':>9}")
+    print(f"{'variant':<30} {'gen 1 s':>7} {'fit s':>7} {'gen s':>7} {'x base':>7} {'ppl last':>9} {'vs gen 0':>9}")
     for v in VARIANTS:
         ref_v = "keep 10%" if VARIANTS[v][2] is not None else "replace"
         fs, gs = np.median(fit_s[v]), np.median(gen_s[v])
         ratio = gs / np.median(gen_s[ref_v])
-        print(f"{v:<28} {gen_s[v][0]:7.2f} {fs:7.2f} {gs:7.2f} {ratio:6.2f}x {ppl[v]:9.4g} {ppl[v] / ppl0:8.3f}x")
+        print(f"{v:<30} {gen_s[v][0]:7.2f} {fs:7.2f} {gs:7.2f} {ratio:6.2f}x {ppl[v]:9.4g} {ppl[v] / ppl0:8.3f}x")
 
 
 if __name__ == "__main__":

@@ -68,12 +68,15 @@ def train_causal_lm(
 ) -> Trained:
     """Train model on the blocks x (a (N, L) long tensor on the model's device); validate(model) gives the
     validation loss after each epoch. Batch order and dropout come from seed. mit: the mitigations (an anchor's
-    penalty, distillation, example weights: block_loss); the losses recorded are the data loss alone."""
+    starting point and penalty, distillation, example weights: block_loss); the losses recorded are the data
+    loss alone."""
     import torch
 
     from .torch_mitigations import Mitigations
 
     mit = mit or Mitigations()
+    if mit.anchor is not None:
+        mit.anchor.start(model)
 
     dev = x.device
     total = math.ceil(len(x) / sched.batch) * sched.epochs

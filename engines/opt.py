@@ -347,7 +347,8 @@ class OPTEngine(TorchEngine):
     ) -> Fitted:
         """The starting weights fine-tuned on data (1, N, block_size) by engines/lm_train.py; the weights of
         the epoch with the best validation loss. With a reference (generation 0's model) the [train]
-        mitigations apply (engines/torch_mitigations.py): an L2-SP or EWC anchor to its weights, distillation
+        mitigations apply (engines/torch_mitigations.py): an L2-SP or EWC anchor to its weights (the fit
+        then starts from them), distillation
         of its token distributions; weights (1, N) weigh each block's loss (all 1: the plain fit, bit for bit)."""
         from . import torch_mitigations as tm
 

@@ -27,11 +27,20 @@ class Anchor:
     for transfer learning with convolutional networks", eq. 2: alpha/2 ||w - w0||^2); F the diagonal Fisher of
     generation 0's model on real data is EWC (Kirkpatrick et al. 2017, PNAS, eq. 3: sum_i lambda/2 F_i
     (theta_i - theta*_A,i)^2). With strength 1 the EWC penalty is the second-order estimate of how much the
-    per-example loss on real data rose from generation 0's."""
+    per-example loss on real data rose from generation 0's. An anchored fit starts from generation 0's weights
+    (start): both penalties presuppose it, L2-SP's "SP" is that starting point, and EWC learns task B from task
+    A's weights; a fit without an anchor starts where the engine's plain fit does."""
 
     center: dict[str, torch.Tensor]  # generation 0's weights, by parameter name (detached)
     precision: dict[str, torch.Tensor] | None  # the Fisher's diagonal by name (EWC), or None (L2-SP: all 1)
     strength: float
+
+    def start(self, model: nn.Module) -> nn.Module:
+        """model with generation 0's weights (copied in: the reference stays as it is)."""
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(self.center[name])
+        return model
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         """The penalty of model's current weights: a scalar tensor that gradients flow through."""

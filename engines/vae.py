@@ -174,8 +174,8 @@ class VAEEngine(TorchEngine):
         """A fresh VAE trained on data (1, N, H, W); with synthetic = "stream" and a source, on N images a
         epoch decoded by the source from fresh z at every step, as the official notebook does. With a
         reference (generation 0's model) the [train] mitigations apply (engines/torch_mitigations.py): an
-        L2-SP or EWC anchor to its weights, distillation of its encoder and decoder; weights (1, N) weigh
-        each image's loss (all 1: the plain fit, bit for bit)."""
+        L2-SP or EWC anchor to its weights (the fit then starts from them, not from a fresh init), distillation
+        of its encoder and decoder; weights (1, N) weigh each image's loss (all 1: the plain fit, bit for bit)."""
         import torch
 
         from . import torch_mitigations as tm

@@ -153,14 +153,17 @@ def train(
     source: VAE | None = None,
     mit: Mitigations | None = None,
 ) -> float:
-    """Adam on the summed loss of each batch (the paper's recipe), with the mitigations mit (batch_loss);
-    returns the last epoch's negative ELBO per pixel (example-weighted when mit has weights).
+    """Adam on the summed loss of each batch (the paper's recipe), with the mitigations mit (batch_loss; an
+    anchor first sets model to generation 0's weights); returns the last epoch's negative ELBO per pixel
+    (example-weighted when mit has weights).
 
     x (N, H, W) lives on the model's device. With a source, each batch is instead decoded by the source
     (the decoder's means) from fresh z ~ N(0, I), for as many steps as x would take (no example weights
     then). One host sync per epoch (the epoch's loss), none per step.
     """
     mit = mit or Mitigations()
+    if mit.anchor is not None:
+        mit.anchor.start(model)
     if source is not None and mit.weights is not None:
         raise ValueError("example weights need a fixed training set, not one streamed from a source")
     n, pixels = x.shape[0], x.shape[1] * x.shape[2]

@@ -54,6 +54,13 @@ def opt():
     return e, e.fit(real, rng(0), quiet).model, real
 
 
+def untrained(e):
+    """A model of e's shape with its starting weights (other than the fixtures' trained ones)."""
+    if isinstance(e, VAEEngine):
+        return vt.new_vae(8, 8, e.params.latent, e.params.capacity, 5, torch.device("cpu"))
+    return e.new_model()
+
+
 def engine_with(base, train: dict):
     """base's engine class and params with these [train] keys, sharing base's real data (read once)."""
     e = type(base)(base.params, train=train)
@@ -80,7 +87,7 @@ def test_fisher_is_the_mean_squared_per_example_gradient_of_a_linear_model():
 @pytest.mark.parametrize("kind", ["l2", "ewc"])
 def test_penalty_is_half_the_strength_times_the_weighted_sum_of_squared_differences(name, kind, request):
     e, ref, _ = request.getfixturevalue(name)
-    student = e.fit(e.real_data(rng(5)), rng(5), quiet).model  # other weights than ref's
+    student = untrained(e)
     g = np.random.default_rng(4)
     f = {k: torch.from_numpy(g.gamma(0.5, size=p.shape).astype(np.float32)) for k, p in ref.named_parameters()}
     precision = f if kind == "ewc" else None
@@ -88,12 +95,12 @@ def test_penalty_is_half_the_strength_times_the_weighted_sum_of_squared_differen
     ones = np.ones(flat(ref).size)
     weight = np.concatenate([v.double().flatten().numpy() for v in f.values()]) if precision else ones
     expected = 0.5 * 2.5 * float((weight * (flat(student) - flat(ref)) ** 2).sum())
-    assert float(anchor.penalty(student)) == pytest.approx(expected, rel=1e-5)
+    assert anchor.penalty(student).item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_vae_distill_divergence_is_the_gaussian_and_bernoulli_kl(vae):
     e, teacher, _ = vae
-    student = e.fit(e.real_data(rng(5)), rng(5), quiet).model
+    student = untrained(e)
     x = torch.from_numpy(e.dataset().test[:20])
     out = vt.forward_pass(student, x, vt.generator(0, torch.device("cpu")))
     got = vt.distill_divergence(out, teacher, x).detach().double().numpy()
@@ -129,8 +136,8 @@ def test_text_distillation_loss_is_the_mixture_of_nll_and_t2_kl_weighted_by_bloc
     lp, lq = log_softmax(t / temperature), log_softmax(s / temperature)
     kl = (np.exp(lp) * (lp - lq)).sum(-1).mean(1) * temperature**2
     wn = w.double().numpy()
-    assert float(loss) == pytest.approx((wn * (0.7 * nll + 0.3 * kl)).mean(), rel=1e-5)
-    assert float(data) == pytest.approx((wn * nll).mean(), rel=1e-5)
+    assert loss.item() == pytest.approx((wn * (0.7 * nll + 0.3 * kl)).mean(), rel=1e-5)
+    assert data.item() == pytest.approx((wn * nll).mean(), rel=1e-5)
 
 
 def test_vae_weighted_batch_loss_is_the_weighted_sum_of_negative_elbos(vae):
@@ -162,11 +169,11 @@ def test_alpha_0_strength_0_and_unit_weights_are_the_plain_fit_bit_for_bit(name,
 
 
 # --- what each buys on a tiny model --------------------------------------------------------------------
-@pytest.mark.parametrize(("kind", "strengths"), [("l2", (0.0, 0.01, 1.0, 100.0)), ("ewc", (0.0, 1.0, 100.0, 1e4))])
+@pytest.mark.parametrize(("kind", "strengths"), [("l2", (1e-9, 0.01, 1.0, 100.0)), ("ewc", (1e-9, 1.0, 100.0, 1e4))])
 def test_a_stronger_anchor_keeps_the_student_nearer_generation_0(vae, kind, strengths):
-    """The student starts from its own random init and takes 100 Adam steps; its distance to generation 0's
-    weights (Euclidean for L2-SP, Fisher-weighted for EWC) falls with every step of the strength, to under a
-    fifth of the unanchored student's."""
+    """An anchored student starts at generation 0's weights and takes 100 Adam steps on generation 1's data; its
+    distance from them (Euclidean for L2-SP, Fisher-weighted for EWC) falls with every step of the strength, to
+    under a fifth of the all but unanchored student's (strength 1e-9: the start alone)."""
     e, ref, data = vae
     f = e.fisher(ref)
     dist = []
@@ -178,6 +185,26 @@ def test_a_stronger_anchor_keeps_the_student_nearer_generation_0(vae, kind, stre
         dist.append(float(sum((sq[k] if kind == "l2" else f[k] * sq[k]).sum() for k in sq).sqrt()))
     assert all(a > b for a, b in zip(dist, dist[1:])), dist
     assert dist[-1] < 0.2 * dist[0], dist
+
+
+@pytest.mark.parametrize(
+    "train", [{"anchor": "l2", "anchor_strength": 0.1}, {"anchor": "ewc", "anchor_strength": 10.0}]
+)
+def test_an_anchored_vae_keeps_generation_0s_test_elbo_where_replace_loses_it(vae, train):
+    """Three generations after generation 0 on their own samples, two chains: the test ELBO per pixel of the last
+    drifts from generation 0's by under half as much with the anchor as without, in each chain."""
+    e, ref, _ = vae
+    test = e.dataset().test
+    nll0 = float(vt.neg_elbo_per_pixel(ref, test, 0).mean())
+    drift = {}
+    for label, eng in (("replace", e), ("anchored", engine_with(e, train))):
+        drift[label] = []
+        for chain in (100, 101):
+            rngs, model = rng(chain), ref
+            for _ in range(3):
+                model = eng.fit(eng.sample(model, 300, rngs, quiet).samples, rngs, quiet, reference=ref).model
+            drift[label].append(abs(float(vt.neg_elbo_per_pixel(model, test, 0).mean()) - nll0))
+    assert all(a < 0.5 * r for a, r in zip(drift["anchored"], drift["replace"])), drift
 
 
 def vae_divergence(student, teacher, e: VAEEngine) -> float:
@@ -269,7 +296,6 @@ SMALL_OPT = [
         ("vae-quick", [*SMALL_VAE, "train.anchor='ewc'", "train.anchor_strength=100.0"]),
         ("vae-quick", [*SMALL_VAE, "train.distill=0.5"]),
         ("opt-tiny", [*SMALL_OPT, "train.anchor='ewc'", "train.anchor_strength=10.0", "train.distill=0.5"]),
-        ("opt-tiny", [*SMALL_OPT, "train.anchor='l2'"]),
     ],
 )
 def test_a_resumed_mitigated_run_gives_the_uninterrupted_runs_rows(tmp_path, preset, sets):
