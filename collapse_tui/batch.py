@@ -22,12 +22,13 @@ from . import loop
 from .config import chain_names
 from .events import Event, GenerationDone, RunFailed, RunFinished, RunStarted
 from .events import Progress as ProgressEvent
+from .records import RunState
 from .rundir import RunDir
 from .runlog import RunLog, failed_line, resumable
 from .stopsignals import handling
 from .summary import by_generation, change_text, log_keys_of, scalar_keys
 
-EXIT = {"finished": 0, "failed": 1, "stopped": 130}
+EXIT = {RunState.FINISHED: 0, RunState.FAILED: 1, RunState.STOPPED: 130}
 
 
 class QuietOnBrokenPipe(Console):
@@ -104,12 +105,12 @@ class BatchView:
                 log_keys = log_keys_of(cfg.chain(chain).engine_name if chain else cfg.engine_name)
                 title = f"{self.name} · {chain}" if chain else self.name
                 self.print(summary_table(mine, title, self.tty, log_keys, ascii=self.ascii))
-        error = rundir.read_status().get("error")
-        if state == "failed" and sys.stderr is not None:
-            print(f"collapse-tui: {failed_line(error, rundir.path)}", file=sys.stderr)
-        if state == "finished":
+        status = rundir.read_status()
+        if state == RunState.FAILED and sys.stderr is not None:
+            print(f"collapse-tui: {failed_line(status.get('error'), rundir.path)}", file=sys.stderr)
+        if state == RunState.FINISHED:
             self.line(f"finished: {rundir.path}")
-        elif resumable(state, error):
+        elif resumable(state, status.get("failure")):
             self.line(f"{state}; resume with: collapse-tui --batch --resume {rundir.path}")
 
 
@@ -178,4 +179,4 @@ def run_batch(
         os.close(wake_r)
         os.close(wake_w)
     view.summary(rundir, state)
-    return 128 + stopped_by[0] if state == "stopped" and stopped_by else EXIT[state]
+    return 128 + stopped_by[0] if state == RunState.STOPPED and stopped_by else EXIT[state]

@@ -16,7 +16,7 @@ from typing import NoReturn
 
 from . import __version__
 from .checkpoints import open_for_resume
-from .config import ConfigError
+from .config import Config, ConfigError
 from .engines import engine_names
 from .preflight import check_runnable, requirements
 from .preset_files import PresetFile, builtin_presets, load_preset, read_preset
@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="with --resume: continue the run (finished or not) to N generations in total",
     )
+    p.add_argument(
+        "--from",
+        dest="branch_from",
+        metavar="RUN_DIR",
+        help="with --batch PRESET --at K: a new run with RUN_DIR's generations 0..K, then PRESET's [data], [train]",
+    )
+    p.add_argument("--at", type=int, metavar="K", help="with --from: the generation of RUN_DIR the new run branches at")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -173,6 +180,7 @@ def run(argv: list[str]) -> int:
         raise ConfigError(
             "--generations N extends a run: with --resume RUN_DIR (a new run: --set experiment.generations=N)"
         )
+    _check_branch_args(args)
     if args.generations is not None and args.generations < 1:
         raise ConfigError(f"--generations: expected a number >= 1, got {args.generations}")
     if not args.batch:
@@ -189,6 +197,8 @@ def run(argv: list[str]) -> int:
     if (args.resume and is_sweep_dir(args.resume)) or is_sweep(target):
         if args.generations is not None:
             raise ConfigError("--generations extends a single run, not a sweep")
+        if args.branch_from:
+            raise ConfigError("--from RUN_DIR branches a single run: PRESET cannot be a sweep")
         return run_sweep_command(args, target)
     if args.executor != "local" or args.address:
         raise ConfigError("--executor and --address run a sweep's cells; this is a single run")
@@ -204,8 +214,36 @@ def run(argv: list[str]) -> int:
     cfg = preset.config(args.overrides)
     check_runnable(cfg)
     check_workers(cfg, args.workers, gpus)
+    if args.branch_from:
+        rundir = _branch(args, cfg, run_name(preset, cfg))
+        return run_batch(rundir, resume=True, workers=args.workers, gpus=gpus)
     rundir = RunDir.create(Path(args.runs_dir), cfg, name=run_name(preset, cfg))  # it keeps cfg: read no more
     return run_batch(rundir, workers=args.workers, gpus=gpus)
+
+
+def _check_branch_args(args: argparse.Namespace) -> None:
+    """--from RUN_DIR --at K go together, with --batch PRESET."""
+    if args.branch_from is None and args.at is None:
+        return
+    if args.branch_from is None or args.at is None:
+        raise ConfigError("--from RUN_DIR and --at K go together: the run and the generation to branch at")
+    if not args.batch or args.resume or not args.target:
+        raise ConfigError(
+            "--from RUN_DIR --at K branches with --batch PRESET (no --resume; in the app: b on a run's screen)"
+        )
+    if args.at < 0:
+        raise ConfigError(f"--at: expected a generation >= 0, got {args.at}")
+
+
+def _branch(args: argparse.Namespace, cfg: Config, name: str) -> RunDir:
+    """The branch's run directory (branch.py), the recomputed generations, if any, shown as a run is."""
+    from .batch import BatchView
+    from .branch import create_branch
+
+    view = BatchView(sys.stdout)
+    return create_branch(
+        Path(args.branch_from), cfg, args.at, Path(args.runs_dir), f"{name}-at{args.at}", view.handle, view.line
+    )
 
 
 def run_sweep_command(args: argparse.Namespace, preset: PresetFile | None) -> int:

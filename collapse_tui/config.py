@@ -120,6 +120,11 @@ class Config:
         return self.chains[0]["engine"] if self.chains else self.experiment["engine"]
 
     @property
+    def engine_names(self) -> list[str]:
+        """Every engine the run trains: the chains' (in order, once each), or the one engine."""
+        return list(dict.fromkeys(c["engine"] for c in self.chains)) if self.chains else [self.experiment["engine"]]
+
+    @property
     def generations(self) -> int:
         return self.experiment["generations"]
 

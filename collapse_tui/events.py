@@ -47,7 +47,8 @@ class RunFinished:
 @dataclass(frozen=True)
 class RunFailed:
     run_dir: Path
-    error: str  # one line; the run stays resumable from its last checkpoint
+    error: str  # one line
+    resumable: bool = True  # the run resumes from its last checkpoint, and that can help (records.Failure)
 
 
 Event = RunStarted | Progress | GenerationDone | RunFinished | RunFailed

@@ -25,9 +25,10 @@ from typing import Any, TextIO
 
 from .batch import EXIT, run_batch
 from .checkpoints import check_resumable
-from .config import ConfigError
+from .config import Config, ConfigError
 from .engines import engine_class
 from .preflight import check_runnable
+from .records import RunState
 from .rundir import RunDir
 from .seed_workers import die_with_parent, worker_env
 from .stopsignals import handling
@@ -65,14 +66,21 @@ def _cell_preexec() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def ray_resources(cfg: Config) -> dict[str, int]:
+    """What a cell asks of Ray: a CPU, and a GPU when any of its engines runs torch on CUDA (a chain's
+    engine as much as the first's)."""
+    torch = any(engine_class(name).needs_torch for name in cfg.engine_names)
+    return {"num_cpus": 1, "num_gpus": int(torch and cfg.experiment["device"] == "cuda")}
+
+
 def todo(sweep: SweepDir) -> list[CellRun]:
     """The cells to run: all but the finished ones, each checked as a run's resume is (ConfigError else)."""
     cells = []
     for cell in sweep.cells:
         state, _, _ = cell.state()
-        if state == "finished":
+        if state == RunState.FINISHED:
             continue
-        if state == "running":
+        if state == RunState.RUNNING:
             raise ConfigError(f"sweep cell {cell.name}: another process is running it ({cell.rundir.path})")
         cfg = cell.rundir.config()
         try:
@@ -211,9 +219,7 @@ def run_ray(cells: list[CellRun], say: Callable[[str], None]) -> int:
 
     with handling(on_signal):
         for cell in cells:
-            cfg = cell.rundir.config()
-            gpu = engine_class(cfg.engine_name).needs_torch and cfg.experiment["device"] == "cuda"
-            options = {"num_cpus": 1, "num_gpus": 1 if gpu else 0, "max_retries": RAY_RETRIES}
+            options = {**ray_resources(cell.rundir.config()), "max_retries": RAY_RETRIES}
             # absolute: a worker's current directory is not this process's (a relative --runs-dir)
             refs[task.options(**options).remote(str(cell.rundir.path.absolute()))] = cell
             say(f"cell {cell.name}: submitted to Ray")
@@ -294,14 +300,14 @@ def _sayer(out: TextIO) -> Callable[[str], None]:
 def report(sweep: SweepDir, stopped: int, say: Callable[[str], None]) -> int:
     """A line per cell that did not finish, then the sweep's exit status."""
     states = [(cell, *cell.state()) for cell in sweep.cells]
-    failed = [c for c, state, _, _ in states if state in ("failed", "crashed")]
-    done = sum(state == "finished" for _, state, _, _ in states)
+    failed = [c for c, state, _, _ in states if state in (RunState.FAILED, RunState.CRASHED)]
+    done = sum(state == RunState.FINISHED for _, state, _, _ in states)
     for cell, state, gen, error in states:
-        if state != "finished":
+        if state != RunState.FINISHED:
             say(f"  {cell.name}: {state} at generation {gen}" + (f": {error}" if error else ""))
     say(f"sweep {sweep.name}: {done} of {len(states)} cells finished, {len(failed)} failed: {sweep.path}")
     if stopped or done < len(states):
         say(f"resume with: collapse-tui --batch --resume {sweep.path}")
     if stopped:
         return stopped
-    return EXIT["failed"] if failed or done < len(states) else 0
+    return EXIT[RunState.FAILED] if failed or done < len(states) else 0

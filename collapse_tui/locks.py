@@ -57,9 +57,14 @@ def release(folder: Path) -> None:
         os.close(fd)
 
 
+def held_here(folder: Path) -> bool:
+    """Is this process folder's writer?"""
+    return _identity(folder) in _held
+
+
 def writer_alive(folder: Path) -> bool:
     """Does a live process (this one included) hold folder's lock?"""
-    if _identity(folder) in _held:
+    if held_here(folder):
         return True
     try:
         fd = os.open(folder / "lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)

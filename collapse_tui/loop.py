@@ -19,16 +19,18 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .chains import Chain, Step, check_shapes, measure_distances, shared_samples
 from .checkpoints import check_resumable, load_chains, save_checkpoint
-from .config import Config, DataSection, chain_specs
-from .engines import engine_class
+from .config import Config, ConfigError, DataSection, chain_specs
+from .engines import DataError, Report, engine_class
 from .events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
 from .files import atomic_write, disk_full, now_iso, printable
 from .generation import chain_next_data, one_generation, sample_saved
 from .mixing import synthetic_data
+from .records import Failure, RunState
 from .rundir import RunDir
 from .seed_workers import SeedWorkers
 from .threads import Threads, run_threads
@@ -84,8 +86,8 @@ def run(
     resume: bool = False,
     workers: int = 1,
     gpus: list[str] | None = None,
-) -> str:
-    """Run (or resume) the experiment in rundir. Returns 'finished', 'stopped' or 'failed'. Before anything
+) -> RunState:
+    """Run (or resume) the experiment in rundir. Returns FINISHED, STOPPED or FAILED. Before anything
     is written: RunDirError (a ConfigError) when another process writes the run or, on resume, when its
     state does not match its preset or its metrics. workers > 1: the groups of seeds train in that many
     processes (seed_workers.py), with the same rows."""
@@ -93,23 +95,18 @@ def run(
     rundir.acquire()
     cfg = rundir.config()
     ckpt, kept = check_resumable(rundir, cfg) if resume else (None, [])
-    data_cfg = cfg.data
     t_run = time.monotonic()
     done = saved = -1  # the last finished and the last checkpointed generation
     chains: list[Chain] = []
     pending: list[dict[str, Any]] = []  # metrics rows since the last checkpoint
     seed_workers: SeedWorkers | None = None
     try:
-        device, train = cfg.experiment["device"], cfg.train.as_dict()
-        chains = [
-            Chain(c.name, engine_class(c.engine_name)(c.params, device=device, train=train), c.seeds)
-            for c in chain_specs(cfg)
-        ]
+        chains = _chains(cfg)
         processes = min(workers, sum(len(ch.seed_groups()) for ch in chains))
         threads = _threads(rundir, chains, processes)
         if ckpt is not None:
             saved = done = ckpt[0]
-            load_chains(rundir, chains, ckpt[1], data_cfg.mode)
+            load_chains(rundir, chains, ckpt[1], cfg.data.mode)
         if resume:
             rundir.write_metrics(kept)  # rows after the checkpoint are computed again
         _started(rundir, cfg, done, threads, emit)
@@ -127,16 +124,10 @@ def run(
             report = _reporter(gen, emit, control, rundir)
             keep_preview = sample_saved(gen, cfg.generations)
             if seed_workers:
-                steps = seed_workers.generation(gen, data_cfg, report, control.check, keep_preview)
+                steps = seed_workers.generation(gen, cfg.data, report, control.check, keep_preview)
             else:
-                steps = [
-                    [
-                        one_generation(ch.engine, g, gen, data_cfg, report, rundir, keep_preview and i == 0, ch.name)
-                        for i, g in enumerate(ch.groups)
-                    ]
-                    for ch in chains
-                ]
-            rows = _commit(chains, steps, data_cfg)
+                steps = _steps(chains, gen, cfg, report, rundir, keep_preview)
+            rows = _commit(chains, steps, cfg.data)
             done = gen
             pending += rows
             emit(GenerationDone(gen, tuple(rows), control.clock() - t_gen))
@@ -147,38 +138,94 @@ def run(
             if now - last_status >= STATUS_INTERVAL:
                 rundir.write_status(generation=gen, checkpoint_generation=saved)
                 last_status = now
-        state, error = "finished", None
+        end = Ending(RunState.FINISHED)
     except (Stopped, KeyboardInterrupt):
-        state, error = "stopped", None
+        end = Ending(RunState.STOPPED)
     except Exception as e:  # a failing run is kept resumable; its traceback goes to error.log
-        state, error = "failed", _one_line(e)
-        with contextlib.suppress(OSError):  # a full disk: the status below may still take the one line
-            atomic_write(rundir.path / "error.log", printable(traceback.format_exc()).encode())
+        end = _failed(rundir, e)
     if seed_workers:
-        seed_workers.close(state == "finished")
+        seed_workers.close(end.state is RunState.FINISHED)
+    end, saved = _close(rundir, end, done, saved, chains, pending)
+    if end.error:
+        emit(RunFailed(rundir.path, end.error, resumable=end.failure is not Failure.INPUT))
+    else:
+        emit(RunFinished(rundir.path, end.state, done + 1, time.monotonic() - t_run))
+    return end.state
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a run ended: its state and, when it failed, the one-line error and its kind."""
+
+    state: RunState
+    error: str | None = None
+    failure: Failure | None = None
+
+    def failed(self, error: str) -> Ending:
+        """Failed now too (a checkpoint or the status could not be written): the first error is kept."""
+        return Ending(RunState.FAILED, self.error or error, self.failure or Failure.FAULT)
+
+
+def _failed(rundir: RunDir, e: Exception) -> Ending:
+    """A failure: an error in the preset or its data (a resume meets it again) or a fault; its traceback in
+    error.log."""
+    with contextlib.suppress(OSError):  # a full disk: the status may still take the one line
+        atomic_write(rundir.path / "error.log", printable(traceback.format_exc()).encode())
+    failure = Failure.INPUT if isinstance(e, ConfigError | DataError) else Failure.FAULT
+    return Ending(RunState.FAILED, _one_line(e), failure)
+
+
+def _close(
+    rundir: RunDir, end: Ending, done: int, saved: int, chains: list[Chain], pending: list[dict[str, Any]]
+) -> tuple[Ending, int]:
+    """Checkpoint what was finished since the last checkpoint (stopped or failed between two), then record
+    the ending in status.json; (the ending, the last checkpointed generation)."""
     if done > saved and chains and chains[0].groups and chains[0].groups[0].rng_states is not None:
-        try:  # stopped or failed between checkpoints: keep what was finished
+        try:
             save_checkpoint(rundir, done, chains, pending)
             saved = done
         except Exception as e:  # e.g. a full disk: the previous checkpoint stays valid
-            state, error = "failed", error or f"checkpoint failed: {_one_line(e)}"
+            end = end.failed(f"checkpoint failed: {_one_line(e)}")
     try:
-        rundir.write_status(state=state, generation=done, checkpoint_generation=saved, error=error)
+        rundir.write_status(
+            state=end.state, generation=done, checkpoint_generation=saved, error=end.error, failure=end.failure
+        )
     except OSError as e:
-        state, error = "failed", error or f"status not written: {_one_line(e)}"
-    seconds = time.monotonic() - t_run
-    emit(RunFailed(rundir.path, error) if error else RunFinished(rundir.path, state, done + 1, seconds))
-    return state
+        end = end.failed(f"status not written: {_one_line(e)}")
+    return end, saved
+
+
+def _chains(cfg: Config) -> list[Chain]:
+    """One chain per [[chains]] table (a single-engine preset: one chain without a name), no groups yet."""
+    device, train = cfg.experiment["device"], cfg.train.as_dict()
+    return [
+        Chain(c.name, engine_class(c.engine_name)(c.params, device=device, train=train), c.seeds)
+        for c in chain_specs(cfg)
+    ]
+
+
+def _steps(
+    chains: list[Chain], gen: int, cfg: Config, report: Report, rundir: RunDir, keep_preview: bool
+) -> list[list[Step]]:
+    """Every chain's groups through generation gen in this process (the first group's preview kept)."""
+    return [
+        [
+            one_generation(ch.engine, g, gen, cfg.data, report, rundir, keep_preview and i == 0, ch.name)
+            for i, g in enumerate(ch.groups)
+        ]
+        for ch in chains
+    ]
 
 
 def _started(rundir: RunDir, cfg: Config, done: int, threads: Threads | None, emit: Callable[[Event], None]) -> None:
     """status.json says running (since the first start; the threads kept for a resume), and RunStarted."""
     kept_threads = {"threads": threads.count} if threads else {}  # a resume takes the same
     rundir.write_status(  # generations: a resume --generations N changed it
-        state="running",
+        state=RunState.RUNNING,
         generation=done,
         generations=cfg.generations,
         error=None,
+        failure=None,
         started=rundir.read_status().get("started") or now_iso(),
         **kept_threads,
     )

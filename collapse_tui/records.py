@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,28 @@ from .chains import CHAIN_NAME_RE
 from .config import ConfigError
 from .numbers import short
 
-STATES = ("created", "running", "finished", "stopped", "failed")
+
+class RunState(StrEnum):
+    """A run's state: what status.json records, and crashed, which readers see when a run's status says
+    running and no live process holds its lock (rundir.run_state). Members are the strings themselves."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    CRASHED = "crashed"
+
+
+class Failure(StrEnum):
+    """Why a run failed, which says whether resuming can help: input (the preset or its data, which a resume
+    would meet again) or fault (anything else: a crash, a full disk, a dead worker; resume goes on)."""
+
+    INPUT = "input"
+    FAULT = "fault"
+
+
+STATES = tuple(s for s in RunState if s is not RunState.CRASHED)  # what status.json may hold
 STATUS_TYPES: dict[str, tuple[type, ...]] = {
     "state": (str,),
     "generation": (int,),
@@ -24,6 +46,7 @@ STATUS_TYPES: dict[str, tuple[type, ...]] = {
     "heartbeat": (str,),
     "started": (str,),
     "error": (str, type(None)),
+    "failure": (str, type(None)),  # a Failure, with state failed
     "threads": (int,),  # per process, chosen at the run's start and kept (threads.py)
 }
 MAX_PID = 2**22  # Linux's pid_max ceiling
@@ -80,6 +103,8 @@ def valid_status(obj: Any, path: Path) -> dict[str, Any]:
             raise RunDirError(f"{path}: {key} should be {' or '.join(t.__name__ for t in types)}, got {short(v)}")
     if "state" in obj and obj["state"] not in STATES:
         raise RunDirError(f"{path}: state {obj['state']!r} is not one of {', '.join(STATES)}")
+    if obj.get("failure") is not None and obj["failure"] not in tuple(Failure):
+        raise RunDirError(f"{path}: failure {obj['failure']!r} is not one of {', '.join(Failure)}")
     if "pid" in obj and not 0 < obj["pid"] <= MAX_PID:
         raise RunDirError(f"{path}: pid {obj['pid']} is not a process id")
     return obj

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from .config import Config, ConfigError
 from .files import STAMP, atomic_write, file_key, fsync_dir, json_lines, new_folder, now_iso, npy_bytes
 from .numbers import short
 from .preset_files import load_preset
-from .records import RunDirError, is_int, parse_json, valid_row, valid_status
+from .records import RunDirError, RunState, is_int, parse_json, valid_row, valid_status
 
 MAX_SAMPLES_BYTES = 64 * 2**20  # a samples/ file larger than this is not a preview this tool wrote
 STAMP_RE = re.compile(r"-(\d{8}-\d{6})(-\d+)?$")
@@ -51,9 +52,12 @@ class RunDir:
         self._config: tuple[tuple[int, ...] | None, Config] | None = None  # config(): (preset.toml's _file_key, it)
 
     @classmethod
-    def create(cls, runs_dir: Path, cfg: Config, name: str | None = None) -> RunDir:
+    def create(
+        cls, runs_dir: Path, cfg: Config, name: str | None = None, extra: Callable[[RunDir], None] | None = None
+    ) -> RunDir:
         """A new run directory <name>-<timestamp> in runs_dir, made whole by new_folder, whose lock this process
-        takes first: a run directory that exists is always complete and already owned. It keeps cfg."""
+        takes first: a run directory that exists is always complete and already owned. It keeps cfg. extra:
+        what else fills it before it appears (a branch's rows and state: branch.py)."""
 
         def fill(tmp: Path) -> None:
             run = cls(tmp)
@@ -63,7 +67,9 @@ class RunDir:
             atomic_write(tmp / "preset.toml", cfg.to_toml().encode())
             atomic_write(run.state_dir / "preset.toml", cfg.to_toml().encode())
             atomic_write(run.metrics_path, b"")
-            run.write_status(state="created", generation=-1, generations=cfg.generations, error=None)
+            run.write_status(state=RunState.CREATED, generation=-1, generations=cfg.generations, error=None)
+            if extra is not None:
+                extra(run)
 
         run = cls(new_folder(Path(runs_dir), name or cfg.name, cfg.name, "run", fill))
         run.keep_config(cfg)
@@ -282,9 +288,9 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def run_state(rundir: RunDir, status: dict[str, Any]) -> str:
+def run_state(rundir: RunDir, status: dict[str, Any]) -> RunState:
     """status.json's state, with 'running' turned into 'crashed' when no live process holds the lock."""
-    state = status.get("state", "created")
-    if state == "running" and not rundir.writer_alive():
-        return "crashed"
+    state = RunState(status.get("state", RunState.CREATED))
+    if state is RunState.RUNNING and not rundir.writer_alive():
+        return RunState.CRASHED
     return state

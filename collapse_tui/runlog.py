@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .events import Event, GenerationDone, Progress, RunStarted
 from .numbers import plural
+from .records import Failure, RunState
 from .summary import SERIES, is_log, summarize, value_text, values
 
 LINE_INTERVAL = 1.0  # seconds: fast engines finish hundreds of generations a second
@@ -46,10 +47,10 @@ class RunLog:
         return []
 
 
-def resumable(state: str, error: str | None) -> bool:
-    """Resuming can help: not after an error in the preset or its data, which a resume would meet again
-    (and a changed preset is refused on resume)."""
-    return state != "finished" and not (error or "").startswith(("DataError", "ConfigError", "RunDirError"))
+def resumable(state: str, failure: str | None) -> bool:
+    """Resuming can help: the run is not finished, and did not fail on its preset or its data, which a
+    resume would meet again (records.Failure; a changed preset is refused on resume)."""
+    return state != RunState.FINISHED and failure != Failure.INPUT
 
 
 def failed_line(error: str | None, run_dir: Path) -> str:

@@ -36,6 +36,7 @@ from .engines import Engine, Fitted, Generated, engine_class
 from .engines.base import PREVIEW_KINDS
 from .events import Event, GenerationDone
 from .loop import Control, run
+from .records import RunState
 from .rundir import RunDir
 from .validation import validate
 
@@ -211,14 +212,14 @@ def _check_preview(kind: str, preview: object, samples: np.ndarray) -> None:
 def _check_resume(cfg: Config, runs: Path) -> None:
     """3 generations straight, and stopped after the first and resumed: the same rows and samples."""
     whole = RunDir.create(runs / "whole", cfg)
-    _expect(run_in_process(whole) == "finished", f"an uninterrupted run: {whole.read_status()['error']}")
+    _expect(run_in_process(whole) == RunState.FINISHED, f"an uninterrupted run: {whole.read_status()['error']}")
     part = RunDir.create(runs / "part", cfg)
     _expect(
-        run_in_process(part, stop_after=0) == "stopped",
+        run_in_process(part, stop_after=0) == RunState.STOPPED,
         f"a run stopped after generation 0: {part.read_status()['error']}",
     )
     _expect({r["generation"] for r in part.read_metrics()} == {0}, "a stopped run's rows are not generation 0's")
-    _expect(run_in_process(part, resume=True) == "finished", f"the resumed run: {part.read_status()['error']}")
+    _expect(run_in_process(part, resume=True) == RunState.FINISHED, f"the resumed run: {part.read_status()['error']}")
     _expect(part.metrics_path.read_text() == whole.metrics_path.read_text(), "a resumed run's rows differ")
     _expect(len(whole.read_metrics()) == cfg.generations * len(cfg.seeds), "rows missing")
     for gen in whole.sample_generations():

@@ -43,6 +43,7 @@ from .text_data import (
     read_splits,
     split_blocks,
     text_bytes,
+    text_source_params,
     with_prompt,
 )
 from .text_metrics import METRICS, seq_ppl_stats, text_metrics
@@ -77,12 +78,7 @@ class OPTEngine(TorchEngine):
             str,
             'hub id, local folder (absolute or relative to the working folder), or "tiny" (small OPT from scratch)',
         ),
-        "dataset": Param("wikitext-2-raw-v1", str, "hub dataset (config of 'wikitext') when no local text is set"),
-        "text_dir": Param("", Path, "local folder with train.txt, valid.txt and test.txt (or wiki.*.raw)"),
-        "train": Param("", Path, "local training text file (overrides text_dir's)"),
-        "valid": Param("", Path, "local validation text file; empty: valid_fraction of the training blocks"),
-        "test": Param("", Path, "local test text file"),
-        "max_chars": Param(0, int, "read only the first max_chars characters of each text (0: all)", min=0),
+        **text_source_params(valid=True),
         "valid_fraction": Param(0.1, float, "no validation text: share of training blocks held out", 0, 0.5),
         "block_size": Param(64, int, "tokens per block (training example)", min=2, max=4096),
         "vocab_size": Param(2000, int, "tiny: BPE vocabulary learned on the training text", min=300, max=65536),

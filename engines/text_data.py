@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DataError
+from .base import DataError, Param
 
 N_PROMPTS = 8  # fixed real prompts whose continuations the sample panes show
 SPLIT_FILES = {
@@ -29,6 +29,21 @@ class TextData:
     valid: np.ndarray  # (V, block_size): picks the best checkpoint
     test: np.ndarray  # (T, block_size): test perplexity
     rare: np.ndarray  # (vocab,) bool: tokens rare in the real training blocks
+
+
+def text_source_params(valid: bool) -> dict[str, Param]:
+    """The keys that say where a text engine's real text comes from (the hub's WikiText, or local files),
+    with a validation file when the engine reads one."""
+    folder = "train.txt, valid.txt and test.txt (or wiki.*.raw)" if valid else "train.txt and test.txt (or wiki.*.raw)"
+    held_out = "local validation text file; empty: valid_fraction of the training blocks"
+    return {
+        "dataset": Param("wikitext-2-raw-v1", str, "hub dataset (config of 'wikitext') when no local text is set"),
+        "text_dir": Param("", Path, f"local folder with {folder}" + ("" if valid else "; valid is not read")),
+        "train": Param("", Path, "local training text file (overrides text_dir's)"),
+        **({"valid": Param("", Path, held_out)} if valid else {}),
+        "test": Param("", Path, "local test text file"),
+        "max_chars": Param(0, int, "read only the first max_chars characters of each text (0: all)", min=0),
+    }
 
 
 HUB_ALTERNATIVE = "offline, set engine.text_dir or engine.train/valid/test to local text files"

@@ -264,3 +264,11 @@ def run_async(test):
         return asyncio.run(test(*args, **kwargs))
 
     return wrapper
+
+
+async def wait_for(pilot, condition, what: str = "condition", timeout: float = 30.0) -> None:
+    """Let the app run until condition() holds (bounded: a hung UI fails the test, not CI)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await pilot.pause(0.05)

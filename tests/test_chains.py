@@ -248,10 +248,11 @@ def test_a_text_ecosystem_resumes_after_kill_9_and_its_models_learn_each_others_
 
 def test_compare_export_and_report_go_chain_by_chain(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    from collapse_tui.compare import compare_rows, load_runs
+    from collapse_tui.compare import compare_rows
     from collapse_tui.export import read_csv
     from collapse_tui.report.figures import Options
     from collapse_tui.report.generic import variance_figure
+    from collapse_tui.runs import load_runs
 
     run = make_run(tmp_path, "points-ecosystem", "experiment.generations=5", "experiment.seeds=3")
     rows = RunDir(run).read_metrics()

@@ -14,8 +14,9 @@ import pytest
 from conftest import make_run, spawn
 
 from collapse_tui.cli import main
-from collapse_tui.compare import compare_rows, load_run, load_runs, print_comparison, run_labels
+from collapse_tui.compare import compare_rows, print_comparison
 from collapse_tui.rundir import RunDir, run_state
+from collapse_tui.runs import load_run, load_runs, run_labels
 
 GENERATIONS = 30
 

@@ -168,9 +168,9 @@ def test_the_types_lost_figure_draws_the_medians_of_a_real_run(tmp_path):
 
     from conftest import make_run
 
-    from collapse_tui.compare import load_run
     from collapse_tui.engines.figures.ngram import LOST, types_lost_figure
     from collapse_tui.report.figures import Options
+    from collapse_tui.runs import load_run
 
     path = make_run(tmp_path, "ngram-quick", "experiment.generations=3", "experiment.seeds=3")
     rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]

@@ -15,24 +15,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_run, run_process, spawn
+from conftest import make_run, run_loop, run_process, spawn
+
+from collapse_tui.records import RunState
 
 pytest.importorskip("matplotlib")
 
-from collapse_tui import loop  # noqa: E402
 from collapse_tui.cli import main  # noqa: E402
-from collapse_tui.compare import load_run, load_runs  # noqa: E402
 from collapse_tui.config import Config  # noqa: E402
 from collapse_tui.engines import engine_class  # noqa: E402
 from collapse_tui.engines.figures.gaussian import gaussian_errors_figure  # noqa: E402
 from collapse_tui.engines.figures.gmm import FIGURES as GMM_FIGURES  # noqa: E402
 from collapse_tui.engines.figures.gmm import density_snapshots_figure, l2_figure  # noqa: E402
-from collapse_tui.events import GenerationDone  # noqa: E402
-from collapse_tui.preset_files import load_preset  # noqa: E402
 from collapse_tui.report.figures import Options, pick_generations  # noqa: E402
 from collapse_tui.report.generic import GENERIC, metrics_figure, perplexity_figure, variance_figure  # noqa: E402
 from collapse_tui.report.runs import plan, write_report  # noqa: E402
 from collapse_tui.rundir import RunDir  # noqa: E402
+from collapse_tui.runs import load_run, load_runs  # noqa: E402
 
 VAE_TINY = """
 [experiment]
@@ -52,14 +51,8 @@ test_count = 100
 
 def stopped_run(root: Path, stop_after: int) -> Path:
     """A gaussian-quick run stopped (as by Ctrl-C) after generation stop_after of 20."""
-    rundir = RunDir.create(root / "stopped", load_preset("gaussian-quick", ["experiment.generations=20"]))
-    control = loop.Control()
-
-    def emit(ev) -> None:
-        if isinstance(ev, GenerationDone) and ev.generation == stop_after:
-            control.stop()
-
-    assert loop.run(rundir, emit, control) == "stopped"
+    rundir, state = run_loop(root / "stopped", "gaussian-quick", ["experiment.generations=20"], stop_after)
+    assert state == RunState.STOPPED
     return rundir.path
 
 

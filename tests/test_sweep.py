@@ -4,6 +4,7 @@ metrics as the runs made one by one, resumed after kill -9 without touching fini
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -20,9 +21,10 @@ import pytest
 from conftest import make_run, run_process, spawn
 
 from collapse_tui.cli import main
-from collapse_tui.compare import load_run
+from collapse_tui.executors import ray_resources
 from collapse_tui.preset_files import load_preset
 from collapse_tui.report.sweep import sweep_points
+from collapse_tui.runs import load_run
 from collapse_tui.seed_workers import THREAD_VARS, worker_env
 from collapse_tui.sweep import builtin_sweeps, load_sweep
 from collapse_tui.sweepdir import SweepDir
@@ -315,3 +317,14 @@ def test_compare_and_export_a_sweep(made, tmp_path, capsys):
 def test_executor_options_are_for_sweeps(tmp_path, capsys):
     assert main(["--batch", "gmm-quick", "--executor", "ray", "--runs-dir", str(tmp_path / "runs")]) == 2
     assert "run a sweep's cells" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+def test_a_ray_cell_asks_for_a_gpu_when_any_of_its_chains_runs_torch_on_cuda():
+    """Not only the first chain's engine decides: an ngram chain before an OPT chain still needs the GPU."""
+    cfg = load_preset("text-ecosystem")
+    ngram_first = dataclasses.replace(cfg, chains=cfg.chains[::-1])
+    assert ngram_first.engine_name == "ngram" and ngram_first.engine_names == ["ngram", "opt"]
+    on_cuda = dataclasses.replace(ngram_first, experiment=cfg.experiment | {"device": "cuda"})
+    assert ray_resources(on_cuda) == {"num_cpus": 1, "num_gpus": 1}
+    assert ray_resources(ngram_first) == {"num_cpus": 1, "num_gpus": 0}  # the preset's device is cpu
+    assert ray_resources(load_preset("gmm-quick", ["experiment.device='cuda'"]))["num_gpus"] == 0  # no torch

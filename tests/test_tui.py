@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import WIKI, run_async, spawn
+from conftest import WIKI, run_async, spawn, wait_for
 
 from collapse_tui import loop
 from collapse_tui.cli import main as cli_main
@@ -34,15 +34,6 @@ from collapse_tui.tui.run_screen import RunScreen
 from collapse_tui.tui.start import StartScreen
 
 SIZE = (80, 24)
-
-
-async def wait_for(pilot, condition, timeout: float = 30.0, what: str = "condition") -> None:
-    """Let the app run until condition() holds (bounded: a hung UI fails the test, not CI)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 async def set_field(pilot, field_id: str, text: str) -> None:

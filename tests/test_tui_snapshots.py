@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 from conftest import WIKI
 
-from collapse_tui import loop
-from collapse_tui.events import GenerationDone
 from collapse_tui.preset_files import load_preset
+from collapse_tui.records import RunState
 from collapse_tui.rundir import RunDir
+from collapse_tui.testing import run_in_process
 from collapse_tui.tui.app import build_app
 
 SIZE = (80, 24)
@@ -25,13 +25,7 @@ def stopped_run(tmp_path: Path, stop_after: int = 11) -> Path:
     """A real gaussian-quick run of 40 generations, stopped after generation stop_after."""
     cfg = load_preset("gaussian-quick", ["experiment.generations=40"])
     path = RunDir.create(tmp_path, cfg).path.rename(tmp_path / "demo")  # the status line shows the name
-    run, control = RunDir(path), loop.Control()
-
-    def emit(ev) -> None:
-        if isinstance(ev, GenerationDone) and ev.generation == stop_after:
-            control.stop()
-
-    assert loop.run(run, emit, control) == "stopped"
+    assert run_in_process(RunDir(path), stop_after) == RunState.STOPPED
     return path
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..compare import load_runs
 from ..config import ConfigError
+from ..runs import load_runs
 from ..sweepdir import SweepDir, is_sweep_dir
 from .figures import FORMATS, INSTALL_HINT, Options
 from .runs import write_report

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..compare import Run
 from ..config import ConfigError
 from ..numbers import NA, plural
+from ..records import RunState
+from ..runs import Run
 from ..summary import BAND, by_generation, is_log, metric_of, summarize, values
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def pick_generations(saved: Sequence[int], wanted: Sequence[int] | None, count: 
 def legend_label(run: Run) -> str:
     """The run's label, wrapped, and how far it got unless it finished."""
     label = "\n".join(textwrap.wrap(run.label, LEGEND_WIDTH)) or run.label
-    return label if run.state == "finished" else f"{label} ({run.progress()})"
+    return label if run.state == RunState.FINISHED else f"{label} ({run.progress()})"
 
 
 def figure_title(runs: Sequence[Run], what: str) -> str:

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..compare import shared_metrics
+from ..runs import shared_metrics
 from .figures import (
     Options,
     Run,

@@ -15,10 +15,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..compare import Run, run_labels
 from ..config import ConfigError
 from ..engines import EngineError, engine_class
 from ..files import atomic_write, printable
+from ..runs import Run, run_labels
 from ..sweepdir import check_output
 from .figures import Options, Spec, Unavailable
 from .generic import GENERIC

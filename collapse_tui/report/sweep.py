@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..compare import Run, load_run, shared_metrics
 from ..config import ConfigError
 from ..files import atomic_write
 from ..numbers import NA
+from ..runs import Run, load_run, shared_metrics
 from ..summary import BAND, summarize, values
 from ..sweepdir import CELLS, SweepDir, check_output
 from .figures import Options, Series, axis_mode, draw_series, new_figure, on_axis, style_axes

@@ -20,6 +20,7 @@ from textual.binding import Binding
 from ..checkpoints import open_for_resume
 from ..config import ConfigError
 from ..preset_files import read_preset
+from ..records import RunState
 from ..rundir import RunDir
 from ..stopsignals import catchable
 from ..sweep import is_sweep, read_target
@@ -107,7 +108,7 @@ class CollapseApp(App[int]):
             screen.action_stop()
             self.notify("stopping: saving a checkpoint (quit again to leave at once)")
             return
-        failed = isinstance(screen, RunScreen) and screen.run_state.state == "failed"
+        failed = isinstance(screen, RunScreen) and screen.run_state.state == RunState.FAILED
         self.exit(1 if failed else 0)
 
 

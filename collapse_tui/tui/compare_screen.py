@@ -14,7 +14,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from ..compare import Run, compare_rows, grid, letters
+from ..compare import compare_rows, grid, letters
+from ..runs import Run
 
 
 class CompareScreen(Screen):
@@ -24,7 +25,7 @@ class CompareScreen(Screen):
     ]
 
     def __init__(self, runs: list[Run]):
-        """runs: from compare.load_runs (labelled)."""
+        """runs: from runs.load_runs (labelled)."""
         super().__init__()
         self.runs = runs
         self.rows = compare_rows(runs)

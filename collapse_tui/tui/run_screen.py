@@ -1,7 +1,7 @@
 """The run screen: a live (or finished) run's trends, progress, metrics table, samples, diff and log.
 
 The generation loop runs in a thread worker and only appends events to a deque; a 10 Hz timer
-applies them to RunState and sets the reactive attributes the widgets watch, so a fast engine
+applies them to ScreenState and sets the reactive attributes the widgets watch, so a fast engine
 (hundreds of generations a second) costs the interface at most ten updates a second and a slow
 one never blocks it.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shlex
 from collections import deque
 from functools import partial
 
@@ -22,16 +23,22 @@ from textual.widgets import Footer, RichLog, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from .. import loop
+from ..branch import create_branch, read_origin
 from ..checkpoints import check_resumable
 from ..config import Config, ConfigError
 from ..events import Event, Progress
 from ..numbers import plural
+from ..preflight import check_runnable
+from ..preset_files import read_preset
+from ..records import RunState
+from ..run_names import run_name
 from ..rundir import RunDir
 from ..runlog import resumable
 from ..summary import SERIES
+from .branch_dialog import BranchDialog
 from .components import DiffPane, MetricsTable, ProgressRow, SamplesView, Trend
 from .previews import preview_kind
-from .state import RESUMABLE, RunState, disk_state
+from .state import RESUMABLE, ScreenState, disk_state
 
 REFRESH = 0.1  # seconds between updates while events arrive
 TABS = ("samples", "diff", "table", "log")
@@ -45,6 +52,7 @@ class RunScreen(Screen):
         Binding("p", "resume_loop", "Continue"),  # the same key: whichever check_action allows
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
+        Binding("b", "branch", "Branch"),
         Binding("left_square_bracket", "gen(-1)", "Gen-", key_display="[", group=GEN),
         Binding("right_square_bracket", "gen(1)", "Gen+", key_display="]", group=GEN),
         Binding("left_curly_bracket", "gen(-10)", "Gen-10", key_display="{", show=False),
@@ -60,11 +68,11 @@ class RunScreen(Screen):
         Binding("q", "app.quit", "Quit"),
     ]
 
-    # what RunState holds, as last shown
+    # what ScreenState holds, as last shown
     state = var("created")
     error: var[str | None] = var(None)
     done = var(0)  # finished generations
-    rewrites = var(0)  # RunState.rewrites: generations shown were read again or dropped
+    rewrites = var(0)  # ScreenState.rewrites: generations shown were read again or dropped
     progress: var[Progress | None] = var(None)
     chain = var("")  # the chain whose series, table and samples show ("" for a single-engine run)
     all_chains = var(False)  # the trends: a row per chain and metric, or the chosen chain's alone
@@ -74,11 +82,12 @@ class RunScreen(Screen):
         super().__init__()
         self.rundir, self.cfg, self.start = rundir, cfg, start
         self.kind = preview_kind(cfg.engine_name)
-        self.run_state = RunState(rundir, cfg)
+        self.run_state = ScreenState(rundir, cfg)
         self.set_reactive(RunScreen.chain, self.run_state.chain)
         self.events: deque[Event] = deque()  # filled by the worker thread, drained by the UI timer
         self.control: loop.Control | None = None
         self.worker: Worker | None = None
+        self.brancher: Worker | None = None  # making a branch of this run (b)
         self._metrics_mtime = -1  # watching: metrics.jsonl is parsed again only when rewritten
 
     # layout
@@ -112,9 +121,12 @@ class RunScreen(Screen):
         st = self.run_state
         st.load()
         status = self.rundir.read_status()
-        st.state, st.error = disk_state(self.rundir, status), status.get("error")
+        st.state, st.error, st.failure = disk_state(self.rundir, status), status.get("error"), status.get("failure")
+        with contextlib.suppress(ConfigError):  # a run.json this tool did not write: nothing said
+            if (origin := read_origin(self.rundir)) is not None:
+                st.say(f"a branch of {origin.parent} at generation {origin.at}")
         self.query_one("#error").border_title = "run failed"
-        extended = st.state == "finished" and st.done < self.cfg.generations  # --resume RUN --generations N
+        extended = st.state == RunState.FINISHED and st.done < self.cfg.generations  # --resume RUN --generations N
         if self.start == "new" or (self.start == "resume" and (st.state in RESUMABLE or extended)):
             self.start_loop(resume=self.start == "resume")
         elif st.state == "watching":
@@ -138,7 +150,7 @@ class RunScreen(Screen):
             self.flush()
             return
         self.control = loop.Control()
-        self.run_state.state = "running"
+        self.run_state.state = RunState.RUNNING
         self.run_state.gen_seconds.clear()
         self.worker = self.run_worker(
             partial(loop.run, self.rundir, self.events.append, self.control, resume),
@@ -157,19 +169,27 @@ class RunScreen(Screen):
     def can_resume(self) -> bool:
         """r is offered: no loop runs, and resuming can help (not after an error in the preset or its data)."""
         st = self.run_state
-        return not self.live and st.state in RESUMABLE and resumable(st.state, st.error)
+        return not self.live and not self.branching and st.state in RESUMABLE and resumable(st.state, st.failure)
+
+    @property
+    def branching(self) -> bool:
+        """A branch of this run is being made (b): it holds the run's lock until it is made."""
+        return self.brancher is not None and self.brancher.state in (WorkerState.PENDING, WorkerState.RUNNING)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is self.brancher and event.state in (WorkerState.SUCCESS, WorkerState.ERROR):
+            self._branched(event.worker)
+            return
         if event.worker is not self.worker or event.state in (WorkerState.PENDING, WorkerState.RUNNING):
             return
         self.flush()
         if event.state == WorkerState.ERROR:  # the loop catches engine errors; this is anything else
-            self.run_state.state = "failed"
+            self.run_state.state = RunState.FAILED
             self.run_state.error = f"{type(event.worker.error).__name__}: {event.worker.error}"
             self.flush()
         self.refresh_bindings()
         if getattr(self.app, "quitting", False):
-            self.app.exit(1 if self.run_state.state == "failed" else 0)
+            self.app.exit(1 if self.run_state.state == RunState.FAILED else 0)
 
     def flush(self) -> None:
         """Apply the queued events and show what changed."""
@@ -237,10 +257,10 @@ class RunScreen(Screen):
             f"{plural(len(cfg.seeds), 'seed')} · {self.rundir.path.name}"
         )
         error = self.query_one("#error", Static)
-        error.display = st.state == "failed" and bool(st.error)
+        error.display = st.state == RunState.FAILED and bool(st.error)
         if error.display:
             error.update(st.error or "")
-            resume = " · r resumes from the last checkpoint" if resumable(st.state, st.error) else ""
+            resume = " · r resumes from the last checkpoint" if resumable(st.state, st.failure) else ""
             error.border_subtitle = f"traceback in error.log{resume}"
 
     def _draw_trends(self) -> None:
@@ -258,13 +278,15 @@ class RunScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         st = self.run_state.state
         if action == "pause":
-            return self.live and st == "running"
+            return self.live and st == RunState.RUNNING
         if action == "resume_loop":
             return self.live and st == "paused"
         if action == "stop":
-            return self.live and st in ("running", "paused")
+            return self.live and st in (RunState.RUNNING, "paused")
         if action == "resume":
             return self.can_resume
+        if action == "branch":
+            return not self.live and not self.branching and self.run_state.done > 0
         if action in ("next_chain", "toggle_chains"):
             return len(self.run_state.chains) > 1
         if action == "prompt":
@@ -272,14 +294,14 @@ class RunScreen(Screen):
         return True
 
     def action_pause(self) -> None:
-        if self.control and self.live and self.run_state.state == "running":
+        if self.control and self.live and self.run_state.state == RunState.RUNNING:
             self.control.pause()  # the loop holds at its next check, between engine steps
             self._set_state("paused", "paused")
 
     def action_resume_loop(self) -> None:
         if self.control and self.live and self.run_state.state == "paused":
             self.control.resume()
-            self._set_state("running", "continued")
+            self._set_state(RunState.RUNNING, "continued")
 
     def _set_state(self, state: str, line: str) -> None:
         self.run_state.state = state
@@ -295,6 +317,46 @@ class RunScreen(Screen):
         if self.can_resume:
             self.start_loop(resume=True)
             self.flush()
+
+    def action_branch(self) -> None:
+        """A new run from the generation the samples show (the last finished one if none is saved), with the
+        keys the dialog changes in this run's preset (branch.py); it opens on a run screen of its own."""
+        done, shown = self.run_state.done, self.query_one(SamplesView).n
+        at = shown if shown is not None and shown < done else done - 1
+        mode = "keep" if self.cfg.data.mode == "accumulate" else "accumulate"
+        generations = self.cfg.generations if at + 1 < self.cfg.generations else 2 * (at + 1)
+        typed = f"data.mode={mode} experiment.generations={generations}"
+        self.app.push_screen(BranchDialog(self.rundir.path.name, at, typed), partial(self._branch, at))
+
+    def _branch(self, at: int, typed: str | None) -> None:
+        if typed is None:
+            return
+        try:  # a bad key is refused here, at once; the branch's checks and RUN's lock in the worker
+            preset = read_preset(str(self.rundir.path / "preset.toml"))
+            cfg = preset.config(shlex.split(typed))
+            check_runnable(cfg)
+        except ValueError as e:  # a ConfigError, or shlex's unclosed quote
+            self.notify(str(e), severity="error", timeout=10)
+            return
+        runs_dir = getattr(self.app, "runs_dir", self.rundir.path.parent)
+        name = f"{run_name(preset, cfg)}-at{at}"
+        self.notify(f"branching at generation {at}: restoring its state")
+        self.brancher = self.run_worker(
+            partial(create_branch, self.rundir.path, cfg, at, runs_dir, name),
+            thread=True,
+            exit_on_error=False,
+            group="branch",
+            name="branch",
+        )
+        self.refresh_bindings()
+
+    def _branched(self, worker: Worker) -> None:
+        self.refresh_bindings()
+        if worker.state == WorkerState.ERROR:
+            self.notify(str(worker.error), severity="error", timeout=10)
+            return
+        branch: RunDir = worker.result
+        self.app.push_screen(RunScreen(branch, branch.config(), start="resume"))
 
     def action_gen(self, delta: int) -> None:
         self.query_one(SamplesView).step(delta)

@@ -175,7 +175,7 @@ class StartScreen(Screen):
         self.query_one(RunsTable).toggle_mark()
 
     def action_compare(self) -> None:
-        from ..compare import load_runs
+        from ..runs import load_runs
         from .compare_screen import CompareScreen
 
         if len(self.marked) < 2:

@@ -15,20 +15,24 @@ from typing import Any
 from ..config import Config, chain_names
 from ..events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
 from ..numbers import fmt_seconds
+from ..records import Failure, RunState
 from ..rundir import RunDir, run_state
 from ..runlog import RunLog, failed_line
 from ..summary import Summary, log_keys_of, scalar_keys, summarize_rows
 
-RESUMABLE = ("created", "stopped", "failed", "crashed")
+RESUMABLE = (RunState.CREATED, RunState.STOPPED, RunState.FAILED, RunState.CRASHED)
 ETA_WINDOW = 20  # generations the time estimate averages over
 
 
 @dataclass
-class RunState:
+class ScreenState:
+    """A run as its screen shows it: a RunState, or one of the app's own (paused, stopping, watching)."""
+
     rundir: RunDir
     cfg: Config
-    state: str = "created"  # created running paused stopping finished stopped failed crashed watching
+    state: str = RunState.CREATED  # a RunState, or paused, stopping, watching
     error: str | None = None
+    failure: str | None = None  # a records.Failure, when failed
     chain: str = ""  # the chain the views show ("" for a single-engine run)
     progress: Progress | None = None
     start_generation: int = 0  # where this session's loop started (> 0 on resume)
@@ -100,7 +104,7 @@ class RunState:
         for line in self.runlog.lines(ev):  # the start and the generations, as the batch output has them
             self.say(line)
         if isinstance(ev, RunStarted):
-            self.state, self.error = "running", None
+            self.state, self.error, self.failure = RunState.RUNNING, None, None
             self.start_generation = ev.start_generation
             if self.done > ev.start_generation:  # rows after the checkpoint are computed again
                 for medians in self.medians_of.values():
@@ -114,12 +118,13 @@ class RunState:
             self.gen_seconds.append(ev.seconds)
         elif isinstance(ev, RunFinished):
             self.state, self.progress = ev.state, None
-            if ev.state == "finished":
+            if ev.state == RunState.FINISHED:
                 self.say(f"finished {ev.generations_done} generations in {fmt_seconds(ev.seconds)}")
             else:
                 self.say(f"stopped after {ev.generations_done} generations; r resumes")
         elif isinstance(ev, RunFailed):
-            self.state, self.error, self.progress = "failed", ev.error, None
+            self.state, self.error, self.progress = RunState.FAILED, ev.error, None
+            self.failure = Failure.FAULT if ev.resumable else Failure.INPUT
             self.say(failed_line(ev.error, ev.run_dir))
 
     def say(self, line: str) -> None:
@@ -127,7 +132,7 @@ class RunState:
 
     def eta(self) -> float | None:
         """Seconds left: mean time of recent generations times what is left, less the current one's progress."""
-        if self.state not in ("running", "paused") or not self.gen_seconds:
+        if self.state not in (RunState.RUNNING, "paused") or not self.gen_seconds:
             return None
         per_gen = sum(self.gen_seconds) / len(self.gen_seconds)
         left = self.generations - self.done
@@ -139,4 +144,4 @@ class RunState:
 def disk_state(rundir: RunDir, status: dict[str, Any]) -> str:
     """The state a run directory's status.json says: a run that a live process is running is 'watching'."""
     state = run_state(rundir, status)
-    return "watching" if state == "running" else state
+    return "watching" if state == RunState.RUNNING else state

@@ -13,8 +13,8 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from ..compare import Run, load_run
 from ..config import ConfigError
+from ..runs import Run, load_run
 from ..summary import SERIES, by_generation, scalar_keys
 from ..sweepdir import SweepDir
 from .components.cell_table import CellRow, CellTable

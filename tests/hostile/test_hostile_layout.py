@@ -10,14 +10,13 @@ import json
 import math
 import re
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_run, run_async, run_loop
+from conftest import make_run, run_async, run_loop, wait_for
 
-from collapse_tui import compare
+from collapse_tui import compare, runs
 from collapse_tui.cli import build_commands, main
 from collapse_tui.engines.gaussian import GaussianEngine
 from collapse_tui.rundir import RunDir
@@ -115,8 +114,8 @@ def test_compare_of_a_five_cell_sweep_prints_every_number_in_full_at_80_columns(
     rows = [[json.loads(line) for line in (c / "metrics.jsonl").read_text().splitlines()] for c in cells]
     metrics = [k for k in table["A"] if " " not in k]
     assert {"perplexity", "variance", "nll", "train_size"} <= set(metrics)
-    numbers = {(r["metric"], r["run"]): r for r in compare.compare_rows(compare.load_runs(cells))}
-    labels = [r.label for r in compare.load_runs(cells)]
+    numbers = {(r["metric"], r["run"]): r for r in compare.compare_rows(runs.load_runs(cells))}
+    labels = [r.label for r in runs.load_runs(cells)]
     for metric in metrics:
         log = numbers[metric, labels[0]]["log"]  # shown as the number, summarised in log10
         for col, run_rows, label in zip("ABCDE", rows, labels):
@@ -141,13 +140,6 @@ def test_compare_of_a_five_cell_sweep_prints_every_number_in_full_at_80_columns(
             d = numbers[metric, f"{label} vs {labels[0]}"]
             for name, key in ((metric, "final"), (f"{metric} peak", "peak"), (f"{metric} change", "slope")):
                 assert cell_agrees(table[col][name][0], d[key], log, True), (metric, col, name, d[key])
-
-
-async def wait_for(pilot, condition, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
 
 
 @pytest.fixture
@@ -178,7 +170,7 @@ async def test_the_apps_80x24_screens_show_every_run_and_value(sweep, tmp_path):
     cells = sorted((sweep / "cells").iterdir())
     app = build_app(None, [], tmp_path / "runs")
     async with app.run_test(size=(80, 24)) as pilot:
-        app.push_screen(CompareScreen(compare.load_runs(cells)))
+        app.push_screen(CompareScreen(runs.load_runs(cells)))
         await pilot.pause(0.2)
         shown = screen_text(app)
         for letter in "ABCDE":

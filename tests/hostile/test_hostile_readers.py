@@ -12,11 +12,10 @@ import math
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import run_async
+from conftest import run_async, wait_for
 
 from collapse_tui.batch import BatchView
 from collapse_tui.cli import main
@@ -32,13 +31,6 @@ from collapse_tui.tui.sweep_screen import SweepScreen
 QUICK = ["--set", "experiment.generations=3", "--set", "experiment.seeds=2"]
 DEEP = 1000  # levels of nesting: the stdlib parser's recursion limit
 SIZE = (100, 30)
-
-
-async def wait_for(pilot, condition, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
 
 
 @pytest.fixture(scope="module")

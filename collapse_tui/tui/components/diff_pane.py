@@ -16,7 +16,7 @@ from ...engines.text_data import split_prompt
 from ...numbers import NA
 from ...phrases import compare, word_diff
 from ...summary import change_text, value_text
-from ..state import RunState
+from ..state import ScreenState
 
 MARKS = {"appeared": "+", "grew": ">", "shrank": "<", "vanished": "-"}
 # the text engines' metrics of what their samples repeat and keep (engines/text_metrics.py)
@@ -26,7 +26,7 @@ TEXT_KEYS = ("rep4", "distinct_1", "distinct_2", "distinct_3", "types_lost", "si
 class DiffPane(VerticalScroll):
     done = var(0)  # bound to the run screen's: the metrics follow every finished generation
 
-    def __init__(self, run_state: RunState, kind: str, **kwargs: Any):
+    def __init__(self, run_state: ScreenState, kind: str, **kwargs: Any):
         super().__init__(**kwargs)
         self.run_state, self.kind = run_state, kind
         # what the sample panes show: n, generation 0's samples, generation n's, the prompt

@@ -10,7 +10,7 @@ from textual.widgets import DataTable
 
 from ...numbers import NA
 from ...summary import SERIES, Summary, value_text
-from ..state import RunState
+from ..state import ScreenState
 
 TABLE_ROWS = 200  # metrics.jsonl has them all
 
@@ -27,7 +27,7 @@ class MetricsTable(DataTable):
     done = var(0)  # bound to the run screen's
     rewrites = var(0)  # bound to the run screen's: rows shown may be stale, so refill
 
-    def __init__(self, run_state: RunState, **kwargs: Any):
+    def __init__(self, run_state: ScreenState, **kwargs: Any):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.run_state = run_state
 

@@ -13,8 +13,9 @@ from textual.widgets import Label, ProgressBar
 from ...engines import engine_class
 from ...events import Progress
 from ...numbers import fmt_seconds
+from ...records import RunState
 from ...runlog import resumable
-from ..state import RunState
+from ..state import ScreenState
 
 ENDED = {  # what the row says when no loop runs, by state; {left}: how far the run got, {resume}: the hint
     "stopping": "stopping: saving a checkpoint...",
@@ -34,7 +35,7 @@ class ProgressRow(Horizontal):
     progress: var[Progress | None] = var(None)
     shown: var[tuple[Any, ...]] = var(())  # the three together: one redraw however many of them change
 
-    def __init__(self, run_state: RunState, **kwargs: Any):
+    def __init__(self, run_state: ScreenState, **kwargs: Any):
         super().__init__(**kwargs)
         self.run_state = run_state
         self._since: tuple[int, float] | None = None  # the generation in progress, and about when it started
@@ -57,12 +58,12 @@ class ProgressRow(Horizontal):
             self.query_one("#bar", ProgressBar),
             self.query_one("#eta", Label),
         )
-        running = st.state in ("running", "paused")
+        running = st.state in (RunState.RUNNING, "paused")
         bar.display = eta.display = running
         if not running or self._since is None or self._since[0] != st.done:  # a generation starts now
             self._since, self._pass, self._per_gen = (st.done, time.monotonic()), None, None
         if not running:
-            resume = " · r resumes" if resumable(st.state, st.error) else ""
+            resume = " · r resumes" if resumable(st.state, st.failure) else ""
             left = f"{st.done} of {st.generations} generations"
             phase.update(ENDED.get(st.state, st.state).format(left=left, resume=resume))
             return
