@@ -146,8 +146,8 @@ def test_vae_weighted_batch_loss_is_the_weighted_sum_of_negative_elbos(vae):
     w = torch.from_numpy(np.random.default_rng(2).gamma(1.0, size=16).astype(np.float32))
     loss, data = vt.batch_loss(ref, x, vt.generator(0, torch.device("cpu")), tm.Mitigations(weights=w), w)
     each = vt.neg_elbo(ref, x, vt.generator(0, torch.device("cpu"))).detach().double().numpy()
-    assert float(loss) == pytest.approx(float((w.double().numpy() * each).sum()), rel=1e-5)
-    assert float(data) == float(loss)
+    assert loss.item() == pytest.approx(float((w.double().numpy() * each).sum()), rel=1e-5)
+    assert data.item() == loss.item()
 
 
 # --- off is the plain fit, bit for bit -----------------------------------------------------------------
