@@ -4,7 +4,9 @@ replace (and weighted real data against keep by count), on CPU, for a vae-quick-
 Every variant starts from the same generation-0 model (the reference) and runs generations 1..G through the
 engine as the loop calls it (fit, sample, evaluate); the variants take turns within each generation, so the
 box's load swings hit them alike. Prints seconds per generation (fit, and fit + sample + evaluate), the ratio to
-replace's, and the perplexity on the real test set at the last generation against generation 0's.
+replace's, and the perplexity on the real test set at the last generation against generation 0's. Times are
+the process's CPU seconds (one torch thread), not wall time: on a shared box other processes' load swings
+wall time by more than the differences measured here.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/mitigations_torch.py --engine vae     # about 2 min on 1 core
     OMP_NUM_THREADS=1 .venv/bin/python bench/mitigations_torch.py --engine opt     # opt-tiny: several minutes
@@ -83,13 +85,13 @@ def main() -> None:
             samples = e.sample(prev[v], n, r, quiet, data=real).samples
             data = samples if mode == "replace" else np.concatenate([real[:, :k], samples[:, : n - k]], axis=1)
             weights = None if w is None else weights_for(n, k, w)
-            t = time.perf_counter()
+            t = time.process_time()
             model = e.fit(data, r, quiet, source=prev[v], reference=ref, weights=weights).model
-            t_fit = time.perf_counter()
+            t_fit = time.process_time()
             out = e.sample(model, n, r, quiet, data=data).samples
             row = e.evaluate(model, out, ref)[0]
             fit_s[v].append(t_fit - t)
-            gen_s[v].append(time.perf_counter() - t)
+            gen_s[v].append(time.process_time() - t)
             prev[v], ppl[v] = model, row["perplexity"]
         print(f"generation {g} done", flush=True)
     print(f"\n{args.engine}: {cfg.engine}")
