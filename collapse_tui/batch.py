@@ -17,6 +17,7 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import loop
 from .config import chain_names
@@ -27,8 +28,11 @@ from .rundir import RunDir
 from .runlog import RunLog, failed_line, resumable
 from .stopsignals import handling
 from .summary import by_generation, change_text, log_keys_of, scalar_keys
+from .theory import CONSISTENT, INCONSISTENT, read_theory
+from .theory import checks as theory_checks
 
 EXIT = {RunState.FINISHED: 0, RunState.FAILED: 1, RunState.STOPPED: 130}
+VERDICT_STYLES = {CONSISTENT: "green", INCONSISTENT: "bold red"}  # a theory check's verdict on a terminal
 
 
 class QuietOnBrokenPipe(Console):
@@ -105,6 +109,13 @@ class BatchView:
                 log_keys = log_keys_of(cfg.chain(chain).engine_name if chain else cfg.engine_name)
                 title = f"{self.name} · {chain}" if chain else self.name
                 self.print(summary_table(mine, title, self.tty, log_keys, ascii=self.ascii))
+        last = [r for r in rows if r["generation"] == rows[-1]["generation"]] if rows else []
+        for c in theory_checks(last, read_theory(rundir.path)):  # chains have none
+            if self.tty:
+                head, verdict, why = c.parts()
+                self.print(Text.assemble(head, (verdict, VERDICT_STYLES.get(verdict, "dim")), why))
+            else:
+                self.line(c.text())
         status = rundir.read_status()
         if state == RunState.FAILED and sys.stderr is not None:
             print(f"collapse-tui: {failed_line(status.get('error'), rundir.path)}", file=sys.stderr)

@@ -228,7 +228,9 @@ def _make(
             for g in parent.sample_generations(chain):
                 if g <= at:
                     new.save_samples(g, parent.load_samples(g, chain), chain)
-        kept = {"threads": t} if (t := parent.read_status().get("threads")) is not None else {}
+        status = parent.read_status()
+        kept = {"threads": t} if (t := status.get("threads")) is not None else {}
+        kept["seconds"] = status.get("seconds", [])[: at + 1]  # generations 0 .. at took what they took RUN
         new.write_status(generation=at, checkpoint_generation=at, **kept)
         origin = {"parent": str(parent.path.resolve()), "at": at}
         atomic_write(new.path / ORIGIN_FILE, json.dumps(origin).encode())

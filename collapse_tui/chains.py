@@ -5,7 +5,8 @@ chain is one replicate of the population: chains exchange samples and are compar
 
 Run directory of a multi-chain run: every metrics row has a `chain` field (the chain's name);
 samples/<chain>/gen-NNNNNN.* per chain; state/reference-<chain>-<seed>/ and, in a checkpoint,
-<chain>.data<i> / <chain>.pool<i> arrays, <chain>-model<i>/ folders and rng.json as {chain: states}.
+<chain>.data<i> / <chain>.pool<i> / <chain>.real<i> (how many of the data's first examples are real)
+arrays, <chain>-model<i>/ folders and rng.json as {chain: states}.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Group:
     reference: Any = None
     model: Any = None
     rng_states: list[dict[str, Any]] | None = None  # as at the end of the last finished generation
+    real_count: int | None = None  # how many of data's first examples are real (None: all, generation 0's)
 
 
 @dataclass

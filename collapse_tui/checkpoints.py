@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from .chains import Chain, Group, rng_from, row_key
-from .config import Config, chain_specs
+from .config import Config, DataSection, chain_specs
+from .datamodes import real_count
 from .engines import Engine
 from .files import atomic_write
 from .preflight import check_runnable
@@ -50,6 +51,8 @@ def save_checkpoint(rundir: RunDir, gen: int, chains: list[Chain], pending: list
         for ch in chains:
             for i, g in enumerate(ch.groups):
                 arrays[ch.array_name(f"data{i}")] = g.data
+                if g.real_count is not None:
+                    arrays[ch.array_name(f"real{i}")] = np.array(g.real_count)
                 if g.pool is not g.data and g.pool is not g.real:
                     arrays[ch.array_name(f"pool{i}")] = g.pool
                 (tmp / ch.state_name(f"model{i}")).mkdir()
@@ -65,17 +68,17 @@ def save_checkpoint(rundir: RunDir, gen: int, chains: list[Chain], pending: list
     rundir.write_checkpoint(gen, ckpt)
 
 
-def load_chains(rundir: RunDir, chains: list[Chain], ckpt: Path, mode: str) -> None:
+def load_chains(rundir: RunDir, chains: list[Chain], ckpt: Path, data_cfg: DataSection) -> None:
     """Every chain's groups as the checkpoint holds them."""
     states = read_json(ckpt / "rng.json")
     single = chains[0].name == ""
     if not single and not (isinstance(states, dict) and set(states) == {ch.name for ch in chains}):
         raise RunDirError(f"{ckpt}: its random states are not those of the preset's chains")
     for ch in chains:
-        ch.groups = _load_groups(rundir, ch, ckpt, states if single else states[ch.name], mode)
+        ch.groups = _load_groups(rundir, ch, ckpt, states if single else states[ch.name], data_cfg)
 
 
-def _load_groups(rundir: RunDir, ch: Chain, ckpt: Path, rng_states: Any, mode: str) -> list[Group]:
+def _load_groups(rundir: RunDir, ch: Chain, ckpt: Path, rng_states: Any, data_cfg: DataSection) -> list[Group]:
     engine, seeds = ch.engine, ch.seeds
     seed_groups = ch.seed_groups()
     if not isinstance(rng_states, list) or [len(r) for r in rng_states] != [len(g) for g in seed_groups]:
@@ -90,12 +93,21 @@ def _load_groups(rundir: RunDir, ch: Chain, ckpt: Path, rng_states: Any, mode: s
             data = arrays[ch.array_name(f"data{i}")]
             if data.shape[0] != len(group_seeds) or data.shape[2:] != real.shape[2:]:
                 raise RunDirError(f"{ckpt}: data of shape {data.shape} do not fit the preset's data {real.shape}")
-            pool = arrays.get(ch.array_name(f"pool{i}"), data if mode == "accumulate" else real)
+            pool = arrays.get(ch.array_name(f"pool{i}"), data if data_cfg.mode == "accumulate" else real)
             model = engine.load(ckpt / ch.state_name(f"model{i}"))
             g = Group(group_seeds, rngs, real, data, pool, engine.load(ref_dir), model)
             g.rng_states = rng_states[i]
+            g.real_count = _real_count(arrays, ch.array_name(f"real{i}"), data_cfg, real.shape[1], data.shape[1])
             groups.append(g)
     return groups
+
+
+def _real_count(arrays: Any, name: str, data_cfg: DataSection, n_real: int, n: int) -> int:
+    """How many of a checkpoint's data's first examples are real: as saved, or (a checkpoint written before
+    they were saved) as the run's data mode lays its training sets out."""
+    if name in arrays:
+        return int(arrays[name])
+    return real_count(data_cfg.mode, n_real, n, data_cfg.keep_fraction, data_cfg.fresh_fraction)
 
 
 def check_resumable(rundir: RunDir, cfg: Config) -> tuple[tuple[int, Path] | None, list[dict[str, Any]]]:

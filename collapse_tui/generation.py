@@ -11,7 +11,7 @@ import numpy as np
 from .chains import Chain, Group, Step
 from .checkpoints import save_reference
 from .config import DataSection
-from .datamodes import next_data
+from .datamodes import example_weights, next_data, real_count
 from .engines import Engine, Report
 from .rundir import RunDir
 
@@ -40,7 +40,10 @@ def one_generation(
         if engine.train_keys.get("anchor", "none") != "none" or engine.train_keys.get("distill")
         else {}
     )
-    fitted = engine.fit(g.data, g.rngs, report, source=g.model, **anchored)  # g.model: the previous generation's
+    weights = real_weights(data_cfg, g)
+    weighted = {} if weights is None else {"weights": weights}
+    # g.model: the previous generation's
+    fitted = engine.fit(g.data, g.rngs, report, source=g.model, **anchored, **weighted)
     model = fitted.model
     drawn = math.ceil(n / data_cfg.filter_keep) if filtering else n
     generated = engine.sample(model, drawn, g.rngs, report, data=g.data)
@@ -64,27 +67,38 @@ def one_generation(
     return Step(model, samples, rows)
 
 
+def real_weights(data_cfg: DataSection, g: Group) -> np.ndarray | None:
+    """data.real_weight's per-example weights of g's training data, whose first g.real_count examples are
+    real (datamodes.example_weights), or None: the unweighted fit (real_weight 0 weighs by count)."""
+    n = g.data.shape[1]
+    if not data_cfg.real_weight or g.real_count is None:
+        return None
+    return example_weights(data_cfg.real_weight, g.real_count, n, len(g.seeds))
+
+
 def chain_next_data(
     ch: Chain, steps: list[Step], data_cfg: DataSection, mixed: np.ndarray | None
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each group's (training data, pool) for the next generation, by the data mode. mixed: the chain's
-    samples drawn from every chain and seed (mixing.py), when the run mixes them; else each group's own."""
+) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """Each group's (training data, pool, how many of the data's first examples are real) for the next
+    generation, by the data mode. mixed: the chain's samples drawn from every chain and seed (mixing.py),
+    when the run mixes them; else each group's own."""
     out, start = [], 0
     for g, step in zip(ch.groups, steps):
         samples = step.samples if mixed is None else mixed[start : start + len(g.seeds)]
         start += len(g.seeds)
-        out.append(
-            next_data(
-                data_cfg.mode,
-                prev=g.data,
-                pool=g.pool,
-                real=g.real,
-                samples=samples,
-                rngs=g.rngs,
-                keep_fraction=data_cfg.keep_fraction,
-                fresh_fraction=data_cfg.fresh_fraction,
-                draw_fresh=lambda k, g=g: ch.engine.real_data(g.rngs, k),
-                size=None if mixed is None else mixed.shape[1],
-            )
+        data, pool = next_data(
+            data_cfg.mode,
+            prev=g.data,
+            pool=g.pool,
+            real=g.real,
+            samples=samples,
+            rngs=g.rngs,
+            keep_fraction=data_cfg.keep_fraction,
+            fresh_fraction=data_cfg.fresh_fraction,
+            draw_fresh=lambda k, g=g: ch.engine.real_data(g.rngs, k),
+            size=None if mixed is None else mixed.shape[1],
         )
+        prev = g.data.shape[1] if g.real_count is None else g.real_count
+        real = real_count(data_cfg.mode, prev, data.shape[1], data_cfg.keep_fraction, data_cfg.fresh_fraction)
+        out.append((data, pool, real))
     return out

@@ -4,7 +4,9 @@ Generation n's model trains on D_n (D_0 is real data); its samples S_n are measu
 data mode, become D_{n+1}. Seeds run together when the engine is batched, else one at a time.
 A checkpoint (metrics rows, data, RNG states, models) is written at most every checkpoint_seconds
 (every generation of slow engines) and always at the end, on stop and on failure, so a resumed run
-gives the same metrics row for row.
+gives the same metrics row for row. Each generation's compute time (seconds, pauses left out) goes to
+status.json's "seconds" (one per finished generation; a resume keeps those up to its checkpoint), never
+to the rows, which a resume reproduces to the last bit.
 
 A preset with [[chains]] runs several chains (chains.py) side by side: every chain trains, samples and
 is measured as a single chain is; then each chain's next data are drawn from its own, the other chains'
@@ -33,6 +35,7 @@ from .mixing import synthetic_data
 from .records import Failure, RunState
 from .rundir import RunDir
 from .seed_workers import SeedWorkers
+from .theory import write_theory
 from .threads import Threads, run_threads
 
 PROGRESS_INTERVAL = 0.1  # seconds between Progress events inside a generation
@@ -99,6 +102,7 @@ def run(
     done = saved = -1  # the last finished and the last checkpointed generation
     chains: list[Chain] = []
     pending: list[dict[str, Any]] = []  # metrics rows since the last checkpoint
+    times: list[float | None] = []  # each finished generation's compute time (status.json's "seconds")
     seed_workers: SeedWorkers | None = None
     try:
         chains = _chains(cfg)
@@ -106,9 +110,11 @@ def run(
         threads = _threads(rundir, chains, processes)
         if ckpt is not None:
             saved = done = ckpt[0]
-            load_chains(rundir, chains, ckpt[1], cfg.data.mode)
+            load_chains(rundir, chains, ckpt[1], cfg.data)
         if resume:
             rundir.write_metrics(kept)  # rows after the checkpoint are computed again
+            times = _kept_times(rundir, done)
+        write_theory(rundir.path, cfg)  # for the generations asked now (a resume may extend the run)
         _started(rundir, cfg, done, threads, emit)
         for ch in chains:
             if not ch.groups:
@@ -130,13 +136,14 @@ def run(
             rows = _commit(chains, steps, cfg.data)
             done = gen
             pending += rows
-            emit(GenerationDone(gen, tuple(rows), control.clock() - t_gen))
+            times.append(round(control.clock() - t_gen, 6))  # microseconds: status.json stays short
+            emit(GenerationDone(gen, tuple(rows), times[-1]))
             now = time.monotonic()
             if gen == cfg.generations - 1 or now - last_ckpt >= cfg.experiment["checkpoint_seconds"]:
                 save_checkpoint(rundir, gen, chains, pending)
                 saved, last_ckpt = gen, time.monotonic()
-            if now - last_status >= STATUS_INTERVAL:
-                rundir.write_status(generation=gen, checkpoint_generation=saved)
+            if saved == gen or now - last_status >= STATUS_INTERVAL:  # a checkpoint's seconds are kept
+                rundir.write_status(generation=gen, checkpoint_generation=saved, seconds=times)
                 last_status = now
         end = Ending(RunState.FINISHED)
     except (Stopped, KeyboardInterrupt):
@@ -145,7 +152,7 @@ def run(
         end = _failed(rundir, e)
     if seed_workers:
         seed_workers.close(end.state is RunState.FINISHED)
-    end, saved = _close(rundir, end, done, saved, chains, pending)
+    end, saved = _close(rundir, end, done, saved, chains, pending, times)
     if end.error:
         emit(RunFailed(rundir.path, end.error, resumable=end.failure is not Failure.INPUT))
     else:
@@ -176,10 +183,16 @@ def _failed(rundir: RunDir, e: Exception) -> Ending:
 
 
 def _close(
-    rundir: RunDir, end: Ending, done: int, saved: int, chains: list[Chain], pending: list[dict[str, Any]]
+    rundir: RunDir,
+    end: Ending,
+    done: int,
+    saved: int,
+    chains: list[Chain],
+    pending: list[dict[str, Any]],
+    times: list[float | None],
 ) -> tuple[Ending, int]:
     """Checkpoint what was finished since the last checkpoint (stopped or failed between two), then record
-    the ending in status.json; (the ending, the last checkpointed generation)."""
+    the ending and the generations' times in status.json; (the ending, the last checkpointed generation)."""
     if done > saved and chains and chains[0].groups and chains[0].groups[0].rng_states is not None:
         try:
             save_checkpoint(rundir, done, chains, pending)
@@ -188,7 +201,12 @@ def _close(
             end = end.failed(f"checkpoint failed: {_one_line(e)}")
     try:
         rundir.write_status(
-            state=end.state, generation=done, checkpoint_generation=saved, error=end.error, failure=end.failure
+            state=end.state,
+            generation=done,
+            checkpoint_generation=saved,
+            error=end.error,
+            failure=end.failure,
+            seconds=times,
         )
     except OSError as e:
         end = end.failed(f"status not written: {_one_line(e)}")
@@ -217,6 +235,13 @@ def _steps(
     ]
 
 
+def _kept_times(rundir: RunDir, checkpoint: int) -> list[float | None]:
+    """The generation times a resume from the checkpoint keeps; None for those status.json lacks (a run
+    made before they were recorded)."""
+    kept = rundir.read_status().get("seconds", [])[: checkpoint + 1]
+    return kept + [None] * (checkpoint + 1 - len(kept))
+
+
 def _started(rundir: RunDir, cfg: Config, done: int, threads: Threads | None, emit: Callable[[Event], None]) -> None:
     """status.json says running (since the first start; the threads kept for a resume), and RunStarted."""
     kept_threads = {"threads": threads.count} if threads else {}  # a resume takes the same
@@ -242,8 +267,8 @@ def _commit(chains: list[Chain], steps: list[list[Step]], data_cfg: DataSection)
     mixed = synthetic_data(chains, steps, data_cfg, received)
     rows = []
     for ch, ch_steps, x in zip(chains, steps, mixed):
-        for g, step, (data, pool) in zip(ch.groups, ch_steps, chain_next_data(ch, ch_steps, data_cfg, x)):
-            g.data, g.pool, g.model = data, pool, step.model
+        for g, step, (data, pool, real) in zip(ch.groups, ch_steps, chain_next_data(ch, ch_steps, data_cfg, x)):
+            g.data, g.pool, g.model, g.real_count = data, pool, step.model, real
             g.rng_states = [r.bit_generator.state for r in g.rngs]
             rows += step.rows
     return rows

@@ -48,6 +48,7 @@ STATUS_TYPES: dict[str, tuple[type, ...]] = {
     "error": (str, type(None)),
     "failure": (str, type(None)),  # a Failure, with state failed
     "threads": (int,),  # per process, chosen at the run's start and kept (threads.py)
+    "seconds": (list,),  # each finished generation's compute time; null: not recorded (loop.py)
 }
 MAX_PID = 2**22  # Linux's pid_max ceiling
 MAX_ROW_INT = 2**64  # a metrics row's seed and generation are below this (numpy's seeds are)
@@ -103,6 +104,8 @@ def valid_status(obj: Any, path: Path) -> dict[str, Any]:
             raise RunDirError(f"{path}: {key} should be {' or '.join(t.__name__ for t in types)}, got {short(v)}")
     if "state" in obj and obj["state"] not in STATES:
         raise RunDirError(f"{path}: state {obj['state']!r} is not one of {', '.join(STATES)}")
+    if "seconds" in obj and not all(v is None or (is_value(v) and v >= 0) for v in obj["seconds"]):
+        raise RunDirError(f"{path}: seconds should be a list of generation times (>= 0 or null)")
     if obj.get("failure") is not None and obj["failure"] not in tuple(Failure):
         raise RunDirError(f"{path}: failure {obj['failure']!r} is not one of {', '.join(Failure)}")
     if "pid" in obj and not 0 < obj["pid"] <= MAX_PID:

@@ -1,7 +1,8 @@
 """The run directory: the unit users keep, compare and resume. Every write is atomic.
 
 preset.toml     resolved preset, as run
-status.json     state, generation, heartbeat, pid, error, threads (per process, kept on resume)
+status.json     state, generation, heartbeat, pid, error, threads (per process, kept on resume), seconds
+                (each finished generation's compute time)
 metrics.jsonl   one row per (seed, generation), appended a generation at a time
 samples/        what the sample panes show, gen-NNNNNN.npy (arrays) or .json (text)
 state/          resume: checkpoint.json -> ckpt-NNNNNN/ (data, models, RNG states), reference-*/, and

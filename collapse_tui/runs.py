@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .config import Config, chain_names
 from .files import printable
 from .numbers import short
 from .records import RunState
 from .rundir import RunDir, run_state
 from .summary import log_keys_of, scalar_keys
+from .theory import read_theory
 
 MAX_LABEL_KEYS = 3  # config differences named in a run's label
 HIDDEN_KEYS = ("experiment.name", "experiment.description", "experiment.engine")  # name or preset tell these
@@ -45,6 +48,11 @@ class Run:
     def log_keys(self) -> set[str]:
         """The metrics the run's engine summarises in log space (summary.py)."""
         return log_keys_of(self.engine)
+
+    @functools.cached_property
+    def theory(self) -> dict[str, np.ndarray]:
+        """What theory expects of the mean over seeds of some metrics, per generation (theory.py; {}: none)."""
+        return read_theory(self.rundir.path)
 
     @property
     def last_generation(self) -> int:

@@ -102,6 +102,7 @@ class Task:
     keep_preview: bool
     chain: str
     group: dict[str, Any] | None = None  # engine_name, params, device, train, seeds, real, reference, model
+    real_count: int | None = None  # how many of data's first examples are real (chains.Group)
 
 
 class RemoteTraceback(Exception):
@@ -170,7 +171,7 @@ class SeedWorkers:
                 else None
             )
             states = [r.bit_generator.state for r in g.rngs]
-            task = Task(key, gen, g.data, states, data_cfg, keep_preview and g_i == 0, ch.name, group)
+            task = Task(key, gen, g.data, states, data_cfg, keep_preview and g_i == 0, ch.name, group, g.real_count)
             self.tasks[key % len(self.procs)].put(pickle.dumps(task))
             self.sent.add(key)
         steps: dict[int, Step] = {}
@@ -274,7 +275,7 @@ def serve(path: str, tasks: Any, results: Connection, parent: int) -> None:
                 group = Group(spec["seeds"], [], real, real, real, spec["reference"], spec["model"])
                 groups[task.key] = (engine, group)
             engine, g = groups[task.key]
-            g.data = task.data
+            g.data, g.real_count = task.data, task.real_count
             g.rngs = [rng_from(state) for state in task.rng_states]
             report = _reporter(task.gen, task.key, results)
             step = one_generation(engine, g, task.gen, task.data_cfg, report, rundir, task.keep_preview, task.chain)

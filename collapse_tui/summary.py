@@ -31,6 +31,7 @@ SERIES = ("perplexity", "variance")  # what the sparklines show
 BAND = (16, 84)  # percentiles over seeds
 LOG_OF = {"perplexity": "nll"}  # the row key holding a log-quantity's natural log
 LN10 = math.log(10.0)
+HUGE_DECADES = 1e6  # a log10 value past this is written as a power of ten
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,16 @@ class Summary:
 
 def value_text(x: float, log: bool = False, digits: int = 4) -> str:
     """A number in `digits` significant digits; a log10 value as the number it stands for, past float's
-    range too (10^356.1 reads 1.26e356)."""
+    range too (10^356.1 reads 1.26e356; past a million decades, 10^5.082e18)."""
     if not log or math.isnan(x):
         return fmt(x, digits=digits)
     if math.isinf(x):
         return "inf" if x > 0 else "0"
     if -4 < x < 6:
         return fmt(10.0**x, digits=digits)
+    if abs(x) >= HUGE_DECADES:  # x - floor(x) has lost its digits: the power of ten alone (10^5.08e18)
+        power = f"{x:.{digits}g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+        return f"10^{power}"
     exponent = math.floor(x)
     return f"{10.0 ** (x - exponent):.{digits - 1}g}e{exponent:+d}".replace("e+", "e")
 

@@ -1,6 +1,7 @@
 """The sweep directory: a layer above runs. It holds
 
-sweep.toml      the resolved sweep: name, mode, the swept keys' lists, and each cell's name and values
+sweep.toml      the resolved sweep: name, mode, the swept keys' lists (and the variants' keys), and each
+                cell's name and values
 cells/NAME/     one ordinary run directory per cell (its own preset.toml, status.json, lock, ...)
 logs/NAME.log   what a worker process printed while it ran the cell (--workers, Ray)
 report/         what `report` draws (as in a run directory)
@@ -24,7 +25,7 @@ import tomli_w
 from .config import ConfigError
 from .files import atomic_write, new_folder
 from .rundir import RunDir, RunDirError, run_state
-from .sweep import Sweep
+from .sweep import VARIANT, Sweep
 
 SWEEP_FILE = "sweep.toml"
 CELLS = "cells"
@@ -45,8 +46,17 @@ class CellRun:
 
 
 class SweepDir:
-    def __init__(self, path: Path, name: str, mode: str, axes: dict[str, list[Any]], cells: list[CellRun]):
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        mode: str,
+        axes: dict[str, list[Any]],
+        cells: list[CellRun],
+        variants: dict[str, dict[str, Any]] | None = None,
+    ):
         self.path, self.name, self.mode, self.axes, self.cells = path, name, mode, axes, cells
+        self.variants = variants or {}  # name -> the keys it sets (sweep.VARIANT among the axes then)
 
     @property
     def keys(self) -> list[str]:
@@ -90,11 +100,14 @@ class SweepDir:
             isinstance(sweep, dict)
             and isinstance(sweep.get("name"), str)
             and isinstance(sweep.get("axes"), dict)
+            and isinstance(variants := sweep.get("variants", {}), dict)
+            and all(isinstance(keys, dict) for keys in variants.values())
+            and list(variants) == sweep["axes"].get(VARIANT, [])
             and isinstance(cells, list)
             and all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in cells)
         )
         if not ok:
-            raise RunDirError(f"{file}: expected [sweep] name, mode, axes and [[cell]] name, values")
+            raise RunDirError(f"{file}: expected [sweep] name, mode, axes, variants and [[cell]] name, values")
         axes = sweep["axes"]
         real = Path(os.path.realpath(path))
         if os.path.lexists(path / LOGS) and Path(os.path.realpath(path / LOGS)) != real / LOGS:
@@ -110,7 +123,7 @@ class SweepDir:
             if not (folder / "preset.toml").is_file():
                 raise RunDirError(f"{file}: cell {name!r} has no run directory {folder}")
             runs.append(CellRun(name, values, RunDir(folder)))
-        return cls(path, sweep["name"], sweep.get("mode", "grid"), axes, runs)
+        return cls(path, sweep["name"], sweep.get("mode", "grid"), axes, runs, variants)
 
 
 def open_log(path: Path) -> BinaryIO:
@@ -134,8 +147,9 @@ def open_log(path: Path) -> BinaryIO:
 
 
 def sweep_toml(sweep: Sweep) -> str:
+    variants = {"variants": sweep.variants} if sweep.variants else {}  # sweeps without them: as before
     doc = {
-        "sweep": {"name": sweep.name, "mode": sweep.mode, "axes": sweep.axes},
+        "sweep": {"name": sweep.name, "mode": sweep.mode, "axes": sweep.axes} | variants,
         "cell": [{"name": c.name, "values": c.values} for c in sweep.cells],
     }
     return tomli_w.dumps(doc)

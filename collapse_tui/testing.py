@@ -8,7 +8,8 @@ and the in-repo KDE plugin pass it in the suite (tests/test_engine_contract.py, 
         check_engine("kde", {"samples": 50, "test_samples": 100})  # small params: the check is quick
 
 The parts, in order, as the message names them: declarations; keys (its PARAMS' defaults and the
-params validate as a preset); one generation (real_data, fit, sample, score, evaluate, what other
+params validate as a preset); theory (in every data mode, expected() gives only its METRICS, one value
+per generation); one generation (real_data, fit, sample, score, evaluate, what other
 chains receive, distance); rows (perplexity and variance for every seed: None or a number, inf when
 it overflowed, never NaN); preview (what preview_kind promises); checkpoint (load(save(model)) gives
 the same rows, and the same samples for the same RNG state); resume (a run of 3 generations stopped
@@ -31,13 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config
+from .config import MODES, Config
 from .engines import Engine, Fitted, Generated, engine_class
 from .engines.base import PREVIEW_KINDS
 from .events import Event, GenerationDone
 from .loop import Control, run
 from .records import RunState
 from .rundir import RunDir
+from .theory import expected
 from .validation import validate
 
 N = 40  # examples sampled per seed in the one-generation check
@@ -52,6 +54,9 @@ def check_engine(name: str, params: dict[str, Any] | None = None) -> None:
     with _part(name, "keys"):
         _preset(name, {k: p.default for k, p in cls.PARAMS.items()})
         cfg = _preset(name, dict(params or {}))
+    with _part(name, "theory"):
+        for mode in MODES:  # theory.expected checks what the engine's expected() gives
+            expected(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, mode=mode)))
     with _part(name, "one generation"):
         engine = cls(cfg.engine)
         seeds = 3 if cls.batched else 1

@@ -13,6 +13,7 @@ from typing import Any
 
 from .chains import CHAIN_KEYS, CHAIN_NAME_RE
 from .config import DATA, EXPERIMENT, SECTIONS, TRAIN, Config, ConfigError, DataSection, TrainSection, known_engine
+from .datamodes import WEIGHABLE
 from .engines import EngineError, Param, engine_class, engine_names
 from .numbers import short
 
@@ -26,8 +27,8 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # an experiment's name
 def validate(raw: dict[str, Any], base_dir: Path | None = None) -> Config:
     """Check a parsed preset and fill defaults. Relative paths are resolved against base_dir."""
     for section, value in raw.items():
-        if section == "sweep":  # sweep.py reads these files; a single run cannot
-            raise ConfigError("[sweep]: a sweep preset; run it with collapse-tui --batch SWEEP.toml")
+        if section in ("sweep", "variants"):  # sweep.py reads these files; a single run cannot
+            raise ConfigError(f"[{section}]: a sweep preset; run it with collapse-tui --batch SWEEP.toml")
         if section not in SECTIONS:
             hint = did_you_mean(section, SECTIONS)
             raise ConfigError(f"[{section}]: unknown section{hint}; expected one of {', '.join(SECTIONS)}")
@@ -76,7 +77,22 @@ def _data(raw: dict[str, Any], seeds: list[int], chains: int) -> dict[str, Any]:
             "data.keep_fraction: with data.share_seeds the training set grows past the real set; keep mode "
             "cannot keep that share of real examples"
         )
+    _check_real_weight(data)
     return data
+
+
+def _check_real_weight(data: dict[str, Any]) -> None:
+    """data.real_weight weighs the real examples of modes keep, fresh and accumulate, which must have some."""
+    if not data["real_weight"]:
+        return
+    if data["mode"] not in WEIGHABLE:
+        raise ConfigError(
+            f"data.real_weight: mode {data['mode']!r} trains on no real examples it can tell apart from the "
+            f"samples; the real data are weighed in modes {', '.join(WEIGHABLE)}"
+        )
+    fraction = {"keep": "keep_fraction", "fresh": "fresh_fraction"}.get(data["mode"])
+    if fraction and not data[fraction]:
+        raise ConfigError(f"data.real_weight: data.{fraction} = 0 leaves no real example to weigh")
 
 
 def check_mitigations(cls: type, data: dict[str, Any], train: TrainSection) -> None:
@@ -124,7 +140,7 @@ def _engine_keys(
         raise ConfigError(str(e)) from None
     if data["mode"] == "fresh" and not cls.can_draw_fresh:
         raise ConfigError(f"data.mode: 'fresh' needs an engine that can draw new real data; '{cls.name}' cannot")
-    if data["filter"] != "none" and not cls.can_score:
+    if data["filter"] == "perplexity" and not cls.can_score:  # "detector": check_mitigations
         raise ConfigError(f"data.filter: engine '{cls.name}' has no reference scorer; use 'none'")
     return engine
 

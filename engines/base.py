@@ -185,6 +185,12 @@ class Engine(ABC):
         fractions); {} where theory gives none. Each formula cites its source where it is computed."""
         return {}
 
+    def mitigated(self, data: Mapping[str, Any]) -> bool:
+        """Whether a mitigation changes this engine's fits (its [train] keys, or data.real_weight): expected()
+        gives none of the unmitigated laws then."""
+        keys = self.train_keys
+        return keys.get("anchor", "none") != "none" or bool(keys.get("distill")) or bool(data.get("real_weight"))
+
     def path(self, value: str) -> Path | None:
         """A path key's file or folder (None when not set): a preset's paths are absolute already (config
         resolves them against the preset's folder); a relative one given directly is the working folder's."""
@@ -198,7 +204,16 @@ class Engine(ABC):
     def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
         """A model of data (S, N, ...), drawing all randomness from rngs (one per seed). source is the
         model that generated data (the previous generation's; None at generation 0), for an engine that
-        draws fresh synthetic examples from it while it trains (the VAE's synthetic = "stream")."""
+        draws fresh synthetic examples from it while it trains (the VAE's synthetic = "stream").
+
+        Keywords the loop passes only to engines that declare the mitigation (Engine.mitigations):
+        reference=: generation 0's model (None at generation 0), when train.anchor or train.distill is set;
+        the fit reads self.train_keys for which and how strongly.
+        weights=: (S, N) float64 per-example weights, mean 1 in each seed's row, when data.real_weight
+        weighs the real examples (generation 1 on, modes keep, fresh, accumulate; collapse_tui/datamodes.py
+        example_weights). A weight counts as a multiplicity: the fit maximises sum_i weights[s, i] log p(x_i)
+        (weighted moments, weighted EM, weighted counts, per-example loss weights), so weights of 1 are the
+        unweighted fit. Not passed (the unweighted fit) when the weights would all be 1."""
 
     @abstractmethod
     def sample(

@@ -85,11 +85,13 @@ def cdf_of(probs: np.ndarray) -> np.ndarray:
     return cdf / cdf[..., -1:]
 
 
-def counts_of(data: np.ndarray, vocab: int) -> np.ndarray:
-    """Each seed's symbol counts, (S, V), from symbols (S, N, 1): one bincount over seed-offset symbols."""
+def counts_of(data: np.ndarray, vocab: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Each seed's symbol counts, (S, V), from symbols (S, N, 1): one bincount over seed-offset symbols;
+    with weights (S, N), each symbol counts its weight (float counts)."""
     s = data.shape[0]
     offset = data[..., 0].astype(np.int64) + vocab * np.arange(s)[:, None]
-    return np.bincount(offset.ravel(), minlength=s * vocab).reshape(s, vocab)
+    w = None if weights is None else np.ravel(weights)
+    return np.bincount(offset.ravel(), weights=w, minlength=s * vocab).reshape(s, vocab)
 
 
 def binomial_rows(m: int, q: np.ndarray) -> np.ndarray:
@@ -231,10 +233,35 @@ class CategoricalEngine(Engine):
     def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
         return draw(cdf_of(self.real_probs()), self.params.samples if n is None else n, rngs)
 
-    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
-        """Add-k frequencies of each seed's symbols (randomness: none)."""
-        k, v = self.params.add_k, self.params.vocab
-        probs = (counts_of(data, v) + k) / (data.shape[1] + v * k)
+    mitigations = frozenset({"prior", "distill", "real_weight"})
+
+    def fit(
+        self,
+        data: np.ndarray,
+        rngs: list[np.random.Generator],
+        report: Report,
+        source: Any = None,
+        reference: Model | None = None,
+        weights: np.ndarray | None = None,
+    ) -> Fitted:
+        """Add-k frequencies of each seed's symbols (randomness: none), of weighted counts with weights.
+
+        anchor "prior": generation 0's estimate times strength x N added to the counts, a Dirichlet prior
+        of that many pseudo-counts centred on it (the posterior mean's numerator; Gelman et al. 2013, BDA3,
+        5.3): (c + strength N p0 + k) / (N (1 + strength) + V k). No symbol generation 0 estimated above 0
+        can be lost. distill = alpha: the estimate of the alpha-mixture of the data and the teacher, the
+        mixture of the distributions, (1 - alpha) p_hat + alpha p0 (alpha = 1: p0 exactly); applied after
+        the prior when both are set."""
+        k, v, n = self.params.add_k, self.params.vocab, data.shape[1]
+        counts = counts_of(data, v, weights)
+        keys, pseudo = self.train_keys, 0.0
+        if reference is not None and keys.get("anchor") == "prior":
+            pseudo = float(keys["anchor_strength"]) * n
+            counts = counts + pseudo * reference["probs"]
+        probs = (counts + k) / (n + pseudo + v * k)
+        alpha = float(keys.get("distill", 0.0)) if reference is not None else 0.0
+        if alpha:
+            probs = (1.0 - alpha) * probs + alpha * reference["probs"]
         report("fit", 1, 1, None)
         return Fitted({"probs": probs})
 
@@ -276,13 +303,18 @@ class CategoricalEngine(Engine):
         return [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
 
     def expected(self, generations: int, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Exact expectations in replace and accumulate mode without filter or mixing: collision always;
+        """Exact expectations in replace and accumulate mode without filter, mixing or mitigation: collision always;
         support and fixed at add_k = 0 (with add_k > 0 every seed keeps all V symbols and never fixes).
         Replace mode's support and fixed come from the exact count chain (count_spectrum), left out
         where it is too large to compute in about a second."""
         mode = data["mode"]
         mixed = data.get("share_seeds") or data.get("share_others") or data.get("mix")
-        if mode not in ("replace", "accumulate") or data.get("filter", "none") != "none" or mixed:
+        if (
+            mode not in ("replace", "accumulate")
+            or data.get("filter", "none") != "none"
+            or mixed
+            or self.mitigated(data)
+        ):
             return {}
         p, m, k = self.real_probs(), self.params.samples, self.params.add_k
         out = {"collision": expected_collision(p, m, k, generations, mode == "accumulate")}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -76,6 +76,18 @@ def start_over_seeds(kernel: Callable[..., Any], work: int, seeds: int, *args: A
     return finish
 
 
+def check_fitted(info: np.ndarray) -> None:
+    """ValueError naming the seeds whose fit failed (info (S, 4) of the compiled fits)."""
+    from .gmm_kernels import INFO_FAILED
+
+    failed = np.flatnonzero(info[:, INFO_FAILED])
+    if failed.size:
+        raise ValueError(
+            f"mixture fit failed for seeds {failed.tolist()}: a component's covariance is not positive "
+            "definite (collapsed samples); increase engine.reg_covar"
+        )
+
+
 def fit_mixtures(
     data: np.ndarray,
     rngs: list[np.random.Generator],
@@ -86,7 +98,7 @@ def fit_mixtures(
 ) -> tuple[Mixture, np.ndarray]:
     """Fit a K-component full-covariance mixture to each seed's data (S, N, d). Returns the mixture
     and info (S, 4): EM iterations, converged, failed, k-means iterations."""
-    from .gmm_kernels import INFO_FAILED, fit_batch, n_local_trials
+    from .gmm_kernels import fit_batch, n_local_trials
 
     data = np.ascontiguousarray(data, dtype=np.float64)
     s, n, d = data.shape
@@ -112,12 +124,62 @@ def fit_mixtures(
         covs,
         info,
     )
-    failed = np.flatnonzero(info[:, INFO_FAILED])
-    if failed.size:
-        raise ValueError(
-            f"mixture fit failed for seeds {failed.tolist()}: a component's covariance is not positive "
-            "definite (collapsed samples); increase engine.reg_covar"
-        )
+    check_fitted(info)
+    return {"weights": weights, "means": means, "covs": covs}, info
+
+
+def map_mixtures(
+    data: np.ndarray,
+    v: np.ndarray,
+    start: Mixture,
+    prior: Mixture | None,
+    mass: np.ndarray | None,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+) -> tuple[Mixture, np.ndarray]:
+    """Weighted MAP-EM from start (data.real_weight, train.anchor = "prior", train.distill): points (S, N, d)
+    of weights v (S, N) (a seed's may all be 0: the prior alone), with prior's components as pseudo-data of
+    mass (S, K) (None: the weighted maximum likelihood). Each seed stops as fit_mixtures' do; returns the
+    mixture and info (S, 4) as fit_mixtures (k-means iterations 0).
+
+    The M-step adds to each component's responsibility-weighted statistics (n_k = sum_i v_i r_ik) the
+    pseudo-statistics of prior's component of the same index (mass t_k, mean mu0_k, covariance Sigma0_k):
+    MAP-EM with a conjugate prior per component (Ormoneit & Tresp 1996, "Improved Gaussian mixture density
+    estimates using Bayesian penalty terms"; Fraley & Raftery 2007, "Bayesian regularization for normal
+    mixture estimation", J. Classif. 24), a Dirichlet on the weights and a normal-inverse-Wishart with
+    kappa_k = t_k, scale t_k Sigma0_k and nu_k making the covariance's divisor t_k + n_k (as the single
+    Gaussian's, engines/gaussian.py anchored):
+      w_k = (n_k + t_k) / sum_j (n_j + t_j),  mu_k = (t_k mu0_k + sum_i v_i r_ik x_i) / (t_k + n_k)
+      Sigma_k = (sum_i v_i r_ik (x_i - mu_k)(x_i - mu_k)^T + n_k reg_covar I + t_k Sigma0_k
+                 + t_k (mu0_k - mu_k)(mu0_k - mu_k)^T) / (t_k + n_k)."""
+    from .gmm_kernels import map_em_batch
+
+    data = np.ascontiguousarray(data, dtype=np.float64)
+    s, n, d = data.shape
+    weights, means, covs = (np.array(start[k], dtype=np.float64) for k in ("weights", "means", "covs"))
+    k = weights.shape[1]
+    if prior is None:
+        prior, mass = {"means": np.zeros_like(means), "covs": np.zeros_like(covs)}, np.zeros((s, k))
+    info = np.zeros((s, 4))
+    over_seeds(
+        map_em_batch,
+        s * n * k * d * d * FIT_PASSES,
+        s,
+        data,
+        np.ascontiguousarray(v, dtype=np.float64),
+        np.ascontiguousarray(prior["means"], dtype=np.float64),
+        np.ascontiguousarray(prior["covs"], dtype=np.float64),
+        np.ascontiguousarray(mass, dtype=np.float64),
+        float(tol),
+        int(max_iter),
+        float(reg_covar),
+        weights,
+        means,
+        covs,
+        info,
+    )
+    check_fitted(info)
     return {"weights": weights, "means": means, "covs": covs}, info
 
 
@@ -143,16 +205,59 @@ class GMMEngine(MixtureEngine):
 
     last_info: np.ndarray | None = None  # (S, 4) diagnostics of the last fit, see fit_mixtures
 
-    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
+    def expected(self, generations: int, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """None: each generation is EM's fit, from a random k-means start to a tolerance, which has no closed
+        form, so neither do the laws of its metrics over generations. Not at M = infinity either: there the
+        best K-component fit of N(0, I) is N(0, I) itself, but EM, started from k-means' split of the data,
+        stops at its tolerance on a split mixture of its own (K = 1 is engine gaussian, which has its laws)."""
+        return {}
+
+    mitigations = frozenset({"prior", "distill", "real_weight"})
+
+    def fit(
+        self,
+        data: np.ndarray,
+        rngs: list[np.random.Generator],
+        report: Report,
+        source: Any = None,
+        reference: Mixture | None = None,
+        weights: np.ndarray | None = None,
+    ) -> Fitted:
         from . import gmm_kernels  # numba loads for a run, not when a preset is validated
 
         if not gmm_kernels.fit_batch.signatures and not gmm_kernels.cached():  # the first run on this machine
             report("compile", 0, 1, None)
             gmm_kernels.compile_aside(self.dim, self.params.components)
         p = self.params
-        model, self.last_info = fit_mixtures(data, rngs, p.components, p.tol, p.max_iter, p.reg_covar)
+        if reference is None:
+            model, self.last_info = fit_mixtures(data, rngs, p.components, p.tol, p.max_iter, p.reg_covar)
+            if weights is not None:  # weighted EM from the unweighted fit
+                model, self.last_info = map_mixtures(data, weights, model, None, None, p.tol, p.max_iter, p.reg_covar)
+        else:
+            model, self.last_info = self.anchored(data, reference, weights)
         report("fit", 1, 1, None)
         return Fitted(model)
+
+    def anchored(
+        self, data: np.ndarray, reference: Mixture, weights: np.ndarray | None
+    ) -> tuple[Mixture, np.ndarray | None]:
+        """MAP-EM (map_mixtures) from generation 0's mixture, so that component k is anchored to generation
+        0's component k (the index is its lineage; no matching step). distill = alpha weighs the data
+        1 - alpha and adds generation 0's components as pseudo-data of mass alpha N (its weights apportion
+        it; the teacher's points are given to its own component, the exact E-step where student and
+        teacher agree); anchor "prior" adds strength x N more. alpha = 1: generation 0's mixture itself
+        (the data weigh nothing; no info). So distill alpha is the prior at strength alpha / (1 - alpha):
+        both are generation 0's pseudo-data."""
+        keys = self.train_keys
+        alpha = float(keys.get("distill", 0.0))
+        if alpha == 1.0:
+            return {k: np.array(a) for k, a in reference.items()}, None
+        n = data.shape[1]
+        strength = alpha + (float(keys["anchor_strength"]) if keys.get("anchor") == "prior" else 0.0)
+        v = (1.0 - alpha) * (np.ones(data.shape[:2]) if weights is None else weights)
+        p = self.params
+        mass = strength * n * reference["weights"]
+        return map_mixtures(data, v, reference, reference, mass, p.tol, p.max_iter, p.reg_covar)
 
     def sample(self, model: Mixture, n: int, rngs: list[np.random.Generator], report: Report, data=None) -> Generated:
         """mixture.sample: the same draws from each Generator and the same numbers (d <= 2; for d > 2

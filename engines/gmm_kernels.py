@@ -487,9 +487,9 @@ def _fit_one(
             break
         prev = lower
         if k == 2 and d == 2:
-            total = _e_m_pass_k2d2(cols[0], cols[1], means, linv, const, sr, s1, s2)
+            total = _e_m_pass_k2d2(cols[0], cols[1], means, linv, const, sr, s1, s2, None)
         else:
-            total = _e_m_pass(x, means, linv, const, sr, s1, s2, diff, lp)
+            total = _e_m_pass(x, means, linv, const, sr, s1, s2, diff, lp, None)
         lower = total / n
 
         # M-step: mean = old mean + shift; scatter about the new mean from the one about the old
@@ -537,13 +537,17 @@ def _e_m_pass(
     s2: np.ndarray,
     diff: np.ndarray,
     lp: np.ndarray,
+    v: np.ndarray | None,
 ) -> float:
     """One fused E and M pass: the sum over points of log p(x), and the responsibility-weighted
     statistics about the current means, sr (K,), s1 (K, d), s2 (K, d, d) lower triangle.
     Responsibilities are never stored; deviations about the current means are small near
     convergence, so the scatter about the new means has no cancellation. The per-point
     log(sum_k exp(lp_k - max)) is taken as the log of a product over PROD_CHUNK points: one log per
-    chunk instead of per point, the sum changes by ~1e-16 relative."""
+    chunk instead of per point, the sum changes by ~1e-16 relative.
+    v: per-point weights (N,) (weighted EM: the sum of v_i log p(x_i), each responsibility times v_i; the
+    product of norms restarts where the weight changes), or None: numba compiles that case without them
+    (its branches on v are pruned and the products by 1.0 folded), the same numbers as without weights."""
     n, d = x.shape
     k = means.shape[0]
     sr[:] = 0.0
@@ -551,7 +555,12 @@ def _e_m_pass(
     s2[:] = 0.0
     total = 0.0
     prod = 1.0
+    run = 1.0  # the weight of the points whose norms prod holds
     for i in range(n):
+        w = 1.0 if v is None else v[i]
+        if w != run:
+            total += run * np.log(prod)
+            prod, run = 1.0, w
         top = -np.inf
         arg = 0
         for c in range(k):
@@ -570,21 +579,21 @@ def _e_m_pass(
         for c in range(k):
             lp[c] = 1.0 if c == arg else np.exp(lp[c] - top)
             norm += lp[c]
-        total += top
+        total += w * top
         prod *= norm
         if i % PROD_CHUNK == PROD_CHUNK - 1:
-            total += np.log(prod)
+            total += run * np.log(prod)
             prod = 1.0
         inv = 1.0 / norm
         for c in range(k):
-            r = lp[c] * inv
+            r = lp[c] * inv * w
             sr[c] += r
             for a in range(d):
                 ra = r * diff[c, a]
                 s1[c, a] += ra
                 for b in range(a + 1):
                     s2[c, a, b] += ra * diff[c, b]
-    return total + np.log(prod)
+    return total + run * np.log(prod)
 
 
 @njit(cache=True, error_model="numpy")
@@ -673,9 +682,11 @@ def _e_m_pass_k2d2(
     sr: np.ndarray,
     s1: np.ndarray,
     s2: np.ndarray,
+    v: np.ndarray | None,
 ) -> float:
     """_e_m_pass for the paper's case, K = 2 in 2-D (the points' coordinates xs, ys), in blocks,
-    branch-free: points near the boundary between components would mispredict a branch."""
+    branch-free: points near the boundary between components would mispredict a branch. v: weights or
+    None, as there (the weight's one branch is taken alike for nearly all points: real ones, then synthetic)."""
     m0x, m0y, m1x, m1y = means[0, 0], means[0, 1], means[1, 0], means[1, 1]
     n = xs.shape[0]
     l0, l1, low, e = np.empty(PROD_CHUNK), np.empty(PROD_CHUNK), np.empty(PROD_CHUNK), np.empty(PROD_CHUNK)
@@ -691,11 +702,16 @@ def _e_m_pass_k2d2(
         _exp_nonpositive(low, m, e, bits)  # the smaller component's weight relative to the larger
         _responsibilities_k2d2(l0, l1, e, m, r0a, r1a)
         prod = 1.0
+        run = 1.0 if v is None else v[lo]
         for j in range(m):
+            w = 1.0 if v is None else v[lo + j]
+            if w != run:
+                total += run * np.log(prod)
+                prod, run = 1.0, w
             dx0, dy0 = bx[j] - m0x, by[j] - m0y
             dx1, dy1 = bx[j] - m1x, by[j] - m1y
-            r0, r1 = r0a[j], r1a[j]
-            total += l0[j]
+            r0, r1 = r0a[j] * w, r1a[j] * w
+            total += w * l0[j]
             prod *= e[j]
             r0s += r0
             r1s += r1
@@ -711,7 +727,7 @@ def _e_m_pass_k2d2(
             q1xx += px * dx1
             q1yx += py * dx1
             q1yy += py * dy1
-        total += np.log(prod)  # one log per block: norm is in [1, 2], so prod < 2**128
+        total += run * np.log(prod)  # one log per block: norm is in [1, 2], so prod < 2**128
     sr[0], sr[1] = r0s, r1s
     s1[0, 0], s1[0, 1], s1[1, 0], s1[1, 1] = p0x, p0y, p1x, p1y
     s2[0, 0, 0], s2[0, 1, 0], s2[0, 1, 1] = q0xx, q0yx, q0yy
@@ -991,6 +1007,107 @@ def l2_distance_batch(
     return out
 
 
+@njit(cache=True, error_model="numpy")
+def _map_em_one(
+    data: np.ndarray,
+    v: np.ndarray,
+    prior_means: np.ndarray,
+    prior_covs: np.ndarray,
+    mass: np.ndarray,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covs: np.ndarray,
+    info: np.ndarray,
+) -> None:
+    """One seed's weighted MAP-EM (engines/gmm_map.py gives the M-step's formulas) from the mixture in
+    weights, means, covs, which it overwrites; stops as _fit_one does."""
+    n, d = data.shape
+    k = weights.shape[0]
+    center = np.empty(d)
+    x = _centred(data, center)  # shift-invariant: the means and the prior's means move with the data
+    cols = np.ascontiguousarray(x.T)
+    mu0 = np.empty((k, d))
+    for c in range(k):
+        for a in range(d):
+            means[c, a] -= center[a]
+            mu0[c, a] = prior_means[c, a] - center[a]
+    vsum = 0.0
+    for i in range(n):
+        vsum += v[i]
+    vsum = max(vsum, 10.0 * EPS)
+    linv = np.zeros((k, d, d))
+    const, sr, nk = np.empty(k), np.empty(k), np.empty(k)
+    s1, s2, diff, lp = np.empty((k, d)), np.empty((k, d, d)), np.empty((k, d)), np.empty(k)
+    new = np.empty(d)
+    info[INFO_FAILED] = 0.0
+    lower = -np.inf
+    it = 0
+    converged = False
+    while it < max_iter:
+        it += 1
+        if not _precompute(weights, covs, linv, const):
+            info[INFO_FAILED] = 1.0
+            break
+        prev = lower
+        if k == 2 and d == 2:
+            lower = _e_m_pass_k2d2(cols[0], cols[1], means, linv, const, sr, s1, s2, v) / vsum
+        else:
+            lower = _e_m_pass(x, means, linv, const, sr, s1, s2, diff, lp, v) / vsum
+        wsum = 0.0
+        for c in range(k):
+            nk[c] = sr[c] + 10.0 * EPS
+            wsum += nk[c] + mass[c]
+        for c in range(k):
+            t = mass[c]
+            total = nk[c] + t
+            weights[c] = total / wsum
+            for a in range(d):  # sum v r x = s1 + sr * old mean
+                new[a] = (t * mu0[c, a] + s1[c, a] + sr[c] * means[c, a]) / total
+            for a in range(d):
+                for b in range(a + 1):
+                    sa, sb = new[a] - means[c, a], new[b] - means[c, b]  # the shift of the mean
+                    scatter = s2[c, a, b] - s1[c, a] * sb - sa * s1[c, b] + sr[c] * sa * sb
+                    dev = (mu0[c, a] - new[a]) * (mu0[c, b] - new[b])
+                    covs[c, a, b] = (scatter + t * prior_covs[c, a, b] + t * dev) / total
+                    covs[c, b, a] = covs[c, a, b]
+                covs[c, a, a] += nk[c] * reg_covar / total
+            for a in range(d):
+                means[c, a] = new[a]
+        if abs(lower - prev) < tol:
+            converged = True
+            break
+    for c in range(k):
+        for a in range(d):
+            means[c, a] += center[a]
+    info[INFO_EM_ITER] = it
+    info[INFO_CONVERGED] = 1.0 if converged else 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def map_em_batch(
+    data: np.ndarray,
+    v: np.ndarray,
+    prior_means: np.ndarray,
+    prior_covs: np.ndarray,
+    mass: np.ndarray,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    weights: np.ndarray,
+    means: np.ndarray,
+    covs: np.ndarray,
+    info: np.ndarray,
+) -> None:
+    for s in range(data.shape[0]):
+        _map_em_one(
+            data[s], v[s], prior_means[s], prior_covs[s], mass[s], tol, max_iter, reg_covar,
+            weights[s], means[s], covs[s], info[s],
+        )  # fmt: skip
+
+
 def compile_second_share(d: int, k: int) -> None:
     """What compile_aside's second process compiles into the cache (without running anything), for
     the argument types a run passes with K = k components in d dimensions: first the fit's EM passes
@@ -1002,8 +1119,8 @@ def compile_second_share(d: int, k: int) -> None:
 
     x, labels = np.zeros((4, d)), np.zeros(4, np.int64)
     v, m, c = np.zeros(k), np.zeros((k, d)), np.zeros((k, d, d))
-    compile_for(_e_m_pass, x, m, c, v, v, m, c, m, v)
-    compile_for(_e_m_pass_k2d2, x[:, 0].copy(), x[:, 0].copy(), m, c, v, v, m, c)
+    compile_for(_e_m_pass, x, m, c, v, v, m, c, m, v, None)
+    compile_for(_e_m_pass_k2d2, x[:, 0].copy(), x[:, 0].copy(), m, c, v, v, m, c, None)
     compile_for(_precompute, v, c, c, v)
     compile_for(_finish_covs, c, v, 0.0)
     compile_for(_label_stats, x, labels, v, m, c)

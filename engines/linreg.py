@@ -58,6 +58,39 @@ def fit_ridge(data: np.ndarray, ridge: float) -> Model:
     return {"weights": weights, "noise_var": np.einsum("sn,sn->s", residual, residual) / (n - dof)}
 
 
+def fit_anchored(
+    data: np.ndarray, ridge: float, weights: np.ndarray | None, reference: Model | None, train: dict[str, Any]
+) -> Model:
+    """fit_ridge with the mitigations: weights (S, N) (mean 1) weigh the squared residuals; anchor "prior"
+    adds strength ||w - w0||^2 (a Gaussian prior N(w0, sigma^2 / (strength N) I) on the weights around
+    generation 0's, the MAP estimate: ridge towards w0, Bishop 2006, PRML 3.3.1); distill = alpha mixes
+    the data's loss with the teacher's, whose inputs are the real N(0, I) and labels x.w0 + N(0, sigma0^2):
+    E_teacher[(y - x.w)^2] = ||w - w0||^2 + sigma0^2, exactly. The objective per example,
+      (1 - alpha) [(1/N) sum_i v_i (y_i - x_i.w)^2 + ridge ||w||^2 + strength ||w - w0||^2]
+        + alpha [||w - w0||^2 + sigma0^2],
+    is minimised by A w = (1 - alpha)(X^T V y / N + strength w0) + alpha w0 with
+    A = (1 - alpha)(X^T V X / N + (ridge + strength) I) + alpha I (alpha = 1: w0 exactly); so distill alpha
+    is the prior at strength alpha / (1 - alpha). noise_var: (1 - alpha) RSS_v / (N - dof) + alpha (sigma0^2
+    + ||w - w0||^2), dof = tr(A^-1 (1 - alpha) X^T V X / N) (fit_ridge's at weights 1, no anchor)."""
+    x, y = data[..., :-1], data[..., -1]
+    s, n, d = x.shape
+    v = np.ones((s, n)) if weights is None else weights
+    alpha = float(train.get("distill", 0.0)) if reference is not None else 0.0
+    strength = float(train["anchor_strength"]) if reference is not None and train.get("anchor") == "prior" else 0.0
+    w0 = np.zeros((s, d)) if reference is None else reference["weights"]
+    vx = (x * v[..., None]).transpose(0, 2, 1)  # X^T V
+    gram = (1.0 - alpha) * np.matmul(vx, x) / n
+    a = gram + ((1.0 - alpha) * (ridge + strength) + alpha) * np.eye(d)
+    b = (1.0 - alpha) * (np.matmul(vx, y[..., None])[..., 0] / n + strength * w0) + alpha * w0
+    w = np.linalg.solve(a, b[..., None])[..., 0]
+    residual = y - np.einsum("snd,sd->sn", x, w)
+    dof = np.trace(np.linalg.solve(a, gram), axis1=-2, axis2=-1)
+    noise_var = (1.0 - alpha) * np.einsum("sn,sn,sn->s", v, residual, residual) / np.maximum(n - dof, 1e-300)
+    if alpha:
+        noise_var = noise_var + alpha * (reference["noise_var"] + ((w - w0) ** 2).sum(axis=1))
+    return {"weights": w, "noise_var": noise_var}
+
+
 def gaussian_nll(mean_square: np.ndarray, var: np.ndarray) -> np.ndarray:
     """The mean of -log N(r; 0, var) over residuals r whose mean square is mean_square (one r: its NLL)."""
     return 0.5 * (LOG_2PI + np.log(var) + mean_square / var)
@@ -173,8 +206,21 @@ class LinregEngine(Engine):
     def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
         return labelled(rngs, self.params.samples if n is None else n, self.w_star, self.params.noise)
 
-    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
-        model = fit_ridge(data, self.params.ridge)
+    mitigations = frozenset({"prior", "distill", "real_weight"})
+
+    def fit(
+        self,
+        data: np.ndarray,
+        rngs: list[np.random.Generator],
+        report: Report,
+        source: Any = None,
+        reference: Model | None = None,
+        weights: np.ndarray | None = None,
+    ) -> Fitted:
+        if reference is None and weights is None:
+            model = fit_ridge(data, self.params.ridge)
+        else:
+            model = fit_anchored(data, self.params.ridge, weights, reference, self.train_keys)
         report("fit", 1, 1, None)
         return Fitted(model)
 
@@ -204,10 +250,10 @@ class LinregEngine(Engine):
 
     def expected(self, generations: int, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """excess_risk and test_mse for least squares in modes replace and accumulate (ols_excess_risk), and
-        variance in mode replace; {} with a ridge, a filter or data mixed between chains or seeds."""
+        variance in mode replace; {} with a ridge, a filter, data mixed between chains or seeds, or a mitigation."""
         p = self.params
         mixed = data.get("share_seeds") or data.get("share_others") or data.get("mix")
-        if p.ridge or mixed or data.get("filter", "none") != "none":
+        if p.ridge or mixed or data.get("filter", "none") != "none" or self.mitigated(data):
             return {}
         excess = ols_excess_risk(data["mode"], generations, p.dim, p.samples, p.noise)
         if excess is None:

@@ -201,16 +201,20 @@ class MixtureEngine(Engine):
             self._test = rng.standard_normal((1, self.params.test_samples, self.dim))
         return self._test
 
+    def test_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (d,) and covariance (ddof 0, (d, d)) of the fixed real held-out sample."""
+        if not hasattr(self, "_test_moments"):
+            t = self.test_data()[0]
+            self._test_moments = t.mean(0), np.cov(t, rowvar=False, bias=True).reshape(self.dim, self.dim)
+        return self._test_moments
+
     def test_nll(self, model: Mixture) -> np.ndarray:
         """Mean NLL per dimension of the fixed real held-out sample, per seed."""
         test = self.test_data()
         if model["means"].shape[1] > 1:
             return -log_density(test, model).mean(axis=1) / self.dim
         # one Gaussian: the mean NLL depends on the test sample only through its mean and covariance
-        if not hasattr(self, "_test_moments"):
-            t = test[0]
-            self._test_moments = t.mean(0), np.cov(t, rowvar=False, bias=True).reshape(self.dim, self.dim)
-        t_mean, t_cov = self._test_moments
+        t_mean, t_cov = self.test_moments()
         mu, cov = model["means"][:, 0], model["covs"][:, 0]
         dev = t_mean - mu
         scatter = t_cov + dev[:, :, None] * dev[:, None, :]

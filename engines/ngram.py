@@ -169,13 +169,52 @@ class NgramEngine(Engine):
         train = self.dataset().train
         return np.broadcast_to(train, (len(rngs), *train.shape)).copy()
 
-    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
-        """The n-gram counts of each seed's blocks (randomness: none)."""
+    mitigations = frozenset({"prior", "distill", "real_weight"})
+
+    def fit(
+        self,
+        data: np.ndarray,
+        rngs: list[np.random.Generator],
+        report: Report,
+        source: Any = None,
+        reference: Any = None,
+        weights: np.ndarray | None = None,
+    ) -> Fitted:
+        """The n-gram counts of each seed's blocks (randomness: none); weighted counts with the mitigations."""
         p = self.params
         report("train", 0, 1, None)
-        model = count(data, len(self.dataset().words), p.order, p.smoothing, p.k)
+        if reference is not None:
+            data, weights = self.with_first(data, weights)
+        model = count(data, len(self.dataset().words), p.order, p.smoothing, p.k, weights)
         report("train", 1, 1, None)
         return Fitted(model)
+
+    def with_first(self, data: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The blocks and weights that anchor (train.anchor = "prior") or distil (train.distill = alpha) the
+        counts to generation 0's: generation 0's training blocks (the real ones, the same for every seed)
+        beside the data, as pseudo-data. distill: the maximum-likelihood n-gram model of the alpha-mixture of
+        the data and the teacher's own distribution, that of its training counts, is the model of the
+        mixed counts (1 - alpha) c_data / N + alpha c_0 / N0: the data weigh (1 - alpha), the real blocks
+        alpha N / N0 each (alpha = 1: the real blocks alone, generation 0's counts exactly). prior: the real
+        blocks weigh strength x N / N0 more, generation 0's counts times strength when N = N0. So distill
+        alpha is the prior at strength alpha / (1 - alpha). The weights are scaled to mean 1 (Kneser-Ney's
+        discounts are not scale-free), None where they are all equal (the plain counts)."""
+        keys = self.train_keys
+        alpha = float(keys.get("distill", 0.0))
+        strength = alpha + (float(keys["anchor_strength"]) if keys.get("anchor") == "prior" else 0.0)
+        if strength == 0.0:
+            return data, weights
+        train = self.dataset().train  # generation 0's blocks, the same for every seed
+        first = np.broadcast_to(train, (len(data), *train.shape))
+        n, n0 = data.shape[1], first.shape[1]
+        mine = (1.0 - alpha) * (np.ones(data.shape[:2]) if weights is None else weights)
+        theirs = np.full(first.shape[:2], strength * n / n0)
+        if alpha == 1.0:  # the data weigh nothing
+            data, mine = data[:, :0], mine[:, :0]
+        w = np.concatenate([mine, theirs], axis=1)
+        w /= w.mean(axis=1, keepdims=True)
+        uniform = bool(np.all(w == w[:, :1]))
+        return np.concatenate([data, first], axis=1), None if uniform else w
 
     def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report, data=None) -> Generated:
         """Continuations (S, n, block_size) int32 of the original training blocks (or, with prompts = "train",

@@ -31,10 +31,17 @@ class Level:
     """The m-grams of all seeds for one m >= 1; contexts are the (m-1)-grams (the seeds for m = 1)."""
 
     keys: np.ndarray  # (K,) int64 sorted: context rank * V + last word
-    raw: np.ndarray  # (K,) int64 occurrences
+    raw: np.ndarray  # (K,) int64 occurrences (float64 weighted occurrences when the blocks were weighted)
     cont: np.ndarray  # (K,) int64 distinct words seen before it (N1+(. g)); zeros at the model's order
     seed: np.ndarray  # (K,) int64 the seed each m-gram belongs to
     starts: np.ndarray  # (P + 1,) int64: context r's continuations are keys[starts[r]:starts[r + 1]]
+    # weighted blocks: the occurrences, each block once (int64), whose count-of-counts give the discounts
+    tally: np.ndarray | None = None
+
+    @property
+    def occurrences(self) -> np.ndarray:
+        """(K,) int64: how often each m-gram occurs in the blocks counted, whatever their weights."""
+        return self.raw if self.tally is None else self.tally
 
 
 @dataclass
@@ -54,7 +61,7 @@ class NgramModel:
         """(S, V) int64: each seed's word counts in its training data."""
         lv = self.levels[0]
         out = np.zeros(self.seeds * self.vocab, dtype=np.int64)
-        out[lv.keys] = lv.raw
+        out[lv.keys] = lv.occurrences
         return out.reshape(self.seeds, self.vocab)
 
     # --- derived per context (cheap, recomputed on load) -----------------------------------------
@@ -77,7 +84,7 @@ class NgramModel:
         cache = self.cache.setdefault("_d", {})
         if (m, kind) not in cache:
             lv = self.levels[m - 1]
-            counts = lv.raw if kind == "raw" else lv.cont
+            counts = lv.occurrences if kind == "raw" else lv.cont  # weighted: Kneser-Ney's D of the blocks
             n1 = np.bincount(lv.seed, weights=counts == 1, minlength=self.seeds)
             n2 = np.bincount(lv.seed, weights=counts == 2, minlength=self.seeds)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -113,6 +120,8 @@ class NgramModel:
         for m, lv in enumerate(self.levels, 1):
             for f in ("keys", "raw", "cont", "seed", "starts"):
                 arrays[f"{f}{m}"] = getattr(lv, f)
+            if lv.tally is not None:
+                arrays[f"tally{m}"] = lv.tally
         with open(path, "wb") as fh:
             np.savez(fh, **arrays)
 
@@ -121,14 +130,21 @@ class NgramModel:
         with np.load(path, allow_pickle=False) as z:
             order, vocab, k = z["meta"]
             levels = [
-                Level(*(z[f"{f}{m}"] for f in ("keys", "raw", "cont", "seed", "starts")))
+                Level(
+                    *(z[f"{f}{m}"] for f in ("keys", "raw", "cont", "seed", "starts")),
+                    z.get(f"tally{m}"),
+                )
                 for m in range(1, int(order) + 1)
             ]
             return cls(int(order), int(vocab), str(z["smoothing"]), float(k), levels)
 
 
-def count(data: np.ndarray, vocab: int, order: int, smoothing: str, k: float) -> NgramModel:
-    """The n-gram counts of orders 1..order of each seed's blocks, data (S, N, L) int word ids."""
+def count(
+    data: np.ndarray, vocab: int, order: int, smoothing: str, k: float, weights: np.ndarray | None = None
+) -> NgramModel:
+    """The n-gram counts of orders 1..order of each seed's blocks, data (S, N, L) int word ids. weights
+    (S, N) > 0: each block's n-grams count that much (float counts; Kneser-Ney's discounts still come
+    from the count-of-counts of the blocks counted once, the type statistics they estimate: Level.tally)."""
     S, N, L = data.shape
     if order > L:
         raise ValueError(f"blocks of {L} words hold no {order}-gram")
@@ -147,7 +163,11 @@ def count(data: np.ndarray, vocab: int, order: int, smoothing: str, k: float) ->
             suffix = np.empty(len(uniq), dtype=np.int64)
             suffix[inv] = prev[:, :, 1 : L - m + 2].ravel()
             levels[-1].cont = np.bincount(suffix, minlength=len(levels[-1].keys))
-        levels.append(Level(uniq, raw.astype(np.int64), np.zeros(len(uniq), np.int64), seed, starts))
+        level = Level(uniq, raw.astype(np.int64), np.zeros(len(uniq), np.int64), seed, starts)
+        if weights is not None:
+            per_window = np.broadcast_to(weights[:, :, None], keys.shape).ravel()
+            level.raw, level.tally = np.bincount(inv, weights=per_window, minlength=len(uniq)), level.raw
+        levels.append(level)
         prev, prev_seed = inv.reshape(S, N, L - m + 1), seed
     return NgramModel(order, vocab, smoothing, k, levels)
 

@@ -164,7 +164,8 @@ def test_a_change_is_a_ratio_for_log_quantities_and_a_difference_otherwise():
 @pytest.mark.parametrize(
     "x, log, text",
     [(1234.5678, False, "1235"), (math.nan, False, NA), (math.inf, False, "inf"), (2.0, True, "100"),
-     (-3.0, True, "0.001"), (356.1, True, "1.26e356"), (-400.5, True, "3.16e-401"), (math.inf, True, "inf")],
+     (-3.0, True, "0.001"), (356.1, True, "1.26e356"), (-400.5, True, "3.16e-401"), (math.inf, True, "inf"),
+     (5.0823e18, True, "10^5.082e18"), (-2e6, True, "10^-2e6")],
 )  # fmt: skip
 def test_a_value_is_written_as_the_number_it_stands_for(x, log, text):
     assert value_text(x, log) == text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ from collapse_tui.preset_files import load_preset
 from collapse_tui.report.sweep import sweep_points
 from collapse_tui.runs import load_run
 from collapse_tui.seed_workers import THREAD_VARS, worker_env
-from collapse_tui.sweep import builtin_sweeps, load_sweep
+from collapse_tui.sweep import VARIANT, builtin_sweeps, load_sweep
 from collapse_tui.sweepdir import SweepDir
 
 BASE = """
@@ -248,8 +249,12 @@ def test_worker_threads_and_gpus():
 
 
 def test_builtin_sweeps_are_valid():
-    sweeps = {name: load_sweep(path) for name, path in builtin_sweeps().items()}
+    mitigations = {
+        f"{e}-mitigations" for e in ("gaussian", "gmm", "ngram", "vae", "opt125m")
+    }  # test_mitigations_report
+    sweeps = {name: load_sweep(path) for name, path in builtin_sweeps().items() if name not in mitigations}
     assert set(sweeps) == {"gmm-keep-sweep", "gaussian-m-sweep", "vae-keep-sweep", "opt125m-sweep"}
+    assert set(builtin_sweeps()) == set(sweeps) | mitigations
     gmm = sweeps["gmm-keep-sweep"]
     assert [c.config.data.keep_fraction for c in gmm.cells] == [0, 0.05, 0.1, 0.2, 0.5]
     assert all(len(c.config.seeds) == 8 and c.config.data.mode == "keep" for c in gmm.cells)
@@ -328,3 +333,85 @@ def test_a_ray_cell_asks_for_a_gpu_when_any_of_its_chains_runs_torch_on_cuda():
     assert ray_resources(on_cuda) == {"num_cpus": 1, "num_gpus": 1}
     assert ray_resources(ngram_first) == {"num_cpus": 1, "num_gpus": 0}  # the preset's device is cpu
     assert ray_resources(load_preset("gmm-quick", ["experiment.device='cuda'"]))["num_gpus"] == 0  # no torch
+
+
+VARIANTS = """
+[variants.replace]
+"data.mode" = "replace"
+[variants.keep50]
+"data.mode" = "keep"
+"data.keep_fraction" = 0.5
+[variants.accumulate]
+data.mode = "accumulate"  # unquoted: a nested table in TOML, the same key
+"""
+VARIANT_SETS = {  # variant -> its keys as --set overrides of BASE
+    "replace": ["data.mode=replace"],
+    "keep50": ["data.mode=keep", "data.keep_fraction=0.5"],
+    "accumulate": ["data.mode=accumulate"],
+}
+
+
+@pytest.mark.parametrize(
+    "grid, axes",
+    [
+        ("", {}),
+        ('[sweep]\n"engine.samples" = [100, 200]', {"engine.samples": [100, 200]}),
+        (
+            '[sweep]\nmode = "zip"\n"engine.samples" = [100, 200]\n"experiment.seeds" = [2, 3]',
+            {"engine.samples": [100, 200], "experiment.seeds": [2, 3]},
+        ),
+    ],
+)
+def test_variants_cross_the_grid(write_preset, grid, axes):
+    """A cell per variant and combination of the [sweep] lists (zip: per zipped position), each the preset
+    that --set of the variant's keys and the cell's swept values gives; named by the variant first."""
+    sweep = load_sweep(write_preset(BASE + VARIANTS + grid))
+    combos = [dict(zip(axes, c)) for c in (zip(*axes.values()) if "zip" in grid else itertools.product(*axes.values()))]
+    assert len(sweep.cells) == 3 * len(combos)
+    assert sweep.axes == {VARIANT: list(VARIANT_SETS), **axes}
+    assert sweep.variants["accumulate"] == {"data.mode": "accumulate"}
+    base = write_preset(BASE, "base.toml")
+    for cell, (variant, combo) in zip(sweep.cells, itertools.product(VARIANT_SETS, combos)):
+        assert cell.values == {VARIANT: variant, **combo}
+        assert cell.name.split("-")[0] == variant and len(cell.name.split("-")) == 1 + len(combo)
+        sets = VARIANT_SETS[variant] + [f"{k}={v}" for k, v in combo.items()] + ["experiment.name=preset"]
+        assert cell.config == load_preset(str(base), sets)
+
+
+def test_a_sweep_with_variants_round_trips_its_directory(write_preset, tmp_path):
+    (tmp_path / "sweep.toml").write_text(BASE.replace("generations = 6", "generations = 2") + VARIANTS)
+    sweep = SweepDir.open(new_sweep(tmp_path))
+    assert sweep.variants == load_sweep(tmp_path / "sweep.toml").variants and sweep.keys == [VARIANT]
+    assert [(c.name, c.values) for c in sweep.cells] == [(v, {VARIANT: v}) for v in VARIANT_SETS]
+    assert [c.rundir.config().data.mode for c in sweep.cells] == ["replace", "keep", "accumulate"]
+
+
+@pytest.mark.parametrize(
+    "table, words",
+    [
+        ('[variants.keep10]\n"data.kep_fraction" = 0.1', ["sweep cell keep10:", "data.kep_fraction", "did you mean"]),
+        ('[variants.keep10]\n"data.keep_fraction" = 1.5', ["sweep cell keep10:", "data.keep_fraction"]),
+        ('[variants.keep10]\n"data.keep_fraction" = 0.1\n[sweep]\n"data.keep_fraction" = [0, 1]', ["swept by"]),
+        ("[variants.replace]", ["variants.replace: sets no key", '"data.mode" = "replace"']),
+        ('[variants.keep10]\n"keep_fraction" = 0.1', ["variants.keep10.keep_fraction", "SECTION.KEY"]),
+        ('[variants.keep10]\n"experiment.engine" = "gaussian"', ["cannot be swept"]),
+        ('[variants."keep 10"]\n"data.mode" = "keep"', ["variants.keep 10", "name"]),
+        ("[variants]", ["[variants]: expected tables [variants.NAME]"]),
+        ("[variants]\nkeep10 = 5", ["variants.keep10: expected a table of keys"]),
+        ('[variants.ewc]\n"train.anchor" = "ewc"', ["sweep cell ewc:", "has no such mitigation"]),  # a torch one
+    ],
+)
+def test_bad_variants_exit_2_before_any_directory(write_preset, tmp_path, capsys, table, words):
+    path = write_preset(BASE + table + "\n", "bad.toml")
+    assert main(["--batch", str(path), "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and all(w in err for w in words), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_set_cannot_change_a_variants_key(write_preset, tmp_path, capsys):
+    path = write_preset(BASE + VARIANTS)
+    assert main(["--batch", str(path), "--runs-dir", str(tmp_path / "runs"), "--set", "data.keep_fraction=0.2"]) == 2
+    err = capsys.readouterr().err
+    assert "data.keep_fraction is set by [variants.keep50]" in err and not (tmp_path / "runs").exists()
+    assert [c.config.generations for c in load_sweep(path, ["experiment.generations=2"]).cells] == [2] * 3

@@ -110,3 +110,32 @@ def test_trend_tails_are_never_cut_into_other_numbers():
     lo, hi = spread.removeprefix("seeds ").split("..")
     assert lo.endswith("e366") and hi.endswith("e1670")
     assert head == "4.9e907 ×1.2e907 vs g0"
+
+
+def test_a_curves_marks_sit_where_the_sparkline_puts_the_same_values():
+    """render.marks draws each column's value at the height sparkline gives it in the same frame: the top of
+    a bar and the mark of the same value are in the same row, at the nearest of the five heights a cell has."""
+    values = list(np.linspace(0.0, 1.0, 17)) + [math.nan]
+    bars = render.sparkline(values, 18, 2, frame=(0.0, 1.0))
+    marks = render.marks(values, 18, 2, None, (0.0, 1.0))
+    for col in range(17):
+        level = sum(render.EIGHTHS.index(row[col]) for row in bars)  # 1..16 eighths
+        row = 1 - (level - 1) // 8  # rows top first
+        assert marks[row][col] == render.MARKS[round(((level - 1) % 8) * 4 / 7)]
+        assert marks[1 - row][col] == " "
+    assert marks[0][17] == marks[1][17] == " "  # NaN: a gap
+    assert render.marks([], 5, 2, None, (0.0, 1.0)) == [" " * 5] * 2
+
+
+def test_a_marked_row_keeps_its_bars_and_draws_the_curve_where_they_leave_room():
+    """A mark takes an empty cell with its own character; under a bar the bar's glyph stays, in the curve's
+    colour; cells without a mark keep the bars' style."""
+    from collapse_tui.tui.components.trend import BAR_STYLE, MARK_STYLE, marked
+
+    content = marked("█▄  ", "⎺  ─")
+    assert content.plain == "█▄ ─"
+    assert [(s.start, s.end, str(s.style)) for s in content.spans] == [
+        (0, 1, MARK_STYLE),
+        (1, 3, BAR_STYLE),
+        (3, 4, MARK_STYLE),
+    ]

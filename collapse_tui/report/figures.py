@@ -45,7 +45,9 @@ __all__ = [
     "axis_label",
     "axis_mode",
     "chosen_generations",
+    "draw_runs",
     "draw_series",
+    "draw_theory",
     "figure_title",
     "generation_colors",
     "legend_label",
@@ -236,6 +238,40 @@ def draw_series(ax: Axes, s: Series, label: str, mode: str, color: Any = None) -
     return [centre[ok]]
 
 
+def draw_theory(ax: Axes, run: Run, key: str, mode: str, color: Any) -> list[np.ndarray]:
+    """What the run's theory expects of key's mean over seeds (theory.jsonl), dashed, and the mean over seeds
+    it predicts, dotted (the median can fall while the mean holds: the paper's single Gaussian), up to the
+    run's last generation, in the axis's mode. Returns the y values drawn; none when there is no theory."""
+    curve = run.theory.get(key)
+    if curve is None:
+        return []
+    gens = np.arange(min(len(curve), run.last_generation + 1))
+    by_gen: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in run.rows:
+        by_gen[r["generation"]].append(r)
+    means = np.array([values(by_gen[g], key, False).mean() if by_gen[g] else np.nan for g in gens])
+    drawn = []
+    for y, style, what in ((curve[: len(gens)], "--", "expected mean (theory)"), (means, ":", "mean over seeds")):
+        with np.errstate(all="ignore"):
+            y = np.log10(y) if mode == "log10" else y
+        ok = np.isfinite(y) & (y > 0 if mode == "log" else True)
+        if ok.any():
+            ax.plot(gens[ok], y[ok], ls=style, color=color, lw=1.2, label=what)
+            drawn.append(y[ok])
+    return drawn
+
+
+def draw_runs(ax: Axes, runs: Sequence[Run], data: Sequence[Series], mode: str, key: str | None) -> list[np.ndarray]:
+    """Each run's series (draw_series) and, when key is given, its theory of key (draw_theory), a colour a run.
+    Returns the y values drawn (for log_limits)."""
+    drawn = []
+    for i, (run, s) in enumerate(zip(runs, data)):
+        color = f"C{i % 10}"
+        drawn += draw_series(ax, s, legend_label(run), mode, color)
+        drawn += draw_theory(ax, run, key, mode, color) if key else []
+    return drawn
+
+
 def log_limits(ax: Axes, drawn: Sequence[np.ndarray]) -> None:
     """y limits of a log axis set in log space: a band over seeds can reach 1e300 (a seed whose model
     all but excludes the real data), where matplotlib's margins and ticks overflow. Values
@@ -277,7 +313,7 @@ def overlay_figure(
         mode = "linear" if not log_y else "log10" if mode == "log10" else "log"
     fig = new_figure(7, 4.5)
     ax = fig.add_subplot()
-    drawn = [v for run, s in zip(runs, data) for v in draw_series(ax, s, legend_label(run), mode)]
+    drawn = draw_runs(ax, runs, data, mode, key if f is None else None)
     style_axes(ax, ylab, log_x, mode, drawn)
     ax.set_title(f"median over seeds, band {BAND[0]}-{BAND[1]}th percentile" + unknown_note(runs, data), fontsize=9)
     fig.suptitle(figure_title(runs, what))

@@ -15,9 +15,8 @@ from .figures import (
     Unavailable,
     axis_label,
     axis_mode,
-    draw_series,
+    draw_runs,
     figure_title,
-    legend_label,
     new_figure,
     overlay_figure,
     series,
@@ -51,14 +50,15 @@ def metrics_figure(runs: Sequence[Run], opts: Options) -> Figure:
         ax = fig.add_subplot(rows, cols, i + 1)
         data = [series(r.rows, key, log_keys=r.log_keys) for r in runs]
         mode = axis_mode(data, ratio=1e3)
-        drawn = [v for run, s in zip(runs, data) for v in draw_series(ax, s, legend_label(run), mode)]
+        drawn = draw_runs(ax, runs, data, mode, key)
         ax.set_title(key, fontsize=10)
         style_axes(ax, key, False, mode, drawn, legend=False)
         ax.yaxis.label.set_fontsize(8)
     handles, labels = fig.axes[0].get_legend_handles_labels()
     if len(runs) > 1 and handles:
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(runs), 3), fontsize=8)
-    fig.suptitle(figure_title(runs, "All metrics: median over seeds, band 16-84th percentile"))
+    theory = "; dashed: theory's expected mean, dotted: mean over seeds" if any(r.theory for r in runs) else ""
+    fig.suptitle(figure_title(runs, f"All metrics: median over seeds, band 16-84th percentile{theory}"))
     return fig
 
 

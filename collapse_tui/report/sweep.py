@@ -3,7 +3,8 @@
 Each chosen metric at the last generation every cell reached (or --generation N) against the swept
 value: the median over seeds with the 16th-84th percentile band (summary.py; log-quantities in log10),
 a line per value of the other swept keys; a heat map of the medians for a sweep of two keys. The points
-drawn are written beside the figures (sweep-points.json), so what a figure shows can be read back.
+drawn are written beside the figures (sweep-points.json), so what a figure shows can be read back. A
+sweep with variants also gets mitigations.csv and the variants' figure (report/mitigations.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..runs import Run, load_run, shared_metrics
 from ..summary import BAND, summarize, values
 from ..sweepdir import CELLS, SweepDir, check_output
 from .figures import Options, Series, axis_mode, draw_series, new_figure, on_axis, style_axes
+from .mitigations import write_mitigations
 from .runs import make_folder, save_figure, write_report
 
 if TYPE_CHECKING:
@@ -139,6 +141,7 @@ def write_sweep_report(
         raise ConfigError(f"{sweep.path}: no cell has metrics at generation {generation} yet")
     atomic_write(out / POINTS_FILE, json.dumps(points, indent=1).encode())
     written = [("sweep points", [out / POINTS_FILE])]
+    written += write_mitigations(sweep, {c.name: r for c, r in zip(sweep.cells, runs)}, out, opts, generation)
     builds = [("", line_figure)] + (
         [("-heatmap", heatmap_figure)] if len(sweep.keys) == 2 and sweep.mode == "grid" else []
     )

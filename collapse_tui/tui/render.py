@@ -161,19 +161,46 @@ def sparkline(
     given), so the line grows left to right as a run goes on; columns that cover several generations
     show their mean, so 5000 generations draw as fast as 50. The y axis spans `frame` (default: the
     values' range). Infinite values draw as the top, NaN as a gap."""
-    total = max(total or len(values), len(values), 1)
     if width <= 0 or not values:
         return [""] * height
+    level = _levels(_columns(values, width, total), height * 8, frame)
+    return ["".join(EIGHTHS[c] for c in np.clip(level - r * 8, 0, 8)) for r in range(height - 1, -1, -1)]
+
+
+MARKS = "⎽⎼─⎻⎺"  # a line's height within a cell, bottom to top (the scan lines of DEC's line drawing set)
+
+
+def marks(values: list[float], width: int, height: int, total: int | None, frame: tuple[float, float]) -> list[str]:
+    """Rows (top first) of a line through the values, each column's mark at the height that sparkline
+    gives the same value in the same frame (a cell's eighth as one of MARKS), spaces elsewhere: a curve
+    to draw over a sparkline (the values theory expects)."""
+    if width <= 0 or not values:
+        return [" " * max(width, 0)] * height
+    level = _levels(_columns(values, width, total), height * 8, frame) - 1  # -1: no mark
+    rows = []
+    for r in range(height - 1, -1, -1):
+        within = level - r * 8  # the mark's eighth in this row, 0..7, when it is in this row
+        rows.append("".join(MARKS[round(e * 4 / 7)] if 0 <= e < 8 else " " for e in within))
+    return rows
+
+
+def _columns(values: list[float], width: int, total: int | None) -> np.ndarray:
+    """The value each of (at most) width columns shows when the x axis spans total generations: each
+    generation as many whole columns when they fit, else the mean of the generations a column covers."""
+    total = max(total or len(values), len(values), 1)
     xs = np.asarray(values, dtype=float)
-    if total <= width:  # each generation gets the same whole number of columns
-        xs = np.repeat(xs, width // total)
-    else:
-        edges = np.linspace(0, total, width + 1).astype(int)
-        cols = [(a, min(b, len(xs))) for a, b in zip(edges[:-1], edges[1:]) if a < len(xs)]
-        with np.errstate(invalid="ignore"):
-            xs = np.array([xs[a:b].mean() if b > a else np.nan for a, b in cols])
+    if total <= width:
+        return np.repeat(xs, width // total)
+    edges = np.linspace(0, total, width + 1).astype(int)
+    cols = [(a, min(b, len(xs))) for a, b in zip(edges[:-1], edges[1:]) if a < len(xs)]
+    with np.errstate(invalid="ignore"):
+        return np.array([xs[a:b].mean() if b > a else np.nan for a, b in cols])
+
+
+def _levels(xs: np.ndarray, top: int, frame: tuple[float, float] | None) -> np.ndarray:
+    """Each column's height in eighths, 1..top (0: a gap for NaN), between the finite values' range widened
+    to frame; infinite values at the top (inf) or the bottom (-inf)."""
     finite = xs[np.isfinite(xs)]
-    top = height * 8
     if finite.size:
         lo, hi = float(finite.min()), float(finite.max())
         if frame is not None and all(map(math.isfinite, frame)):
@@ -183,5 +210,4 @@ def sparkline(
     else:
         scaled = np.zeros(len(xs))
     level = np.where(np.isnan(xs), 0, np.where(np.isposinf(xs), top, np.where(np.isneginf(xs), 1, scaled)))
-    level = np.nan_to_num(level).astype(int)
-    return ["".join(EIGHTHS[c] for c in np.clip(level - r * 8, 0, 8)) for r in range(height - 1, -1, -1)]
+    return np.nan_to_num(level).astype(int)

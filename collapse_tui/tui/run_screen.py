@@ -14,6 +14,7 @@ import shlex
 from collections import deque
 from functools import partial
 
+import numpy as np
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -34,7 +35,7 @@ from ..records import RunState
 from ..run_names import run_name
 from ..rundir import RunDir
 from ..runlog import resumable
-from ..summary import SERIES
+from ..summary import SERIES, is_log
 from .branch_dialog import BranchDialog
 from .components import DiffPane, MetricsTable, ProgressRow, SamplesView, Trend
 from .previews import preview_kind
@@ -64,7 +65,7 @@ class RunScreen(Screen):
         Binding("c", "next_chain", "Chain"),
         Binding("v", "toggle_chains", "All chains"),
         *(Binding(str(i + 1), f"tab('{name}')", name.title(), show=False) for i, name in enumerate(TABS)),
-        Binding("escape", "back", "Presets"),
+        Binding("escape", "back", "Back"),  # to the presets: short, so that Quit fits 80 columns
         Binding("q", "app.quit", "Quit"),
     ]
 
@@ -83,6 +84,9 @@ class RunScreen(Screen):
         self.rundir, self.cfg, self.start = rundir, cfg, start
         self.kind = preview_kind(cfg.engine_name)
         self.run_state = ScreenState(rundir, cfg)
+        # a trend row per SERIES metric, and one for the first metric theory expects when it expects none of them
+        theory = list(self.run_state.theory)
+        self.trend_keys = [*SERIES, *theory[:1]] if theory and not set(theory) & set(SERIES) else list(SERIES)
         self.set_reactive(RunScreen.chain, self.run_state.chain)
         self.events: deque[Event] = deque()  # filled by the worker thread, drained by the UI timer
         self.control: loop.Control | None = None
@@ -93,8 +97,9 @@ class RunScreen(Screen):
     # layout
     def compose(self) -> ComposeResult:
         yield Static(id="status")
-        yield Trend("perplexity", log=True, total=self.cfg.generations, id="trend-perplexity")
-        yield Trend("variance", total=self.cfg.generations, id="trend-variance")
+        for key in self.trend_keys:
+            log = is_log(key, self.run_state.logs_of[""]) if key not in SERIES else key == "perplexity"
+            yield Trend(key, log=log, total=self.cfg.generations, id=f"trend-{key}")
         if len(self.run_state.chains) > 1:  # shown by v: a row per chain and metric
             for key in SERIES:
                 for c in self.run_state.chains:
@@ -265,14 +270,21 @@ class RunScreen(Screen):
 
     def _draw_trends(self) -> None:
         st = self.run_state
-        trends = [(self.query_one(f"#trend-{key}", Trend), key, st.chain) for key in SERIES]
+        trends = [(self.query_one(f"#trend-{key}", Trend), key, st.chain) for key in self.trend_keys]
         if self.all_chains:
             trends += [(t, t.sub, t.label) for t in self.query(".chain-trend").results(Trend)]
+        checks = {c.metric: c for c in st.checks()}
         for trend, key, chain in trends:
             trend.values = st.series(key, chain)
             medians = st.medians_of[chain]
             latest = medians[-1].get(key) if medians else None
             trend.band = (latest.lo, latest.hi) if latest is not None else (math.nan, math.nan)
+            if key in st.theory and not trend.has_class("chain-trend"):
+                curve = st.theory[key]
+                with np.errstate(all="ignore"):
+                    trend.expected = list(np.log10(curve) if trend.log_scale else curve)
+                check = checks.get(key)
+                trend.theory = (check.mean, check.expected) if check else (math.nan, math.nan)
 
     # actions
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -12,6 +12,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..config import Config, chain_names
 from ..events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
 from ..numbers import fmt_seconds
@@ -19,6 +21,7 @@ from ..records import Failure, RunState
 from ..rundir import RunDir, run_state
 from ..runlog import RunLog, failed_line
 from ..summary import Summary, log_keys_of, scalar_keys, summarize_rows
+from ..theory import Check, checks, expected
 
 RESUMABLE = (RunState.CREATED, RunState.STOPPED, RunState.FAILED, RunState.CRASHED)
 ETA_WINDOW = 20  # generations the time estimate averages over
@@ -45,12 +48,18 @@ class ScreenState:
     keys_of: dict[str, list[str]] = field(default_factory=dict)
     medians_of: dict[str, list[dict[str, Summary]]] = field(default_factory=dict)
     logs_of: dict[str, set[str]] = field(default_factory=dict)
+    # what theory expects of the mean over seeds, per metric and generation (theory.py: computed from the
+    # preset as loop.run writes it to theory.jsonl, so a run not yet started shows it too; none for chains),
+    # and the rows of the last generation shown, which the checks against it read
+    theory: dict[str, np.ndarray] = field(default_factory=dict)
+    last_rows: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.chain = self.chains[0]
         for c in self.chains:
             self.keys_of[c], self.medians_of[c] = [], []
             self.logs_of[c] = log_keys_of(self.cfg.chain(c).engine_name if c else self.cfg.engine_name)
+        self.theory = expected(self.cfg)
 
     @property
     def chains(self) -> list[str]:
@@ -88,6 +97,7 @@ class ScreenState:
         self.rewrites += 1
 
     def _add(self, rows: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> None:
+        self.last_rows = list(rows)
         for c in self.chains:
             mine = [r for r in rows if r.get("chain", "") == c]
             if not self.keys_of[c]:
@@ -109,6 +119,7 @@ class ScreenState:
             if self.done > ev.start_generation:  # rows after the checkpoint are computed again
                 for medians in self.medians_of.values():
                     del medians[ev.start_generation :]
+                self.last_rows = []  # of a generation dropped: until the next one, no mean to show
                 self.rewrites += 1
         elif isinstance(ev, Progress):
             self.progress = ev
@@ -122,10 +133,16 @@ class ScreenState:
                 self.say(f"finished {ev.generations_done} generations in {fmt_seconds(ev.seconds)}")
             else:
                 self.say(f"stopped after {ev.generations_done} generations; r resumes")
+            for c in self.checks():  # as the batch output ends
+                self.say(c.text())
         elif isinstance(ev, RunFailed):
             self.state, self.error, self.progress = RunState.FAILED, ev.error, None
             self.failure = Failure.FAULT if ev.resumable else Failure.INPUT
             self.say(failed_line(ev.error, ev.run_dir))
+
+    def checks(self) -> list[Check]:
+        """The last generation shown against theory, a Check per metric it expects (theory.checks)."""
+        return checks(self.last_rows, self.theory)
 
     def say(self, line: str) -> None:
         self.log.append(f"{time.strftime('%H:%M:%S')} {line}")

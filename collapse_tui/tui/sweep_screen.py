@@ -1,7 +1,8 @@
 """The sweep screen: `collapse-tui SWEEP_DIR` shows the sweep's cells, their state, generations and a
 metric's sparkline, read from each cell's run directory once a second (a sweep runs with --batch, in
 another process); enter opens a cell's run screen, which follows a run another process writes. A cell
-that cannot be read (a bad file, a deleted folder) reads "unreadable" with the reason, the others go on."""
+that cannot be read (a bad file, a deleted folder) reads "unreadable" with the reason, the others go on.
+A sweep with variants also shows what each fix buys and costs (collapse_tui.mitigations), below the cells."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from ..config import ConfigError
+from ..mitigations import HEADLINE, outcomes
 from ..runs import Run, load_run
 from ..summary import SERIES, by_generation, scalar_keys
 from ..sweepdir import SweepDir
 from .components.cell_table import CellRow, CellTable
+from .components.mitigation_table import MitigationTable
 
 POLL = 1.0  # seconds between reads of the cells' status and metrics
 
@@ -45,11 +48,15 @@ class SweepScreen(Screen):
         self.states: dict[str, tuple[str, int, str | None]] = {}  # CellRun.state() of the readable cells
         self.errors: dict[str, str] = {}  # the others: what is wrong, in one line
         self._stamps: dict[str, tuple[int, int]] = {}  # mtimes of metrics.jsonl and status.json when last read
+        self._shown: list[Run] = []  # the runs the variants' table was computed from
 
     def compose(self) -> ComposeResult:
         keys = ", ".join(self.sweep.keys)
         yield Static(f"sweep {self.sweep.name} · {len(self.sweep.cells)} cells over {keys}", id="sweep-title")
         yield CellTable(id="cells")
+        if self.sweep.variants:
+            yield Static(id="mitigations-title")
+            yield MitigationTable(id="mitigations")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -92,6 +99,18 @@ class SweepScreen(Screen):
             medians = [s.centre for s in series.values()]
             rows.append(CellRow(cell.name, state, gen + 1, run.config.generations, medians))
         self.query_one(CellTable).show(rows, self.metric or "no metrics yet")
+        runs = [self.runs[c.name] for c in self.sweep.cells if c.name in self.runs]
+        if self.sweep.variants and [id(r) for r in runs] != [id(r) for r in self._shown]:  # read again: new rows
+            self.show_variants()
+
+    def show_variants(self) -> None:
+        """The variants' table, at the last generation every readable cell has reached."""
+        self._shown = [self.runs[c.name] for c in self.sweep.cells if c.name in self.runs]
+        outs = outcomes(self.sweep, self.runs)
+        gen = outs[0].generation if outs else -1
+        at = f"at generation {gen}" if gen >= 0 else "once every cell has a generation"
+        self.query_one("#mitigations-title", Static).update(f"{HEADLINE} {at}, median over seeds; rank 1: lowest")
+        self.query_one(MitigationTable).show(outs if gen >= 0 else [])
 
     def reason(self, name: str) -> str:
         """A cell's error without the path to its folder, which the row names."""

@@ -90,6 +90,7 @@ DEEP_FILES = {
     "status.json": lambda run: (run / "status.json").write_text(nested(DEEP)),
     "metrics.jsonl": lambda run: set_value(run, 5, "w2", nested(DEEP)),
     "checkpoint.json": lambda run: (run / "state" / "checkpoint.json").write_text('{"a": ' * DEEP + "1" + "}" * DEEP),
+    "theory.jsonl": lambda run: (run / "theory.jsonl").write_text(nested(DEEP) + "\n"),
 }
 DEEP_CASES = [
     (file, command)
@@ -97,6 +98,7 @@ DEEP_CASES = [
         ("status.json", ("compare", "report", "resume")),  # export reads the metrics alone
         ("metrics.jsonl", ("compare", "report", "export", "resume")),
         ("checkpoint.json", ("resume",)),  # resume alone needs the state
+        ("theory.jsonl", ("report",)),  # the report draws it (a resume writes it anew)
     )
     for command in commands
 ]
@@ -109,7 +111,7 @@ def test_json_nested_a_thousand_levels_is_one_line_naming_the_file(template, tmp
     run = copy_run(template, tmp_path)
     DEEP_FILES[file](run)
     before = files(run)
-    where = "metrics.jsonl: line 5" if file == "metrics.jsonl" else file
+    where = {"metrics.jsonl": "metrics.jsonl: line 5", "theory.jsonl": "theory.jsonl: line 1"}.get(file, file)
     refused(READERS[command](run, tmp_path), capsys, where)
     assert files(run) == before
 

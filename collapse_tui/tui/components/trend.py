@@ -1,7 +1,9 @@
-"""One metric over generations: label, sparkline, latest value, its change and its band over seeds."""
+"""One metric over generations: label, sparkline, latest value, its change and its band over seeds; and, where
+the run's engine gives one, the curve theory expects, marked over the sparkline."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -18,6 +20,7 @@ TAIL_WIDTH = 22
 # fill the height as a collapse would: a tenth of a decade for log-quantities, 10% otherwise
 MIN_FRAME_LOG = 0.1
 MIN_FRAME_SHARE = 0.1
+BAR_STYLE, MARK_STYLE = "$accent", "bold $warning"  # the sparkline's bars; the marks of the expected curve
 
 
 def fitting(texts: list[str], width: int = TAIL_WIDTH) -> str:
@@ -27,12 +30,17 @@ def fitting(texts: list[str], width: int = TAIL_WIDTH) -> str:
 
 class Trend(Widget):
     """The per-generation medians over seeds (summary.py; log10 values for a log-quantity, which the
-    second row says), the change since generation 0 and the latest generation's band over seeds."""
+    second row says), the change since generation 0 and the latest generation's band over seeds. With
+    `expected` (theory.py: the mean over seeds that theory expects, every generation of the run), a line
+    of render.MARKS through it over the sparkline, 'theory' under the label, and on the second row the
+    latest generation's mean over seeds beside its expected value in place of the band."""
 
     DEFAULT_CSS = "Trend { height: 2; }"
 
     values: reactive[list[float]] = reactive(list)
     band = reactive((math.nan, math.nan))  # 16th and 84th percentile over seeds of the latest generation
+    expected: reactive[list[float]] = reactive(list)  # in the values' scale (log10 for a log-quantity)
+    theory = reactive((math.nan, math.nan))  # the latest generation's mean over seeds and expected mean
 
     def __init__(self, label: str, log: bool = False, total: int | None = None, sub: str | None = None, **kwargs: Any):
         """sub: the second row's label (default: '(log10)' for a log-quantity)."""
@@ -43,11 +51,12 @@ class Trend(Widget):
         self.log_scale = log
 
     def frame(self) -> tuple[float, float]:
-        """The sparkline's y range: every value, and at least MIN_FRAME_* around generation 0's."""
-        finite = [v for v in self.values if math.isfinite(v)]
+        """The sparkline's y range: every value and expected value, and at least MIN_FRAME_* around generation
+        0's value (its expected value before it is measured)."""
+        finite = [v for v in [*self.values, *self.expected] if math.isfinite(v)]
         if not finite:
             return math.nan, math.nan
-        first = self.values[0] if math.isfinite(self.values[0]) else finite[0]
+        first = next((v[0] for v in (self.values, self.expected) if v and math.isfinite(v[0])), finite[0])
         half = MIN_FRAME_LOG if self.log_scale else MIN_FRAME_SHARE * abs(first) or (max(finite) - min(finite)) / 2
         return min(min(finite), first - half), max(max(finite), first + half)
 
@@ -62,6 +71,11 @@ class Trend(Widget):
         change = "" if math.isnan(d) else ratio_text(d)
         now = value_text(last, log)
         head = fitting([f"{now} {change} vs g0", f"{now} {change}", now] if change else [now])
+        if self.expected:
+            mean, expected = self.theory
+            pairs = [(value_text(mean, digits=d), value_text(expected, digits=d)) for d in (4, 3, 2)]
+            texts = [f"mean {m} theory {e}" for m, e in pairs[:2]] + [f"mean {m} vs {e}" for m, e in pairs]
+            return head, fitting(texts)
         lo, hi = self.band
         if lo == hi or math.isnan(lo):
             return head, ""
@@ -71,17 +85,29 @@ class Trend(Widget):
     def render(self) -> Content:
         height = max(1, self.size.height)
         width = max(0, self.size.width - LABEL_WIDTH - TAIL_WIDTH - 1)
-        rows = render.sparkline(self.values, width, height, self.total, self.frame())
+        frame = self.frame()
+        rows = render.sparkline(self.values, width, height, self.total, frame)
+        marks = render.marks(self.expected, width, height, self.total, frame)
         tails = [*self.tail(), *[""] * height][:height]
-        labels = [self.label, self.sub, *[""] * height][:height]
+        sub = f"{render.MARKS[2]} theory" if self.expected and not self.sub else self.sub
+        labels = [self.label, sub, *[""] * height][:height]
         lines = []
-        for label, row, tail in zip(labels, rows, tails):
+        for label, row, mark, tail in zip(labels, rows, marks, tails):
             lines.append(
                 Content.assemble(
                     (f"{label:<{LABEL_WIDTH}}", "bold" if label == self.label else "$text-muted"),
-                    (row.ljust(width), "$accent"),
+                    marked(row.ljust(width), mark),
                     " ",
                     (tail[:TAIL_WIDTH], "" if tail is tails[0] and self.values else "$text-muted"),
                 )
             )
         return Content("\n").join(lines)
+
+
+def marked(row: str, marks: str) -> Content:
+    """A sparkline row with the marks of a curve: in the cells its bars leave empty, the curve's own characters
+    (a line, not a colour alone, so it reads the same without colour); where a bar covers a mark, the bar's
+    glyph in the curve's colour (the bars keep their shape)."""
+    cells = [(c if c != " " else m, MARK_STYLE if m != " " else BAR_STYLE) for c, m in zip(row, marks.ljust(len(row)))]
+    runs = itertools.groupby(cells, key=lambda cell: cell[1])
+    return Content.assemble(*(("".join(c for c, _ in group), style) for style, group in runs))
