@@ -181,7 +181,7 @@ def test_a_stronger_anchor_keeps_the_student_nearer_generation_0(vae, kind, stre
         eng = engine_with(e, {"anchor": kind, "anchor_strength": s})
         eng.params = dataclasses.replace(e.params, epochs=10)
         model = eng.fit(data, rng(8), quiet, reference=ref).model
-        sq = {k: (p - ref.get_parameter(k)).square() for k, p in model.named_parameters()}
+        sq = {k: (p - ref.get_parameter(k)).detach().square() for k, p in model.named_parameters()}
         dist.append(float(sum((sq[k] if kind == "l2" else f[k] * sq[k]).sum() for k in sq).sqrt()))
     assert all(a > b for a, b in zip(dist, dist[1:])), dist
     assert dist[-1] < 0.2 * dist[0], dist
@@ -295,12 +295,14 @@ SMALL_OPT = [
         ("vae-quick", [*SMALL_VAE, "train.anchor='l2'", "train.anchor_strength=0.1"]),
         ("vae-quick", [*SMALL_VAE, "train.anchor='ewc'", "train.anchor_strength=100.0"]),
         ("vae-quick", [*SMALL_VAE, "train.distill=0.5"]),
+        ("vae-quick", [*SMALL_VAE, "data.mode='keep'", "data.real_weight=0.5"]),
         ("opt-tiny", [*SMALL_OPT, "train.anchor='ewc'", "train.anchor_strength=10.0", "train.distill=0.5"]),
     ],
 )
 def test_a_resumed_mitigated_run_gives_the_uninterrupted_runs_rows(tmp_path, preset, sets):
     """Stopped after generation 1 (EWC's Fisher computed from generation 0's model in memory) and resumed (computed
-    again from the reloaded one): generation 2's rows are the same bits. A run without the mitigation differs."""
+    again from the reloaded one): generation 2's rows are the same bits. A run without the mitigation differs (so
+    it reached the fit: real_weight through the data modes' weights)."""
     sets = [*sets, "experiment.generations=3", "experiment.device='cpu'"]
     whole, state = run_loop(tmp_path / "whole", preset, sets)
     assert state == "finished"
@@ -309,6 +311,7 @@ def test_a_resumed_mitigated_run_gives_the_uninterrupted_runs_rows(tmp_path, pre
     _, state = run_loop(tmp_path, preset, [], resume_dir=part)
     assert state == "finished"
     assert part.metrics_path.read_text() == whole.metrics_path.read_text()
-    plain, _ = run_loop(tmp_path / "plain", preset, [s for s in sets if not s.startswith("train.")], stop_after=1)
+    unmitigated = [s for s in sets if not s.startswith(("train.", "data.real_weight"))]
+    plain, _ = run_loop(tmp_path / "plain", preset, unmitigated, stop_after=1)
     rows = [[r for r in run.read_metrics() if r["generation"] == 1] for run in (whole, plain)]
     assert rows[0] != rows[1]
