@@ -122,7 +122,9 @@ def build(
     generation 0's model (None at generation 0: nothing to anchor to or distil from) and the per-example
     weights. fisher(reference) computes the EWC Fisher; it is computed once and kept on the reference, so a run
     computes it at generation 1, and a resumed run again from the reloaded reference, to the same bits on CPU."""
-    w = None if weights is None else torch.from_numpy(weights).to(device=device, dtype=torch.float32)
+    w = (
+        None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
+    )  # a copy: fit's may be read-only
     if reference is None:
         return Mitigations(weights=w)
     anchor = None
