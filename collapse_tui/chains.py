@@ -57,6 +57,7 @@ class Group:
     model: Any = None
     rng_states: list[dict[str, Any]] | None = None  # as at the end of the last finished generation
     real_count: int | None = None  # how many of data's first examples are real (None: all, generation 0's)
+    detector_real: Any = None  # features of the detector's held-apart real examples, once computed (detector.py)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from .chains import Chain, Group, Step
 from .checkpoints import save_reference
 from .config import DataSection
 from .datamodes import example_weights, next_data, real_count
+from .detector import measure, select
 from .engines import Engine, Report
 from .rundir import RunDir
 
@@ -31,8 +32,9 @@ def one_generation(
     keep_preview: bool,
     chain: str,
 ) -> Step:
-    """Generation gen of group g: its model, its samples (the filter's keep share when data.filter is on)
-    and one metrics row per seed. Changes nothing of g but generation 0's reference, saved once."""
+    """Generation gen of group g: its model, its samples (the filter's keep share when data.filter is on,
+    the detector's draw when data.reweight is) and one metrics row per seed (with the detector's AUC).
+    Changes nothing of g but generation 0's reference, saved once, and the detector's real features."""
     n = g.real.shape[1]
     filtering = data_cfg.filtering
     anchored = (
@@ -53,16 +55,19 @@ def one_generation(
         save_reference(rundir, engine, g, chain)
     report("evaluate", 0, 1, None)
     metrics = [m | fitted.losses for m in engine.evaluate(model, samples, g.reference)]
+    detection = measure(engine, g, gen, samples)
     report("evaluate", 1, 1, None)
-    if filtering:  # keep the n samples the generation-0 model finds most typical
+    if data_cfg.filter == "perplexity":  # keep the n samples the generation-0 model finds most typical
         best = np.argsort(engine.score(g.reference, samples), axis=1, kind="stable")[:, :n]
         samples = np.take_along_axis(samples, best.reshape(best.shape + (1,) * (samples.ndim - 2)), axis=1)
+    samples = select(data_cfg, samples, detection, n)
     if keep_preview:  # what the model generated (before a filter)
         rundir.save_samples(gen, generated.preview, chain)
     named = {"chain": chain} if chain else {}
     rows = [
         {**named, "seed": seed, "generation": gen, "train_size": int(g.data.shape[1]), **m}
-        for seed, m in zip(g.seeds, metrics)
+        | {"detector_auc": detection.auc_value(i)}
+        for i, (seed, m) in enumerate(zip(g.seeds, metrics))
     ]
     return Step(model, samples, rows)
 

@@ -156,6 +156,9 @@ def _one_generation(engine: Engine, rngs: list[np.random.Generator]) -> tuple[Fi
     samples = generated.samples
     _expect(samples.shape == (seeds, N, *real.shape[2:]), f"sample: shape {samples.shape}, real data {real.shape}")
     rows = engine.evaluate(fitted.model, samples, fitted.model)
+    if "detector" in engine.mitigations:
+        f = engine.features(samples, fitted.model)
+        _expect(f.shape[:2] == (seeds, N) and f.ndim == 3 and np.isfinite(f).all(), f"features: shape {f.shape}")
     if engine.can_score:
         nll = engine.score(fitted.model, samples)
         _expect(nll.shape == (seeds, N) and np.isfinite(nll).all(), f"score: shape {nll.shape} or not finite")
@@ -227,6 +230,8 @@ def _check_resume(cfg: Config, runs: Path) -> None:
     _expect(run_in_process(part, resume=True) == RunState.FINISHED, f"the resumed run: {part.read_status()['error']}")
     _expect(part.metrics_path.read_text() == whole.metrics_path.read_text(), "a resumed run's rows differ")
     _expect(len(whole.read_metrics()) == cfg.generations * len(cfg.seeds), "rows missing")
+    aucs = [r.get("detector_auc", "missing") for r in whole.read_metrics()]
+    _expect(all(a is None or _number(a) and 0 <= a <= 1 for a in aucs), f"detector_auc: {aucs}")
     for gen in whole.sample_generations():
         a, b = (sorted(Path(r.samples_dir).glob(f"gen-{gen:06d}.*")) for r in (whole, part))
         _expect([p.read_bytes() for p in a] == [p.read_bytes() for p in b], f"generation {gen}'s samples differ")

@@ -67,6 +67,7 @@ def _data(raw: dict[str, Any], seeds: list[int], chains: int) -> dict[str, Any]:
                 raise ConfigError(f"data.{key}: mixes chains, and the preset declares {chains or 'no'} [[chains]]")
     if data["share_others"] and data["mix"]:
         raise ConfigError("data.mix: give either data.mix or data.share_others, not both")
+    check_detector(data)
     if data["mix"]:
         data["mix"] = _mix_matrix(data["mix"], chains)
     population = data["population"] or len(seeds)
@@ -107,6 +108,23 @@ def check_mitigations(cls: type, data: dict[str, Any], train: TrainSection) -> N
             having = [n for n in engine_names() if name in engine_class(n).mitigations]
             which = f"engines that have it: {', '.join(having)}" if having else "no engine has it yet"
             raise ConfigError(f"{where}: engine '{cls.name}' has no such mitigation; {which}")
+
+
+def check_detector(data: dict[str, Any]) -> None:
+    """data.reweight and the detector's filter need samples to draw the training set from, and reweight
+    draws it alone: one line for a combination that cannot run."""
+    if data["reweight"] != "none" and data["filter"] != "none":
+        raise ConfigError(
+            f"data.reweight: draws the training set from the samples by the detector's D; give it or data.filter "
+            f"({data['filter']!r}), not both"
+        )
+    key = "reweight" if data["reweight"] != "none" else "filter" if data["filter"] == "detector" else ""
+    real_only = {"keep": "keep_fraction", "fresh": "fresh_fraction"}.get(data["mode"])
+    if key and real_only and data[real_only] == 1:
+        raise ConfigError(
+            f"data.{key}: mode {data['mode']!r} with data.{real_only} = 1 trains on real data alone: the detector "
+            "has no samples to choose the training set from"
+        )
 
 
 def _mix_matrix(value: Any, chains: int) -> list[list[float]]:

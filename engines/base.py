@@ -61,6 +61,10 @@ class Metric:
         return f"{self.label}\n({self.unit})" if self.unit else self.label
 
 
+# every engine's rows carry it (collapse_tui/detector.py); engines list it in their METRICS
+DETECTOR_AUC = Metric("AUC of a detector telling real examples from the samples", "0.5: indistinguishable")
+
+
 @dataclass(frozen=True)
 class Fitted:
     """What fit produced: the model, and what training measured (e.g. train_loss), which the loop adds
@@ -222,6 +226,20 @@ class Engine(ABC):
         """n generated examples per seed, (S, n, ...), and their preview. data is what model was fitted on
         (the generation's training set), for an engine whose samples continue it (OPT's prompts = "train")."""
 
+    def features(self, examples: np.ndarray, reference: Any) -> np.ndarray:
+        """What the detector (data.filter/reweight = "detector", and every row's detector_auc) tells real
+        examples from samples by: examples (S, n, ...) as (S, n, f) floats, f a few dozen at most (it fits
+        a logistic regression on them by Newton's method). reference is generation 0's model. Engines
+        that declare "detector" implement it; without it detector_auc is None."""
+        raise NotImplementedError(f"engine {self.name!r} declares no detector features")
+
+    def detector_real(self, rngs: list[np.random.Generator], n: int) -> np.ndarray | None:
+        """At most n real examples per seed held apart from the training and the test data, (S, m, ...),
+        what the detector compares the samples with; rngs are the detector's own (never the run's), so
+        that drawing them changes nothing else. By default n fresh draws where the engine can draw them;
+        None: the engine holds none apart (detector_auc is then None)."""
+        return self.real_data(rngs, n) if self.can_draw_fresh else None
+
     def score(self, reference: Any, samples: np.ndarray) -> np.ndarray:
         """Per-example NLL of samples under the reference model, (S, n): lower is more typical.
         Engines that can score set can_score."""
@@ -239,6 +257,21 @@ class Engine(ABC):
     @abstractmethod
     def load(self, directory: Path) -> Any:
         """The model save wrote."""
+
+
+def held_apart(examples: np.ndarray | None, rngs: list[np.random.Generator], n: int) -> np.ndarray | None:
+    """Engine.detector_real of a finite real set: up to n of examples (N, ...) per seed, a random choice by
+    each seed's generator, (S, min(n, N), ...); None when there are none."""
+    if examples is None or len(examples) == 0:
+        return None
+    return np.stack([examples[rng.permutation(len(examples))[:n]] for rng in rngs])
+
+
+def point_features(points: np.ndarray) -> np.ndarray:
+    """The detector's features of points (S, n, d): the coordinates and their squares, (S, n, 2d) (a
+    logistic regression on them separates Gaussians of other means and other variances)."""
+    x = np.asarray(points, dtype=np.float64)
+    return np.concatenate([x, x * x], axis=-1)
 
 
 def points_preview(samples: np.ndarray, n: int = 1000) -> np.ndarray:

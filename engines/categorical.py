@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DataError, Engine, Fitted, Generated, Metric, Param, Report, points_preview
+from .base import DETECTOR_AUC, DataError, Engine, Fitted, Generated, Metric, Param, Report, points_preview
 from .text_data import TEXT_BYTES_PER_CHAR
 
 TEST_SEED = 20240724  # the fixed real held-out sample is the same for every seed and run
@@ -149,6 +149,7 @@ class CategoricalEngine(Engine):
     batched = True
     can_draw_fresh = True
     can_score = True
+    mitigations = frozenset({"detector"})
     METRICS = {
         "perplexity": Metric("perplexity of the fixed real held-out sample", "exp of mean NLL per symbol", log=True),
         "variance": Metric("variance of the estimated probabilities over the V symbols", "probability²"),
@@ -158,6 +159,7 @@ class CategoricalEngine(Engine):
         "tv": Metric("total variation to generation 0's estimate (its fit to the real sample)", "probability"),
         "tail_mass": Metric("estimated mass of the rarest symbols making up 10% of the real distribution", "fraction"),
         "fixed": Metric("one symbol holds all the mass (1) or not (0)", "0 or 1"),
+        "detector_auc": DETECTOR_AUC,
     }
     PARAMS = {
         "vocab": Param(100, int, "V: number of symbols", min=1, max=1_000_000),
@@ -268,6 +270,13 @@ class CategoricalEngine(Engine):
     def sample(self, model: Model, n: int, rngs: list[np.random.Generator], report: Report, data=None) -> Generated:
         symbols = draw(cdf_of(model["probs"]), n, rngs)
         return Generated(symbols, points_preview(symbols) + 1)  # ranks 1..V
+
+    def features(self, examples: np.ndarray, reference: Any) -> np.ndarray:
+        """log(1 + r) and its square of each symbol's rank r in the real distribution (symbols are numbered
+        by it): a collapsing distribution loses its rare, high-rank symbols first. One feature per symbol
+        (one-hot) would take V columns, up to a million."""
+        r = np.log1p(np.asarray(examples, dtype=np.float64))
+        return np.concatenate([r, r * r], axis=-1)
 
     def score(self, reference: Model, samples: np.ndarray) -> np.ndarray:
         """-log p of each symbol under the reference (inf where it gives the symbol no mass)."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DataError, Engine, Fitted, Generated, Metric, Param, Report
+from .base import DETECTOR_AUC, DataError, Engine, Fitted, Generated, Metric, Param, Report, point_features
 
 Model = dict[str, np.ndarray]
 
@@ -139,6 +139,7 @@ METRICS = {
     "excess_risk": Metric("excess risk E_x[(x·(ŵ − w*))²] = ‖ŵ − w*‖²", "label units²"),
     "test_mse": Metric("mean squared error on real held-out data", "label units²"),
     "weight_norm": Metric("norm of the fitted weights ‖ŵ‖", "label units per input unit"),
+    "detector_auc": DETECTOR_AUC,
 }
 
 
@@ -149,6 +150,7 @@ class LinregEngine(Engine):
     batched = True
     can_draw_fresh = True
     can_score = True
+    mitigations = frozenset({"detector"})
     PARAMS = {
         "dim": Param(10, int, "d: input dimension, x ~ N(0, I_d)", min=1, max=256),
         "samples": Param(50, int, "T: examples a generation (and the real training set's size)", min=1),
@@ -227,6 +229,12 @@ class LinregEngine(Engine):
     def sample(self, model: Model, n: int, rngs: list[np.random.Generator], report: Report, data=None) -> Generated:
         x = labelled(rngs, n, model["weights"], self.params.noise)
         return Generated(x, preview(x, self.w_star))
+
+    def features(self, examples: np.ndarray, reference: Any) -> np.ndarray:
+        """Coordinates and their squares, and each input times the label: E[x y] is the weights, which
+        every model has its own of (all draw x from the same N(0, I))."""
+        x = np.asarray(examples, dtype=np.float64)
+        return np.concatenate([point_features(x), x[..., :-1] * x[..., -1:]], axis=-1)
 
     def score(self, reference: Model, samples: np.ndarray) -> np.ndarray:
         """NLL of each label given its input under the reference's N(x.w, noise_var): the model describes

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Engine, Generated, Metric, Report, points_preview
+from .base import DETECTOR_AUC, Engine, Generated, Metric, Report, point_features, points_preview
 
 Mixture = dict[str, np.ndarray]
 
@@ -139,6 +139,7 @@ METRICS = {
     "l2_distance": Metric("squared L2 distance to generation 0's density", "per data unit^d"),
     "component_std": Metric("mean component sqrt(trace(cov) / d)", "data units"),
     "tail_mass": Metric("share of samples beyond the real 3-sigma radius", "fraction"),
+    "detector_auc": DETECTOR_AUC,
 }
 
 
@@ -157,6 +158,7 @@ class MixtureEngine(Engine):
     batched = True
     can_draw_fresh = True
     can_score = True
+    mitigations = frozenset({"detector"})
     DISTANCE = Metric("squared L2 distance to the other chain's density", "per data unit^d")
 
     @property
@@ -221,6 +223,9 @@ class MixtureEngine(Engine):
         _, logdet = np.linalg.slogdet(cov)
         trace = np.trace(np.linalg.solve(cov, scatter), axis1=-2, axis2=-1)
         return 0.5 * (self.dim * np.log(2 * np.pi) + logdet + trace) / self.dim
+
+    def features(self, examples: np.ndarray, reference: Any) -> np.ndarray:
+        return point_features(examples)
 
     def sample(self, model: Mixture, n: int, rngs: list[np.random.Generator], report: Report, data=None) -> Generated:
         x = sample(model, n, rngs)

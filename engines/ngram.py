@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DataError, Engine, Fitted, Generated, Metric, Param, Report
+from .base import DataError, Engine, Fitted, Generated, Metric, Param, Report, held_apart
 from .hub import check_hub
 from .ngram_counts import NgramModel, ancestral, beam_search, block_nll, count
 from .text_data import (
@@ -42,13 +42,14 @@ from .text_data import (
     prompt_indices,
     rare_tokens,
     read_splits,
+    read_text,
     text_bytes,
     text_source_params,
     text_words,
     with_prompt,
     words_text,
 )
-from .text_metrics import TEXT_METRICS, seq_ppl_stats, text_metrics, type_metrics
+from .text_metrics import TEXT_METRICS, hashed_ngrams, seq_ppl_stats, text_metrics, type_metrics
 
 EVAL_MAX = 5000  # generated blocks whose perplexity is measured per generation
 PATH_KEYS = ("text_dir", "train", "test")
@@ -63,6 +64,7 @@ class WordData:
     train: np.ndarray  # (N, block_size) int32
     test: np.ndarray  # (T, block_size)
     rare: np.ndarray  # (V,) bool
+    held: np.ndarray  # (H, block_size): real blocks held apart from training and test, for the detector
 
     def ids(self, words: list[str]) -> list[int]:
         return [self.index.get(w, UNK_ID) for w in words]
@@ -73,6 +75,7 @@ class NgramEngine(Engine):
     preview_kind = "text"
     figures = "collapse_tui.engines.figures.ngram"
     batched = True
+    mitigations = frozenset({"detector"})
     METRICS = {
         **TEXT_METRICS,
         "support": Metric("distinct words in the generated data", "types"),
@@ -138,7 +141,7 @@ class NgramEngine(Engine):
     data_keys = "engine.max_chars"
 
     def data_bytes(self) -> int:
-        return text_bytes({**self._files(), "valid": None}, self.params.max_chars)  # dataset() reads no valid
+        return text_bytes(self._files(), self.params.max_chars)
 
     @property
     def new_tokens(self) -> int:
@@ -149,19 +152,48 @@ class NgramEngine(Engine):
             p = self.params
             paths = {k: self.path(getattr(p, k)) for k in PATH_KEYS}
             self.check_params(dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()}))
-            texts = read_splits({**self._files(), "valid": None}, None, p.dataset, p.max_chars)  # no checkpoint to pick
-            rows = {split: line_words(texts[split]) for split in ("train", "test")}
+            texts = read_splits(self._files(), None, p.dataset, p.max_chars)
+            texts["held"] = texts["valid"] or self._after_training()
+            rows = {split: line_words(texts[split]) for split in ("train", "test", "held")}
             freq = Counter(w for line in rows["train"] for w in line)
             words = [EOS, UNK] + sorted((w for w in freq if w not in (EOS, UNK)), key=lambda w: (-freq[w], w))
             index = {w: i for i, w in enumerate(words)}
             blocks = {}
             for split, lines in rows.items():
                 blocks[split] = group_blocks([[index.get(w, UNK_ID) for w in line] for line in lines], p.block_size)
-                if len(blocks[split]) == 0:
+                if len(blocks[split]) == 0 and split != "held":
                     raise DataError(f"engine.{split}: the text gives no block of {p.block_size} words")
             rare = rare_tokens(blocks["train"], len(words), p.rare_tail)
-            self._data = WordData(words, index, blocks["train"], blocks["test"], rare)
+            self._data = WordData(words, index, blocks["train"], blocks["test"], rare, blocks["held"])
         return self._data
+
+    def _after_training(self) -> list[str]:
+        """The max_chars characters of the training file after those it trains on: the detector's real text
+        when there is no validation text ([] when the whole file trains)."""
+        train = self._files()["train"]
+        if train is None or not self.params.max_chars:
+            return []
+        return read_text(train, self.params.max_chars, "train", skip=self.params.max_chars)
+
+    @staticmethod
+    def check_data(params: Any, data: Any) -> None:
+        detector = [k for k in ("filter", "reweight") if data[k] == "detector"]
+        files = local_files(
+            {"train": Path(params.train) if params.train else None}, Path(params.text_dir) if params.text_dir else None
+        )
+        if detector and files["train"] is not None and files["valid"] is None and not params.max_chars:
+            raise DataError(
+                f"data.{detector[0]}: the detector needs real text held apart from training and test: a valid.txt "
+                "in engine.text_dir, or engine.max_chars (the training file's next max_chars characters)"
+            )
+
+    def detector_real(self, rngs: list[np.random.Generator], n: int) -> np.ndarray | None:
+        """Up to n blocks of the held-apart text per seed (a random choice by each seed's generator): the
+        validation text, else the training file's text after max_chars; None without either."""
+        return held_apart(self.dataset().held, rngs, n)
+
+    def features(self, examples: np.ndarray, reference: Any) -> np.ndarray:
+        return hashed_ngrams(examples)
 
     def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
         if n is not None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine
+from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine, held_apart
 from .hub import check_hub, download_command
 from .lm_train import Schedule, Trained, train_causal_lm
 from .text_data import (
@@ -46,7 +46,7 @@ from .text_data import (
     text_source_params,
     with_prompt,
 )
-from .text_metrics import METRICS, seq_ppl_stats, text_metrics
+from .text_metrics import METRICS, hashed_ngrams, seq_ppl_stats, text_metrics
 
 INIT_SEED = 1234  # the tiny model's starting weights: the same for every generation, seed and run
 EVAL_MAX = 5000  # generated blocks measured per generation
@@ -71,7 +71,7 @@ class OPTEngine(TorchEngine):
     DISTANCE = Metric("perplexity of the other chain's text under this chain's model", "per token", log=True)
     can_score = True
     requires = ("torch", "transformers", "tokenizers", "safetensors")
-    mitigations = frozenset({"l2", "ewc", "distill", "real_weight"})
+    mitigations = frozenset({"l2", "ewc", "distill", "real_weight", "detector"})
     PARAMS = {
         "model": Param(
             "facebook/opt-125m",
@@ -499,6 +499,13 @@ class OPTEngine(TorchEngine):
         if n == 0:
             raise DataError(f"the shared text gives no block of {L} tokens")
         return np.stack([b[:n] for b in per_seed])
+
+    def detector_real(self, rngs: list[np.random.Generator], n: int) -> np.ndarray | None:
+        """Up to n validation blocks per seed: the validation text, or the training blocks cut off for it."""
+        return held_apart(self.dataset().valid, rngs, n)
+
+    def features(self, examples: np.ndarray, reference: Any) -> np.ndarray:
+        return hashed_ngrams(examples)
 
     def score(self, reference: Any, samples: np.ndarray) -> np.ndarray:
         """Mean NLL per predicted token of each block under the reference model, (S, n)."""

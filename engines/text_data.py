@@ -38,7 +38,9 @@ def text_source_params(valid: bool) -> dict[str, Param]:
     held_out = "local validation text file; empty: valid_fraction of the training blocks"
     return {
         "dataset": Param("wikitext-2-raw-v1", str, "hub dataset (config of 'wikitext') when no local text is set"),
-        "text_dir": Param("", Path, f"local folder with {folder}" + ("" if valid else "; valid is not read")),
+        "text_dir": Param(
+            "", Path, f"local folder with {folder}" + ("" if valid else "; its valid.txt: the detector's real text")
+        ),
         "train": Param("", Path, "local training text file (overrides text_dir's)"),
         **({"valid": Param("", Path, held_out)} if valid else {}),
         "test": Param("", Path, "local test text file"),
@@ -99,10 +101,12 @@ def text_bytes(files: dict[str, Path | None], max_chars: int) -> int:
     return total * TEXT_BYTES_PER_CHAR
 
 
-def read_text(path: Path, max_chars: int, key: str) -> list[str]:
-    """The lines of the first max_chars characters (0: all) of a UTF-8 text, read no further."""
+def read_text(path: Path, max_chars: int, key: str, skip: int = 0) -> list[str]:
+    """The lines of the first max_chars characters (0: all) of a UTF-8 text after its first skip, read no
+    further."""
     try:
         with open(path, encoding="utf-8") as f:
+            f.read(skip)
             return f.read(max_chars or -1).splitlines(keepends=True)
     except UnicodeDecodeError as e:
         raise DataError(f"engine.{key}: {path} is not UTF-8 text ({e.reason})") from None

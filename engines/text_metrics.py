@@ -7,10 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from .base import Metric
+from .base import DETECTOR_AUC, Metric
 
 HIST_EDGES = 10 ** np.linspace(0, 4, 41)  # log-spaced per-sequence perplexity bins, 1 .. 10^4
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+HASH_BUCKETS = 64  # bins of each n-gram order in the detector's features
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: Fibonacci hashing's multiplier (Knuth, TAOCP 6.4)
 
 TEXT_METRICS = {
     "perplexity": Metric("perplexity of the real test blocks", "per token", log=True),
@@ -26,6 +28,7 @@ TEXT_METRICS = {
     **{f"distinct_{n}": Metric(f"distinct {n}-grams among generated ones", "fraction") for n in (1, 2, 3)},
     "rep4": Metric("4-grams repeating an earlier one in their block", "fraction"),
     "rare_mass": Metric("generated tokens among the real text's rarest", "fraction"),
+    "detector_auc": DETECTOR_AUC,
 }
 METRICS = {  # the trained engines' (OPT): what training measured too
     **TEXT_METRICS,
@@ -89,3 +92,19 @@ def type_metrics(samples: np.ndarray, train_counts: np.ndarray, first_counts: np
             row[key] = float((have & ~generated[s]).sum() / have.sum()) if have.any() else None
         rows.append(row)
     return rows
+
+
+def hashed_ngrams(blocks: np.ndarray, buckets: int = HASH_BUCKETS) -> np.ndarray:
+    """The detector's features of token blocks (S, n, L): log(1 + count) of each block's tokens and of its
+    token pairs, each order hashed into `buckets` bins (the hashing trick, Weinberger et al. 2009, with
+    Fibonacci hashing of the ids), (S, n, 2 buckets) floats. Rare tokens that collapse loses, and the
+    common ones and pairs it repeats, move the counts of their bins."""
+    s, n, _ = blocks.shape
+    t = blocks.astype(np.uint64)
+    shift = np.uint64(64 - int(np.log2(buckets)))
+    with np.errstate(over="ignore"):  # the products wrap around modulo 2^64, as hashing wants
+        uni = (t * GOLDEN) >> shift
+        bi = (((t[..., :-1] * GOLDEN) ^ t[..., 1:]) * GOLDEN >> shift) + np.uint64(buckets)
+    bins = np.concatenate([uni, bi], axis=-1).astype(np.int64) + 2 * buckets * np.arange(s * n).reshape(s, n, 1)
+    counts = np.bincount(bins.ravel(), minlength=s * n * 2 * buckets).reshape(s, n, 2 * buckets)
+    return np.log1p(counts.astype(np.float64))

@@ -20,7 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine
+from .base import (
+    DETECTOR_AUC,
+    DataError,
+    Fitted,
+    Generated,
+    Metric,
+    Param,
+    Report,
+    TorchEngine,
+    held_apart,
+    point_features,
+)
 from .hub import check_hub
 from .vae_data import (
     LOCAL_ALTERNATIVE,
@@ -48,7 +59,7 @@ class VAEEngine(TorchEngine):
     figures = "collapse_tui.engines.figures.vae"
     can_score = True
     requires = ("torch", "safetensors")
-    mitigations = frozenset({"l2", "ewc", "distill", "real_weight"})
+    mitigations = frozenset({"l2", "ewc", "distill", "real_weight", "detector"})
     METRICS = {
         "perplexity": Metric("exp(−ELBO per pixel) of real test images", log=True),
         "variance": Metric("variance of generation-0 encoder means of samples", "latent units²"),
@@ -58,6 +69,7 @@ class VAEEngine(TorchEngine):
         "train_loss": Metric("last training loss", "nats per image"),
         "class_entropy": Metric("entropy of the digit shares among samples", "nats"),
         "min_class_share": Metric("share of the rarest digit among samples", "fraction"),
+        "detector_auc": DETECTOR_AUC,
     }
     PARAMS = {
         "source": Param(
@@ -156,10 +168,17 @@ class VAEEngine(TorchEngine):
     # --- torch ------------------------------------------------------------------------------------
     @staticmethod
     def check_data(params: Any, data: Any) -> None:
-        if params.synthetic == "stream" and (data["mode"] != "replace" or data["filter"] != "none"):
+        chosen = data["filter"] != "none" or data.get("reweight", "none") != "none"
+        if params.synthetic == "stream" and (data["mode"] != "replace" or chosen):
             raise DataError(
                 'engine.synthetic: "stream" trains on the previous generation\'s decoder alone, so it needs '
-                f'data.mode = "replace" and no data.filter, got mode {data["mode"]!r}, filter {data["filter"]!r}'
+                f'data.mode = "replace" and no data.filter or data.reweight, got mode {data["mode"]!r}, filter '
+                f"{data['filter']!r}, reweight {data.get('reweight', 'none')!r}"
+            )
+        if "detector" in (data["filter"], data.get("reweight")) and not params.train_count:
+            raise DataError(
+                "engine.train_count: the detector needs real images held apart from training and test: set "
+                "train_count below the training set's size (the images after it are held apart)"
             )
 
     def fit(
@@ -229,6 +248,16 @@ class VAEEngine(TorchEngine):
         out = np.stack([vt.decode(model, zs) for zs in z])
         report("sample", 1, 1, None)
         return Generated(out, np.clip(out[0, :64], 0.0, 1.0).astype(np.float32))
+
+    def detector_real(self, rngs: list[np.random.Generator], n: int) -> np.ndarray | None:
+        """Up to n of the training source's images that neither train nor test (after train_count)."""
+        return held_apart(self.dataset().held, rngs, n)
+
+    def features(self, examples: np.ndarray, reference: Any) -> np.ndarray:
+        """Generation 0's encoder means of the images and their squares, (S, n, 2 latent)."""
+        from . import vae_torch as vt
+
+        return point_features(np.stack([vt.encode_means(reference, x) for x in examples]))
 
     def score(self, reference: Any, samples: np.ndarray) -> np.ndarray:
         """Negative ELBO per pixel of each sample under the reference model, (S, n)."""

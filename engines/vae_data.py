@@ -33,6 +33,7 @@ class Dataset:
     train_labels: np.ndarray | None  # (N,) int64
     test: np.ndarray
     test_labels: np.ndarray | None
+    held: np.ndarray | None = None  # images neither trained nor tested on: the detector's real examples
 
 
 # deflate expands at most about 1032 times: a gzip file claiming more holds a lie or a bomb
@@ -190,8 +191,9 @@ def read_labels(path: str) -> np.ndarray:
 
 def split(
     images: np.ndarray, labels: np.ndarray | None, train_count: int, test_count: int, where: str
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """One set cut in two: the first train_count to train, the last test_count to test.
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None, np.ndarray]:
+    """One set cut in three: the first train_count to train, the last test_count to test, those between
+    held apart.
 
     0 means: a sixth of the set to test (MNIST's 10k of 60k), and everything before it to train.
     """
@@ -202,7 +204,7 @@ def split(
         raise DataError(f"{where}: train_count {train_count} + test_count {test_count} exceed its {n} images")
     lab = (lambda s: None) if labels is None else (lambda s: labels[s])
     train, test = slice(0, train_count), slice(n - test_count, n)
-    return images[train], lab(train), images[test], lab(test)
+    return images[train], lab(train), images[test], lab(test), images[train_count : n - test_count]
 
 
 def _first(x: np.ndarray, y: np.ndarray | None, count: int, last: bool = False):
@@ -238,7 +240,7 @@ def load_files(
     _check_labels(tx, ty, test_images)
     if (y is None) != (ty is None):
         raise DataError(f"{test_images}: give labels for both the training and the test images, or for neither")
-    return Dataset(*_first(x, y, train_count), *_first(tx, ty, test_count, last=True))
+    return Dataset(*_first(x, y, train_count), *_first(tx, ty, test_count, last=True), x[train_count or len(x) :])
 
 
 def load_digits(train_count: int, test_count: int) -> Dataset:
@@ -277,7 +279,9 @@ def load_hub(hub_id: str, train_count: int, test_count: int) -> Dataset:
     x, y = arrays(dd["train"])
     if "test" not in dd:
         return Dataset(*split(x, y, train_count, test_count, hub_id))
-    return Dataset(*_first(x, y, train_count), *_first(*arrays(dd["test"]), test_count, last=True))
+    return Dataset(
+        *_first(x, y, train_count), *_first(*arrays(dd["test"]), test_count, last=True), x[train_count or len(x) :]
+    )
 
 
 def header_shape(path: str | Path) -> tuple[int, ...] | None:
