@@ -12,9 +12,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import DataError, Report
+
+if TYPE_CHECKING:
+    from .torch_mitigations import Mitigations
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,19 @@ def train_causal_lm(
     report: Report,
     autocast: Callable[[], Any],
     compile_forward: bool = False,
+    mit: Mitigations | None = None,
 ) -> Trained:
     """Train model on the blocks x (a (N, L) long tensor on the model's device); validate(model) gives the
-    validation loss after each epoch. Batch order and dropout come from seed."""
+    validation loss after each epoch. Batch order and dropout come from seed. mit: the mitigations (an anchor's
+    starting point and penalty, distillation, example weights: block_loss); the losses recorded are the data
+    loss alone."""
     import torch
+
+    from .torch_mitigations import Mitigations
+
+    mit = mit or Mitigations()
+    if mit.anchor is not None:
+        mit.anchor.start(model)
 
     dev = x.device
     total = math.ceil(len(x) / sched.batch) * sched.epochs
@@ -83,19 +95,24 @@ def train_causal_lm(
             model.train()
             order = torch.randperm(len(x), generator=gen).to(dev)
             for i in range(0, len(x), sched.batch):
-                ids = x[order[i : i + sched.batch]]
+                idx = order[i : i + sched.batch]
+                ids = x[idx]
                 try:
                     with autocast():
-                        loss = forward(input_ids=ids, labels=ids).loss
+                        if mit.reshapes_loss:
+                            w = None if mit.weights is None else mit.weights[idx]
+                            loss, data = block_loss(forward(input_ids=ids).logits, ids, mit, w)
+                        else:
+                            loss = data = forward(input_ids=ids, labels=ids).loss
                 except compile_failed as e:
                     raise DataError(
                         f'engine.compile: torch.compile failed ({e.inner_exception!r:.200}); set engine.compile = "off"'
                     ) from e
-                loss.backward()
+                mit.add_anchor(loss, model, 1).backward()  # the loss is a mean over blocks: one penalty
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 scheduler.step()
-                losses[step] = loss.detach()
+                losses[step] = data.detach()
                 step += 1
                 if step == total or time.monotonic() - shown >= 1.0:  # the only host syncs in the loop
                     loss_v, shown = float(losses[step - 1]), time.monotonic()
@@ -106,3 +123,27 @@ def train_causal_lm(
                 best_loss = val
                 best = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return Trained(best, loss_v, best_loss, losses.cpu().tolist(), val_losses)
+
+
+def block_loss(logits, ids, mit: Mitigations, w) -> tuple[Any, Any]:
+    """(the loss the optimizer steps on, the data loss) of a batch of blocks ids (B, L) whose logits (B, L, V)
+    the student gave: each block's data loss is its mean NLL per predicted token (tokens 2..L, as the model's
+    own labels= loss); with distillation its loss is (1 - alpha) that + alpha T^2 times the mean over the same
+    positions of KL(teacher || student) of the token distributions at temperature T (Hinton, Vinyals & Dean
+    2015, "Distilling the knowledge in a neural network", section 2: the T^2 keeps the soft targets' gradients
+    on the hard targets' scale). The batch's loss is the mean over blocks, each counting w (B,) times."""
+    import torch
+    import torch.nn.functional as F
+
+    s = logits[:, :-1].float()
+    nll = F.cross_entropy(s.flatten(0, 1), ids[:, 1:].flatten(), reduction="none").view(len(ids), -1).mean(1)
+    per = nll
+    if mit.teacher is not None:
+        t = mit.temperature
+        with torch.no_grad():
+            log_p_teacher = F.log_softmax(mit.teacher(input_ids=ids).logits[:, :-1].float() / t, dim=-1)
+        kl = F.kl_div(F.log_softmax(s / t, dim=-1), log_p_teacher, reduction="none", log_target=True)
+        per = (1 - mit.alpha) * nll + mit.alpha * t * t * kl.sum(-1).mean(1)
+    if w is None:
+        return per.mean(), nll.mean()
+    return (w * per).mean(), (w * nll).mean()

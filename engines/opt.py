@@ -70,8 +70,8 @@ class OPTEngine(TorchEngine):
     METRICS = METRICS
     DISTANCE = Metric("perplexity of the other chain's text under this chain's model", "per token", log=True)
     can_score = True
-    mitigations = frozenset({"detector"})
     requires = ("torch", "transformers", "tokenizers", "safetensors")
+    mitigations = frozenset({"l2", "ewc", "distill", "real_weight", "detector"})
     PARAMS = {
         "model": Param(
             "facebook/opt-125m",
@@ -332,18 +332,44 @@ class OPTEngine(TorchEngine):
 
         return torch.autocast(self._dev().type, dtype=torch.bfloat16) if self._bf16() else contextlib.nullcontext()
 
-    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
+    def fit(
+        self,
+        data: np.ndarray,
+        rngs: list[np.random.Generator],
+        report: Report,
+        source: Any = None,
+        reference: Any = None,
+        weights: np.ndarray | None = None,
+    ) -> Fitted:
         """The starting weights fine-tuned on data (1, N, block_size) by engines/lm_train.py; the weights of
-        the epoch with the best validation loss."""
+        the epoch with the best validation loss. With a reference (generation 0's model) the [train]
+        mitigations apply (engines/torch_mitigations.py): an L2-SP or EWC anchor to its weights (the fit
+        then starts from them), distillation
+        of its token distributions; weights (1, N) weigh each block's loss (all 1: the plain fit, bit for bit)."""
+        from . import torch_mitigations as tm
+
         if getattr(source, "start_state", None) is not None:  # the run's pretrained weights (also on resume)
             self._start_state = source.start_state
         if self.params.pretrain_epochs:
             self._pretrained(report)  # here, to report its progress
-        model, trained = self.train(data, int(rngs[0].integers(2**63)), report)
+        mit = tm.build(self.train_keys, reference, tm.example_weights(weights, data.shape[1]), self._dev(), self.fisher)
+        model, trained = self.train(data, int(rngs[0].integers(2**63)), report, mit)
         val = trained.val_loss if self.params.checkpoint == "best" else trained.val_losses[-1]
         return Fitted(model, {"train_loss": trained.train_loss, "val_loss": val})
 
-    def train(self, data: np.ndarray, seed: int, report: Report) -> tuple[Any, Trained]:
+    def fisher(self, model: Any) -> dict[str, Any]:
+        """EWC's diagonal Fisher of model on the real training blocks: each block's mean NLL per token, in fp32."""
+        import torch
+
+        from . import torch_mitigations as tm
+
+        train = self.dataset().train
+        x = torch.from_numpy(np.ascontiguousarray(train[tm.fisher_indices(len(train))], dtype=np.int64))
+        return tm.fisher_diagonal(
+            model, x.to(self._dev()), lambda m, b: m(input_ids=b[None], labels=b[None]).loss.float()
+        )
+
+    def train(self, data: np.ndarray, seed: int, report: Report, mit: Any = None) -> tuple[Any, Trained]:
         import torch
 
         if data.shape[0] != 1:
@@ -362,6 +388,7 @@ class OPTEngine(TorchEngine):
             report=report,
             autocast=self._autocast,
             compile_forward=self._compiles(),
+            mit=mit,
         )
         if p.checkpoint == "best":
             model.load_state_dict(trained.best)

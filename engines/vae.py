@@ -58,8 +58,8 @@ class VAEEngine(TorchEngine):
     preview_kind = "images"
     figures = "collapse_tui.engines.figures.vae"
     can_score = True
-    mitigations = frozenset({"detector"})
     requires = ("torch", "safetensors")
+    mitigations = frozenset({"l2", "ewc", "distill", "real_weight", "detector"})
     METRICS = {
         "perplexity": Metric("exp(−ELBO per pixel) of real test images", log=True),
         "variance": Metric("variance of generation-0 encoder means of samples", "latent units²"),
@@ -181,11 +181,23 @@ class VAEEngine(TorchEngine):
                 "train_count below the training set's size (the images after it are held apart)"
             )
 
-    def fit(self, data: np.ndarray, rngs: list[np.random.Generator], report: Report, source: Any = None) -> Fitted:
+    def fit(
+        self,
+        data: np.ndarray,
+        rngs: list[np.random.Generator],
+        report: Report,
+        source: Any = None,
+        reference: Any = None,
+        weights: np.ndarray | None = None,
+    ) -> Fitted:
         """A fresh VAE trained on data (1, N, H, W); with synthetic = "stream" and a source, on N images a
-        epoch decoded by the source from fresh z at every step, as the official notebook does."""
+        epoch decoded by the source from fresh z at every step, as the official notebook does. With a
+        reference (generation 0's model) the [train] mitigations apply (engines/torch_mitigations.py): an
+        L2-SP or EWC anchor to its weights (the fit then starts from them, not from a fresh init), distillation
+        of its encoder and decoder; weights (1, N) weigh each image's loss (all 1: the plain fit, bit for bit)."""
         import torch
 
+        from . import torch_mitigations as tm
         from . import vae_torch as vt
 
         if data.shape[0] != 1:
@@ -208,8 +220,23 @@ class VAEEngine(TorchEngine):
             amp=p.amp,
             report=report,
             source=source if p.synthetic == "stream" else None,
+            mit=tm.build(self.train_keys, reference, tm.example_weights(weights, data.shape[1]), dev, self.fisher),
         )
         return Fitted(model, {"train_loss": train_loss})
+
+    def fisher(self, model: Any) -> dict[str, Any]:
+        """EWC's diagonal Fisher of model on the real training images: each image's negative ELBO, its noise
+        from EVAL_SEED, so that it is the same whenever it is computed from the same weights."""
+        import torch
+
+        from . import torch_mitigations as tm
+        from . import vae_torch as vt
+
+        dev = self._dev()
+        train = self.dataset().train
+        x = torch.from_numpy(np.ascontiguousarray(train[tm.fisher_indices(len(train))], dtype=np.float32)).to(dev)
+        gen = vt.generator(EVAL_SEED, dev)
+        return tm.fisher_diagonal(model, x, lambda m, xi: vt.neg_elbo(m, xi[None], gen).sum())
 
     def sample(self, model: Any, n: int, rngs: list[np.random.Generator], report: Report, data=None) -> Generated:
         """n images decoded from z ~ N(0, I) (the decoder's means), (1, n, H, W); the preview is 64

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from .torch_mitigations import Mitigations
 
 EVAL_BATCH = 2048  # images per forward pass when nothing is trained
 
@@ -71,14 +74,69 @@ def new_vae(height: int, width: int, latent: int, capacity: int, seed: int, devi
     return model.to(device)
 
 
-def neg_elbo(model: VAE, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Per-image negative ELBO in nats, (B,): summed binary cross-entropy + KL to N(0, I), beta = 1."""
+@dataclass(frozen=True)
+class Pass:
+    """One stochastic pass of a batch through the VAE: the encoder's Gaussians, the latents drawn from them,
+    the decoder's pixel logits there, and the per-image negative ELBO (B,)."""
+
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    z: torch.Tensor
+    logits: torch.Tensor
+    neg_elbo: torch.Tensor
+
+
+def forward_pass(model: VAE, x: torch.Tensor, gen: torch.Generator) -> Pass:
+    """The negative ELBO in nats per image: summed binary cross-entropy + KL to N(0, I), beta = 1
+    (Kingma & Welling 2014, eq. 10, with the Gaussian KL of their appendix B)."""
     mu, logvar = (t.float() for t in model.encode(x))  # fp32 outside the layers, also under autocast
     eps = torch.randn(mu.shape, generator=gen, device=mu.device)
-    logits = model.decode_logits(mu + eps * (0.5 * logvar).exp()).float()
+    z = mu + eps * (0.5 * logvar).exp()
+    logits = model.decode_logits(z).float()
     rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
     kl = -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(1)
-    return rec + kl
+    return Pass(mu, logvar, z, logits, rec + kl)
+
+
+def neg_elbo(model: VAE, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Per-image negative ELBO in nats, (B,)."""
+    return forward_pass(model, x, gen).neg_elbo
+
+
+def distill_divergence(student: Pass, teacher: VAE, x: torch.Tensor) -> torch.Tensor:
+    """How far the student's encoder and decoder are from the teacher's on the batch x, per image (B,), in nats:
+    KL(q_T(z|x) || q_S(z|x)) between the encoders' diagonal Gaussians (closed form: 1/2 sum [log s_S^2 - log s_T^2
+    + (s_T^2 + (mu_T - mu_S)^2) / s_S^2 - 1]) plus, at the student's latents z, the pixels' Bernoulli
+    KL(p_T(x|z) || p_S(x|z)), i.e. the decoders' cross-entropy less the teacher's entropy, summed over pixels
+    (Hinton, Vinyals & Dean 2015, "Distilling the knowledge in a neural network": match the teacher's output
+    distribution). Zero exactly when the student computes the teacher's distributions there."""
+    with torch.no_grad():
+        mu_t, logvar_t = (t.float() for t in teacher.encode(x))
+        logits_t = teacher.decode_logits(student.z.detach()).float()
+        p_t = torch.sigmoid(logits_t)
+        entropy_t = F.binary_cross_entropy_with_logits(logits_t, p_t, reduction="none").flatten(1).sum(1)
+    enc = 0.5 * (
+        student.logvar - logvar_t + (logvar_t.exp() + (mu_t - student.mu).square()) / student.logvar.exp() - 1
+    ).sum(1)
+    cross = F.binary_cross_entropy_with_logits(student.logits, p_t, reduction="none").flatten(1).sum(1)
+    return enc + cross - entropy_t
+
+
+def batch_loss(
+    model: VAE, x: torch.Tensor, gen: torch.Generator, mit: Mitigations, w: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the summed loss of the batch the optimizer steps on, its summed negative ELBO): with distillation each
+    image's loss is (1 - alpha) its negative ELBO + alpha distill_divergence; with weights w (B,) each image's
+    loss counts w times; the anchor's penalty is added once per image."""
+    if not mit.reshapes_loss:
+        loss = data = neg_elbo(model, x, gen).sum()
+    else:
+        out = forward_pass(model, x, gen)
+        per = out.neg_elbo
+        if mit.teacher is not None:
+            per = (1 - mit.alpha) * per + mit.alpha * distill_divergence(out, mit.teacher, x)
+        loss, data = (per.sum(), out.neg_elbo.sum()) if w is None else ((w * per).sum(), (w * out.neg_elbo).sum())
+    return mit.add_anchor(loss, model, len(x)), data
 
 
 def train(
@@ -93,13 +151,21 @@ def train(
     amp: bool,
     report: Callable[[str, int, int, float | None], None],
     source: VAE | None = None,
+    mit: Mitigations | None = None,
 ) -> float:
-    """Adam on the summed loss of each batch (the paper's recipe); returns the last epoch's loss per pixel.
+    """Adam on the summed loss of each batch (the paper's recipe), with the mitigations mit (batch_loss; an
+    anchor first sets model to generation 0's weights); returns the last epoch's negative ELBO per pixel
+    (example-weighted when mit has weights).
 
     x (N, H, W) lives on the model's device. With a source, each batch is instead decoded by the source
-    (the decoder's means) from fresh z ~ N(0, I), for as many steps as x would take. One host sync per
-    epoch (the epoch's loss), none per step.
+    (the decoder's means) from fresh z ~ N(0, I), for as many steps as x would take (no example weights
+    then). One host sync per epoch (the epoch's loss), none per step.
     """
+    mit = mit or Mitigations()
+    if mit.anchor is not None:
+        mit.anchor.start(model)
+    if source is not None and mit.weights is not None:
+        raise ValueError("example weights need a fixed training set, not one streamed from a source")
     n, pixels = x.shape[0], x.shape[1] * x.shape[2]
     cuda = x.is_cuda
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=cuda or None)
@@ -112,18 +178,19 @@ def train(
         perm = torch.randperm(n, generator=gen, device=x.device)
         running = torch.zeros((), device=x.device)
         for i in range(steps):
+            idx = perm[i * batch : (i + 1) * batch]
             if source is None:
-                xb = x[perm[i * batch : (i + 1) * batch]]
+                xb = x[idx]
             else:
                 with torch.no_grad():
                     z = torch.randn((min(batch, n - i * batch), model.latent), generator=gen, device=x.device)
                     xb = torch.sigmoid(source.decode_logits(z)).float()
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and amp):
-                loss = neg_elbo(model, xb, gen).sum()
+                loss, data = batch_loss(model, xb, gen, mit, None if mit.weights is None else mit.weights[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            running += loss.detach()
+            running += data.detach()
             report("fit", epoch * steps + i + 1, epochs * steps, last)
         last = running.item() / (n * pixels)
     report("fit", epochs * steps, epochs * steps, last)
