@@ -235,7 +235,6 @@ class CategoricalEngine(Engine):
     def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
         return draw(cdf_of(self.real_probs()), self.params.samples if n is None else n, rngs)
 
-
     def fit(
         self,
         data: np.ndarray,

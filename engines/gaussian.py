@@ -36,7 +36,6 @@ class GaussianEngine(MixtureEngine):
         ),
     }
 
-
     def fit(
         self,
         data: np.ndarray,

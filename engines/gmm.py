@@ -212,7 +212,6 @@ class GMMEngine(MixtureEngine):
         stops at its tolerance on a split mixture of its own (K = 1 is engine gaussian, which has its laws)."""
         return {}
 
-
     def fit(
         self,
         data: np.ndarray,

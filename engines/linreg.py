@@ -208,7 +208,6 @@ class LinregEngine(Engine):
     def real_data(self, rngs: list[np.random.Generator], n: int | None = None) -> np.ndarray:
         return labelled(rngs, self.params.samples if n is None else n, self.w_star, self.params.noise)
 
-
     def fit(
         self,
         data: np.ndarray,

@@ -201,7 +201,6 @@ class NgramEngine(Engine):
         train = self.dataset().train
         return np.broadcast_to(train, (len(rngs), *train.shape)).copy()
 
-
     def fit(
         self,
         data: np.ndarray,
