@@ -54,6 +54,9 @@ DATA |= {
     "real_weight": Param(
         0.0, float, "keep, fresh, accumulate: the real examples' share of the fit (0: by their count)", 0, 1
     ),
+    # a discriminator per seed and generation: about 3x a generation of a tiny point preset, 12x the 10,000
+    # seeds of the paper's Gaussian; a filter or reweight by the detector measures it whatever this says
+    "detector_auc": Param(True, bool, "measure detector_auc (real vs generated) every generation"),
 }
 # the learning-algorithm mitigations: what each generation's fit is pulled towards (engines declare which
 # they have: Engine.mitigations)
@@ -70,7 +73,7 @@ TRAIN: dict[str, Param] = {
     "distill_temperature": Param(1.0, float, "distill: the softmax temperature of text engines", 0, min_exclusive=True),
 }
 # written to preset.toml only when set: a run made before they existed still resumes (same preset text)
-OPTIONAL = ("share_others", "mix", "share_seeds", "population", "reweight", "real_weight")
+OPTIONAL = ("share_others", "mix", "share_seeds", "population", "reweight", "real_weight", "detector_auc")
 OPTIONAL_DEFAULTS = {k: DATA[k].default for k in OPTIONAL}
 SECTIONS = ("experiment", "data", "train", "engine", "chains")
 

@@ -55,18 +55,20 @@ def one_generation(
         save_reference(rundir, engine, g, chain)
     report("evaluate", 0, 1, None)
     metrics = [m | fitted.losses for m in engine.evaluate(model, samples, g.reference)]
-    detection = measure(engine, g, gen, samples)
+    detecting = data_cfg.detector_auc or "detector" in (data_cfg.filter, data_cfg.reweight)
+    detection = measure(engine, g, gen, samples) if detecting else None
     report("evaluate", 1, 1, None)
     if data_cfg.filter == "perplexity":  # keep the n samples the generation-0 model finds most typical
         best = np.argsort(engine.score(g.reference, samples), axis=1, kind="stable")[:, :n]
         samples = np.take_along_axis(samples, best.reshape(best.shape + (1,) * (samples.ndim - 2)), axis=1)
-    samples = select(data_cfg, samples, detection, n)
+    if detection is not None:
+        samples = select(data_cfg, samples, detection, n)
     if keep_preview:  # what the model generated (before a filter)
         rundir.save_samples(gen, generated.preview, chain)
     named = {"chain": chain} if chain else {}
     rows = [
         {**named, "seed": seed, "generation": gen, "train_size": int(g.data.shape[1]), **m}
-        | {"detector_auc": detection.auc_value(i)}
+        | ({} if detection is None else {"detector_auc": detection.auc_value(i)})
         for i, (seed, m) in enumerate(zip(g.seeds, metrics))
     ]
     return Step(model, samples, rows)

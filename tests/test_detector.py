@@ -13,7 +13,6 @@ from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from collapse_tui import generation
 from collapse_tui.cli import main
 from collapse_tui.config import DataSection
 from collapse_tui.detector import Detection, auc, cross_fit, decision, fit_logistic, most_real, reweighted, select
@@ -84,7 +83,7 @@ def test_the_auc_rises_as_a_gmm_collapses(tmp_path):
     points and nearly pass for real (mean AUC 0.54, SE 0.011: the fit's own error shows a little); as the
     variance collapses (median 1.85 -> 0.009) the AUC climbs (0.66 at generation 10, 0.89 at 100) to 0.95
     (SE 0.013) at 199, far more than 4 SE of the difference above generation 0, and higher for every seed."""
-    by_gen = run_preset(tmp_path, "gmm-quick", "experiment.seeds=16")
+    by_gen = run_preset(tmp_path, "gmm-quick", "experiment.seeds=16", detector=True)
     first, last = by_gen[0]["detector_auc"], by_gen[199]["detector_auc"]
     se = np.sqrt((first.var(ddof=1) + last.var(ddof=1)) / 16)
     assert 0.45 < first.mean() < 0.6 and last.mean() > 0.9 and last.mean() - first.mean() > 4 * se, (first, last)
@@ -174,19 +173,15 @@ def test_a_resumed_run_with_the_detector_equals_an_uninterrupted_one(tmp_path, s
     assert len(rows) == 24 and all(0 <= r["detector_auc"] <= 1 for r in rows)
 
 
-def test_measuring_changes_no_other_number(tmp_path, monkeypatch):
+def test_measuring_changes_no_other_number_and_can_be_left_off(tmp_path):
     """The detector draws from its own generators: with it measuring (no filter), every row's numbers but
-    detector_auc are those of the same run without it."""
+    detector_auc are those of the same run without it (data.detector_auc = false: no such column, and no
+    time spent on it, for runs of thousands of seeds)."""
     sets = ["experiment.generations=4", "engine.samples=200"]
     measured = run_loop(tmp_path / "a", "gmm-quick", sets)[0].read_metrics()
-
-    def unmeasured(engine, g, gen, samples):
-        return Detection(np.full(samples.shape[:2], np.nan), np.full(len(g.seeds), np.nan), [])
-
-    monkeypatch.setattr(generation, "measure", unmeasured)
-    without = run_loop(tmp_path / "b", "gmm-quick", sets)[0].read_metrics()
-    assert all(0 <= r["detector_auc"] <= 1 for r in measured) and all(r["detector_auc"] is None for r in without)
-    assert [r | {"detector_auc": None} for r in measured] == without
+    without = run_loop(tmp_path / "b", "gmm-quick", [*sets, "data.detector_auc=false"])[0].read_metrics()
+    assert all(0 <= r["detector_auc"] <= 1 for r in measured) and all("detector_auc" not in r for r in without)
+    assert [{k: v for k, v in r.items() if k != "detector_auc"} for r in measured] == without
 
 
 @pytest.mark.parametrize(
