@@ -42,10 +42,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collapse_tui import batch
-from collapse_tui.cli import main
-from collapse_tui.preset_files import load_preset
-from collapse_tui.rundir import RunDir
+# The suite started under nohup (or with a hang-up ignored otherwise) would hand SIGHUP ignored to every run
+# it starts, and a run keeps a signal ignored at start ignored (stopsignals.py): the tests of hang-ups
+# would then test nohup. Each test that wants a signal ignored ignores it itself.
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+from collapse_tui import batch  # noqa: E402 (SIGHUP reset first: stopsignals reads it at import)
+from collapse_tui.cli import main  # noqa: E402
+from collapse_tui.preset_files import load_preset  # noqa: E402
+from collapse_tui.rundir import RunDir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"  # real subsets shipped with the tests (tests/data/README.md)
