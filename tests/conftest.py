@@ -42,10 +42,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# The suite started under nohup (or with a hang-up ignored otherwise) would hand SIGHUP ignored to every run
-# it starts, and a run keeps a signal ignored at start ignored (stopsignals.py): the tests of hang-ups
-# would then test nohup. Each test that wants a signal ignored ignores it itself.
+# The suite started under nohup, or in the background of a shell without job control (SIGINT ignored),
+# would hand those signals ignored to every run it starts, and a run keeps a signal ignored at start
+# ignored (stopsignals.py): the tests of hang-ups and Ctrl-C would then test nohup. Each test that wants
+# a signal ignored ignores it itself.
 signal.signal(signal.SIGHUP, signal.SIG_DFL)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from collapse_tui import batch  # noqa: E402 (SIGHUP reset first: stopsignals reads it at import)
 from collapse_tui.cli import main  # noqa: E402
