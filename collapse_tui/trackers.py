@@ -51,10 +51,10 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 def run(args: argparse.Namespace) -> int:
     """`collapse-tui export`: args as cli.build_commands parses them."""
-    if not (args.csv or args.parquet or args.tensorboard or args.mlflow or args.samples is not None):
-        raise ConfigError("export: give --csv FILE, --parquet FILE, --tensorboard DIR, --mlflow URI or --samples GEN")
     if args.to and args.samples is None:
         raise ConfigError("export: --to DIR goes with --samples GEN")
+    if not (args.csv or args.parquet or args.tensorboard or args.mlflow or args.samples is not None):
+        raise ConfigError("export: give --csv FILE, --parquet FILE, --tensorboard DIR, --mlflow URI or --samples GEN")
     _check_packages(args)
     names = expand(args.run_dirs)[0]
     rundirs = [RunDir.open(Path(p)) for p in names]
