@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if args.samples is not None and len(rundirs) > 1:
         raise ConfigError("export --samples: one run directory at a time")
     if args.tensorboard:
+        if len({r.path.name for r in rundirs}) < len(rundirs):  # DIR/<run name> would hold both
+            raise ConfigError("--tensorboard: two runs of the same name (in different folders): one at a time")
         for rundir in rundirs:
             _check_tensorboard_dir(Path(args.tensorboard) / rundir.path.name)
     uri = mlflow_uri(args.mlflow) if args.mlflow else ""
