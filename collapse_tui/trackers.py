@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -127,6 +127,13 @@ def by_seed(rows: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, 
     return dict(out)
 
 
+def seeds_text(keys: Collection[tuple[str, int]]) -> str:
+    """'3 seeds', or '2 seeds of 2 chains' for by_seed's keys of a run of several chains."""
+    chains, seeds = zip(*keys) if keys else ((), ())
+    of = f" of {plural(len(set(chains)), 'chain')}" if any(chains) else ""
+    return plural(len(set(seeds)), "seed") + of
+
+
 def medians(rows: list[dict[str, Any]], log_keys: set[str]) -> dict[int, dict[str, float]]:
     """generation -> flat metric name -> the median over seeds, as the quantity (10^median of the log10 for
     a log-quantity); a median that is unknown (a seed's value unknown) or past float32's range is left out."""
@@ -185,7 +192,7 @@ def write_tensorboard(rundir: RunDir, out: Path) -> str:
         write(root / chain / "samples", _sample_summaries(rundir, chain, engine, gens, Summary))
     metrics = len({n for r in rows for n in metric_values(r)})
     return (
-        f"{root}: the scalars of {plural(len(seeds), 'seed')} ({plural(metrics, 'metric')}) and their median,"
+        f"{root}: the scalars of {seeds_text(seeds)} ({plural(metrics, 'metric')}) and their median,"
         f" the samples of {plural(saved, 'generation')}"
     )
 
@@ -267,7 +274,9 @@ def write_mlflow(rundir: RunDir, uri: str) -> str:
                 client.log_artifact(parent, str(path), "figures")
             for (chain, seed), rows in seeds.items():
                 label = f"{chain}/seed-{seed}" if chain else f"seed-{seed}"
-                child_tags = tags | {"mlflow.parentRunId": parent, "seed": str(seed), "chain": chain}
+                child_tags = (
+                    tags | {"mlflow.parentRunId": parent, "seed": str(seed)} | ({"chain": chain} if chain else {})
+                )
                 child = client.create_run(experiment, run_name=f"{rundir.path.name}/{label}", tags=child_tags)
                 run_id, stamp = child.info.run_id, int(time.time() * 1000)
                 for i in range(0, len(params), MLFLOW_BATCH):
@@ -285,9 +294,7 @@ def write_mlflow(rundir: RunDir, uri: str) -> str:
         except MlflowException as e:
             raise ConfigError(f"--mlflow {uri}: {str(e).splitlines()[0]}") from None
     drawn = f"{len(figures)} figures" if figures else f"no figures ({why})"
-    return (
-        f"logged {rundir.path.name} to {uri}: experiment {name!r}, run {parent}, {plural(len(seeds), 'seed')}, {drawn}"
-    )
+    return f"logged {rundir.path.name} to {uri}: experiment {name!r}, run {parent}, {seeds_text(seeds)}, {drawn}"
 
 
 def report_figures(rundir: RunDir, folder: Path) -> tuple[list[Path], str]:
