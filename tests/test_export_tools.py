@@ -120,6 +120,19 @@ def test_tensorboard_scalars_are_the_rows_and_their_median(gmm_run: Path, tmp_pa
     ys, xs = np.nonzero(first)
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (5, 122, 5, 122)
     assert np.count_nonzero(last) > 0 and last.shape == first.shape
+    # what TensorBoard's pages list: the data provider its server reads through
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(tmp_path / "tb"))
+    multiplexer.Reload()
+    provider, ctx = data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path / "tb")), context.RequestContext()
+    listed = provider.list_scalars(ctx, experiment_id="", plugin_name="scalars")
+    assert set(listed) == {f"{gmm_run.name}/{r}" for r in ("seed-0", "seed-1", "seed-2", "median")}
+    assert set(listed[f"{gmm_run.name}/median"]) == names
+    images = provider.list_blob_sequences(ctx, experiment_id="", plugin_name="images")
+    assert list(images) == [f"{gmm_run.name}/samples"] and images[f"{gmm_run.name}/samples"]["samples"].max_step == 4
     assert main(["export", str(gmm_run), "--tensorboard", str(tmp_path / "tb")]) == 2  # never mixed into an old one
     assert "exists" in capsys.readouterr().err
 
