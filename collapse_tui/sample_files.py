@@ -10,6 +10,7 @@ installed (the previews' kind is then read off the saved files).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import zlib
@@ -36,16 +37,15 @@ SCATTER_INCHES, SCATTER_DPI = (6.4, 4.8), 100
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
-    """A PNG of 8-bit pixels: (H, W) grey or (H, W, 3) RGB."""
+    """An 8-bit grey PNG of pixels (H, W)."""
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    h, w = pixels.shape[:2]
-    colour = 2 if pixels.ndim == 3 else 0
-    rows = np.hstack([np.zeros((h, 1), np.uint8), pixels.reshape(h, -1)])  # filter byte 0 before each row
+    h, w = pixels.shape
+    rows = np.hstack([np.zeros((h, 1), np.uint8), pixels])  # filter byte 0 (none) before each row
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    header = struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8 bits, grey, deflate, no filter, no interlace
     body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b"")
     return b"\x89PNG\r\n\x1a\n" + body
 
@@ -60,8 +60,8 @@ def image_grid(images: np.ndarray, columns: int = GRID_COLUMNS) -> np.ndarray:
     GAP grey pixels between them."""
     n, h, w = images.shape
     k = grid_scale(images.shape)
-    cols = min(columns, n)
-    rows = -(-n // cols)
+    cols = max(1, min(columns, n))
+    rows = max(1, -(-n // cols))
     pixels = np.round(np.clip(np.nan_to_num(images), 0.0, 1.0) * 255).astype(np.uint8)
     scaled = pixels.repeat(k, axis=1).repeat(k, axis=2)
     ch, cw = h * k + GAP, w * k + GAP
@@ -98,7 +98,8 @@ def density_image(points: np.ndarray, limits: np.ndarray | None = None, size: in
 
 
 def _finite(points: np.ndarray) -> np.ndarray:
-    pts = np.asarray(points, dtype=float).reshape(len(points), -1)
+    pts = np.asarray(points, dtype=float)
+    pts = pts.reshape(len(pts), int(np.prod(pts.shape[1:])))  # (n,) is (n, 1); (0, d) stays
     return pts[np.isfinite(pts).all(1)]
 
 
@@ -136,19 +137,20 @@ class Preset:
     def read(cls, rundir: RunDir) -> Preset:
         doc = read_toml(rundir.path / "preset.toml")
         chains = doc.get("chains") or []
-        engines = {c.get("name", ""): c.get("engine", "") for c in chains} or {"": doc["experiment"]["engine"]}
+        engines = {c.get("name", ""): c.get("engine", "") for c in chains} or {
+            "": doc.get("experiment", {}).get("engine", "")
+        }
         return cls(doc, engines)
 
 
 def preview_kind(engine: str, sample: Any) -> str:
     """The engine's declared preview kind; for an engine not installed here, what a saved preview holds
     (text: a list of strings; images: (n, H, W); points: else)."""
-    try:
+    with contextlib.suppress(EngineError, AttributeError):
         return engine_class(engine).preview_kind
-    except EngineError:
-        if isinstance(sample, list):
-            return "text"
-        return "images" if sample.ndim == 3 else "points"
+    if isinstance(sample, list):
+        return "text"
+    return "images" if sample.ndim == 3 else "points"
 
 
 def write_generation(rundir: RunDir, generation: int, out: Path | None = None) -> list[str]:
