@@ -124,7 +124,9 @@ def build_commands() -> argparse.ArgumentParser:
     )
     p.add_argument("--mlflow", metavar="URI", help="log to MLflow: a tracking server, or a local store's path")
     p.add_argument("--samples", type=int, metavar="GEN", help="write generation GEN's samples as PNG or text files")
-    p.add_argument("--to", metavar="DIR", help="with --samples: the folder to write in (default: RUN_DIR/report)")
+    p.add_argument(
+        "--to", metavar="DIR", help="with --samples: the folder to write in (default: RUN_DIR/report/samples)"
+    )
 
     p = sub.add_parser(
         "compare", description="Compare runs: final and peak values, change per generation, and their differences."

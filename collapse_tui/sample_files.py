@@ -154,10 +154,11 @@ def preview_kind(engine: str, sample: Any) -> str:
 
 
 def write_generation(rundir: RunDir, generation: int, out: Path | None = None) -> list[str]:
-    """Write a generation's samples of every chain into out (default: RUN/report/): gen-NNNNNN[-chain].png,
-    or a folder gen-NNNNNN[-chain]/ of sample-NN.txt files. Returns a line per file or folder written, saying
-    what it holds. ConfigError when the generation has no samples saved or out is not a place to write."""
-    out = Path(out) if out is not None else rundir.path / REPORT
+    """Write a generation's samples of every chain into out (default: RUN/report/samples/, apart from the
+    report's figures): gen-NNNNNN[-chain].png, or a folder gen-NNNNNN[-chain]/ of sample-NN.txt files.
+    Returns a line per file or folder written, saying what it holds. ConfigError when the generation has no
+    samples saved or out is not a place to write."""
+    out = Path(out) if out is not None else rundir.path / REPORT / "samples"
     check_output(out, "--to")
     chains = Preset.read(rundir).engines
     missing = [c for c in chains if generation not in rundir.sample_generations(c)]

@@ -167,11 +167,14 @@ def write_tensorboard(rundir: RunDir, out: Path) -> str:
     root = out / rundir.path.name
     preset, rows = Preset.read(rundir), rundir.read_metrics()
 
-    def write(folder: Path, steps: Iterator[tuple[int, Summary]]) -> None:
-        writer = EventFileWriter(str(folder))
+    def write(folder: Path, steps: Iterator[tuple[int, Summary]]) -> int:
+        """The events' generations written."""
+        writer, written = EventFileWriter(str(folder)), set()
         for step, summary in steps:
             writer.add_event(Event(wall_time=time.time(), step=step, summary=summary))
+            written.add(step)
         writer.close()
+        return len(written)
 
     def scalars(points: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[tuple[int, Summary]]:
         for gen, metrics in points:
@@ -188,8 +191,7 @@ def write_tensorboard(rundir: RunDir, out: Path) -> str:
         chain_rows = [r for r in rows if r.get("chain", "") == chain]
         write(root / chain / "median", scalars(iter(medians(chain_rows, log_keys_of(engine)).items())))
         gens = rundir.sample_generations(chain)
-        saved = max(saved, len(gens))
-        write(root / chain / "samples", _sample_summaries(rundir, chain, engine, gens, Summary))
+        saved = max(saved, write(root / chain / "samples", _sample_summaries(rundir, chain, engine, gens, Summary)))
     metrics = len({n for r in rows for n in metric_values(r)})
     return (
         f"{root}: the scalars of {seeds_text(seeds)} ({plural(metrics, 'metric')}) and their median,"
@@ -258,7 +260,7 @@ def write_mlflow(rundir: RunDir, uri: str) -> str:
 
     preset = Preset.read(rundir)
     params = [Param(k, v) for k, v in flat_params(preset.doc).items()]
-    name = preset.doc["experiment"].get("name") or rundir.path.name
+    name = preset.doc.get("experiment", {}).get("name") or rundir.path.name
     seeds = by_seed(rundir.read_metrics())
     with tempfile.TemporaryDirectory(prefix="collapse-tui-figures-") as tmp, _file_store_allowed(uri):
         figures, why = report_figures(rundir, Path(tmp))
@@ -298,10 +300,10 @@ def write_mlflow(rundir: RunDir, uri: str) -> str:
 
 
 def report_figures(rundir: RunDir, folder: Path) -> tuple[list[Path], str]:
-    """The PNG figures of RUN/report/, or else the report's figures drawn into folder; [] and why not when
-    neither can be had."""
-    existing = sorted((rundir.path / REPORT).glob("*.png"))
-    if existing:
+    """The PNG figures of the report in RUN/report/ (the folder `report` wrote an index.md in), or else the
+    report's figures drawn into folder; [] and why not when neither can be had."""
+    report = rundir.path / REPORT
+    if (report / "index.md").is_file() and (existing := sorted(report.glob("*.png"))):
         return existing, ""
     try:
         import matplotlib  # noqa: F401

@@ -172,7 +172,7 @@ def test_digits_of_an_engine_not_installed_as_grids(digits_run: Path, tmp_path: 
     images = accumulator(tmp_path / "tb" / digits_run.name / "samples").Images("samples")
     assert [e.step for e in images] == list(range(GENERATIONS))
     check(png(images[3].encoded_image_string), rundir.load_samples(3))
-    check(png((digits_run / "report" / "gen-000002.png").read_bytes()), rundir.load_samples(2))
+    check(png((digits_run / "report" / "samples" / "gen-000002.png").read_bytes()), rundir.load_samples(2))
 
 
 def test_mlflow_logs_a_run_per_seed(gmm_run: Path, tmp_path: Path, monkeypatch, capsys):
@@ -209,6 +209,16 @@ def test_mlflow_logs_a_run_per_seed(gmm_run: Path, tmp_path: Path, monkeypatch, 
     assert "figures/perplexity.png" in figures and all(f.endswith(".png") for f in figures)
     local = client.download_artifacts(parent.info.run_id, "figures/perplexity.png", str(tmp_path))
     assert png(Path(local).read_bytes()).ndim == 3  # a picture the report drew
+    # a run with a report: its figures as they are, not export --samples's pictures beside them
+    copy = tmp_path / "reported"
+    shutil.copytree(gmm_run, copy)
+    (copy / "report" / "samples").mkdir(parents=True)
+    (copy / "report" / "index.md").write_text("# collapse-tui report\n")
+    shutil.copy(local, copy / "report" / "drawn-before.png")
+    shutil.copy(local, copy / "report" / "samples" / "gen-000001.png")
+    assert main(["export", str(copy), "--mlflow", str(store)]) == 0
+    (again,) = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name == "reported"]
+    assert [a.path for a in client.list_artifacts(again.info.run_id, "figures")] == ["figures/drawn-before.png"]
 
 
 def test_samples_as_png_and_text(gmm_run: Path, ngram_run: Path, tmp_path: Path, monkeypatch, capsys):
@@ -216,9 +226,9 @@ def test_samples_as_png_and_text(gmm_run: Path, ngram_run: Path, tmp_path: Path,
     assert main(["export", str(gmm_run), "--samples", "2", "--to", str(tmp_path / "s")]) == 0
     assert "a scatter of 100 points" in capsys.readouterr().err
     assert png((tmp_path / "s" / "gen-000002.png").read_bytes()).shape[:2] == (480, 640)  # 6.4 x 4.8 in at 100 dpi
-    assert main(["export", str(ngram_run), "--samples", "1"]) == 0  # default: the run's report/ folder
+    assert main(["export", str(ngram_run), "--samples", "1"]) == 0  # default: the run's report/samples/
     stored = RunDir(ngram_run).load_samples(1)
-    files = sorted((ngram_run / "report" / "gen-000001").iterdir())
+    files = sorted((ngram_run / "report" / "samples" / "gen-000001").iterdir())
     assert [f.read_text() for f in files] == stored and len(stored) > 1
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # no matplotlib: a density image, said so
     assert main(["export", str(gmm_run), "--samples", "4", "--to", str(tmp_path / "s")]) == 0
