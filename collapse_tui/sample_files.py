@@ -181,6 +181,7 @@ def write_generation(rundir: RunDir, generation: int, out: Path | None = None) -
 
 def _write_one(base: Path, sample: Any, kind: str, title: str) -> str:
     if kind == "text":
+        check_output(base, "--to")  # a link of its name into a run directory is not written through
         base.mkdir(exist_ok=True)
         width = len(str(len(sample)))
         for i, text in enumerate(sample):
