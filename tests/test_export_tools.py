@@ -35,7 +35,8 @@ def gmm_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ngram_run(tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("tools"), "ngram-quick", "experiment.generations=2", "experiment.seeds=2")
+    sets = ("experiment.generations=2", "experiment.seeds=2", "engine.max_chars=10000")
+    return make_run(tmp_path_factory.mktemp("tools"), "ngram-quick", *sets)
 
 
 @pytest.fixture
