@@ -113,11 +113,20 @@ def build_commands() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
-        description="Write runs' metrics as one table: a row per seed and generation (and a run column for several).",
+        description="Write runs' metrics as one table (a row per seed and generation, and a run column for several), "
+        "as TensorBoard event files or MLflow runs, or a generation's samples as files.",
     )
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--csv", metavar="FILE", help="write CSV (floats exact, missing values empty); '-' for stdout")
     p.add_argument("--parquet", metavar="FILE", help="write parquet (needs pyarrow)")
+    p.add_argument(
+        "--tensorboard", metavar="DIR", help="write TensorBoard event files in DIR/<run>/ (needs tensorboard)"
+    )
+    p.add_argument("--mlflow", metavar="URI", help="log to MLflow: a tracking server, or a local store's path")
+    p.add_argument("--samples", type=int, metavar="GEN", help="write generation GEN's samples as PNG or text files")
+    p.add_argument(
+        "--to", metavar="DIR", help="with --samples: the folder to write in (default: RUN_DIR/report/samples)"
+    )
 
     p = sub.add_parser(
         "compare", description="Compare runs: final and peak values, change per generation, and their differences."
@@ -162,7 +171,7 @@ def run_command(args: argparse.Namespace) -> int:
 
         return run_report(args)
     if args.command == "export":
-        from .export import run as run_export
+        from .trackers import run as run_export
 
         return run_export(args)
     from .compare import run as run_compare

@@ -59,6 +59,7 @@ class RunScreen(Screen):
         Binding("left_curly_bracket", "gen(-10)", "Gen-10", key_display="{", show=False),
         Binding("right_curly_bracket", "gen(10)", "Gen+10", key_display="}", show=False),
         Binding("l", "latest", "Latest", show=False),
+        Binding("o", "open_samples", "Samples path", show=False),
         Binding("comma", "prompt(-1)", "Prompt-", key_display=",", group=PROMPT),
         Binding("full_stop", "prompt(1)", "Prompt+", key_display=".", group=PROMPT),
         Binding("t", "next_tab", "Pane"),
@@ -375,6 +376,19 @@ class RunScreen(Screen):
 
     def action_latest(self) -> None:
         self.query_one(SamplesView).follow = True
+
+    def action_open_samples(self) -> None:
+        """Where the compared generation's samples are: in a notification and the log, and copied (OSC 52,
+        where the terminal takes it). Over SSH a path is what helps; `export --samples` draws them."""
+        view = self.query_one(SamplesView)
+        if view.n is None:
+            self.notify("no samples saved yet", severity="warning")
+            return
+        path = view.rundir.samples_file(view.n).resolve()
+        self.app.copy_to_clipboard(str(path))
+        self.notify(str(path), title=f"generation {view.n}'s samples (copied where the terminal allows)", timeout=10)
+        self.run_state.say(f"generation {view.n}'s samples: {path} (as PNG or text: export RUN --samples {view.n})")
+        self.flush()
 
     def action_prompt(self, delta: int) -> None:
         self.query_one(SamplesView).step_prompt(delta)
