@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine, held_apart
+from .cross_prompt import CROSS_PROMPT_METRICS, cross_prompt_metrics
 from .hub import check_hub, download_command
 from .lm_train import Schedule, Trained, train_causal_lm
 from .text_data import (
@@ -67,7 +68,7 @@ class OPTEngine(TorchEngine):
     name = "opt"
     preview_kind = "text"
     figures = "collapse_tui.engines.figures.opt"
-    METRICS = METRICS
+    METRICS = {**METRICS, **CROSS_PROMPT_METRICS}
     DISTANCE = Metric("perplexity of the other chain's text under this chain's model", "per token", log=True)
     can_score = True
     requires = ("torch", "transformers", "tokenizers", "safetensors")
@@ -525,6 +526,7 @@ class OPTEngine(TorchEngine):
                     "variance": float(seq_nll.var(ddof=1)) if len(seq_nll) > 1 else 0.0,
                     **seq_ppl_stats(seq_nll),
                     **text_metrics(s, data.rare),
+                    **cross_prompt_metrics(s, data.test),
                 }
             )
         return rows
