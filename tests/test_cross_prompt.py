@@ -40,14 +40,22 @@ def plain_bleu4(pairs: list[tuple[list[int], list[list[int]]]]) -> float:
     """Corpus BLEU-4 by its definition: per order, clipped n-gram counts (each n-gram at most as often as in
     the reference that has it most) summed over the hypotheses, over all their n-grams; the geometric mean of
     the four precisions times the brevity penalty (closest reference length)."""
+    counted: dict[tuple[tuple[int, ...], int], Counter] = {}
+
+    def grams_of(seq: list[int], n: int) -> Counter:
+        key = (tuple(seq), n)
+        if key not in counted:
+            counted[key] = Counter(tuple(seq[i : i + n]) for i in range(len(seq) - n + 1))
+        return counted[key]
+
     log_p = 0.0
     for n in range(1, 5):
         clipped = total = 0
         for hyp, refs in pairs:
-            grams = Counter(tuple(hyp[i : i + n]) for i in range(len(hyp) - n + 1))
+            grams = grams_of(hyp, n)
             most: Counter = Counter()
             for ref in refs:
-                for g, c in Counter(tuple(ref[i : i + n]) for i in range(len(ref) - n + 1)).items():
+                for g, c in grams_of(ref, n).items():
                     most[g] = max(most[g], c)
             clipped += sum(min(c, most[g]) for g, c in grams.items())
             total += sum(grams.values())
@@ -131,3 +139,15 @@ def test_the_ngram_engine_collapses_across_prompts_on_the_shipped_text():
     assert distinct[-1] < distinct[0] and cross[-1] > cross[0]
     last = cross_prompt_metrics(data[0], e.dataset().test)  # what the row holds is the module's
     assert {k: rows[-1][k] for k in CROSS_PROMPT_METRICS} == last
+
+
+def test_the_opt_engine_rows_carry_the_metrics_across_prompts():
+    pytest.importorskip("transformers")
+    from conftest import tiny_opt
+
+    e = tiny_opt(max_chars=2000, tiny_hidden=16, tiny_layers=1, num_beams=2, gen_batch=16)
+    model, rngs = e.new_model(), [np.random.default_rng(0)]
+    samples = e.sample(model, 20, rngs, quiet).samples
+    row = e.evaluate(model, samples, model)[0]
+    assert {k: row[k] for k in CROSS_PROMPT_METRICS} == cross_prompt_metrics(samples[0], e.dataset().test)
+    assert set(CROSS_PROMPT_METRICS) <= e.METRICS.keys() and 0 < row["unigram_js"] <= 1
