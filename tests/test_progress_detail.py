@@ -12,14 +12,12 @@ from pathlib import Path
 import numpy as np
 from conftest import WIKI_TEST, WIKI_TRAIN, tiny_opt
 
-from collapse_tui import loop, runlog
+from collapse_tui import runlog
 from collapse_tui.batch import BatchView
 from collapse_tui.engines import ngram_counts
 from collapse_tui.engines.ngram import NgramEngine
 from collapse_tui.events import GenerationDone, Progress, RunStarted
 from collapse_tui.preset_files import load_preset
-from collapse_tui.records import RunState
-from collapse_tui.rundir import RunDir
 from collapse_tui.tui.app import build_app
 
 
@@ -83,14 +81,8 @@ def test_the_ngram_engine_reports_prompts_and_words_chunk_by_chunk(monkeypatch):
 
 
 def test_the_loop_passes_the_detail_on_and_the_progress_row_shows_it(tmp_path, monkeypatch):
-    events: list = []
-    run = RunDir.create(tmp_path / "runs", load_preset("ngram", ngram_sets(2)))
-    assert loop.run(run, events.append) == RunState.FINISHED
-    R = 2 * len(NgramEngine(run.config().engine).dataset().train)
-    last = [(ev.generation, ev.step, ev.total, ev.detail) for ev in events if isinstance(ev, Progress)]
-    for g in (0, 1):  # the last report of every phase always goes out
-        assert (g, 8, 8, f"generating {R}/{R} prompts, word 8/8") in last
-
+    """A real ngram run in the app, held after its sampling: the row shows the engine's last report."""
+    R = 2 * len(NgramEngine(load_preset("ngram", ngram_sets(1)).engine).dataset().train)  # 2 seeds' prompts
     gate, sample = threading.Event(), NgramEngine.sample
 
     def held(self, *args, **kwargs):
