@@ -13,9 +13,8 @@ import pytest
 from conftest import WIKI_TEST, WIKI_TRAIN
 from scipy.spatial.distance import jensenshannon
 
+from collapse_tui.engines import cross_prompt
 from collapse_tui.engines.cross_prompt import (
-    BLEU_HYPOTHESES,
-    BLEU_REFERENCES,
     CROSS_PROMPT_METRICS,
     bleu_sample,
     cross_prompt_metrics,
@@ -75,7 +74,7 @@ def with_shared_sentence(blocks: np.ndarray, every: int) -> np.ndarray:
     return out
 
 
-def test_self_bleu_equals_a_plain_bleu4_on_all_pairs_and_on_the_fixed_sample():
+def test_self_bleu_equals_a_plain_bleu4_on_all_pairs_and_on_the_fixed_sample(monkeypatch):
     train, _ = real_blocks(24)
     few = with_shared_sentence(train[:60], 3)  # 60 continuations: each against all 59 others
     pairs = [(few[i].tolist(), [few[j].tolist() for j in range(60) if j != i]) for i in range(60)]
@@ -83,12 +82,14 @@ def test_self_bleu_equals_a_plain_bleu4_on_all_pairs_and_on_the_fixed_sample():
     assert 0.05 < expected < 0.9  # the shared sentence makes 4-grams match, not all of them
     assert self_bleu(few) == pytest.approx(expected, rel=1e-12)
 
-    many = with_shared_sentence(train[:450], 2)  # more than the sample holds
+    monkeypatch.setattr(cross_prompt, "BLEU_HYPOTHESES", 50)  # a smaller sample: the plain BLEU is slow
+    monkeypatch.setattr(cross_prompt, "BLEU_REFERENCES", 30)
+    many = with_shared_sentence(train[:150], 2)  # more than the sample holds
     sample = bleu_sample(len(many))
     assert [(h, r.tolist()) for h, r in sample] == [
         (h, r.tolist()) for h, r in bleu_sample(len(many))
     ]  # fixed by the count alone: a resumed run's row is the same
-    assert len(sample) == BLEU_HYPOTHESES and {len(refs) for _, refs in sample} == {BLEU_REFERENCES}
+    assert len(sample) == 50 and {len(refs) for _, refs in sample} == {30}
     assert all(h not in refs and len(set(refs.tolist())) == len(refs) for h, refs in sample)
     pairs = [(many[h].tolist(), [many[r].tolist() for r in refs]) for h, refs in sample]
     assert self_bleu(many) == pytest.approx(plain_bleu4(pairs), rel=1e-12)
