@@ -14,15 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-# report(phase, step, total, loss): progress inside a generation. The loop may raise from it to stop.
-Report = Callable[[str, int, int, "float | None"], None]
+
+class Report(Protocol):
+    """Progress inside a generation: step of total in phase, the loss if known, and where in words when the
+    phase is long (detail: "epoch 2/5, step 37/120", "generating 512/2048 prompts"). The loop may raise
+    from it to stop."""
+
+    def __call__(self, phase: str, step: int, total: int, loss: float | None, detail: str = "") -> None: ...
+
 
 # What the sample panes draw for the built-in preview kinds: points (n, d) float32, images (n, H, W)
 # float32 in [0, 1], text: a list of strings. A plugin may declare a kind of its own.

@@ -10,11 +10,11 @@ order) or add-k. Each generation counts its training blocks; every prompt (a blo
 training set, or of the generation's own with prompts = "train") is continued by exactly block_size
 words, by beam search with generate's repetition penalty, or by ancestral sampling (do_sample).
 
-Metrics: the OPT engine's (engines/text_metrics.py), with per-sequence perplexities under the
-generation-0 model, plus what a count model makes visible: support (distinct words generated),
-types_lost (share of generation 0's training words absent from the generated data), singletons_lost and
-doubletons_lost (share of the words seen once / twice in this generation's training data that the
-generated data lack: in replace mode, those that do not reach the next generation).
+Metrics: the OPT engine's (engines/text_metrics.py, and across prompts engines/cross_prompt.py), with
+per-sequence perplexities under the generation-0 model, plus what a count model makes visible: support
+(distinct words generated), types_lost (share of generation 0's training words absent from the generated
+data), singletons_lost and doubletons_lost (share of the words seen once / twice in this generation's
+training data that the generated data lack: in replace mode, those that do not reach the next generation).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .base import DataError, Engine, Fitted, Generated, Metric, Param, Report, held_apart
+from .cross_prompt import CROSS_PROMPT_METRICS, cross_prompt_metrics
 from .hub import check_hub
 from .ngram_counts import NgramModel, ancestral, beam_search, block_nll, count
 from .text_data import (
@@ -78,6 +79,7 @@ class NgramEngine(Engine):
     mitigations = frozenset({"prior", "distill", "real_weight", "detector"})
     METRICS = {
         **TEXT_METRICS,
+        **CROSS_PROMPT_METRICS,
         "support": Metric("distinct words in the generated data", "types"),
         "types_lost": Metric("generation 0's training words absent from the generated data", "fraction"),
         "singletons_lost": Metric("words seen once in the training data, absent from the generated", "fraction"),
@@ -301,6 +303,7 @@ class NgramEngine(Engine):
                     "variance": float(seq_nll[s].var(ddof=1)) if seq_nll.shape[1] > 1 else 0.0,
                     **seq_ppl_stats(seq_nll[s]),
                     **text_metrics(samples[s, :EVAL_MAX], data.rare),
+                    **cross_prompt_metrics(samples[s, :EVAL_MAX], data.test),
                     **types[s],
                 }
             )

@@ -23,13 +23,13 @@ torch and transformers are imported inside the methods, never when a preset is v
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine, held_apart
+from .cross_prompt import CROSS_PROMPT_METRICS, cross_prompt_metrics
 from .hub import check_hub, download_command
 from .lm_train import Schedule, Trained, train_causal_lm
 from .text_data import (
@@ -67,7 +67,7 @@ class OPTEngine(TorchEngine):
     name = "opt"
     preview_kind = "text"
     figures = "collapse_tui.engines.figures.opt"
-    METRICS = METRICS
+    METRICS = {**METRICS, **CROSS_PROMPT_METRICS}
     DISTANCE = Metric("perplexity of the other chain's text under this chain's model", "per token", log=True)
     can_score = True
     requires = ("torch", "transformers", "tokenizers", "safetensors")
@@ -309,7 +309,7 @@ class OPTEngine(TorchEngine):
                 sched,
                 INIT_SEED,
                 validate=lambda m: float(self.block_nll(m, valid).mean()),
-                report=lambda phase, step, total, loss: report("pretrain", step, total, loss) if report else None,
+                report=lambda _, *where: report("pretrain", *where) if report is not None else None,
                 autocast=self._autocast,
                 compile_forward=False,
             )
@@ -466,19 +466,20 @@ class OPTEngine(TorchEngine):
                 return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)[:, ids.shape[1] :]
 
         bs = p.gen_batch
-        total = math.ceil(len(prompts) / bs)
         out = np.zeros((len(prompts), k), dtype=np.int32)
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
             torch.manual_seed(seed)
-            for j, i in enumerate(range(0, len(prompts), bs)):
+            for i in range(0, len(prompts), bs):
+                if report is not None:
+                    report("sample", i, len(prompts), None, f"generating {i}/{len(prompts)} prompts")
                 ids = torch.from_numpy(np.ascontiguousarray(prompts[i : i + bs], dtype=np.int64)).to(dev)
                 with self._autocast():
                     new = run(ids)
                 if new.shape[1] != k:
                     raise RuntimeError(f"generation gave {new.shape[1]} new tokens, expected {k}")
                 out[i : i + len(ids)] = new.cpu().numpy()
-                if report is not None:
-                    report("sample", j + 1, total, None)
+        if report is not None:
+            report("sample", len(prompts), len(prompts), None, f"generating {len(prompts)}/{len(prompts)} prompts")
         return out
 
     def decode(self, blocks: np.ndarray) -> list[str]:
@@ -525,6 +526,7 @@ class OPTEngine(TorchEngine):
                     "variance": float(seq_nll.var(ddof=1)) if len(seq_nll) > 1 else 0.0,
                     **seq_ppl_stats(seq_nll),
                     **text_metrics(s, data.rare),
+                    **cross_prompt_metrics(s, data.test),
                 }
             )
         return rows
