@@ -32,7 +32,7 @@ TINY: dict[str, dict[str, object]] = {
     "vae": {"source": "digits", "train_count": 300, "test_count": 100, "latent": 4, "capacity": 4, "epochs": 1},
     "opt": TINY_LM,
     # the lm engine (opt is its alias) on another architecture: rotary positions, a bos per line, no pad token
-    "lm": {**TINY_LM, "tiny_arch": "llama", "generator": "hf"},
+    "lm": {**TINY_LM, "tiny_arch": "llama", "generator": "hf", "num_beams": 2},
     "linreg": {"dim": 3, "samples": 20, "test_samples": 200},
     "ngram": {"train": WIKI_TRAIN, "test": WIKI_TEST, "max_chars": 6000, "block_size": 16, "order": 3},
     "categorical": {"vocab": 20, "samples": 50, "test_samples": 200},

@@ -166,22 +166,6 @@ def test_the_cache_is_laid_out_as_the_hub_writes_it(hub_home):
     assert sorted(f.file_name for f in revision.files) == sorted(f.name for f in plain.iterdir())
 
 
-def test_a_cached_hub_model_runs_by_name_offline_as_its_folder_does(hub_home, tmp_path):
-    """model = "org/name" with HF_HOME holding it and HF_HUB_OFFLINE=1: a generation through the CLI in a
-    fresh process; its row equals that of the same model given as a local folder."""
-    home, plain = hub_home
-    keys = dict(generations=1, generator="hf")
-    args = ["--batch", str(preset(tmp_path / "hub.toml", "lm", model=REPO, **keys)), "--runs-dir", "runs"]
-    done = run_process(
-        [sys.executable, "-m", "collapse_tui", *args], cwd=tmp_path, env=hub_env(home), capture_output=True
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    (by_name,) = (tmp_path / "runs").iterdir()
-    by_folder = cli_run(tmp_path / "folder", preset(tmp_path / "folder.toml", "lm", model=str(plain), **keys))
-    rows = (by_name / "metrics.jsonl").read_text()
-    assert len(rows.splitlines()) == 1 and rows == (by_folder / "metrics.jsonl").read_text()
-
-
 def test_an_uncached_hub_model_offline_says_what_to_download(hub_home, tmp_path):
     home, _ = hub_home
     env = hub_env(home)
@@ -198,7 +182,8 @@ def test_an_uncached_hub_model_offline_says_what_to_download(hub_home, tmp_path)
 
 @pytest.fixture
 def cache_here(hub_home, monkeypatch):
-    """This process reads hub_home's cache; the hub itself is a closed local port."""
+    """This process reads hub_home's cache (as HF_HOME = hub_home[0] makes a new one do: the uncached test checks
+    that); the hub itself is a closed local port."""
     from huggingface_hub import constants
 
     from collapse_tui.engines import hub
@@ -210,6 +195,20 @@ def cache_here(hub_home, monkeypatch):
     hub.unreachable.cache_clear()
     yield hub_home
     hub.unreachable.cache_clear()
+
+
+def test_a_cached_hub_model_runs_by_name_offline_as_its_folder_does(cache_here, monkeypatch, tmp_path):
+    """model = "org/name" with the hub cache holding it and HF_HUB_OFFLINE=1: a generation through the CLI;
+    its row equals that of the same model given as a local folder."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    keys = dict(generations=1, generator="hf")
+    by_name = cli_run(tmp_path / "name", preset(tmp_path / "name.toml", "lm", model=REPO, **keys))
+    by_folder = cli_run(tmp_path / "folder", preset(tmp_path / "folder.toml", "lm", model=str(cache_here[1]), **keys))
+    rows = (by_name / "metrics.jsonl").read_text()
+    assert len(rows.splitlines()) == 1 and rows == (by_folder / "metrics.jsonl").read_text()
 
 
 def test_a_cached_model_needs_no_hub_and_an_uncached_one_does(cache_here):
