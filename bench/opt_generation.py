@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from transformers import OPTConfig, OPTForCausalLM, get_cosine_schedule_with_warmup
 
-from collapse_tui.engines.opt import EVAL_MAX, OPTEngine, TextData
+from collapse_tui.engines.lm import EVAL_MAX, OPTEngine, TextData
 
 BLOCK = 64  # the paper's block_size: tokens per training block and new tokens per continuation
 # One paper generation. wikitext-2-raw-v1 through OPT's tokenizer (GPT-2 BPE plus the </s> it puts before

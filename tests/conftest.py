@@ -262,7 +262,7 @@ def run_loop(tmp_path: Path, preset: str, overrides: list[str], stop_after: int 
 
 def tiny_opt(**params: object):
     """An OPT engine on the tiny config and the first 20,000 characters of the WikiText-2 files."""
-    from collapse_tui.engines.opt import OPTEngine
+    from collapse_tui.engines.lm import OPTEngine
 
     base = dict(model="tiny", train=WIKI_TRAIN, test=WIKI_TEST, max_chars=20000, block_size=16, vocab_size=500)
     return OPTEngine({**base, **params})

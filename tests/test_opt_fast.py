@@ -12,8 +12,8 @@ from conftest import WIKI_TEST, WIKI_TRAIN, tiny_opt
 
 from collapse_tui.cli import main
 from collapse_tui.engines.base import DataError
+from collapse_tui.engines.lm import OPTEngine
 from collapse_tui.engines.lm_train import cosine_lambda
-from collapse_tui.engines.opt import OPTEngine
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")

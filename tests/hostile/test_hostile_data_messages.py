@@ -19,7 +19,7 @@ from conftest import WIKI_TEST
 from collapse_tui.cli import main
 from collapse_tui.engines import hub
 from collapse_tui.engines.base import DataError
-from collapse_tui.engines.opt import OPTEngine  # imports no torch
+from collapse_tui.engines.lm import OPTEngine  # imports no torch
 
 FILE_SIZE = 1 << 20  # what a child may write per file: a regression that builds a model dies, not fills a disk
 
