@@ -47,7 +47,9 @@ async def test_the_sweep_screen_shows_the_cells_and_opens_one(sweep):
         assert isinstance(app.screen, SweepScreen)
         table = app.screen.query_one(CellTable)
         assert table.row_count == 2 and str(table.columns["trend"].label) == "perplexity ↑"
-        medians = [[s.centre for s in by_generation(c.rundir.read_metrics(), "perplexity").values()] for c in sweep.cells]
+        medians = [
+            [s.centre for s in by_generation(c.rundir.read_metrics(), "perplexity").values()] for c in sweep.cells
+        ]
         frame = (min(map(min, medians)), max(map(max, medians)))  # one scale for both cells
         for i, cell in enumerate(sweep.cells):
             name, state, gen, spark, *_ = table.get_row_at(i)
