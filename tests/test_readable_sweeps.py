@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_async
+from conftest import make_run, run_async
 
 from collapse_tui.cli import main
 from collapse_tui.compare import grid, letters
@@ -44,8 +44,7 @@ LN10 = math.log(10)
 def sweep(tmp_path_factory) -> SweepDir:
     tmp = tmp_path_factory.mktemp("span")
     (tmp / "span.toml").write_text(SWEEP)
-    assert main(["--batch", str(tmp / "span.toml"), "--runs-dir", str(tmp / "sweeps")]) == 0
-    return SweepDir.open(next((tmp / "sweeps").iterdir()))
+    return SweepDir.open(make_run(tmp, str(tmp / "span.toml")))
 
 
 def by_generation(cell: Path, key: str) -> np.ndarray:
