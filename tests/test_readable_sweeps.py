@@ -82,7 +82,7 @@ async def test_the_sweep_screen_draws_every_cell_on_one_scale_with_its_numbers(s
             lo, hi = min(map(min, medians.values())), max(map(max, medians.values()))
             assert all(math.isfinite(x) for x in (lo, hi)), (lo, hi)
             scale = str(screen.query_one("#sweep-scale").render())
-            assert f"from {value_text(lo, log, 3)} to {value_text(hi, log, 3)}" in scale
+            assert scale.endswith(f"scale for all cells' medians, {value_text(lo, log, 3)} to {value_text(hi, log, 3)}")
             for i in range(len(sweep.cells)):
                 name, _, _, spark, first, last, change = (str(x) for x in table.get_row_at(i))
                 m = medians[name]

@@ -108,7 +108,7 @@ class SweepScreen(Screen):
         rows = []
         for cell in self.sweep.cells:
             if cell.name in self.errors:
-                rows.append(CellRow(cell.name, "unreadable", 0, 0, [], self.reason(cell.name)))
+                rows.append(CellRow(cell.name, "unreadable", 0, 0, [], error=self.reason(cell.name)))
                 continue
             run = self.runs[cell.name]
             state, gen, _ = self.states[cell.name]
@@ -137,7 +137,8 @@ class SweepScreen(Screen):
             return
         log = is_log(self.metric, next((r.log_keys for r in self.runs.values()), ()))
         low, high = (value_text(v, log, DIGITS) for v in frame)
-        scale.update(f"{self.metric}, medians over seeds: every cell on one scale, from {low} to {high}")
+        kind = "log10 scale" if log else "scale"
+        scale.update(f"{self.metric}: one {kind} for all cells' medians, {low} to {high}")
 
     def show_variants(self) -> None:
         """The variants' table, at the last generation every readable cell has reached."""
