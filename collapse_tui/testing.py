@@ -8,16 +8,15 @@ and the in-repo KDE plugin pass it in the suite (tests/test_engine_contract.py, 
         check_engine("kde", {"samples": 50, "test_samples": 100})  # small params: the check is quick
 
 The parts, in order, as the message names them: declarations (HEADLINE: metrics of METRICS, each with
-a direction, engines.base.UP or DOWN); keys (its PARAMS' defaults and the
-params validate as a preset); theory (in every data mode, expected() gives only its METRICS, one value
+a direction, engines.base.UP or DOWN); keys (its PARAMS' defaults and the params validate as a
+preset); theory (in every data mode, expected() gives only its METRICS, one value
 per generation); one generation (real_data, fit, sample, score, evaluate, what other
 chains receive, distance); rows (perplexity and variance for every seed: None or a number, inf when
 it overflowed, never NaN); preview (what preview_kind promises); checkpoint (load(save(model)) gives
 the same rows, and the same samples for the same RNG state); resume (a run of 3 generations stopped
 after the first and resumed writes an uninterrupted run's rows and samples; every row holds the HEADLINE
-metrics). Everything runs on the
-CPU in a temporary folder; an engine whose optional packages are missing fails (pytest.importorskip
-them first).
+metrics). Everything runs on the CPU in a temporary folder; an engine whose optional packages are
+missing fails (pytest.importorskip them first).
 """
 
 from __future__ import annotations

@@ -106,8 +106,7 @@ class Engine(ABC):
     METRICS: ClassVar[dict[str, Metric]]  # at least 'perplexity' and 'variance'; other keys are labelled by name
     # the metrics that show collapse, each with the way it moves as the model collapses (DOWN or UP); the run
     # screen draws them. By default the real data's perplexity rises and the samples' variance falls (the
-    # paper's Gaussian; not every engine's 'variance': a text engine's, the spread of its samples' log
-    # perplexity, rises)
+    # paper's Gaussian); not every engine's 'variance' shows collapse (engines/text_metrics.py TEXT_HEADLINE)
     HEADLINE: ClassVar[tuple[tuple[str, str], ...]] = (("perplexity", UP), ("variance", DOWN))
     figures: ClassVar[str] = ""  # module with the engine's own report figures (a FIGURES tuple), or none
     # how far this engine's model is from another chain's (distance()); None: the engine measures none
