@@ -182,7 +182,8 @@ def print_comparison(runs: list[Run], out: TextIO, at: int | None = None) -> Non
     from rich.console import Console
 
     tty = out.isatty()
-    console = Console(file=out, highlight=False, width=None if tty else 200)  # logs: no wrapping
+    # logs: no wrapping, unless COLUMNS asks for a width (COLUMNS=80 collapse-tui compare ... | less)
+    console = Console(file=out, highlight=False, width=None if tty or "COLUMNS" in os.environ else 200)
     for name, r in zip(letters(len(runs)), runs):
         seeds = plural(len(r.config.seeds), "seed")
         line = f"{name} = {r.label}: {r.engine}, mode {r.config.data.mode}, {seeds}, {r.progress()}"

@@ -67,6 +67,10 @@ class Metric:
         return f"{self.label}\n({self.unit})" if self.unit else self.label
 
 
+# which way a headline metric moves as the model collapses: DOWN, lower is more collapsed; UP, the reverse
+DOWN, UP = "down", "up"
+DIRECTIONS = (DOWN, UP)
+
 # every engine's rows carry it (collapse_tui/detector.py); engines list it in their METRICS
 DETECTOR_AUC = Metric("AUC of a detector telling real examples from the samples", "0.5: indistinguishable")
 
@@ -106,6 +110,10 @@ class Engine(ABC):
     Params: ClassVar[type]  # built from PARAMS: the frozen, typed object engines read as self.params
     preview_kind: ClassVar[str]  # what Generated.preview holds: one of PREVIEW_KINDS, or a plugin's own
     METRICS: ClassVar[dict[str, Metric]]  # at least 'perplexity' and 'variance'; other keys are labelled by name
+    # the metrics that show collapse, each with the way it moves as the model collapses (DOWN or UP); the run
+    # screen draws them. By default the real data's perplexity rises and the samples' variance falls (the
+    # paper's Gaussian); not every engine's 'variance' shows collapse (engines/text_metrics.py TEXT_HEADLINE)
+    HEADLINE: ClassVar[tuple[tuple[str, str], ...]] = (("perplexity", UP), ("variance", DOWN))
     figures: ClassVar[str] = ""  # module with the engine's own report figures (a FIGURES tuple), or none
     # how far this engine's model is from another chain's (distance()); None: the engine measures none
     DISTANCE: ClassVar[Metric | None] = None

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DETECTOR_AUC, DataError, Engine, Fitted, Generated, Metric, Param, Report, points_preview
+from .base import DETECTOR_AUC, DOWN, UP, DataError, Engine, Fitted, Generated, Metric, Param, Report, points_preview
 from .text_data import TEXT_BYTES_PER_CHAR
 
 TEST_SEED = 20240724  # the fixed real held-out sample is the same for every seed and run
@@ -150,6 +150,7 @@ class CategoricalEngine(Engine):
     can_draw_fresh = True
     can_score = True
     mitigations = frozenset({"prior", "distill", "real_weight", "detector"})
+    HEADLINE = (("perplexity", UP), ("support", DOWN))  # rare symbols are lost for good (at add_k = 0)
     METRICS = {
         "perplexity": Metric("perplexity of the fixed real held-out sample", "exp of mean NLL per symbol", log=True),
         "variance": Metric("variance of the estimated probabilities over the V symbols", "probability²"),

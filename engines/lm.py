@@ -57,7 +57,7 @@ from .text_data import (
     text_source_params,
     with_prompt,
 )
-from .text_metrics import METRICS, hashed_ngrams, seq_ppl_stats, text_metrics
+from .text_metrics import METRICS, TEXT_HEADLINE, hashed_ngrams, seq_ppl_stats, text_metrics
 
 INIT_SEED = 1234  # the tiny model's starting weights: the same for every generation, seed and run
 EVAL_MAX = 5000  # generated blocks measured per generation
@@ -93,6 +93,7 @@ class LMEngine(TorchEngine):
     preview_kind = "text"
     figures = "collapse_tui.engines.figures.opt"
     METRICS = {**METRICS, **CROSS_PROMPT_METRICS}
+    HEADLINE = TEXT_HEADLINE
     DISTANCE = Metric("perplexity of the other chain's text under this chain's model", "per token", log=True)
     can_score = True
     requires = ("torch", "transformers", "tokenizers", "safetensors")

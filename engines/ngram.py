@@ -50,7 +50,7 @@ from .text_data import (
     with_prompt,
     words_text,
 )
-from .text_metrics import TEXT_METRICS, hashed_ngrams, seq_ppl_stats, text_metrics, type_metrics
+from .text_metrics import TEXT_HEADLINE, TEXT_METRICS, hashed_ngrams, seq_ppl_stats, text_metrics, type_metrics
 
 EVAL_MAX = 5000  # generated blocks whose perplexity is measured per generation
 PATH_KEYS = ("text_dir", "train", "test")
@@ -85,6 +85,7 @@ class NgramEngine(Engine):
         "singletons_lost": Metric("words seen once in the training data, absent from the generated", "fraction"),
         "doubletons_lost": Metric("words seen twice in the training data, absent from the generated", "fraction"),
     }
+    HEADLINE = TEXT_HEADLINE
     DISTANCE = Metric("perplexity of the other chain's text under this chain's model", "per word", log=True)
     PARAMS = {
         "order": Param(3, int, "n of the n-gram model (1: unigrams)", min=1, max=5),

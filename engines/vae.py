@@ -22,6 +22,8 @@ import numpy as np
 
 from .base import (
     DETECTOR_AUC,
+    DOWN,
+    UP,
     DataError,
     Fitted,
     Generated,
@@ -60,6 +62,7 @@ class VAEEngine(TorchEngine):
     can_score = True
     requires = ("torch", "safetensors")
     mitigations = frozenset({"l2", "ewc", "distill", "real_weight", "detector"})
+    HEADLINE = (("perplexity", UP), ("variance", DOWN))  # the samples crowd into fewer, blurrier digits
     METRICS = {
         "perplexity": Metric("exp(−ELBO per pixel) of real test images", log=True),
         "variance": Metric("variance of generation-0 encoder means of samples", "latent units²"),

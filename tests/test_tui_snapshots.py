@@ -40,9 +40,8 @@ def text_run(tmp_path: Path, generations: int = 6) -> Path:
     path = RunDir.create(tmp_path, cfg).path.rename(tmp_path / "demo-text")
     run = RunDir(path)
     for g in range(generations):
-        rows = [
-            {"seed": s, "generation": g, "perplexity": 20.0 * 1.3**g + s, "variance": 2.0 / (1 + g)} for s in (0, 1)
-        ]
+        spread = {"variance": 2.0 / (1 + g), "distinct_1": 0.5 / (1 + g)}  # distinct_1: a text engine's headline
+        rows = [{"seed": s, "generation": g, "perplexity": 20.0 * 1.3**g + s, **spread} for s in (0, 1)]
         run.append_metrics(rows)
         texts = []
         for tokens in paragraphs:

@@ -85,9 +85,11 @@ class RunScreen(Screen):
         self.rundir, self.cfg, self.start = rundir, cfg, start
         self.kind = preview_kind(cfg.engine_name)
         self.run_state = ScreenState(rundir, cfg)
-        # a trend row per SERIES metric, and one for the first metric theory expects when it expects none of them
-        theory = list(self.run_state.theory)
-        self.trend_keys = [*SERIES, *theory[:1]] if theory and not set(theory) & set(SERIES) else list(SERIES)
+        # a trend row per headline metric of the engine (SERIES, which every engine has, for several chains'),
+        # and one for the first metric theory expects when it expects none of them
+        st, theory = self.run_state, list(self.run_state.theory)
+        heads = list(st.headline_of[""]) if st.chains == [""] else list(SERIES)
+        self.trend_keys = [*heads, *theory[:1]] if theory and not set(theory) & set(heads) else heads
         self.set_reactive(RunScreen.chain, self.run_state.chain)
         self.events: deque[Event] = deque()  # filled by the worker thread, drained by the UI timer
         self.control: loop.Control | None = None
@@ -99,7 +101,7 @@ class RunScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(id="status")
         for key in self.trend_keys:
-            log = is_log(key, self.run_state.logs_of[""]) if key not in SERIES else key == "perplexity"
+            log = is_log(key, self.run_state.logs_of[self.run_state.chain])
             yield Trend(key, log=log, total=self.cfg.generations, id=f"trend-{key}")
         if len(self.run_state.chains) > 1:  # shown by v: a row per chain and metric
             for key in SERIES:
@@ -139,6 +141,7 @@ class RunScreen(Screen):
             self.set_interval(1.0, self.poll_disk)
         self.set_interval(REFRESH, self.flush)
         self.flush()
+        self._draw_trends()  # the labels' directions before a first generation
 
     # the worker
     def start_loop(self, resume: bool) -> None:
@@ -276,7 +279,7 @@ class RunScreen(Screen):
             trends += [(t, t.sub, t.label) for t in self.query(".chain-trend").results(Trend)]
         checks = {c.metric: c for c in st.checks()}
         for trend, key, chain in trends:
-            trend.values = st.series(key, chain)
+            trend.values, trend.direction = st.series(key, chain), st.headline_of[chain].get(key, "")
             medians = st.medians_of[chain]
             latest = medians[-1].get(key) if medians else None
             trend.band = (latest.lo, latest.hi) if latest is not None else (math.nan, math.nan)

@@ -20,7 +20,7 @@ from ..numbers import fmt_seconds
 from ..records import Failure, RunState
 from ..rundir import RunDir, run_state
 from ..runlog import RunLog, failed_line
-from ..summary import Summary, log_keys_of, scalar_keys, summarize_rows
+from ..summary import Summary, headline_of, log_keys_of, scalar_keys, summarize_rows
 from ..theory import Check, checks, expected
 
 RESUMABLE = (RunState.CREATED, RunState.STOPPED, RunState.FAILED, RunState.CRASHED)
@@ -48,6 +48,7 @@ class ScreenState:
     keys_of: dict[str, list[str]] = field(default_factory=dict)
     medians_of: dict[str, list[dict[str, Summary]]] = field(default_factory=dict)
     logs_of: dict[str, set[str]] = field(default_factory=dict)
+    headline_of: dict[str, dict[str, str]] = field(default_factory=dict)  # summary.headline_of its engine
     # what theory expects of the mean over seeds, per metric and generation (theory.py: computed from the
     # preset as loop.run writes it to theory.jsonl, so a run not yet started shows it too; none for chains),
     # and the rows of the last generation shown, which the checks against it read
@@ -58,7 +59,8 @@ class ScreenState:
         self.chain = self.chains[0]
         for c in self.chains:
             self.keys_of[c], self.medians_of[c] = [], []
-            self.logs_of[c] = log_keys_of(self.cfg.chain(c).engine_name if c else self.cfg.engine_name)
+            engine = self.cfg.chain(c).engine_name if c else self.cfg.engine_name
+            self.logs_of[c], self.headline_of[c] = log_keys_of(engine), headline_of(engine)
         self.theory = expected(self.cfg)
 
     @property
