@@ -20,19 +20,22 @@ from textual.content import Content
 from textual.reactive import reactive, var
 from textual.widget import Widget
 from textual.widgets import Static
-from textual_plot import HiResMode, NumericAxisFormatter, PlotWidget
+from textual_plot import HiResMode, NumericAxisFormatter
 from textual_plot.axis_formatter import AxisFormatter
 
 from ...numbers import plural
 from ...runs import Run
 from ...summary import SERIES, Summary, by_generation, is_log, value_text
 from ..state import ScreenState
+from .braille_plot import BraillePlot
 
 MAX_TICKS = 6
 LABEL_WIDTH = 9  # the y axis's tick labels (PlotWidget.margin_left is one more)
 # theme colours by role (Theme attributes), for the lines of other runs in turn
-MEDIAN, MEAN, THEORY = "accent", "foreground", "warning"
-RUN_COLOURS = ("accent", "warning", "success", "error", "primary", "secondary")
+ROLE_COLOURS = {"median": "accent", "mean": "foreground", "theory": "primary"}
+# the colours curves take in turn (another run's first), each a colour no curve before it has (a theme may give
+# two roles one colour: textual-dark's accent and warning)
+PALETTE = ("accent", "primary", "success", "error", "warning", "secondary", "foreground")
 # with NO_COLOR, a curve after the first is drawn with a marker of its own; the band is always drawn with bars
 MARKERS = "×•+o*#%@"
 BAND_MARK = "│"
@@ -101,7 +104,7 @@ def band_columns(lo: np.ndarray, hi: np.ndarray, bins: int, span: int) -> tuple[
 def log_ticks(lo: float, hi: float, max_ticks: int = MAX_TICKS) -> list[float]:
     """Ticks (in log10) of a log axis from 10^lo to 10^hi: nice steps of whole decades, else every decade, else 1,
     2 and 5 of each, else nice steps of the quantity itself (of its log10 past float's range)."""
-    nice = NumericAxisFormatter().get_ticks(lo, hi, max_ticks)
+    nice = nice_ticks(lo, hi, max_ticks)
     if len(nice) > 1 and nice[1] - nice[0] >= 1 or hi > 300 or lo < -300:
         return nice
     decades = list(range(math.ceil(lo), math.floor(hi) + 1))
@@ -111,7 +114,15 @@ def log_ticks(lo: float, hi: float, max_ticks: int = MAX_TICKS) -> list[float]:
     nice = [t for t in nice if lo <= t <= hi]
     if 2 <= len(nice) <= max_ticks:
         return nice
-    return [math.log10(v) for v in NumericAxisFormatter().get_ticks(10.0**lo, 10.0**hi, max_ticks) if v > 0]
+    return [math.log10(v) for v in nice_ticks(10.0**lo, 10.0**hi, max_ticks) if v > 0]
+
+
+def nice_ticks(lo: float, hi: float, max_ticks: int = MAX_TICKS) -> list[float]:
+    """textual-plot's ticks at 1, 2, 5 times a power of ten, within lo .. hi; 0 as 0 (not the -2e-16 of adding
+    up steps)."""
+    ticks = [t for t in NumericAxisFormatter().get_ticks(lo, hi, max_ticks) if lo <= t <= hi]
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    return [0.0 if abs(t) < 1e-9 * step else t for t in ticks]
 
 
 def number_label(x: float, digits: int) -> str:
@@ -143,11 +154,7 @@ class Ticks(AxisFormatter):
         self.log = log
 
     def get_ticks(self, min_: float, max_: float, max_ticks: int = MAX_TICKS) -> list[float]:
-        if self.log:
-            return log_ticks(min_, max_, max_ticks)
-        ticks = NumericAxisFormatter().get_ticks(min_, max_, max_ticks)
-        step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
-        return [0.0 if abs(t) < 1e-9 * step else t for t in ticks]  # 0, not the -2e-16 of adding up steps
+        return (log_ticks if self.log else nice_ticks)(min_, max_, max_ticks)
 
     def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
         return tick_labels(ticks, self.log)
@@ -177,7 +184,7 @@ class PlotPane(Widget):
     DEFAULT_CSS = """
     PlotPane { height: 1fr; layout: vertical; }
     PlotPane > #plot-title { height: 1; padding: 0 1; text-style: bold; }
-    PlotPane > PlotWidget { height: 1fr; }
+    PlotPane > BraillePlot { height: 1fr; }
     PlotPane > #plot-legend { height: auto; padding: 0 1; color: $text-muted; }
     """
 
@@ -216,11 +223,11 @@ class PlotPane(Widget):
 
     def compose(self) -> ComposeResult:
         yield Static(id="plot-title", markup=False)
-        plot = PlotWidget(allow_pan_and_zoom=False)
+        plot = BraillePlot(allow_pan_and_zoom=False)
         plot.can_focus = False  # its keys (r, arrows) are the screen's
         # no room for axis labels (the title and the legend say what is drawn): tick labels only
         for margin, value in (("margin_top", 0), ("margin_bottom", 1), ("margin_left", LABEL_WIDTH + 1)):
-            plot.set_reactive(getattr(PlotWidget, margin), value)
+            plot.set_reactive(getattr(BraillePlot, margin), value)
         yield plot
         yield Static(id="plot-legend")
 
@@ -250,16 +257,18 @@ class PlotPane(Widget):
         """Per curve, its colour's role (a Theme attribute) and its marker (None: a braille line): with NO_COLOR
         every curve after the first has a marker."""
         out: list[tuple[str, str | None]] = []
-        markers = iter(MARKERS)
+        markers, used = iter(MARKERS), set()
         for i, curve in enumerate(self.curves):
-            role = {"median": MEDIAN, "mean": MEAN, "theory": THEORY}.get(curve.role, RUN_COLOURS[i % len(RUN_COLOURS)])
+            roles = [r for r in (ROLE_COLOURS.get(curve.role), *PALETTE) if r]
+            role = next((r for r in roles if self.colour(r) not in used), roles[0])
+            used.add(self.colour(role))
             out.append((role, next(markers) if self.app.no_color and i else None))
         return out
 
     def draw(self) -> None:
         if not self.is_mounted:
             return
-        plot = self.query_one(PlotWidget)
+        plot = self.query_one(BraillePlot)
         plot.clear()
         plot.set_y_formatter(Ticks(self.log_scale))
         cells = max(plot.size.width - plot.margin_left - 2, 1)  # inside the axes' box
