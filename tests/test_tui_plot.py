@@ -114,6 +114,15 @@ def y_ticks(app) -> dict[float, int]:
     return ticks
 
 
+async def show_plot(pilot) -> PlotPane:
+    """g, and the plot once drawn."""
+    await pilot.press("g")
+    pane = pilot.app.screen.query_one(PlotPane)
+    await wait_for(pilot, lambda: pane.curves, what="the plot")
+    await pilot.pause(0.1)
+    return pane
+
+
 def gaussian_run(tmp_path: Path, generations: int = 40) -> tuple[RunDir, list[dict]]:
     """A real gaussian-quick run, finished."""
     cfg = load_preset("gaussian-quick", [f"experiment.generations={generations}"])
@@ -135,10 +144,7 @@ async def test_finished_run_has_band_ticks_and_theory_at_80x24(tmp_path):
     app = build_app(str(rundir.path))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await pilot.press("g")
-        await wait_for(pilot, lambda: app.screen.query_one(PlotPane).curves, what="the plot")
-        await pilot.pause(0.1)
-        pane = app.screen.query_one(PlotPane)
+        pane = await show_plot(pilot)
         assert pane.title.startswith("variance") and pane.region.bottom <= SIZE[1] - 1  # the footer stays
         assert "q Quit" in screen_lines(app)[-1]
         ticks = y_ticks(app)
@@ -197,9 +203,7 @@ async def test_long_run_is_drawn_whole(tmp_path):
     app = build_app(str(run.path))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await pilot.press("g")
-        await wait_for(pilot, lambda: app.screen.query_one(PlotPane).curves, what="the plot")
-        await pilot.pause(0.1)
+        await show_plot(pilot)
         _, inside = plot_area(app)
         width, height = len(inside[0]), len(inside)
 
@@ -255,9 +259,7 @@ async def test_no_color_draws_markers(tmp_path, monkeypatch):
     async with app.run_test(size=SIZE) as pilot:
         assert app.no_color
         await pilot.pause()
-        await pilot.press("g")
-        await wait_for(pilot, lambda: app.screen.query_one(PlotPane).curves, what="the plot")
-        await pilot.pause(0.1)
+        await show_plot(pilot)
         _, inside = plot_area(app)
         drawn = "".join(inside)
         legend = str(app.screen.query_one("#plot-legend").render())
@@ -280,10 +282,7 @@ async def test_compare_overlays_runs_each_in_its_colour(tmp_path):
         await pilot.pause()
         app.push_screen(CompareScreen(load_runs([a.path, b.path])))
         await pilot.pause()
-        await pilot.press("g")
-        await wait_for(pilot, lambda: app.screen.query_one(PlotPane).curves, what="the plot")
-        await pilot.pause(0.1)
-        pane = app.screen.query_one(PlotPane)
+        pane = await show_plot(pilot)
         assert pane.title.startswith("mean_shift") and len(pane.curves) == 2
         legend = str(pane.query_one("#plot-legend").render())
         assert "⠒⠒ A" in legend and "⠒⠒ B" in legend

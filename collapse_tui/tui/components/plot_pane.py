@@ -31,7 +31,7 @@ from .braille_plot import BraillePlot
 
 MAX_TICKS = 6
 LABEL_WIDTH = 9  # the y axis's tick labels (PlotWidget.margin_left is one more)
-# theme colours by role (Theme attributes), for the lines of other runs in turn
+# the theme colour (a Theme attribute) each role of curve asks for first
 ROLE_COLOURS = {"median": "accent", "mean": "foreground", "theory": "primary"}
 # the colours curves take in turn (another run's first), each a colour no curve before it has (a theme may give
 # two roles one colour: textual-dark's accent and warning)
