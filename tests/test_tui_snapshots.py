@@ -75,6 +75,13 @@ def test_snapshot_run_screen_light_theme(snap_compare, tmp_path):
     assert snap_compare(app, terminal_size=SIZE, run_before=light)
 
 
+def test_snapshot_plot_pane(snap_compare, tmp_path):
+    """The plot pane (g) of the stopped gaussian run: variance's median and band over 12 of 40 generations, theory's
+    expected mean over all 40 and the seeds' mean."""
+    app = build_app(str(stopped_run(tmp_path)), [], tmp_path)
+    assert snap_compare(app, terminal_size=SIZE, press=["g"])
+
+
 def test_snapshot_diff_pane(snap_compare, tmp_path):
     app = build_app(str(text_run(tmp_path)), [], tmp_path)
     assert snap_compare(app, terminal_size=SIZE, press=["2"])

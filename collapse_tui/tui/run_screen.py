@@ -37,12 +37,13 @@ from ..rundir import RunDir
 from ..runlog import resumable
 from ..summary import SERIES, is_log
 from .branch_dialog import BranchDialog
-from .components import DiffPane, MetricsTable, ProgressRow, SamplesView, Trend
+from .components import DiffPane, MetricsTable, PlotPane, ProgressRow, SamplesView, Trend
+from .components.plot_pane import cycle, first_metric
 from .previews import preview_kind
 from .state import RESUMABLE, ScreenState, disk_state
 
 REFRESH = 0.1  # seconds between updates while events arrive
-TABS = ("samples", "diff", "table", "log")
+TABS = ("samples", "diff", "table", "log", "plot")
 GEN = Binding.Group("Gen n", compact=True)
 PROMPT = Binding.Group("Prompt", compact=True)
 
@@ -63,6 +64,9 @@ class RunScreen(Screen):
         Binding("comma", "prompt(-1)", "Prompt-", key_display=",", group=PROMPT),
         Binding("full_stop", "prompt(1)", "Prompt+", key_display=".", group=PROMPT),
         Binding("t", "next_tab", "Pane"),
+        Binding("g", "tab('plot')", "Plot", show=False),
+        Binding("m", "metric(1)", "Metric", show=False),
+        Binding("M", "metric(-1)", "Metric-", show=False),
         Binding("c", "next_chain", "Chain"),
         Binding("v", "toggle_chains", "All chains"),
         *(Binding(str(i + 1), f"tab('{name}')", name.title(), show=False) for i, name in enumerate(TABS)),
@@ -78,6 +82,7 @@ class RunScreen(Screen):
     progress: var[Progress | None] = var(None)
     chain = var("")  # the chain whose series, table and samples show ("" for a single-engine run)
     all_chains = var(False)  # the trends: a row per chain and metric, or the chosen chain's alone
+    plot_metric = var("")  # the plot pane's (m, M)
 
     def __init__(self, rundir: RunDir, cfg: Config, start: str = "browse"):
         """start: 'new' runs at once, 'resume' resumes at once, 'browse' shows what is on disk."""
@@ -123,6 +128,8 @@ class RunScreen(Screen):
                 yield MetricsTable(self.run_state, id="metrics").data_bind(RunScreen.done, RunScreen.rewrites)
             with TabPane("Log", id="log"):
                 yield RichLog(id="log-view", max_lines=2000, wrap=True)
+            with TabPane("Plot", id="plot"):
+                yield PlotPane(id="plot-pane")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -272,7 +279,19 @@ class RunScreen(Screen):
             resume = " · r resumes from the last checkpoint" if resumable(st.state, st.failure) else ""
             error.border_subtitle = f"traceback in error.log{resume}"
 
+    def watch_plot_metric(self) -> None:
+        self._draw_plot()
+
+    @on(TabbedContent.TabActivated)
+    def _draw_plot(self) -> None:
+        """The plot pane, while it shows: a long run's curves are decimated afresh at each update."""
+        st = self.run_state
+        if self.is_mounted and self.query_one(TabbedContent).active == "plot":
+            self.plot_metric = self.plot_metric if self.plot_metric in st.keys else first_metric(st.keys, st.theory)
+            self.query_one(PlotPane).show_run(st, self.plot_metric)
+
     def _draw_trends(self) -> None:
+        self._draw_plot()
         st = self.run_state
         trends = [(self.query_one(f"#trend-{key}", Trend), key, st.chain) for key in self.trend_keys]
         if self.all_chains:
@@ -395,6 +414,10 @@ class RunScreen(Screen):
 
     def action_prompt(self, delta: int) -> None:
         self.query_one(SamplesView).step_prompt(delta)
+
+    def action_metric(self, step: int) -> None:
+        self.plot_metric = cycle(self.run_state.keys, self.plot_metric, step)
+        self.action_tab("plot")
 
     def action_next_chain(self) -> None:
         chains = self.run_state.chains
