@@ -30,19 +30,21 @@ from typing import Any
 import numpy as np
 
 from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine, held_apart
-from .hub import check_hub, download_command
+from .hub import download_command, hub_problems
 from .lm_train import Schedule, Trained, train_causal_lm
 from .text_data import (
     HUB_ALTERNATIVE,
     TextData,
     check_text_paths,
     group_blocks,
+    hub_text,
     local_files,
     prompt_indices,
     rare_tokens,
     read_splits,
     split_blocks,
     text_bytes,
+    text_path_problems,
     text_source_params,
     with_prompt,
 )
@@ -176,7 +178,6 @@ class OPTEngine(TorchEngine):
             )
         if p.lr_min > p.lr:
             raise DataError(f"engine.lr_min: {p.lr_min} is above lr {p.lr}")
-        check_text_paths(p, PATH_KEYS)
 
     def _files(self) -> dict[str, Path | None]:
         p = self.params
@@ -185,23 +186,20 @@ class OPTEngine(TorchEngine):
     def hub_needs(self) -> list[tuple[str, str]]:
         p = self.params
         needs = []
-        if self._files()["train"] is None:
+        if hub_text(p, PATH_KEYS):
             needs.append(("engine.dataset", f"wikitext/{p.dataset}"))
         if p.model != "tiny" and not Path(p.model).expanduser().exists():
             needs.append(("engine.model", f"the model {p.model}"))
         return needs
 
-    def preflight(self) -> None:
-        super().preflight()
+    def preflight(self) -> list[str]:
         p = self.params
-        for key, what in self.hub_needs():
-            alternative = (
-                HUB_ALTERNATIVE
-                if key == "engine.dataset"
-                else f"download it ({download_command(p.model)}) and set engine.model to "
-                'that folder, or set engine.model = "tiny"'
-            )
-            check_hub(key, what, alternative)
+        model = (
+            f"download it ({download_command(p.model)}) and set engine.model to that folder, "
+            'or set engine.model = "tiny"'
+        )
+        hub = hub_problems(self.hub_needs(), {"engine.dataset": HUB_ALTERNATIVE, "engine.model": model})
+        return super().preflight() + text_path_problems(p, PATH_KEYS) + hub
 
     data_keys = "engine.max_chars"
 
@@ -217,7 +215,9 @@ class OPTEngine(TorchEngine):
             _quiet_hugging_face()  # here, not at construction: the start screen builds engines to ask them
             p = self.params
             paths = {k: self.path(getattr(p, k)) for k in PATH_KEYS}
-            self.check_params(dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()}))
+            resolved = dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()})
+            self.check_params(resolved)
+            check_text_paths(resolved, PATH_KEYS)
             files = {k: paths[k] for k in ("train", "valid", "test")}
             texts = read_splits(files, paths["text_dir"], p.dataset, p.max_chars)
             tok = self._tokenizer(texts["train"])

@@ -51,29 +51,42 @@ def text_source_params(valid: bool) -> dict[str, Param]:
 HUB_ALTERNATIVE = "offline, set engine.text_dir or engine.train/valid/test to local text files"
 
 
-def check_text_paths(params: Any, keys: tuple[str, ...]) -> None:
-    """text_dir must be a folder and train/valid/test files, and local text needs a training and a test
-    text: said before a run directory exists, not when the run first reads them."""
+def hub_text(params: Any, keys: tuple[str, ...]) -> bool:
+    """Whether the text comes from the hub: no local text key is set."""
+    return not any(getattr(params, k) for k in keys)
+
+
+def text_path_problems(params: Any, keys: tuple[str, ...]) -> list[str]:
+    """What the local text keys lack, one line each: text_dir must be a folder and train/valid/test files,
+    and local text needs a training and a test text (preflight: said before a run directory exists, not
+    when the run first reads them)."""
+    problems = []
     for key in keys:
         value = getattr(params, key)
-        if not value:
-            continue
-        folder = key == "text_dir"
-        if not (Path(value).is_dir() if folder else Path(value).is_file()):
-            raise DataError(f"engine.{key}: no such {'folder' if folder else 'file'}: {value}")
-    given = {k: Path(getattr(params, k)) if k in keys and getattr(params, k) else None for k in SPLIT_FILES}
+        is_dir = key == "text_dir"
+        if value and not (Path(value).is_dir() if is_dir else Path(value).is_file()):
+            problems.append(f"engine.{key}: no such {'folder' if is_dir else 'file'}: {value}")
+    if hub_text(params, keys):
+        return problems
     text_dir = getattr(params, "text_dir", "")
-    if not text_dir and not any(given.values()):
-        return  # wikitext from the hub
-    found = local_files(given, Path(text_dir) if text_dir else None)
-    for split in ("train", "test"):
-        if found[split] is None:
-            if text_dir:
-                raise DataError(
-                    f"engine.text_dir: {text_dir} has no {SPLIT_FILES[split][0]} (expected train.txt and test.txt, "
-                    "valid.txt optional, or WikiText's wiki.train.raw and wiki.test.raw)"
-                )
-            raise DataError(f"engine.{split}: local text needs a {split} text too (engine.{split} or engine.text_dir)")
+    folder = Path(text_dir) if text_dir and Path(text_dir).is_dir() else None
+    given = {k: Path(getattr(params, k)) if k in keys and getattr(params, k) else None for k in SPLIT_FILES}
+    missing = [split for split, f in local_files(given, folder).items() if f is None and split != "valid"]
+    if missing and folder:
+        names = " or ".join(SPLIT_FILES[split][0] for split in missing)
+        problems.append(
+            f"engine.text_dir: {text_dir} has no {names} (expected train.txt and test.txt, valid.txt optional, "
+            "or WikiText's wiki.train.raw and wiki.test.raw)"
+        )
+    elif not text_dir:
+        problems += [f"engine.{s}: local text needs a {s} text too (engine.{s} or engine.text_dir)" for s in missing]
+    return problems
+
+
+def check_text_paths(params: Any, keys: tuple[str, ...]) -> None:
+    """text_path_problems' first line as a DataError, for an engine that reads its text without a preflight."""
+    if problems := text_path_problems(params, keys):
+        raise DataError(problems[0])
 
 
 def local_files(files: dict[str, Path | None], folder: Path | None) -> dict[str, Path | None]:
