@@ -127,8 +127,9 @@ class OPTEngine(TorchEngine):
         "blocking": Param(
             "whole",
             str,
-            "how text becomes blocks: each split concatenated whole (whole), or as the official run_clm code "
-            "through datasets' map(batched=True), 1000 rows at a time, each chunk's remainder dropped (official)",
+            "how text becomes blocks: each split concatenated whole (whole), or as the official code's "
+            "map(batched=True, num_proc=4): 4 shards of rows, 1000 rows a batch in each, each batch's remainder "
+            "dropped (official)",
             choices=("whole", "official"),
         ),
         "num_beams": Param(5, int, "beam search width for the synthetic data", min=1, max=64),

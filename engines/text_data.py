@@ -162,12 +162,13 @@ def read_splits(
     return {"train": lines("train"), "valid": lines("validation"), "test": lines("test")}
 
 
-OFFICIAL_CHUNK = 1000  # rows per batch of datasets' map(batched=True), the official run_clm's grouping
+OFFICIAL_CHUNK = 1000  # rows per batch of datasets' map(batched=True), the official code's grouping
+OFFICIAL_PROCS = 4  # its preprocess_datasets(preprocessing_num_workers=4): map(..., num_proc=4)
 
 
 def group_blocks(ids: list[list[int]], block_size: int, chunk: int = 0) -> np.ndarray:
     """Concatenate the rows' tokens and cut them into block_size blocks, dropping the remainder; with chunk,
-    chunk rows at a time, each chunk's remainder dropped (the official code's map(group_texts, batched=True))."""
+    chunk rows at a time, each chunk's remainder dropped (map(group_texts, batched=True) in one process)."""
     if chunk:
         parts = [group_blocks(ids[i : i + chunk], block_size) for i in range(0, len(ids), chunk)]
         return np.concatenate(parts) if parts else np.zeros((0, block_size), dtype=np.int32)
@@ -176,21 +177,37 @@ def group_blocks(ids: list[list[int]], block_size: int, chunk: int = 0) -> np.nd
     return flat[: n * block_size].reshape(n, block_size)
 
 
+def official_blocks(ids: list[list[int]], block_size: int) -> np.ndarray:
+    """The blocks of the official code's preprocess_datasets (dataset.py, called by main.py): datasets'
+    map(group_texts, batched=True, num_proc=4) cuts the rows into min(4, rows) contiguous shards (as
+    Dataset.shard(contiguous=True): the first rows % 4 shards one row longer), and each shard groups
+    OFFICIAL_CHUNK rows at a time, dropping each batch's remainder. A batch of fewer tokens than a block
+    gives main.py one short block, which its DataLoader cannot stack with the others; it gives none here."""
+    shards = min(OFFICIAL_PROCS, len(ids))
+    div, mod = divmod(len(ids), max(shards, 1))
+    starts = [div * i + min(i, mod) for i in range(shards + 1)]
+    parts = [group_blocks(ids[a:b], block_size, OFFICIAL_CHUNK) for a, b in zip(starts, starts[1:], strict=False)]
+    return np.concatenate(parts) if parts else np.zeros((0, block_size), dtype=np.int32)
+
+
 def split_blocks(
     rows: dict[str, list[list[int]]], block_size: int, valid_fraction: float, official: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(train, valid, test) blocks of the token rows of each split, grouped whole or, official, by chunks
-    of OFFICIAL_CHUNK rows; without a validation text, the last valid_fraction of the training blocks."""
-    chunk = OFFICIAL_CHUNK if official else 0
-    train = group_blocks(rows["train"], block_size, chunk)
+    """(train, valid, test) blocks of the token rows of each split, grouped whole or as the official code
+    does (official_blocks); without a validation text, the last valid_fraction of the training blocks."""
+
+    def blocks(ids: list[list[int]]) -> np.ndarray:
+        return official_blocks(ids, block_size) if official else group_blocks(ids, block_size)
+
+    train = blocks(rows["train"])
     if rows["valid"]:
-        valid = group_blocks(rows["valid"], block_size, chunk)
+        valid = blocks(rows["valid"])
     else:
         k = max(1, int(round(len(train) * valid_fraction)))
         train, valid = train[:-k], train[-k:]
-    test = group_blocks(rows["test"], block_size, chunk)
-    for split, blocks in (("train", train), ("valid", valid), ("test", test)):
-        if len(blocks) == 0:
+    test = blocks(rows["test"])
+    for split, part in (("train", train), ("valid", valid), ("test", test)):
+        if len(part) == 0:
             raise DataError(f"engine.{split}: the text gives no block of {block_size} tokens")
     return train, valid, test
 
