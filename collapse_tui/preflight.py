@@ -46,7 +46,7 @@ def check_runnable(cfg: Config) -> None:
             )
         engine = cls(spec.params, device=cfg.experiment["device"])
         try:
-            problems += engine.preflight() or []  # None: an engine that raises what it lacks
+            problems += engine.preflight() or []  # an engine of the older contract returns None, or raises
         except DataError as e:
             problems.append(str(e))
         try:
@@ -56,9 +56,10 @@ def check_runnable(cfg: Config) -> None:
         need += memory_need(cfg, spec, engine)
         if engine.data_keys and engine.data_keys not in data_keys:
             data_keys.append(engine.data_keys)
-    problems.append(memory_problem(cfg, need, data, " or ".join(data_keys)))
-    if any(problems):
-        raise ConfigError("\n".join(dict.fromkeys(p for p in problems if p)))
+    memory = memory_problem(cfg, need, data, " or ".join(data_keys))
+    problems += [memory] if memory else []
+    if problems:  # a line once, though several chains lack it
+        raise ConfigError("\n".join(dict.fromkeys(problems)))
 
 
 def prefixed(prefix: str, error: ConfigError) -> ConfigError:
