@@ -4,7 +4,6 @@ that an offline machine gets one line saying what to set instead of half a minut
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import shutil
 import socket
@@ -43,25 +42,6 @@ def hub_problems(needs: list[tuple[str, str]], alternatives: Mapping[str, str]) 
         "or set HF_HUB_OFFLINE=1 to use a copy in the Hugging Face cache"
         for key, what in needs
         if why
-    ]
-
-
-def uncached(key: str, repo_id: str, alternative: str) -> list[str]:
-    """With HF_HUB_OFFLINE set, a line naming key when the Hugging Face cache lacks the model repo_id (its
-    config.json, which from_pretrained reads first); [] when the cache has it, or the hub is in use."""
-    if not offline() or importlib.util.find_spec("huggingface_hub") is None:  # no package: its own line says so
-        return []
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(repo_id, "config.json")
-    except ValueError:  # not a repository id (HFValidationError)
-        found = None
-    if isinstance(found, str):
-        return []
-    return [
-        f"{key}: {repo_id} is no folder here and not in the Hugging Face cache ({constants.HF_HUB_CACHE}), and "
-        f"HF_HUB_OFFLINE is set; {alternative}"
     ]
 
 

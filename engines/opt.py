@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine, held_apart
-from .hub import download_command, hub_problems, uncached
+from .hub import download_command, hub_problems
 from .lm_train import Schedule, Trained, train_causal_lm
 from .text_data import (
     HUB_ALTERNATIVE,
@@ -199,10 +199,8 @@ class OPTEngine(TorchEngine):
             f"download it ({download_command(p.model)}) and set engine.model to that folder, "
             'or set engine.model = "tiny"'
         )
-        needs = self.hub_needs()
-        hub = hub_problems(needs, {"engine.dataset": HUB_ALTERNATIVE, "engine.model": model})
-        cache = uncached("engine.model", p.model, model) if any(k == "engine.model" for k, _ in needs) else []
-        return super().preflight() + text_path_problems(p, PATH_KEYS) + hub + cache
+        hub = hub_problems(self.hub_needs(), {"engine.dataset": HUB_ALTERNATIVE, "engine.model": model})
+        return super().preflight() + text_path_problems(p, PATH_KEYS) + hub
 
     data_keys = "engine.max_chars"
 

@@ -11,7 +11,6 @@ from conftest import WIKI_TEST, WIKI_TRAIN
 from collapse_tui import preflight
 from collapse_tui.cli import main
 from collapse_tui.engines import engine_class
-from collapse_tui.preset_files import load_preset
 
 torch = pytest.importorskip("torch")
 
@@ -80,30 +79,3 @@ def test_what_is_there_is_not_listed(tmp_path, capsys, monkeypatch, no_hub):
     sets = ["experiment.device='cuda'", f"engine.train='{WIKI_TRAIN}'", f"engine.test='{WIKI_TEST}'"]
     lines = refused_lines(["opt-tiny", *(a for s in sets for a in ("--set", s))], tmp_path / "runs", capsys)
     assert len(lines) == 1 and lines[0].startswith("collapse-tui: experiment.device: 'cuda', and torch sees no GPU")
-
-
-def test_offline_a_model_not_in_the_cache_is_said_before_the_run(tmp_path, capsys, monkeypatch):
-    """HF_HUB_OFFLINE=1 and a hub id: the Hugging Face cache (laid out as the hub writes it) must hold the
-    model's config.json, else one line naming engine.model and the cache; with it, the preset runs here."""
-    constants = pytest.importorskip("huggingface_hub.constants")
-    cache = tmp_path / "hub"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    sets = [
-        f"engine.train='{WIKI_TRAIN}'",
-        f"engine.test='{WIKI_TEST}'",
-        "engine.model='org/cached-model'",
-        "engine.pretrain_epochs=0",  # a pretrained model is not pretrained again
-    ]
-    [line] = refused_lines(["opt-tiny", *(a for s in sets for a in ("--set", s))], tmp_path / "runs", capsys)
-    assert line.startswith(
-        f"collapse-tui: engine.model: org/cached-model is no folder here and not in the Hugging Face cache ({cache}), "
-        "and HF_HUB_OFFLINE is set; download it ("
-    )
-    assert "download org/cached-model --local-dir DIR" in line
-    snapshot = cache / "models--org--cached-model" / "snapshots" / "0123abcd"
-    snapshot.mkdir(parents=True)
-    (snapshot / "config.json").write_text("{}")
-    (cache / "models--org--cached-model" / "refs").mkdir()
-    (cache / "models--org--cached-model" / "refs" / "main").write_text("0123abcd")
-    preflight.check_runnable(load_preset("opt-tiny", sets))  # nothing missing now
