@@ -18,7 +18,7 @@ from . import __version__
 from .checkpoints import open_for_resume
 from .config import Config, ConfigError
 from .engines import engine_names
-from .preflight import check_runnable, requirements
+from .preflight import check_runnable, prefixed, requirements
 from .preset_files import PresetFile, builtin_presets, load_preset, read_preset
 from .run_names import run_name
 from .rundir import RunDir
@@ -273,7 +273,7 @@ def run_sweep_command(args: argparse.Namespace, preset: PresetFile | None) -> in
             try:
                 check_runnable(cell.config)
             except ConfigError as e:
-                raise ConfigError(f"sweep cell {cell.name}: {e}") from None
+                raise prefixed(f"sweep cell {cell.name}: ", e) from None
     with ray_session(args.address) if args.executor == "ray" else contextlib.nullcontext():
         if sweep is None:
             sweep = SweepDir.create(Path(args.runs_dir), spec)
@@ -298,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="surrogateescape")
     try:
         return run(sys.argv[1:] if argv is None else argv)
-    except ConfigError as e:
-        _say(f"collapse-tui: {e}")
+    except ConfigError as e:  # one line, or one for each thing a run lacks here (preflight)
+        for line in str(e).splitlines():
+            _say(f"collapse-tui: {line}")
         return 2
     except KeyboardInterrupt:  # Ctrl-C while starting, or twice during a run (its checkpoint is kept)
         _say("collapse-tui: interrupted")

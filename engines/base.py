@@ -13,6 +13,7 @@ FIGURES tuple, written as collapse_tui/report/figures.py says.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -155,9 +156,12 @@ class Engine(ABC):
         """(key, what) for each thing these params take from the Hugging Face hub; none by default."""
         return []
 
-    def preflight(self) -> None:  # noqa: B027 (an optional hook, not abstract)
-        """Quick checks before a run directory exists that the data and model can be had (files exist, the
-        hub answers when it is needed); raise DataError naming the key. Reads and downloads nothing."""
+    def preflight(self) -> list[str]:
+        """What this machine lacks for a run of these params, one line each naming the key (a file that does
+        not exist, the hub out of reach when it is needed, no GPU), [] when nothing: quick checks before a run
+        directory exists, all reported together. Reads and downloads nothing. (Raising DataError instead,
+        as engines written before this returned a list did, reports that one line.)"""
+        return []
 
     def set_threads(self, threads: int) -> None:  # noqa: B027 (an optional hook, not abstract)
         """How many threads the engine's own compute pool may use (the loop's choice, made from the free
@@ -315,15 +319,18 @@ class TorchEngine(Engine):
 
         torch.set_num_threads(threads)  # its intra-op pool; torch's default is every core, busy or not
 
-    def preflight(self) -> None:
-        if self.device == "cuda":
-            import torch  # the run is about to import it anyway
+    def preflight(self) -> list[str]:
+        if self.device != "cuda" or importlib.util.find_spec("torch") is None:  # no torch: the package line says so
+            return []
+        import torch  # the run is about to import it anyway
 
-            if not torch.cuda.is_available():
-                raise DataError(
-                    "experiment.device: 'cuda', and torch sees no GPU here; --set experiment.device='cpu' runs it "
-                    "on the CPU (a GPU preset: hours to days there)"
-                )
+        if torch.cuda.is_available():
+            return []
+        cpu_only = f" (torch {torch.__version__} is a build without CUDA: README, On a GPU server)"
+        return [
+            f"experiment.device: 'cuda', and torch sees no GPU here{cpu_only if torch.version.cuda is None else ''}; "
+            "--set experiment.device='cpu' runs it on the CPU (a GPU preset: hours to days there)"
+        ]
 
     def _dev(self):
         """The torch device: 'auto' is CUDA when there is one."""

@@ -184,15 +184,20 @@ class CategoricalEngine(Engine):
 
     @staticmethod
     def check_params(p: Any) -> None:
-        if p.source == "text":
-            if not p.text:
-                raise DataError("engine.text: source 'text' reads the word frequencies of a text file; set engine.text")
-            if not Path(p.text).is_file():
-                raise DataError(f"engine.text: no such file: {p.text}")
+        if p.source == "text" and not p.text:
+            raise DataError("engine.text: source 'text' reads the word frequencies of a text file; set engine.text")
 
-    def preflight(self) -> None:
-        if self.params.source == "text":
-            check_words(self.path(self.params.text), self.params.vocab)
+    def preflight(self) -> list[str]:
+        text = self.path(self.params.text) if self.params.source == "text" else None
+        if text is None:
+            return []
+        if not text.is_file():
+            return [f"engine.text: no such file: {text}"]
+        try:
+            check_words(text, self.params.vocab)
+        except DataError as e:
+            return [str(e)]
+        return []
 
     data_keys = "engine.text or engine.test_samples"
 

@@ -41,19 +41,21 @@ import numpy as np
 
 from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine, held_apart
 from .cross_prompt import CROSS_PROMPT_METRICS, cross_prompt_metrics
-from .hub import check_hub, download_command, offline
+from .hub import download_command, hub_problems, offline
 from .lm_train import Schedule, Trained, train_causal_lm
 from .text_data import (
     HUB_ALTERNATIVE,
     TextData,
     check_text_paths,
     group_blocks,
+    hub_text,
     local_files,
     prompt_indices,
     rare_tokens,
     read_splits,
     split_blocks,
     text_bytes,
+    text_path_problems,
     text_source_params,
     with_prompt,
 )
@@ -161,8 +163,9 @@ class LMEngine(TorchEngine):
         "blocking": Param(
             "whole",
             str,
-            "how text becomes blocks: each split concatenated whole (whole), or as the official run_clm code "
-            "through datasets' map(batched=True), 1000 rows at a time, each chunk's remainder dropped (official)",
+            "how text becomes blocks: each split concatenated whole (whole), or as the official code's "
+            "map(batched=True, num_proc=4): 4 shards of rows, 1000 rows a batch in each, each batch's remainder "
+            "dropped (official)",
             choices=("whole", "official"),
         ),
         "num_beams": Param(5, int, "beam search width for the synthetic data", min=1, max=64),
@@ -212,7 +215,6 @@ class LMEngine(TorchEngine):
             )
         if p.lr_min > p.lr:
             raise DataError(f"engine.lr_min: {p.lr_min} is above lr {p.lr}")
-        check_text_paths(p, PATH_KEYS)
 
     def _files(self) -> dict[str, Path | None]:
         p = self.params
@@ -221,35 +223,37 @@ class LMEngine(TorchEngine):
     def hub_needs(self) -> list[tuple[str, str]]:
         p = self.params
         needs = []
-        if self._files()["train"] is None:
+        if hub_text(p, PATH_KEYS):
             needs.append(("engine.dataset", f"wikitext/{p.dataset}"))
         if p.model != "tiny" and not Path(p.model).expanduser().exists() and cached_model(p.model) is None:
             needs.append(("engine.model", f"the model {p.model}"))
         return needs
 
-    def preflight(self) -> None:
-        super().preflight()
+    def preflight(self) -> list[str]:
         p = self.params
+        lines = []
         if p.lora_rank and importlib.util.find_spec("peft") is None:
-            raise DataError(LORA_MISSING)
+            lines.append(LORA_MISSING)
         if p.model != "tiny" and p.model.startswith(("/", ".", "~")) and not Path(p.model).expanduser().exists():
-            raise DataError(f"engine.model: no folder {p.model}")
-        for key, what in self.hub_needs():
-            if key == "engine.model" and offline():
-                raise DataError(
-                    f"engine.model: {p.model} is not in the Hugging Face cache ({hub_cache()}) and HF_HUB_OFFLINE "
-                    f"is set; download it once ({download_command(p.model).replace(' --local-dir DIR', '')}), or "
-                    'into a folder and set engine.model to it, or set engine.model = "tiny"'
-                )
-            alternative = (
-                HUB_ALTERNATIVE
-                if key == "engine.dataset"
-                else f"download it ({download_command(p.model)}) and set engine.model to "
-                'that folder, or set engine.model = "tiny"'
+            lines.append(f"engine.model: no folder {p.model}")
+        needs = self.hub_needs()
+        if offline() and ("engine.model", f"the model {p.model}") in needs:
+            lines.append(
+                f"engine.model: {p.model} is not in the Hugging Face cache ({hub_cache()}) and HF_HUB_OFFLINE "
+                f"is set; download it once ({download_command(p.model).replace(' --local-dir DIR', '')}), or "
+                'into a folder and set engine.model to it, or set engine.model = "tiny"'
             )
-            check_hub(key, what, alternative)
+        model = (
+            f"download it ({download_command(p.model)}) and set engine.model to that folder, "
+            'or set engine.model = "tiny"'
+        )
+        hub = hub_problems(needs, {"engine.dataset": HUB_ALTERNATIVE, "engine.model": model})
         if config := model_config(p.model):
-            self.check_positions(config)
+            try:
+                self.check_positions(config)
+            except DataError as e:
+                lines.append(str(e))
+        return super().preflight() + text_path_problems(p, PATH_KEYS) + hub + lines
 
     def check_positions(self, config: dict[str, Any]) -> None:
         """DataError when a prompt block and its continuation do not fit the model's positions (config: the
@@ -276,7 +280,9 @@ class LMEngine(TorchEngine):
             _quiet_hugging_face()  # here, not at construction: the start screen builds engines to ask them
             p = self.params
             paths = {k: self.path(getattr(p, k)) for k in PATH_KEYS}
-            self.check_params(dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()}))
+            resolved = dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()})
+            self.check_params(resolved)
+            check_text_paths(resolved, PATH_KEYS)
             files = {k: paths[k] for k in ("train", "valid", "test")}
             texts = read_splits(files, paths["text_dir"], p.dataset, p.max_chars)
             tok = self._tokenizer(texts["train"])

@@ -30,7 +30,7 @@ import numpy as np
 
 from .base import DataError, Engine, Fitted, Generated, Metric, Param, Report, held_apart
 from .cross_prompt import CROSS_PROMPT_METRICS, cross_prompt_metrics
-from .hub import check_hub
+from .hub import hub_problems
 from .ngram_counts import NgramModel, ancestral, beam_search, block_nll, count
 from .text_data import (
     EOS,
@@ -38,6 +38,7 @@ from .text_data import (
     UNK,
     check_text_paths,
     group_blocks,
+    hub_text,
     line_words,
     local_files,
     prompt_indices,
@@ -45,6 +46,7 @@ from .text_data import (
     read_splits,
     read_text,
     text_bytes,
+    text_path_problems,
     text_source_params,
     text_words,
     with_prompt,
@@ -128,18 +130,17 @@ class NgramEngine(Engine):
             raise DataError(f"engine.block_size: {p.block_size} words hold no {p.order}-gram (engine.order)")
         if p.do_sample and p.num_beams != 1:
             raise DataError("engine.num_beams: do_sample draws one continuation per prompt; set num_beams = 1")
-        check_text_paths(p, PATH_KEYS)
 
     def _files(self) -> dict[str, Path | None]:
         p = self.params
         return local_files({k: self.path(getattr(p, k)) for k in ("train", "test")}, self.path(p.text_dir))
 
     def hub_needs(self) -> list[tuple[str, str]]:
-        return [("engine.dataset", f"wikitext/{self.params.dataset}")] if self._files()["train"] is None else []
+        return [("engine.dataset", f"wikitext/{self.params.dataset}")] if hub_text(self.params, PATH_KEYS) else []
 
-    def preflight(self) -> None:
-        for key, what in self.hub_needs():
-            check_hub(key, what, HUB_ALTERNATIVE)
+    def preflight(self) -> list[str]:
+        hub = hub_problems(self.hub_needs(), {"engine.dataset": HUB_ALTERNATIVE})
+        return text_path_problems(self.params, PATH_KEYS) + hub
 
     data_keys = "engine.max_chars"
 
@@ -154,7 +155,9 @@ class NgramEngine(Engine):
         if self._data is None:
             p = self.params
             paths = {k: self.path(getattr(p, k)) for k in PATH_KEYS}
-            self.check_params(dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()}))
+            resolved = dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()})
+            self.check_params(resolved)
+            check_text_paths(resolved, PATH_KEYS)
             texts = read_splits(self._files(), None, p.dataset, p.max_chars)
             texts["held"] = texts["valid"] or self._after_training()
             rows = {split: line_words(texts[split]) for split in ("train", "test", "held")}

@@ -208,6 +208,19 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def no_hub(monkeypatch):
+    """The hub at a port where nothing listens (refused at once, no network touched), probed afresh."""
+    from collapse_tui.engines import hub
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    hub.unreachable.cache_clear()
+    yield
+    hub.unreachable.cache_clear()
+
+
+@pytest.fixture
 def write_preset(tmp_path: Path):
     """Write a preset file in tmp_path and return its path."""
 

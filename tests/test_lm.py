@@ -213,7 +213,7 @@ def test_a_cached_hub_model_runs_by_name_offline_as_its_folder_does(cache_here, 
 
 def test_a_cached_model_needs_no_hub_and_an_uncached_one_does(cache_here):
     assert engine(model=REPO).hub_needs() == []
-    engine(model=REPO).preflight()  # the hub cannot be reached, and nothing needs it
+    assert engine(model=REPO).preflight() == []  # the hub cannot be reached, and nothing needs it
     assert engine(model="tiny-org/absent").hub_needs() == [("engine.model", "the model tiny-org/absent")]
 
 

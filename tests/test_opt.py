@@ -270,18 +270,3 @@ def test_checkpoint_last_and_best_pick_different_epochs_when_validation_loss_ris
     _, last_val, _ = fits["last"]
     assert last_val == pytest.approx(fits["last"][0].val_losses[-1], rel=1e-6) and last_val > best_val
     assert fits["best"][2] < fits["last"][2]  # and fit reports the val_loss of the weights it returns
-
-
-def test_official_blocking_gives_the_official_block_count():
-    """blocking = "official": the blocks run_clm's group_texts makes through datasets' map(batched=True),
-    which groups 1000 rows at a time and drops each chunk's remainder, computed here the official way."""
-    datasets = pytest.importorskip("datasets")
-    lines = [x for f in (TRAIN, TEST) for x in Path(f).read_text(encoding="utf-8").splitlines(keepends=True)]
-    tok = train_tokenizer(lines, 400)
-    ds = datasets.Dataset.from_dict({"text": lines})
-    tokenized = ds.map(lambda b: tok(b["text"]), batched=True, remove_columns=["text"])
-    official = tokenized.map(lambda b: official_group_texts(b, 64), batched=True)["input_ids"]
-    ours = group_blocks(encode_lines(tok, lines), 64, chunk=1000)
-    whole = group_blocks(encode_lines(tok, lines), 64)
-    assert len(lines) > 1000  # more than one chunk
-    assert ours.tolist() == official and len(official) < len(whole)  # each chunk's remainder dropped
