@@ -6,15 +6,16 @@ highest D, data.reweight = "detector" draws the training set with probability pr
 
 The discriminator is L2-regularised logistic regression on standardised features with balanced classes:
 the objective of scikit-learn's LogisticRegression(C=1, class_weight="balanced"), minimised here by
-Newton's method for all seeds at once in numpy (tests/test_detector.py checks it against scikit-learn's
-fit). One scikit-learn fit per seed and fold costs milliseconds: more than a whole generation of the point
-engines, whose 20 seeds would need 40 of them. The real examples are the engine's detector_real(): held
-apart from the training and the test data. The fit is cross-fitted on two folds of both, so every sample's
-D and each fold's AUC come from a model that did not see them; at most CAP examples of each class are fitted.
+Newton's method, compiled (engines/logistic_kernels.py; tests/test_detector.py checks it against
+scikit-learn's fit). One scikit-learn fit per seed and fold costs milliseconds: more than a whole
+generation of the point engines, whose 20 seeds would need 40 of them. The real examples are the engine's
+detector_real(): held apart from the training and the test data. The fit is cross-fitted on two folds of
+both, so every sample's D and each fold's AUC come from a model that did not see them; at most CAP examples
+of each class are fitted.
 
-Its linear algebra runs on one BLAS thread: the same bits whatever the machine's cores and --workers, and
-no threads waiting on each other on a busy machine (ngram-quick's detector on a loaded 2-core machine:
-2.3 s a generation with OpenBLAS's two threads, 0.2 s with one).
+It calls no BLAS: the same bits whatever the machine's cores and --workers, and no threads waiting on each
+other on a busy machine (ngram-quick's detector on a loaded 2-core machine, with numpy's BLAS: 2.3 s a
+generation on OpenBLAS's two threads, 0.2 s on one).
 
 Randomness: the detector's own generators, derived from (seed, generation), never the run's: a run that
 does not filter with the detector trains on what it did before, and a resumed run recomputes each number.
@@ -22,7 +23,6 @@ does not filter with the detector trains on what it did before, and a resumed ru
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,17 +75,8 @@ def measure(engine: Engine, g: Any, gen: int, samples: np.ndarray) -> Detection:
     rngs = [np.random.default_rng((DETECTOR_SEED, seed, gen)) for seed in g.seeds]
     if real is None or n < 2 or real.shape[1] < 2:
         return Detection(np.full((s, n), np.nan), np.full(s, np.nan), rngs)
-    with _blas().limit(limits=1, user_api="blas"):
-        logit, aucs = cross_fit(real, engine.features(samples, g.reference), rngs)
+    logit, aucs = cross_fit(real, engine.features(samples, g.reference), rngs)
     return Detection(logit, aucs, rngs)
-
-
-@functools.cache
-def _blas() -> Any:
-    """The process's BLAS thread pools (numpy's), found once."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
 
 
 def select(data: Any, samples: np.ndarray, detection: Detection, n: int) -> np.ndarray:
@@ -129,8 +120,8 @@ def cross_fit(real: np.ndarray, fake: np.ndarray, rngs: list[np.random.Generator
 
 
 def take(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """x[s, idx[s]] for every seed s: (S, k, f)."""
-    return np.take_along_axis(x, idx[..., None], axis=1)
+    """x[s, idx[s]] for every seed s: (S, k, f) (take_along_axis broadcasts a third index: 4x slower)."""
+    return x[np.arange(len(x))[:, None], idx]
 
 
 def fit_logistic(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -138,72 +129,39 @@ def fit_logistic(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.nda
     (coef (S, f), intercept (S,), centre (S, f), scale (S, f)) on features standardised by the fit set's
     mean and standard deviation (a constant feature: scale 1). Minimises scikit-learn's objective
     ||w||^2 / 2 + C sum_i s_i (log(1 + e^z_i) - y_i z_i), z = x w + b, balanced weights s_i = N / (2 N_class)
-    (the intercept unpenalised), by Newton's method with step halving; each seed stops on its own."""
-    (sn, a, f), b = real.shape, fake.shape[1]
-    x = np.empty((sn, a + b, f + 1))  # the features, then a column of ones for the intercept
-    x[:, :a, :f], x[:, a:, :f], x[..., f] = real, fake, 1.0
-    mean = np.full(a + b, 1.0 / (a + b))  # sums over examples as products: numpy's strided sums are slower
-    centre = mean @ x[..., :f]
-    x[..., :f] -= centre[:, None]
-    scale = np.sqrt(mean @ (x[..., :f] ** 2))
-    scale[scale == 0] = 1.0
-    x[..., :f] /= scale[:, None]
-    xt = np.ascontiguousarray(x.transpose(0, 2, 1))  # (S, f + 1, N)
-    y = np.concatenate([np.ones(a), np.zeros(b)])
-    w = C * np.concatenate([np.full(a, (a + b) / (2 * a)), np.full(b, (a + b) / (2 * b))])
-    ridge = np.ones(x.shape[2])
-    ridge[-1] = 0.0  # the intercept is not penalised
-    beta = np.zeros((sn, x.shape[2]))
-    active = np.arange(sn)  # the seeds still moving
+    (the intercept unpenalised), by Newton's method with step halving; each seed stops on its own
+    (compiled: engines/logistic_kernels.py)."""
+    from .engines.logistic_kernels import fit_logistic_batch  # numba loads when a run measures
 
-    def loss(xts: np.ndarray, bs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        z = (bs[:, None] @ xts)[:, 0]
-        softplus = np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))  # log(1 + e^z) without overflow
-        return 0.5 * (ridge * bs * bs).sum(1) + (w * (softplus - y * z)).sum(1), z
-
-    current, z = loss(xt, beta)
-    for _ in range(NEWTON_STEPS):
-        xs, xts, bs = (x, xt, beta) if len(active) == sn else (x[active], xt[active], beta[active])
-        p = 1.0 / (1.0 + np.exp(-z))
-        grad = (xts @ (w * (p - y))[..., None])[..., 0] + ridge * bs
-        hess = (xts * (w * p * (1 - p))[:, None]) @ xs + np.diag(ridge)
-        step = np.linalg.solve(hess, grad[..., None])[..., 0]
-        t = np.ones(len(bs))
-        for _ in range(30):  # halve the step of the seeds whose loss it would raise
-            after, z_after = loss(xts, bs - t[:, None] * step)
-            worse = after > current[active] + 1e-12 * np.abs(current[active])
-            if not worse.any():
-                break
-            t[worse] /= 2
-        beta[active] = bs - t[:, None] * step
-        current[active] = after
-        moving = np.abs(t[:, None] * step).max(axis=1) > TOL
-        active, z = active[moving], z_after[moving]
-        if not len(active):
-            break
+    sn, f = real.shape[0], real.shape[2]
+    beta, centre, scale = np.empty((sn, f + 1)), np.empty((sn, f)), np.empty((sn, f))
+    fit_logistic_batch(
+        np.ascontiguousarray(real, dtype=np.float64),
+        np.ascontiguousarray(fake, dtype=np.float64),
+        C,
+        NEWTON_STEPS,
+        TOL,
+        beta,
+        centre,
+        scale,
+    )
     return beta[:, :-1], beta[:, -1], centre, scale
 
 
 def decision(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray, centre: np.ndarray, scale: np.ndarray):
     """The fitted model's logit log D / (1 - D) of examples x (S, k, f): (S, k)."""
-    return np.einsum("skf,sf->sk", (x - centre[:, None]) / scale[:, None], coef) + intercept[:, None]
+    from .engines.logistic_kernels import logits_batch
+
+    return logits_batch(np.ascontiguousarray(x, dtype=np.float64), coef, intercept, centre, scale)
 
 
 def auc(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
     """Area under the ROC curve of scores that should be higher for real (S, a) than for fake (S, b):
-    P(real > fake) + P(real = fake) / 2 per seed, the Mann-Whitney U / (a b) (Hanley and McNeil 1982).
-    U counts, for every real score, the samples below it, those tied with it counted half: the mean of
-    two sorts of all scores, one placing ties' real scores first, one last."""
-    a, b = real.shape[1], fake.shape[1]
-    scores = np.concatenate([real, fake], axis=1)
-    is_fake = np.r_[np.zeros(a), np.ones(b)]
-    u = np.zeros(len(scores))
-    for tie_key in (is_fake, 1 - is_fake):  # ties: real first (samples strictly below), then real last
-        order = np.lexsort((np.broadcast_to(tie_key, scores.shape), scores), axis=-1)
-        fake_sorted = is_fake[order]
-        below = np.cumsum(fake_sorted, axis=1)  # samples at or before each position
-        u += (below * (1 - fake_sorted)).sum(axis=1)
-    return u / (2 * a * b)
+    P(real > fake) + P(real = fake) / 2 per seed, the Mann-Whitney U / (a b) (Hanley and McNeil 1982),
+    counted exactly (engines/logistic_kernels.auc_sorted)."""
+    from .engines.logistic_kernels import auc_sorted
+
+    return auc_sorted(np.sort(real, axis=1).astype(np.float64), np.sort(fake, axis=1).astype(np.float64))
 
 
 def most_real(samples: np.ndarray, logit: np.ndarray, n: int) -> np.ndarray:
