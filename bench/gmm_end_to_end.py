@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import pstats
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,8 @@ PHASES = (
     ("  of which W2", "engines/mixture.py", "w2_to_standard"),
     ("  of which sample stats (variance, tail)", "engines/gmm.py", "sample_stats"),
     ("  of which rows (dicts per seed)", "engines/mixture.py", "_rows"),
+    ("detector (detector_auc, every generation)", "detector.py", "measure"),
+    ("  of which the logistic fits (compiled)", "detector.py", "fit_logistic"),
     ("next data (data mode)", "datamodes.py", "next_data"),
     ("sample previews saved", "rundir.py", "save_samples"),
     ("events (batch view)", "batch.py", "handle"),
@@ -56,9 +59,18 @@ def cli_command(generations: int, runs: Path, sets: list[str]) -> list[str]:
     return cmd
 
 
-def run_cli(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> float:
-    start = time.perf_counter()
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_cli(cmd: list[str], env: dict[str, str], cwd: Path = ROOT, cpu: list[float] | None = None) -> float:
+    """The command's wall seconds; its CPU seconds appended to cpu."""
+    start, start_cpu = time.perf_counter(), children_cpu()
     subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
+    if cpu is not None:
+        cpu.append(children_cpu() - start_cpu)
     return time.perf_counter() - start
 
 
@@ -89,9 +101,14 @@ def main() -> None:
     seeds = 32  # the gmm preset's
 
     print(f"machine: {machine.cpu()}")
+    sk_cpu = time.process_time()
     sk_s, _ = run_sklearn(args.sk_seeds, sk_generations)
+    sk_cpu = time.process_time() - sk_cpu
     sk_rate = args.sk_seeds * sk_generations / sk_s
-    print(f"notebook loop (sklearn): {args.sk_seeds} x {sk_generations} in {sk_s:.1f} s: {sk_rate:.1f} seed-gens/s")
+    print(
+        f"notebook loop (sklearn): {args.sk_seeds} x {sk_generations} in {sk_s:.1f} s ({sk_cpu:.1f} s of CPU): "
+        f"{sk_rate:.1f} seed-gens/s"
+    )
 
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="gmm-e2e-") as tmp:
@@ -103,9 +120,9 @@ def main() -> None:
         if args.against:  # its own numba cache, warmed the same way
             other = {**env, "PYTHONPATH": str(args.against), "NUMBA_CACHE_DIR": str(Path(tmp) / "numba-other")}
             run_cli(cli_command(2, runs, args.sets), other, args.against)
-        times, other_times = [], []
+        times, other_times, cpus = [], [], []
         for _ in range(args.repeat):  # interleaved, so that both see the box's same minutes
-            times.append(run_cli(cmd, env))
+            times.append(run_cli(cmd, env, cpu=cpus))
             if other is not None:
                 other_times.append(run_cli(cmd, other, args.against))
         cli_s = statistics.median(times)
@@ -115,6 +132,13 @@ def main() -> None:
             f"{cli_s:.1f} s end to end (median of {', '.join(f'{t:.1f}' for t in times)}): {cli_rate:.0f} seed-gens/s"
         )
         print(f"ratio: {cli_rate / sk_rate:.0f}x the notebook loop end to end")
+        # on a machine other processes share, CPU seconds swing less than wall seconds (the CLI's use 2 threads)
+        cli_cpu = statistics.median(cpus)
+        sk_cpu_rate = args.sk_seeds * sk_generations / sk_cpu
+        print(
+            f"CPU seconds: CLI {cli_cpu:.1f} (median of {', '.join(f'{t:.1f}' for t in cpus)}), "
+            f"{seeds * generations / cli_cpu / sk_cpu_rate:.0f}x the notebook loop's per seed-generation"
+        )
         if other_times:
             other_s = statistics.median(other_times)
             runs_text = ", ".join(f"{t:.1f}" for t in other_times)

@@ -34,6 +34,7 @@ CAP = 500  # real examples held apart, and samples fitted, per seed and generati
 REAL_PER_FAKE = 4  # real examples fitted per sample fitted, at most
 C = 1.0  # inverse L2 strength, scikit-learn's default
 NEWTON_STEPS = 50  # Newton converges in ~10 on these problems; a seed still moving after 50 keeps its last
+PASSES = 10  # passes over the examples of a typical fit (5 Newton steps, a loss after each), for its work
 TOL = 1e-6  # a seed stops when its Newton step moves no coefficient more than this (Newton: the next ~1e-12)
 DETECTOR_SEED = 0x5EED_DE7  # the detector's generators: SeedSequence((DETECTOR_SEED, seed[, generation]))
 
@@ -131,11 +132,15 @@ def fit_logistic(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.nda
     ||w||^2 / 2 + C sum_i s_i (log(1 + e^z_i) - y_i z_i), z = x w + b, balanced weights s_i = N / (2 N_class)
     (the intercept unpenalised), by Newton's method with step halving; each seed stops on its own
     (compiled: engines/logistic_kernels.py)."""
+    from .engines.gmm import over_seeds  # the gmm engine's chunks of seeds on threads
     from .engines.logistic_kernels import fit_logistic_batch  # numba loads when a run measures
 
     sn, f = real.shape[0], real.shape[2]
     beta, centre, scale = np.empty((sn, f + 1)), np.empty((sn, f)), np.empty((sn, f))
-    fit_logistic_batch(
+    over_seeds(
+        fit_logistic_batch,
+        sn * (real.shape[1] + fake.shape[1]) * (f + 1) ** 2 * PASSES,
+        sn,
         np.ascontiguousarray(real, dtype=np.float64),
         np.ascontiguousarray(fake, dtype=np.float64),
         C,

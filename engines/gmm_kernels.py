@@ -1112,7 +1112,7 @@ def compile_second_share(d: int, k: int) -> None:
     """What compile_aside's second process compiles into the cache (without running anything), for
     the argument types a run passes with K = k components in d dimensions: first the fit's EM passes
     and initial statistics, which the run's compile of fit_batch reaches last (after k-means), then
-    the kernels that sample and measure a generation."""
+    the kernels that sample and measure a generation, and the detector's."""
 
     def compile_for(kernel, *args) -> None:  # noqa: ANN001
         kernel.compile(tuple(numba.typeof(a) for a in args))
@@ -1130,3 +1130,6 @@ def compile_second_share(d: int, k: int) -> None:
     compile_for(place_samples, means, covs, np.zeros((1, k), np.int64), means)
     compile_for(sample_stats_batch, means, 1.0)
     compile_for(l2_distance_batch, weights, means, covs, weights, means, covs)
+    from .logistic_kernels import compile_kernels  # the detector's, which a run measures every generation
+
+    compile_kernels()

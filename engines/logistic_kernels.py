@@ -13,6 +13,7 @@ gaussian-quick and ngram-quick presets (the filter and reweight by the detector 
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit
 
@@ -251,3 +252,16 @@ def auc_sorted(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
             u += 2 * below + tied
         out[j] = u / (2 * a * b)
     return out
+
+
+def compile_kernels() -> None:
+    """Compile (run nothing) the kernels with the argument types collapse_tui/detector.py passes: for a
+    first run's second process (gmm_kernels.compile_aside), which loads them into numba's cache."""
+    x, beta = np.zeros((2, 2, 2)), np.zeros((2, 3))  # 2 seeds: a view of one row would count as contiguous
+    # fit_logistic's coef and intercept are views of beta (strided), the rest contiguous
+    for kernel, args in (
+        (fit_logistic_batch, (x, x, 1.0, 1, 1.0, beta, beta[:, :2].copy(), beta[:, :2].copy())),
+        (logits_batch, (x, beta[:, :-1], beta[:, -1], beta[:, :2].copy(), beta[:, :2].copy())),
+        (auc_sorted, (beta, beta)),
+    ):
+        kernel.compile(tuple(numba.typeof(a) for a in args))
