@@ -6,6 +6,7 @@ import math
 import time
 from pathlib import Path
 
+from .engines.base import NOTE
 from .events import Event, GenerationDone, Progress, RunStarted
 from .numbers import plural
 from .records import Failure, RunState
@@ -30,6 +31,8 @@ class RunLog:
             return [head, f"run directory: {ev.run_dir}", *([ev.threads] if ev.threads else [])]
         if isinstance(ev, Progress) and ev.phase == "compile" and ev.step == 0:
             return ["compiling the engine's kernels: the first run only, later runs load them from a cache"]
+        if isinstance(ev, Progress) and ev.phase.startswith(NOTE):
+            return [ev.phase.removeprefix(NOTE)]
         if isinstance(ev, GenerationDone):
             now = time.monotonic()
             if now - self._last < LINE_INTERVAL and ev.generation not in (0, self.generations - 1):

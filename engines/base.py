@@ -23,6 +23,8 @@ import numpy as np
 
 # report(phase, step, total, loss): progress inside a generation. The loop may raise from it to stop.
 Report = Callable[[str, int, int, "float | None"], None]
+# report(NOTE + text, 0, 0, None): a line for the run's log (e.g. which path an engine fell back to)
+NOTE = "note: "
 
 # What the sample panes draw for the built-in preview kinds: points (n, d) float32, images (n, H, W)
 # float32 in [0, 1], text: a list of strings. A plugin may declare a kind of its own.

@@ -22,11 +22,15 @@ torch is imported here; the engines import this module only when they generate.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
+
+from .base import DataError
 
 # generation_config settings that add logits processors this decoder does not apply (the neutral values pass)
 UNSUPPORTED = (
@@ -87,24 +91,20 @@ def _neutral(value: Any) -> bool:
 
 def undrivable(model) -> str | None:
     """Why this decoder cannot drive the model's cache (generate then decodes), or None when it can."""
-    from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
-
     name = type(model).__name__
     if model.config.is_encoder_decoder:
         return f"{name} is an encoder-decoder model"
     supports = getattr(model, "_supports_default_dynamic_cache", lambda: True)
     if not supports() or hasattr(model, "_reorder_cache"):
         return f"{name} keeps a cache of its own"
-    layers = getattr(_new_cache(model, DynamicCache), "layers", [])
+    layers = getattr(_new_cache(model), "layers", [])
     other = sorted({type(la).__name__ for la in layers if type(la) not in (DynamicLayer, DynamicSlidingWindowLayer)})
     return f"{name}'s cache has {', '.join(other)} layers" if other else None
 
 
-def _new_cache(model, cls):
-    try:
-        return cls(config=model.config)
-    except TypeError:  # transformers before the layered caches
-        return cls()
+def _new_cache(model) -> DynamicCache:
+    """The cache generate would make: its layers follow the config (full attention, sliding windows, ...)."""
+    return DynamicCache(config=model.config)
 
 
 class _Forward:
@@ -112,9 +112,7 @@ class _Forward:
     position's logits in float32."""
 
     def __init__(self, model):
-        from transformers.cache_utils import DynamicCache
-
-        self.model, self.cache = model, _new_cache(model, DynamicCache)
+        self.model, self.cache = model, _new_cache(model)
         params = inspect.signature(model.forward).parameters
         self.kw: dict[str, Any] = {"cache" if "cache" in params else "past_key_values": self.cache, "use_cache": True}
         if "logits_to_keep" in params:  # the prompt pass computes one position's logits, not P
@@ -122,6 +120,54 @@ class _Forward:
 
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=ids, **self.kw).logits[:, -1].float()
+
+    def expand(self, beams: int, new_tokens: int) -> None:
+        """After the prompt pass: each full-attention layer's cache becomes a _BeamLayer of beams rows per
+        prompt; other layers (sliding windows) repeat theirs."""
+        layers = self.cache.layers
+        for i, layer in enumerate(layers):
+            if type(layer) is DynamicLayer:
+                layers[i] = _BeamLayer(layer, beams, new_tokens)
+            else:
+                layer.batch_repeat_interleave(beams)
+
+
+class _BeamLayer(DynamicLayer):
+    """A full-attention layer's keys and values in buffers sized for the prompt and every new token, a
+    prompt's rows repeated for its beams: a step writes its position in place (no concatenation), and
+    following the beams copies only the new positions (a prompt's beams share the prompt's, which no
+    reordering moves: a beam always continues a beam of the same prompt)."""
+
+    def __init__(self, layer: DynamicLayer, beams: int, new_tokens: int):
+        super().__init__()
+        n, heads, self.prompt_len, dim = layer.keys.shape
+        self.length = self.prompt_len
+        self.buffers = []
+        for x in (layer.keys, layer.values):
+            buf = x.new_empty(n * beams, heads, self.prompt_len + new_tokens, dim)
+            buf[:, :, : self.prompt_len] = x.repeat_interleave(beams, dim=0)
+            self.buffers.append(buf)
+        self.device, self.is_initialized = layer.device, True
+        self._views()
+
+    def _views(self) -> None:
+        self.keys, self.values = (b[:, :, : self.length] for b in self.buffers)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        end = self.length + key_states.shape[-2]
+        for buf, x in zip(self.buffers, (key_states, value_states)):
+            buf[:, :, self.length : end] = x
+        self.length = end
+        self._views()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        for buf in self.buffers:
+            new = buf[:, :, self.prompt_len : self.length]
+            new.copy_(new.index_select(0, beam_idx))
 
 
 def _top_k(scores: torch.Tensor, k: int) -> torch.Tensor:  # TopKLogitsWarper
@@ -201,7 +247,7 @@ def _beams(forward, logits, seen, d: Decoding, eos, generator) -> torch.Tensor:
     b, vocab = logits.shape
     k, dev = d.num_beams, logits.device
     keep = max(2, 1 + len(eos))  # generate's min_tokens_to_keep with beams, and the candidates per beam
-    forward.cache.batch_repeat_interleave(k)
+    forward.expand(k, d.new_tokens)
     logits, seen = logits.repeat_interleave(k, dim=0), seen.repeat_interleave(k, dim=0)
     running = torch.full((b, k), BEAM_PENALTY, device=dev)  # only the first beam is live at the first step
     running[:, 0] = 0.0
@@ -228,3 +274,25 @@ def _beams(forward, logits, seen, d: Decoding, eos, generator) -> torch.Tensor:
             forward.cache.reorder_cache(parent)
             logits = forward(tokens[:, None])
     return seq.view(b, k, d.new_tokens)[:, 0]  # sorted: beam 0 scores best
+
+
+def continuer(
+    model, d: Decoding, eos_token_id: int, pad_token_id: int, fast: bool, generator: torch.Generator, bf16: bool
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], str | None]:
+    """The function that continues a (B, P) batch of prompts by d, and why generate does it when fast was
+    asked for (None otherwise): this decoder, OPT's own beam search (engines/opt_beam.py: faster, it shares
+    the prompt's keys and values between the beams inside attention), or transformers' generate."""
+    why = undrivable(model) if fast else None
+    if fast and why is None:
+        if bad := unsupported_settings(model, d.do_sample):
+            raise DataError(f'engine.generator: the model\'s generation_config sets {", ".join(bad)}; set "hf"')
+        if type(model).__name__ == "OPTForCausalLM" and not d.do_sample:
+            from .opt_beam import beam_search
+
+            dtype = torch.bfloat16 if bf16 else None
+            return lambda ids: beam_search(
+                model, ids, d.num_beams, d.new_tokens, d.repetition_penalty, [eos_token_id], dtype
+            ), None
+        return lambda ids: decode(model, ids, d, [eos_token_id], generator), None
+    kw = {**d.generate_kwargs(), "pad_token_id": pad_token_id, "eos_token_id": eos_token_id}
+    return lambda ids: model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)[:, ids.shape[1] :], why

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine, held_apart
+from .base import NOTE, DataError, Fitted, Generated, Metric, Param, Report, TorchEngine, held_apart
 from .hub import check_hub, download_command
 from .lm_train import Schedule, Trained, train_causal_lm
 from .text_data import (
@@ -134,11 +134,16 @@ class OPTEngine(TorchEngine):
         "repetition_penalty": Param(3.0, float, "generate's repetition_penalty (1.0: none)", min=0, min_exclusive=True),
         "do_sample": Param(False, bool, "sample (with beams: beam sampling) instead of deterministic beam search"),
         "temperature": Param(1.0, float, "do_sample: temperature", min=0, min_exclusive=True),
+        "top_k": Param(0, int, "do_sample: keep the k likeliest tokens (0: all)", min=0),
         "top_p": Param(1.0, float, "do_sample: nucleus top-p", min=0, max=1, min_exclusive=True),
+        "min_p": Param(
+            0.0, float, "do_sample: drop tokens below min_p x the likeliest one's probability (0: none)", 0, 1
+        ),
         "generator": Param(
             "fast",
             str,
-            "fast: the engine's batched beam search (generate's tokens); hf: transformers' generate (sampling)",
+            "fast: the engine's decoder (generate's tokens; generate itself for a model whose cache it cannot "
+            "drive, said in the log); hf: transformers' generate",
             choices=("fast", "hf"),
         ),
         "gen_batch": Param(
@@ -157,6 +162,7 @@ class OPTEngine(TorchEngine):
         self._data: TextData | None = None
         self._start: dict[str, Any] | None = None  # starting weights of a pretrained model
         self._start_state: dict[str, Any] | None = None  # the tiny model's pretrained weights (pretrain_epochs)
+        self._told: set[str] = set()  # why generate decodes instead of the fast decoder, said in the log
 
     # --- parameters and data ----------------------------------------------------------------------
     @staticmethod
@@ -170,10 +176,6 @@ class OPTEngine(TorchEngine):
             raise DataError("engine.pretrain_epochs: only the tiny model is pretrained here; set it to 0")
         if p.model == "tiny" and p.tiny_hidden % p.tiny_heads:
             raise DataError(f"engine.tiny_heads: {p.tiny_heads} does not divide tiny_hidden")
-        if p.do_sample and p.generator == "fast":
-            raise DataError(
-                'engine.do_sample: sampling runs through transformers\' generate; set engine.generator = "hf"'
-            )
         if p.lr_min > p.lr:
             raise DataError(f"engine.lr_min: {p.lr_min} is above lr {p.lr}")
         check_text_paths(p, PATH_KEYS)
@@ -427,44 +429,20 @@ class OPTEngine(TorchEngine):
 
     def continue_blocks(self, model, prompts: np.ndarray, seed: int, report: Report | None = None) -> np.ndarray:
         """Exactly new_tokens tokens continuing each prompt, (n, new_tokens) int32, gen_batch prompts a batch:
-        by the engine's beam search (engines/opt_beam.py) or, with generator = "hf", by generate."""
+        by the engine's decoder (engines/lm_decode.py) or, with generator = "hf", by generate."""
         import torch
+
+        from .lm_decode import Decoding, continuer
 
         p, dev, tok = self.params, self._dev(), self.dataset().tokenizer
         k = self.new_tokens
         model.eval()
-        if p.generator == "fast":
-            from .opt_beam import beam_search, unsupported_settings
-
-            if bad := unsupported_settings(model):
-                raise DataError(f'engine.generator: the model\'s generation_config sets {", ".join(bad)}; set "hf"')
-
-            def run(ids):
-                return beam_search(
-                    model,
-                    ids,
-                    p.num_beams,
-                    k,
-                    p.repetition_penalty,
-                    [tok.eos_token_id],
-                    dtype=torch.bfloat16 if self._bf16() else None,
-                )
-        else:
-            kw: dict[str, Any] = {
-                "num_beams": p.num_beams,
-                "min_new_tokens": k,
-                "max_new_tokens": k,
-                "repetition_penalty": p.repetition_penalty,
-                "do_sample": p.do_sample,
-                "pad_token_id": tok.pad_token_id,
-                "eos_token_id": tok.eos_token_id,
-            }
-            if p.do_sample:
-                kw.update(temperature=p.temperature, top_p=p.top_p, top_k=0)
-
-            def run(ids):
-                return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)[:, ids.shape[1] :]
-
+        d = Decoding(p.num_beams, k, p.repetition_penalty, p.do_sample, p.temperature, p.top_k, p.top_p, p.min_p)
+        gen = torch.Generator(dev).manual_seed(seed)  # the fast decoder's draws; generate's: the global generator
+        run, why = continuer(model, d, tok.eos_token_id, tok.pad_token_id, p.generator == "fast", gen, self._bf16())
+        if why and report is not None and why not in self._told:  # once per run and reason
+            self._told.add(why)
+            report(f"{NOTE}transformers' generate decodes: {why}", 0, 0, None)
         bs = p.gen_batch
         total = math.ceil(len(prompts) / bs)
         out = np.zeros((len(prompts), k), dtype=np.int32)
