@@ -189,6 +189,15 @@ def _min_p(scores: torch.Tensor, p: float, keep: int) -> torch.Tensor:  # MinPLo
     return scores.masked_fill(drop, -float("inf"))
 
 
+def best_of(total: torch.Tensor, n_eos: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best of (B, candidates) scores and their indices, as generate takes them: the best
+    max(2, 1 + n_eos) x k first, then the best k of those, so that exact ties (fp32 sums of log-probs do
+    tie) fall as in generate."""
+    top, idx = torch.topk(total, max(2, 1 + n_eos) * k)
+    top, best = torch.topk(top, k)
+    return top, idx.gather(1, best)
+
+
 def process(scores: torch.Tensor, seen: torch.Tensor, d: Decoding, eos: torch.Tensor, keep: int) -> torch.Tensor:
     """generate's logits processors in its order on (n, vocab) float32 scores (log-probs with beams, logits
     without): repetition penalty on the seen tokens, end-of-text ban, then the sampling warpers, which keep
@@ -261,10 +270,11 @@ def _beams(forward, logits, seen, d: Decoding, eos, generator) -> torch.Tensor:
         if d.do_sample:  # keep*k candidates drawn without replacement, sorted by score
             idx = torch.multinomial(F.softmax(total, dim=-1), keep * k, generator=generator)
             top, order = total.gather(1, idx).sort(dim=-1, descending=True)
+            idx = idx.gather(1, order)
             top, best = torch.topk(top, k)
-            idx = idx.gather(1, order).gather(1, best)
+            idx = idx.gather(1, best)
         else:
-            top, idx = torch.topk(total, k)
+            top, idx = best_of(total, len(eos), k)
         parent = (first_beam + idx // vocab).view(-1)  # the beam each new beam continues
         tokens, running = (idx % vocab).view(-1), top.view(-1)
         seq, seen = seq[parent], seen[parent]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .lm_decode import Decoding, process
+from .lm_decode import Decoding, best_of, process
 
 
 class OPTDecoder:
@@ -141,7 +141,7 @@ def beam_search(
 
     d = Decoding(k, new_tokens, repetition_penalty)
     first = _scores(dec.prompt(prompts, cache), seen, d, eos)
-    scores, tokens = torch.topk(first, k, dim=-1)  # (B, K): the first step expands the one live beam
+    scores, tokens = best_of(first, len(eos_token_ids), k)  # (B, K): the first step expands the one live beam
     seq = torch.empty(b * k, new_tokens, dtype=torch.long, device=dev)
     tokens, scores = tokens.reshape(-1), scores.reshape(-1)
     seq[:, 0] = tokens
@@ -151,7 +151,7 @@ def beam_search(
     first_beam = torch.arange(b, device=dev)[:, None] * k
     for t in range(1, new_tokens):
         total = _scores(dec.step(tokens, t - 1, cache, gen), seen, d, eos) + scores[:, None]
-        scores, idx = torch.topk(total.view(b, k * vocab), k, dim=-1)
+        scores, idx = best_of(total.view(b, k * vocab), len(eos_token_ids), k)
         parent = (first_beam + idx // vocab).reshape(-1)  # the beam each new beam continues
         tokens, scores = (idx % vocab).reshape(-1), scores.reshape(-1)
         seq, seen = seq[parent], seen[parent]
