@@ -71,10 +71,8 @@ class Decoding:
             "repetition_penalty": self.repetition_penalty,
             "do_sample": self.do_sample,
         }
-        if self.do_sample:
-            kw.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
-            if self.min_p > 0:
-                kw["min_p"] = self.min_p
+        if self.do_sample:  # every one set: a model's generation_config may set its own (min_p 0 drops nothing)
+            kw.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, min_p=self.min_p)
         return kw
 
 
