@@ -4,7 +4,9 @@ It gives the tokens of transformers' `generate(num_beams, repetition_penalty, do
 top_p, min_p, min_new_tokens = max_new_tokens = k)` (tests/test_lm_decode.py checks them token for token
 in fp32 on OPT, GPT-2, GPT-NeoX and Llama) through the model's own forward and a transformers DynamicCache,
 without generate's per-step overheads:
-- the prompt is run once per prompt, not once per beam; its cache is then repeated for the beams;
+- the prompt is run once per prompt, not once per beam; its cache is then repeated for the beams into
+  buffers sized for every new token, which a step writes in place, and following the beams copies only
+  the new positions;
 - the repetition penalty is a (beams, vocab) presence mask, reordered with the beams, not a scatter over
   the whole sequence every step; no (beams, max_length) sequence buffers, no stopping criteria, no host
   sync inside the loop: the tokens come back once per batch.
@@ -95,7 +97,7 @@ def undrivable(model) -> str | None:
     supports = getattr(model, "_supports_default_dynamic_cache", lambda: True)
     if not supports() or hasattr(model, "_reorder_cache"):
         return f"{name} keeps a cache of its own"
-    layers = getattr(_new_cache(model), "layers", [])
+    layers = _new_cache(model).layers
     other = sorted({type(la).__name__ for la in layers if type(la) not in (DynamicLayer, DynamicSlidingWindowLayer)})
     return f"{name}'s cache has {', '.join(other)} layers" if other else None
 
@@ -234,6 +236,7 @@ def decode(
 
 def _one_beam(forward, logits, seen, d: Decoding, eos, generator) -> torch.Tensor:
     """generate's greedy search (argmax) or multinomial sampling (one draw per prompt and step)."""
+    forward.expand(1, d.new_tokens)
     seq = torch.empty(len(logits), d.new_tokens, dtype=torch.long, device=logits.device)
     rows = torch.arange(len(logits), device=logits.device)
     for t in range(d.new_tokens):
