@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from transformers import OPTConfig, OPTForCausalLM, get_cosine_schedule_with_warmup
 
-from collapse_tui.engines.opt import EVAL_MAX, OPTEngine, TextData
+from collapse_tui.engines.lm import EVAL_MAX, OPTEngine, TextData
 
 BLOCK = 64  # the paper's block_size: tokens per training block and new tokens per continuation
 # One paper generation. wikitext-2-raw-v1 through OPT's tokenizer (GPT-2 BPE plus the </s> it puts before
@@ -321,9 +321,10 @@ def main() -> None:
     engine = make_engine(args, cfg, start, data)
     bf16 = engine._bf16()
     n_params = sum(v.numel() for k, v in start.items() if k != "lm_head.weight")  # lm_head is tied
+    shape = f"the folder {args.folder}" if args.folder else f"{args.shape} shape"
     print(f"machine: {machine.torch_device(dev)}")
     print(
-        f"model: OPT, {args.shape} shape ({n_params / 1e6:.1f}M parameters, vocab {vocab}), random weights, "
+        f"model: OPT, {shape} ({n_params / 1e6:.1f}M parameters, vocab {vocab}), random weights, "
         f"attention {attn}; blocks of {BLOCK} random tokens"
     )
     print(
@@ -432,7 +433,7 @@ def main() -> None:
     eng_total = sum(work[k] / rates[k][1] for k in work)
     dtype = "bf16 autocast" if bf16 else "fp32"
     print()
-    print(f"device: {machine.torch_device(dev)}; engine {dtype}, reference fp32; {args.shape} shape")
+    print(f"device: {machine.torch_device(dev)}; engine {dtype}, reference fp32; {shape}")
     print()
     print("| phase | reference (HF, fp32) | engine | speed-up |")
     print("|---|---|---|---|")

@@ -7,6 +7,7 @@ and what a paper generation (30 epochs x 60,000 28x28 images) would take at the 
     .venv/bin/python bench/vae_generation.py                          # CPU: 8x8 digits, under a minute
     .venv/bin/python bench/vae_generation.py --data mnist --images 4000 --epochs 1
     .venv/bin/python bench/vae_generation.py --data mnist --images 0 --device cuda   # a GPU: all of t10k
+    .venv/bin/python bench/vae_generation.py --data mnist --mnist tests/data/mnist   # the t10k shipped with the tests
 """
 
 from __future__ import annotations
@@ -108,13 +109,14 @@ def main() -> None:
     p.add_argument("--capacity", type=int, default=64)
     p.add_argument("--latent", type=int, default=20)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--mnist", type=Path, default=MNIST, help="--data mnist: the folder of t10k-images-idx3-ubyte.gz")
     args = p.parse_args()
     args.epochs = args.epochs or (20 if args.data == "digits" else 2)
     device = torch.device(args.device)
     if args.data == "digits":
         x = load_digits(0, 0).train
     else:
-        x = read_idx(MNIST / "t10k-images-idx3-ubyte.gz") / np.float32(255)
+        x = read_idx(args.mnist / "t10k-images-idx3-ubyte.gz") / np.float32(255)
     x = np.ascontiguousarray(x[: args.images or None])
     print(f"machine: {machine.torch_device(device)}")
     size = f"{x.shape[0]} images {x.shape[1]}x{x.shape[2]}"

@@ -92,10 +92,7 @@ class BatchView:
                 )
                 self.step_task = self.progress.add_task("generation", total=1)
         elif isinstance(ev, ProgressEvent) and self.progress:
-            loss = f" loss {ev.loss:.4g}" if ev.loss is not None else ""
-            self.progress.update(
-                self.step_task, description=f"gen {ev.generation} {ev.phase}{loss}", completed=ev.step, total=ev.total
-            )
+            self.progress.update(self.step_task, description=ev.text(), completed=ev.step, total=ev.total)
         elif isinstance(ev, RunFinished | RunFailed) and self.progress:
             self.progress.stop()
             self.progress = None

@@ -18,7 +18,7 @@ from . import __version__
 from .checkpoints import open_for_resume
 from .config import Config, ConfigError
 from .engines import engine_names
-from .preflight import check_runnable, requirements
+from .preflight import check_runnable, prefixed, requirements
 from .preset_files import PresetFile, builtin_presets, load_preset, read_preset
 from .run_names import run_name
 from .rundir import RunDir
@@ -113,11 +113,20 @@ def build_commands() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
-        description="Write runs' metrics as one table: a row per seed and generation (and a run column for several).",
+        description="Write runs' metrics as one table (a row per seed and generation, and a run column for several), "
+        "as TensorBoard event files or MLflow runs, or a generation's samples as files.",
     )
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--csv", metavar="FILE", help="write CSV (floats exact, missing values empty); '-' for stdout")
     p.add_argument("--parquet", metavar="FILE", help="write parquet (needs pyarrow)")
+    p.add_argument(
+        "--tensorboard", metavar="DIR", help="write TensorBoard event files in DIR/<run>/ (needs tensorboard)"
+    )
+    p.add_argument("--mlflow", metavar="URI", help="log to MLflow: a tracking server, or a local store's path")
+    p.add_argument("--samples", type=int, metavar="GEN", help="write generation GEN's samples as PNG or text files")
+    p.add_argument(
+        "--to", metavar="DIR", help="with --samples: the folder to write in (default: RUN_DIR/report/samples)"
+    )
 
     p = sub.add_parser(
         "compare", description="Compare runs: final and peak values, change per generation, and their differences."
@@ -162,7 +171,7 @@ def run_command(args: argparse.Namespace) -> int:
 
         return run_report(args)
     if args.command == "export":
-        from .export import run as run_export
+        from .trackers import run as run_export
 
         return run_export(args)
     from .compare import run as run_compare
@@ -264,7 +273,7 @@ def run_sweep_command(args: argparse.Namespace, preset: PresetFile | None) -> in
             try:
                 check_runnable(cell.config)
             except ConfigError as e:
-                raise ConfigError(f"sweep cell {cell.name}: {e}") from None
+                raise prefixed(f"sweep cell {cell.name}: ", e) from None
     with ray_session(args.address) if args.executor == "ray" else contextlib.nullcontext():
         if sweep is None:
             sweep = SweepDir.create(Path(args.runs_dir), spec)
@@ -289,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="surrogateescape")
     try:
         return run(sys.argv[1:] if argv is None else argv)
-    except ConfigError as e:
-        _say(f"collapse-tui: {e}")
+    except ConfigError as e:  # one line, or one for each thing a run lacks here (preflight)
+        for line in str(e).splitlines():
+            _say(f"collapse-tui: {line}")
         return 2
     except KeyboardInterrupt:  # Ctrl-C while starting, or twice during a run (its checkpoint is kept)
         _say("collapse-tui: interrupted")

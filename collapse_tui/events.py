@@ -27,6 +27,13 @@ class Progress:
     step: int
     total: int
     loss: float | None = None
+    detail: str = ""  # where inside the phase, in words (engines/base.py Report)
+
+    def text(self) -> str:
+        """What the progress row, the progress bar and the log say: 'gen 3 train: epoch 2/5, step 37/120 loss 3.2'."""
+        where = f": {self.detail}" if self.detail else f" {self.step}/{self.total}"
+        loss = f" loss {self.loss:.4g}" if self.loss is not None else ""
+        return f"gen {self.generation} {self.phase}{where}{loss}"
 
 
 @dataclass(frozen=True)

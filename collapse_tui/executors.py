@@ -27,7 +27,7 @@ from .batch import EXIT, run_batch
 from .checkpoints import check_resumable
 from .config import Config, ConfigError
 from .engines import engine_class
-from .preflight import check_runnable
+from .preflight import check_runnable, prefixed
 from .records import RunState
 from .rundir import RunDir
 from .seed_workers import die_with_parent, worker_env
@@ -87,7 +87,7 @@ def todo(sweep: SweepDir) -> list[CellRun]:
             check_resumable(cell.rundir, cfg)
             check_runnable(cfg)
         except ConfigError as e:
-            raise ConfigError(f"sweep cell {cell.name}: {e}") from None
+            raise prefixed(f"sweep cell {cell.name}: ", e) from None
         cells.append(cell)
     return cells
 

@@ -294,12 +294,12 @@ def _one_line(e: BaseException) -> str:
 def _reporter(gen: int, emit: Callable[[Event], None], control: Control, rundir: RunDir):
     last = [0.0, time.monotonic()]  # last Progress event, last heartbeat
 
-    def report(phase: str, step: int, total: int, loss: float | None) -> None:
+    def report(phase: str, step: int, total: int, loss: float | None, detail: str = "") -> None:
         control.check()
         now = time.monotonic()
         if step >= total or now - last[0] >= PROGRESS_INTERVAL:
             last[0] = now
-            emit(Progress(gen, phase, step, total, loss))
+            emit(Progress(gen, phase, step, total, loss, detail))
         if now - last[1] >= STATUS_INTERVAL:  # long generations keep the heartbeat fresh
             last[1] = now
             rundir.write_status()

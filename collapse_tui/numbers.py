@@ -7,13 +7,26 @@ import math
 from typing import Any
 
 NA = "n/a"  # what every table, log and pane shows for a number that was not computed (null, NaN, absent)
+WHOLE = 1e6  # below it, a number rounded to its digits is written whole (1230, not 1.23e+03)
 
 
 def fmt(x: float | None, signed: bool = False, digits: int = 4) -> str:
-    """`digits` significant digits, inf and -inf as such; None and NaN read as NA."""
+    """`digits` significant digits, inf and -inf as such; None and NaN read as NA. A number of more
+    integer digits than that is rounded and written whole below WHOLE (1234.5 at 3 digits: 1230); past
+    it, and below 1e-4, in a short exponent: 4.88e10, 3.4e-6 (never '1.23e+03')."""
     if x is None or math.isnan(x):
         return NA
-    return f"{x:+.{digits}g}" if signed else f"{x:.{digits}g}"
+    sign = "+" if signed else ""
+    text = f"{x:{sign}.{digits}g}"
+    if "e+" in text and abs(x) < WHOLE:
+        return f"{float(text):{sign}.0f}"
+    return short_exponent(text)
+
+
+def short_exponent(text: str) -> str:
+    """A number's text with its exponent written short: '1e+06' -> '1e6', '3.4e-06' -> '3.4e-6'."""
+    mantissa, e, exponent = text.partition("e")
+    return f"{mantissa}e{int(exponent)}" if e else text
 
 
 def fmt_seconds(s: float) -> str:

@@ -1,10 +1,12 @@
 """Repeated phrases inside a text, and how they change between two generations' texts.
 
-A phrase is a run of n >= 3 tokens (blank-separated, symbols included: WikiText's "= = =" headings and
+Within one text, a phrase is a run of n >= 3 tokens (blank-separated, symbols included: WikiText's "= = =" headings and
 "@-@" joiners are what a collapsing model repeats; case is ignored) that occurs at least twice, without
 overlap, inside one text. Only maximal repeats are kept: a
 shorter phrase whose every occurrence lies inside occurrences of a longer one is left out, and a
 loop ('a b c a b c a b c') is reported as its unit with its count, not as the unit twice.
+Across texts (one generation's continuations, one per prompt), a shared phrase is a run of n >= 5 tokens
+found in two or more of them: what a model collapsed onto one sentence continues every prompt with.
 Plain Python, no UI: the Textual app highlights the spans this returns.
 """
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 TOKEN_RE = re.compile(r"\S+")
 MIN_WORDS = 3
+SHARED_MIN_WORDS = 5  # shorter runs ("one of the", ", and the") are shared by real text's prompts too
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,13 @@ class Phrase:
     @property
     def words(self) -> int:
         return self.key.count(" ") + 1
+
+
+@dataclass(frozen=True)
+class SharedPhrase:
+    key: str  # the words, lower case, joined by one space
+    text: str  # its first occurrence as written, blanks and line breaks as one blank
+    texts: int  # how many of the texts hold it
 
 
 @dataclass(frozen=True)
@@ -173,6 +183,39 @@ def compare(before: list[str], after: list[str], min_words: int = MIN_WORDS) -> 
         changes.append(PhraseChange(key, shown[key], kind, a, b))
     order = {"appeared": 0, "grew": 1, "shrank": 2, "vanished": 3}
     return sorted(changes, key=lambda c: (order[c.kind], -abs(c.after - c.before), c.key))
+
+
+def shared_phrases(texts: list[str], top: int = 5, min_words: int = SHARED_MIN_WORDS) -> list[SharedPhrase]:
+    """The top phrases of min_words or more words found in the most texts (two at least), then the longest;
+    a phrase inside a longer one shown, held by as many texts, is left out."""
+    ws: list[str] = []
+    spans: list[tuple[int, int]] = []
+    owner: list[int] = []  # the text of each word
+    for i, text in enumerate(texts):
+        w, sp = words(text)
+        ws += [*w, f"\x00{i}"]  # a word of no text: no repeat runs across two texts
+        spans += [*sp, (0, 0)]
+        owner += [i] * (len(w) + 1)
+    found = []
+    for n, starts in _maximal_repeats(ws, min_words):
+        held = len({owner[p] for p in starts})
+        if held > 1:
+            found.append((held, n, starts[0]))
+    shown: list[SharedPhrase] = []
+    for held, n, p in sorted(found, key=lambda f: (-f[0], -f[1], f[2])):
+        key = " ".join(ws[p : p + n])
+        if any(ph.texts == held and f" {key} " in f" {ph.key} " for ph in shown):
+            continue
+        text = " ".join(texts[owner[p]][spans[p][0] : spans[p + n - 1][1]].split())
+        shown.append(SharedPhrase(key, text, held))
+        if len(shown) == top:
+            break
+    return shown
+
+
+def texts_holding(texts: list[str], key: str) -> int:
+    """How many texts hold the phrase key (lower-case words joined by one space)."""
+    return sum(f" {key} " in f" {' '.join(words(t)[0])} " for t in texts)
 
 
 def word_diff(a: str, b: str) -> list[tuple[str, str]]:

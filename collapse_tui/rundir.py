@@ -213,10 +213,14 @@ class RunDir:
                 gens.add(int(p.stem[4:]))
         return sorted(gens)
 
+    def samples_file(self, generation: int, chain: str = "") -> Path:
+        """The file that holds (or would hold) a generation's preview: gen-NNNNNN.npy, else .json."""
+        base = self.chain_samples_dir(chain) / f"gen-{generation:06d}"
+        return base.with_suffix(".npy") if base.with_suffix(".npy").exists() else base.with_suffix(".json")
+
     def load_samples(self, generation: int, chain: str = "") -> np.ndarray | list[str]:
         """A generation's preview: an array of at least one dimension, or a list of strings (RunDirError else)."""
-        base = self.chain_samples_dir(chain) / f"gen-{generation:06d}"
-        path = base.with_suffix(".npy") if base.with_suffix(".npy").exists() else base.with_suffix(".json")
+        path = self.samples_file(generation, chain)
         try:
             size = path.stat().st_size
             if not stat.S_ISREG(path.stat().st_mode) or size > MAX_SAMPLES_BYTES:

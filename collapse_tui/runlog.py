@@ -13,16 +13,25 @@ from .records import Failure, RunState
 from .summary import SERIES, is_log, summarize, value_text, values
 
 LINE_INTERVAL = 1.0  # seconds: fast engines finish hundreds of generations a second
+PROGRESS_LINE_INTERVAL = 30.0  # seconds without a line before one says where a long generation is
 
 
 class RunLog:
-    """Lines for the start of a run and its generations: the first, the last, and at most one a second."""
+    """Lines for the start of a run and its generations (the first, the last, and at most one a second), and
+    inside a long generation, where it is, once PROGRESS_LINE_INTERVAL passed without a line."""
 
     def __init__(self) -> None:
         self.generations = 0
         self._last = -math.inf  # when the last generation line was written
+        self._said = time.monotonic()  # when the last line of any kind was
 
     def lines(self, ev: Event) -> list[str]:
+        said = self._lines(ev)
+        if said:
+            self._said = time.monotonic()
+        return said
+
+    def _lines(self, ev: Event) -> list[str]:
         if isinstance(ev, RunStarted):
             self.generations = ev.generations
             where = f"resuming at generation {ev.start_generation}" if ev.start_generation else "starting"
@@ -33,6 +42,8 @@ class RunLog:
             return ["compiling the engine's kernels: the first run only, later runs load them from a cache"]
         if isinstance(ev, Progress) and ev.phase.startswith(NOTE):
             return [ev.phase.removeprefix(NOTE)]
+        if isinstance(ev, Progress) and time.monotonic() - self._said >= PROGRESS_LINE_INTERVAL:
+            return [ev.text()]
         if isinstance(ev, GenerationDone):
             now = time.monotonic()
             if now - self._last < LINE_INTERVAL and ev.generation not in (0, self.generations - 1):

@@ -292,11 +292,11 @@ def _send(results: Connection, kind: str, key: int, body: Any) -> None:
 def _reporter(gen: int, key: int, results: Connection) -> Callable:
     last = [0.0]
 
-    def report(phase: str, step: int, total: int, loss: float | None) -> None:
+    def report(phase: str, step: int, total: int, loss: float | None, detail: str = "") -> None:
         now = time.monotonic()
         if step >= total or now - last[0] >= PROGRESS_INTERVAL:
             last[0] = now
-            _send(results, "progress", key, (phase, step, total, loss))
+            _send(results, "progress", key, (phase, step, total, loss, detail))
 
     return report
 

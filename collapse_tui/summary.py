@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from .chains import DISTANCE_PREFIX
-from .engines import EngineError, Metric, engine_class
-from .numbers import NA, fmt
+from .engines import Engine, EngineError, Metric, engine_class
+from .numbers import NA, fmt, short_exponent
 
 SERIES = ("perplexity", "variance")  # what the sparklines show
 BAND = (16, 84)  # percentiles over seeds
@@ -62,17 +62,19 @@ def value_text(x: float, log: bool = False, digits: int = 4) -> str:
     if -4 < x < 6:
         return fmt(10.0**x, digits=digits)
     if abs(x) >= HUGE_DECADES:  # x - floor(x) has lost its digits: the power of ten alone (10^5.08e18)
-        power = f"{x:.{digits}g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
-        return f"10^{power}"
-    exponent = math.floor(x)
-    return f"{10.0 ** (x - exponent):.{digits - 1}g}e{exponent:+d}".replace("e+", "e")
+        return f"10^{short_exponent(f'{x:.{digits}g}')}"
+    exponent, n = math.floor(x), max(digits - 1, 1)
+    mantissa = float(f"{10.0 ** (x - exponent):.{n}g}")
+    if mantissa >= 10:  # rounded up: 10^6.99999 at 3 digits reads 1e7, not 10e6
+        mantissa, exponent = mantissa / 10, exponent + 1
+    return f"{mantissa:.{n}g}e{exponent}"
 
 
-def change_text(before: Summary, after: Summary) -> str:
+def change_text(before: Summary, after: Summary, digits: int = 4) -> str:
     """after against before: a ratio for log-quantities ('×1.35', '×1e352'), a difference otherwise; NA
     when either is unknown (or both are 0 on a log scale)."""
     d = after.centre - before.centre
-    return ratio_text(d) if after.log else fmt(d, signed=True)
+    return ratio_text(d) if after.log else fmt(d, signed=True, digits=digits)
 
 
 def ratio_text(d: float) -> str:
@@ -166,6 +168,15 @@ def log_keys_of(engine: str) -> set[str]:
         return set()
     distance = {DISTANCE_PREFIX} if cls.DISTANCE is not None and cls.DISTANCE.log else set()
     return {k for k, m in cls.METRICS.items() if m.log} | distance
+
+
+def headline_of(engine: str) -> dict[str, str]:
+    """An engine's headline metrics (Engine.HEADLINE), each with the way it moves as the model collapses
+    (engines.base.UP or DOWN); the contract's default when the engine does not load."""
+    try:
+        return dict(engine_class(engine).HEADLINE)
+    except EngineError:
+        return dict(Engine.HEADLINE)
 
 
 def metric_of(engine: str, key: str) -> Metric | None:

@@ -7,15 +7,16 @@ and the in-repo KDE plugin pass it in the suite (tests/test_engine_contract.py, 
     def test_kde_keeps_the_engine_contract():
         check_engine("kde", {"samples": 50, "test_samples": 100})  # small params: the check is quick
 
-The parts, in order, as the message names them: declarations; keys (its PARAMS' defaults and the
-params validate as a preset); theory (in every data mode, expected() gives only its METRICS, one value
+The parts, in order, as the message names them: declarations (HEADLINE: metrics of METRICS, each with
+a direction, engines.base.UP or DOWN); keys (its PARAMS' defaults and the params validate as a
+preset); theory (in every data mode, expected() gives only its METRICS, one value
 per generation); one generation (real_data, fit, sample, score, evaluate, what other
 chains receive, distance); rows (perplexity and variance for every seed: None or a number, inf when
 it overflowed, never NaN); preview (what preview_kind promises); checkpoint (load(save(model)) gives
 the same rows, and the same samples for the same RNG state); resume (a run of 3 generations stopped
-after the first and resumed writes an uninterrupted run's rows and samples). Everything runs on the
-CPU in a temporary folder; an engine whose optional packages are missing fails (pytest.importorskip
-them first).
+after the first and resumed writes an uninterrupted run's rows and samples; every row holds the HEADLINE
+metrics). Everything runs on the CPU in a temporary folder; an engine whose optional packages are
+missing fails (pytest.importorskip them first).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 
 from .config import MODES, Config
 from .engines import Engine, Fitted, Generated, engine_class
-from .engines.base import PREVIEW_KINDS
+from .engines.base import DIRECTIONS, PREVIEW_KINDS
 from .events import Event, GenerationDone
 from .loop import Control, run
 from .records import RunState
@@ -130,6 +131,10 @@ def _check_declarations(cls: type[Engine], name: str) -> None:
     _expect(isinstance(cls.preview_kind, str) and cls.preview_kind, f"preview_kind {cls.preview_kind!r}")
     _expect({"perplexity", "variance"} <= cls.METRICS.keys(), "METRICS lacks perplexity or variance")
     _expect(all(m.label for m in cls.METRICS.values()), "a metric without a label")
+    heads = dict(cls.HEADLINE)
+    _expect(len(heads) == len(cls.HEADLINE) > 0, f"HEADLINE {cls.HEADLINE!r}: none, or a metric twice")
+    _expect(heads.keys() <= cls.METRICS.keys(), f"HEADLINE names metrics not in METRICS: {heads.keys() - cls.METRICS}")
+    _expect(set(heads.values()) <= set(DIRECTIONS), f"HEADLINE: directions {set(heads.values())}, not of {DIRECTIONS}")
     params = cls.Params()
     _expect({f.name for f in dataclasses.fields(params)} == cls.PARAMS.keys(), "Params does not match PARAMS")
     _expect(all(getattr(params, k) == p.default for k, p in cls.PARAMS.items()), "Params' defaults are not PARAMS'")
@@ -230,6 +235,10 @@ def _check_resume(cfg: Config, runs: Path) -> None:
     _expect(run_in_process(part, resume=True) == RunState.FINISHED, f"the resumed run: {part.read_status()['error']}")
     _expect(part.metrics_path.read_text() == whole.metrics_path.read_text(), "a resumed run's rows differ")
     _expect(len(whole.read_metrics()) == cfg.generations * len(cfg.seeds), "rows missing")
+    heads = dict(engine_class(cfg.engine_name).HEADLINE)
+    _expect(
+        all(heads.keys() <= r.keys() for r in whole.read_metrics()), f"a row without a HEADLINE metric {list(heads)}"
+    )
     aucs = [r.get("detector_auc", "missing") for r in whole.read_metrics()]
     _expect(all(a is None or _number(a) and 0 <= a <= 1 for a in aucs), f"detector_auc: {aucs}")
     for gen in whole.sample_generations():

@@ -13,16 +13,24 @@ FIGURES tuple, written as collapse_tui/report/figures.py says.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-# report(phase, step, total, loss): progress inside a generation. The loop may raise from it to stop.
-Report = Callable[[str, int, int, "float | None"], None]
+
+class Report(Protocol):
+    """Progress inside a generation: step of total in phase, the loss if known, and where in words when the
+    phase is long (detail: "epoch 2/5, step 37/120", "generating 512/2048 prompts"). The loop may raise
+    from it to stop."""
+
+    def __call__(self, phase: str, step: int, total: int, loss: float | None, detail: str = "") -> None: ...
+
+
 # report(NOTE + text, 0, 0, None): a line for the run's log (e.g. which path an engine fell back to)
 NOTE = "note: "
 
@@ -63,6 +71,10 @@ class Metric:
         return f"{self.label}\n({self.unit})" if self.unit else self.label
 
 
+# which way a headline metric moves as the model collapses: DOWN, lower is more collapsed; UP, the reverse
+DOWN, UP = "down", "up"
+DIRECTIONS = (DOWN, UP)
+
 # every engine's rows carry it (collapse_tui/detector.py); engines list it in their METRICS
 DETECTOR_AUC = Metric("AUC of a detector telling real examples from the samples", "0.5: indistinguishable")
 
@@ -102,6 +114,10 @@ class Engine(ABC):
     Params: ClassVar[type]  # built from PARAMS: the frozen, typed object engines read as self.params
     preview_kind: ClassVar[str]  # what Generated.preview holds: one of PREVIEW_KINDS, or a plugin's own
     METRICS: ClassVar[dict[str, Metric]]  # at least 'perplexity' and 'variance'; other keys are labelled by name
+    # the metrics that show collapse, each with the way it moves as the model collapses (DOWN or UP); the run
+    # screen draws them. By default the real data's perplexity rises and the samples' variance falls (the
+    # paper's Gaussian); not every engine's 'variance' shows collapse (engines/text_metrics.py TEXT_HEADLINE)
+    HEADLINE: ClassVar[tuple[tuple[str, str], ...]] = (("perplexity", UP), ("variance", DOWN))
     figures: ClassVar[str] = ""  # module with the engine's own report figures (a FIGURES tuple), or none
     # how far this engine's model is from another chain's (distance()); None: the engine measures none
     DISTANCE: ClassVar[Metric | None] = None
@@ -143,9 +159,12 @@ class Engine(ABC):
         """(key, what) for each thing these params take from the Hugging Face hub; none by default."""
         return []
 
-    def preflight(self) -> None:  # noqa: B027 (an optional hook, not abstract)
-        """Quick checks before a run directory exists that the data and model can be had (files exist, the
-        hub answers when it is needed); raise DataError naming the key. Reads and downloads nothing."""
+    def preflight(self) -> list[str]:
+        """What this machine lacks for a run of these params, one line each naming the key (a file that does
+        not exist, the hub out of reach when it is needed, no GPU), [] when nothing: quick checks before a run
+        directory exists, all reported together. Reads and downloads nothing. (Raising DataError instead,
+        as engines written before this returned a list did, reports that one line.)"""
+        return []
 
     def set_threads(self, threads: int) -> None:  # noqa: B027 (an optional hook, not abstract)
         """How many threads the engine's own compute pool may use (the loop's choice, made from the free
@@ -303,15 +322,18 @@ class TorchEngine(Engine):
 
         torch.set_num_threads(threads)  # its intra-op pool; torch's default is every core, busy or not
 
-    def preflight(self) -> None:
-        if self.device == "cuda":
-            import torch  # the run is about to import it anyway
+    def preflight(self) -> list[str]:
+        if self.device != "cuda" or importlib.util.find_spec("torch") is None:  # no torch: the package line says so
+            return []
+        import torch  # the run is about to import it anyway
 
-            if not torch.cuda.is_available():
-                raise DataError(
-                    "experiment.device: 'cuda', and torch sees no GPU here; --set experiment.device='cpu' runs it "
-                    "on the CPU (a GPU preset: hours to days there)"
-                )
+        if torch.cuda.is_available():
+            return []
+        cpu_only = f" (torch {torch.__version__} is a build without CUDA: README, On a GPU server)"
+        return [
+            f"experiment.device: 'cuda', and torch sees no GPU here{cpu_only if torch.version.cuda is None else ''}; "
+            "--set experiment.device='cpu' runs it on the CPU (a GPU preset: hours to days there)"
+        ]
 
     def _dev(self):
         """The torch device: 'auto' is CUDA when there is one."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DETECTOR_AUC, DataError, Engine, Fitted, Generated, Metric, Param, Report, points_preview
+from .base import DETECTOR_AUC, DOWN, UP, DataError, Engine, Fitted, Generated, Metric, Param, Report, points_preview
 from .text_data import TEXT_BYTES_PER_CHAR
 
 TEST_SEED = 20240724  # the fixed real held-out sample is the same for every seed and run
@@ -150,6 +150,7 @@ class CategoricalEngine(Engine):
     can_draw_fresh = True
     can_score = True
     mitigations = frozenset({"prior", "distill", "real_weight", "detector"})
+    HEADLINE = (("perplexity", UP), ("support", DOWN))  # rare symbols are lost for good (at add_k = 0)
     METRICS = {
         "perplexity": Metric("perplexity of the fixed real held-out sample", "exp of mean NLL per symbol", log=True),
         "variance": Metric("variance of the estimated probabilities over the V symbols", "probability²"),
@@ -183,15 +184,20 @@ class CategoricalEngine(Engine):
 
     @staticmethod
     def check_params(p: Any) -> None:
-        if p.source == "text":
-            if not p.text:
-                raise DataError("engine.text: source 'text' reads the word frequencies of a text file; set engine.text")
-            if not Path(p.text).is_file():
-                raise DataError(f"engine.text: no such file: {p.text}")
+        if p.source == "text" and not p.text:
+            raise DataError("engine.text: source 'text' reads the word frequencies of a text file; set engine.text")
 
-    def preflight(self) -> None:
-        if self.params.source == "text":
-            check_words(self.path(self.params.text), self.params.vocab)
+    def preflight(self) -> list[str]:
+        text = self.path(self.params.text) if self.params.source == "text" else None
+        if text is None:
+            return []
+        if not text.is_file():
+            return [f"engine.text: no such file: {text}"]
+        try:
+            check_words(text, self.params.vocab)
+        except DataError as e:
+            return [str(e)]
+        return []
 
     data_keys = "engine.text or engine.test_samples"
 

@@ -8,10 +8,9 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
-
-from .base import DataError
 
 PROBE_SECONDS = 3.0
 
@@ -33,17 +32,17 @@ def unreachable() -> str:
     return ""
 
 
-def check_hub(key: str, what: str, alternative: str) -> None:
-    """DataError naming key when the hub is needed for `what` and cannot be reached. With HF_HUB_OFFLINE
-    set the cache is trusted: a missing copy fails later, with the engine's own one-line message."""
-    if offline():
-        return
-    why = unreachable()
-    if why:
-        raise DataError(
-            f"{key}: {what} comes from the Hugging Face hub, which cannot be reached ({why}); {alternative}, "
-            "or set HF_HUB_OFFLINE=1 to use a copy in the Hugging Face cache"
-        )
+def hub_problems(needs: list[tuple[str, str]], alternatives: Mapping[str, str]) -> list[str]:
+    """A line for each (key, what) of an engine's hub_needs() when the hub cannot be reached, with what to do
+    instead (alternatives[key]). With HF_HUB_OFFLINE set the cache is trusted: a missing copy fails later,
+    with the engine's own one-line message."""
+    why = "" if offline() or not needs else unreachable()
+    return [
+        f"{key}: {what} comes from the Hugging Face hub, which cannot be reached ({why}); {alternatives[key]}, "
+        "or set HF_HUB_OFFLINE=1 to use a copy in the Hugging Face cache"
+        for key, what in needs
+        if why
+    ]
 
 
 def hub_cli() -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DETECTOR_AUC, DataError, Engine, Fitted, Generated, Metric, Param, Report, point_features
+from .base import DETECTOR_AUC, UP, DataError, Engine, Fitted, Generated, Metric, Param, Report, point_features
 
 Model = dict[str, np.ndarray]
 
@@ -147,6 +147,9 @@ class LinregEngine(Engine):
     name = "linreg"
     preview_kind = "points"
     METRICS = METRICS
+    # the fit drifts from w*: its excess risk grows (ols_excess_risk: linearly in replace), and so does the
+    # real labels' perplexity; its residual variance stays at sigma^2 in expectation and shows no collapse
+    HEADLINE = (("perplexity", UP), ("excess_risk", UP))
     batched = True
     can_draw_fresh = True
     can_score = True

@@ -288,7 +288,13 @@ def _beams(forward, logits, seen, d: Decoding, eos, generator) -> torch.Tensor:
 
 
 def continuer(
-    model, d: Decoding, eos_token_id: int, pad_token_id: int, fast: bool, generator: torch.Generator, bf16: bool
+    model,
+    d: Decoding,
+    eos_token_ids: list[int],
+    pad_token_id: int | None,
+    fast: bool,
+    generator: torch.Generator,
+    bf16: bool,
 ) -> tuple[Callable[[torch.Tensor], torch.Tensor], str | None]:
     """The function that continues a (B, P) batch of prompts by d, and why generate does it when fast was
     asked for (None otherwise): this decoder, OPT's own beam search (engines/opt_beam.py: faster, it shares
@@ -302,8 +308,8 @@ def continuer(
 
             dtype = torch.bfloat16 if bf16 else None
             return lambda ids: beam_search(
-                model, ids, d.num_beams, d.new_tokens, d.repetition_penalty, [eos_token_id], dtype
+                model, ids, d.num_beams, d.new_tokens, d.repetition_penalty, eos_token_ids, dtype
             ), None
-        return lambda ids: decode(model, ids, d, [eos_token_id], generator), None
-    kw = {**d.generate_kwargs(), "pad_token_id": pad_token_id, "eos_token_id": eos_token_id}
+        return lambda ids: decode(model, ids, d, eos_token_ids, generator), None
+    kw = {**d.generate_kwargs(), "pad_token_id": pad_token_id, "eos_token_id": eos_token_ids or None}
     return lambda ids: model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)[:, ids.shape[1] :], why

@@ -91,7 +91,7 @@ def train_causal_lm(
     val_losses = []
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)  # dropout
-        for _ in range(sched.epochs):
+        for epoch in range(sched.epochs):
             model.train()
             order = torch.randperm(len(x), generator=gen).to(dev)
             for i in range(0, len(x), sched.batch):
@@ -116,7 +116,7 @@ def train_causal_lm(
                 step += 1
                 if step == total or time.monotonic() - shown >= 1.0:  # the only host syncs in the loop
                     loss_v, shown = float(losses[step - 1]), time.monotonic()
-                report("train", step, total, loss_v)
+                report("train", step, total, loss_v, f"epoch {epoch + 1}/{sched.epochs}, step {step}/{total}")
             val = validate(model)
             val_losses.append(val)
             if best is None or val < best_loss:  # (a NaN loss still leaves weights to return)

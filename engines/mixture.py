@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import DETECTOR_AUC, Engine, Generated, Metric, Report, point_features, points_preview
+from .base import DETECTOR_AUC, DOWN, UP, Engine, Generated, Metric, Report, point_features, points_preview
 
 Mixture = dict[str, np.ndarray]
 
@@ -155,6 +155,7 @@ class MixtureEngine(Engine):
 
     preview_kind = "points"
     METRICS = METRICS
+    HEADLINE = (("perplexity", UP), ("variance", DOWN))  # the tails go first (Nature, section 3.1)
     batched = True
     can_draw_fresh = True
     can_score = True

@@ -10,11 +10,11 @@ order) or add-k. Each generation counts its training blocks; every prompt (a blo
 training set, or of the generation's own with prompts = "train") is continued by exactly block_size
 words, by beam search with generate's repetition penalty, or by ancestral sampling (do_sample).
 
-Metrics: the OPT engine's (engines/text_metrics.py), with per-sequence perplexities under the
-generation-0 model, plus what a count model makes visible: support (distinct words generated),
-types_lost (share of generation 0's training words absent from the generated data), singletons_lost and
-doubletons_lost (share of the words seen once / twice in this generation's training data that the
-generated data lack: in replace mode, those that do not reach the next generation).
+Metrics: the OPT engine's (engines/text_metrics.py, and across prompts engines/cross_prompt.py), with
+per-sequence perplexities under the generation-0 model, plus what a count model makes visible: support
+(distinct words generated), types_lost (share of generation 0's training words absent from the generated
+data), singletons_lost and doubletons_lost (share of the words seen once / twice in this generation's
+training data that the generated data lack: in replace mode, those that do not reach the next generation).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from .base import DataError, Engine, Fitted, Generated, Metric, Param, Report, held_apart
-from .hub import check_hub
+from .cross_prompt import CROSS_PROMPT_METRICS, cross_prompt_metrics
+from .hub import hub_problems
 from .ngram_counts import NgramModel, ancestral, beam_search, block_nll, count
 from .text_data import (
     EOS,
@@ -37,6 +38,7 @@ from .text_data import (
     UNK,
     check_text_paths,
     group_blocks,
+    hub_text,
     line_words,
     local_files,
     prompt_indices,
@@ -44,12 +46,13 @@ from .text_data import (
     read_splits,
     read_text,
     text_bytes,
+    text_path_problems,
     text_source_params,
     text_words,
     with_prompt,
     words_text,
 )
-from .text_metrics import TEXT_METRICS, hashed_ngrams, seq_ppl_stats, text_metrics, type_metrics
+from .text_metrics import TEXT_HEADLINE, TEXT_METRICS, hashed_ngrams, seq_ppl_stats, text_metrics, type_metrics
 
 EVAL_MAX = 5000  # generated blocks whose perplexity is measured per generation
 PATH_KEYS = ("text_dir", "train", "test")
@@ -78,11 +81,13 @@ class NgramEngine(Engine):
     mitigations = frozenset({"prior", "distill", "real_weight", "detector"})
     METRICS = {
         **TEXT_METRICS,
+        **CROSS_PROMPT_METRICS,
         "support": Metric("distinct words in the generated data", "types"),
         "types_lost": Metric("generation 0's training words absent from the generated data", "fraction"),
         "singletons_lost": Metric("words seen once in the training data, absent from the generated", "fraction"),
         "doubletons_lost": Metric("words seen twice in the training data, absent from the generated", "fraction"),
     }
+    HEADLINE = TEXT_HEADLINE
     DISTANCE = Metric("perplexity of the other chain's text under this chain's model", "per word", log=True)
     PARAMS = {
         "order": Param(3, int, "n of the n-gram model (1: unigrams)", min=1, max=5),
@@ -125,18 +130,17 @@ class NgramEngine(Engine):
             raise DataError(f"engine.block_size: {p.block_size} words hold no {p.order}-gram (engine.order)")
         if p.do_sample and p.num_beams != 1:
             raise DataError("engine.num_beams: do_sample draws one continuation per prompt; set num_beams = 1")
-        check_text_paths(p, PATH_KEYS)
 
     def _files(self) -> dict[str, Path | None]:
         p = self.params
         return local_files({k: self.path(getattr(p, k)) for k in ("train", "test")}, self.path(p.text_dir))
 
     def hub_needs(self) -> list[tuple[str, str]]:
-        return [("engine.dataset", f"wikitext/{self.params.dataset}")] if self._files()["train"] is None else []
+        return [("engine.dataset", f"wikitext/{self.params.dataset}")] if hub_text(self.params, PATH_KEYS) else []
 
-    def preflight(self) -> None:
-        for key, what in self.hub_needs():
-            check_hub(key, what, HUB_ALTERNATIVE)
+    def preflight(self) -> list[str]:
+        hub = hub_problems(self.hub_needs(), {"engine.dataset": HUB_ALTERNATIVE})
+        return text_path_problems(self.params, PATH_KEYS) + hub
 
     data_keys = "engine.max_chars"
 
@@ -151,7 +155,9 @@ class NgramEngine(Engine):
         if self._data is None:
             p = self.params
             paths = {k: self.path(getattr(p, k)) for k in PATH_KEYS}
-            self.check_params(dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()}))
+            resolved = dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()})
+            self.check_params(resolved)
+            check_text_paths(resolved, PATH_KEYS)
             texts = read_splits(self._files(), None, p.dataset, p.max_chars)
             texts["held"] = texts["valid"] or self._after_training()
             rows = {split: line_words(texts[split]) for split in ("train", "test", "held")}
@@ -301,6 +307,7 @@ class NgramEngine(Engine):
                     "variance": float(seq_nll[s].var(ddof=1)) if seq_nll.shape[1] > 1 else 0.0,
                     **seq_ppl_stats(seq_nll[s]),
                     **text_metrics(samples[s, :EVAL_MAX], data.rare),
+                    **cross_prompt_metrics(samples[s, :EVAL_MAX], data.test),
                     **types[s],
                 }
             )

@@ -328,7 +328,8 @@ def beam_search(
             gen = np.take_along_axis(gen, parent[:, :, None], axis=1)
             gen[:, :, t] = word
             if report is not None:
-                report("sample", j * new + t + 1, len(chunks) * new, None)
+                where = f"generating {ch.stop if t + 1 == new else ch.start}/{R} prompts, word {t + 1}/{new}"
+                report("sample", j * new + t + 1, len(chunks) * new, None, where)
         out[ch] = gen[:, 0]
     return out
 
@@ -360,5 +361,6 @@ def ancestral(
             word = (cum < (u[ch, t] * cum[:, -1])[:, None]).sum(axis=1)
             out[ch, t] = np.minimum(word, V - 1)
             if report is not None:
-                report("sample", j * new + t + 1, len(chunks) * new, None)
+                where = f"generating {ch.stop if t + 1 == new else ch.start}/{R} prompts, word {t + 1}/{new}"
+                report("sample", j * new + t + 1, len(chunks) * new, None, where)
     return out.astype(np.int32)

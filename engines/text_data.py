@@ -51,29 +51,42 @@ def text_source_params(valid: bool) -> dict[str, Param]:
 HUB_ALTERNATIVE = "offline, set engine.text_dir or engine.train/valid/test to local text files"
 
 
-def check_text_paths(params: Any, keys: tuple[str, ...]) -> None:
-    """text_dir must be a folder and train/valid/test files, and local text needs a training and a test
-    text: said before a run directory exists, not when the run first reads them."""
+def hub_text(params: Any, keys: tuple[str, ...]) -> bool:
+    """Whether the text comes from the hub: no local text key is set."""
+    return not any(getattr(params, k) for k in keys)
+
+
+def text_path_problems(params: Any, keys: tuple[str, ...]) -> list[str]:
+    """What the local text keys lack, one line each: text_dir must be a folder and train/valid/test files,
+    and local text needs a training and a test text (preflight: said before a run directory exists, not
+    when the run first reads them)."""
+    problems = []
     for key in keys:
         value = getattr(params, key)
-        if not value:
-            continue
-        folder = key == "text_dir"
-        if not (Path(value).is_dir() if folder else Path(value).is_file()):
-            raise DataError(f"engine.{key}: no such {'folder' if folder else 'file'}: {value}")
-    given = {k: Path(getattr(params, k)) if k in keys and getattr(params, k) else None for k in SPLIT_FILES}
+        is_dir = key == "text_dir"
+        if value and not (Path(value).is_dir() if is_dir else Path(value).is_file()):
+            problems.append(f"engine.{key}: no such {'folder' if is_dir else 'file'}: {value}")
+    if hub_text(params, keys):
+        return problems
     text_dir = getattr(params, "text_dir", "")
-    if not text_dir and not any(given.values()):
-        return  # wikitext from the hub
-    found = local_files(given, Path(text_dir) if text_dir else None)
-    for split in ("train", "test"):
-        if found[split] is None:
-            if text_dir:
-                raise DataError(
-                    f"engine.text_dir: {text_dir} has no {SPLIT_FILES[split][0]} (expected train.txt and test.txt, "
-                    "valid.txt optional, or WikiText's wiki.train.raw and wiki.test.raw)"
-                )
-            raise DataError(f"engine.{split}: local text needs a {split} text too (engine.{split} or engine.text_dir)")
+    folder = Path(text_dir) if text_dir and Path(text_dir).is_dir() else None
+    given = {k: Path(getattr(params, k)) if k in keys and getattr(params, k) else None for k in SPLIT_FILES}
+    missing = [split for split, f in local_files(given, folder).items() if f is None and split != "valid"]
+    if missing and folder:
+        names = " or ".join(SPLIT_FILES[split][0] for split in missing)
+        problems.append(
+            f"engine.text_dir: {text_dir} has no {names} (expected train.txt and test.txt, valid.txt optional, "
+            "or WikiText's wiki.train.raw and wiki.test.raw)"
+        )
+    elif not text_dir:
+        problems += [f"engine.{s}: local text needs a {s} text too (engine.{s} or engine.text_dir)" for s in missing]
+    return problems
+
+
+def check_text_paths(params: Any, keys: tuple[str, ...]) -> None:
+    """text_path_problems' first line as a DataError, for an engine that reads its text without a preflight."""
+    if problems := text_path_problems(params, keys):
+        raise DataError(problems[0])
 
 
 def local_files(files: dict[str, Path | None], folder: Path | None) -> dict[str, Path | None]:
@@ -149,12 +162,13 @@ def read_splits(
     return {"train": lines("train"), "valid": lines("validation"), "test": lines("test")}
 
 
-OFFICIAL_CHUNK = 1000  # rows per batch of datasets' map(batched=True), the official run_clm's grouping
+OFFICIAL_CHUNK = 1000  # rows per batch of datasets' map(batched=True), the official code's grouping
+OFFICIAL_PROCS = 4  # its preprocess_datasets(preprocessing_num_workers=4): map(..., num_proc=4)
 
 
 def group_blocks(ids: list[list[int]], block_size: int, chunk: int = 0) -> np.ndarray:
     """Concatenate the rows' tokens and cut them into block_size blocks, dropping the remainder; with chunk,
-    chunk rows at a time, each chunk's remainder dropped (the official code's map(group_texts, batched=True))."""
+    chunk rows at a time, each chunk's remainder dropped (map(group_texts, batched=True) in one process)."""
     if chunk:
         parts = [group_blocks(ids[i : i + chunk], block_size) for i in range(0, len(ids), chunk)]
         return np.concatenate(parts) if parts else np.zeros((0, block_size), dtype=np.int32)
@@ -163,21 +177,37 @@ def group_blocks(ids: list[list[int]], block_size: int, chunk: int = 0) -> np.nd
     return flat[: n * block_size].reshape(n, block_size)
 
 
+def official_blocks(ids: list[list[int]], block_size: int) -> np.ndarray:
+    """The blocks of the official code's preprocess_datasets (dataset.py, called by main.py): datasets'
+    map(group_texts, batched=True, num_proc=4) cuts the rows into min(4, rows) contiguous shards (as
+    Dataset.shard(contiguous=True): the first rows % 4 shards one row longer), and each shard groups
+    OFFICIAL_CHUNK rows at a time, dropping each batch's remainder. A batch of fewer tokens than a block
+    gives main.py one short block, which its DataLoader cannot stack with the others; it gives none here."""
+    shards = min(OFFICIAL_PROCS, len(ids))
+    div, mod = divmod(len(ids), max(shards, 1))
+    starts = [div * i + min(i, mod) for i in range(shards + 1)]
+    parts = [group_blocks(ids[a:b], block_size, OFFICIAL_CHUNK) for a, b in zip(starts, starts[1:], strict=False)]
+    return np.concatenate(parts) if parts else np.zeros((0, block_size), dtype=np.int32)
+
+
 def split_blocks(
     rows: dict[str, list[list[int]]], block_size: int, valid_fraction: float, official: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(train, valid, test) blocks of the token rows of each split, grouped whole or, official, by chunks
-    of OFFICIAL_CHUNK rows; without a validation text, the last valid_fraction of the training blocks."""
-    chunk = OFFICIAL_CHUNK if official else 0
-    train = group_blocks(rows["train"], block_size, chunk)
+    """(train, valid, test) blocks of the token rows of each split, grouped whole or as the official code
+    does (official_blocks); without a validation text, the last valid_fraction of the training blocks."""
+
+    def blocks(ids: list[list[int]]) -> np.ndarray:
+        return official_blocks(ids, block_size) if official else group_blocks(ids, block_size)
+
+    train = blocks(rows["train"])
     if rows["valid"]:
-        valid = group_blocks(rows["valid"], block_size, chunk)
+        valid = blocks(rows["valid"])
     else:
         k = max(1, int(round(len(train) * valid_fraction)))
         train, valid = train[:-k], train[-k:]
-    test = group_blocks(rows["test"], block_size, chunk)
-    for split, blocks in (("train", train), ("valid", valid), ("test", test)):
-        if len(blocks) == 0:
+    test = blocks(rows["test"])
+    for split, part in (("train", train), ("valid", valid), ("test", test)):
+        if len(part) == 0:
             raise DataError(f"engine.{split}: the text gives no block of {block_size} tokens")
     return train, valid, test
 

@@ -93,8 +93,8 @@ def fisher_diagonal(
     Deterministic: the model in eval mode (no dropout) and loss drawing its noise from fixed seeds."""
     was_training = model.training
     model.eval()
-    params = dict(model.named_parameters())
-    total = {k: torch.zeros_like(p, dtype=torch.float32) for k, p in params.items()}
+    total = {k: torch.zeros_like(p, dtype=torch.float32) for k, p in model.named_parameters()}
+    params = {k: p for k, p in model.named_parameters() if p.requires_grad}  # frozen ones (LoRA's base): 0
     count = 0
     for x in examples:
         grads = torch.autograd.grad(loss(model, x), list(params.values()), allow_unused=True)

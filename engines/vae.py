@@ -22,6 +22,8 @@ import numpy as np
 
 from .base import (
     DETECTOR_AUC,
+    DOWN,
+    UP,
     DataError,
     Fitted,
     Generated,
@@ -32,7 +34,7 @@ from .base import (
     held_apart,
     point_features,
 )
-from .hub import check_hub
+from .hub import hub_problems
 from .vae_data import (
     LOCAL_ALTERNATIVE,
     Dataset,
@@ -53,6 +55,14 @@ DIGITS_SHAPE = (8, 8)  # scikit-learn's digits
 FILE_KEYS = ("images", "labels", "test_images", "test_labels")
 
 
+def missing_files(params: Any) -> list[str]:
+    """A line for each file key of source "files" naming a file that does not exist."""
+    paths = [getattr(params, k) for k in FILE_KEYS] if params.source == "files" else []
+    return [
+        f"engine.{k}: no such file: {v}" for k, v in zip(FILE_KEYS, paths, strict=False) if v and not Path(v).is_file()
+    ]
+
+
 class VAEEngine(TorchEngine):
     name = "vae"
     preview_kind = "images"
@@ -60,6 +70,7 @@ class VAEEngine(TorchEngine):
     can_score = True
     requires = ("torch", "safetensors")
     mitigations = frozenset({"l2", "ewc", "distill", "real_weight", "detector"})
+    HEADLINE = (("perplexity", UP), ("variance", DOWN))  # the samples crowd into fewer, blurrier digits
     METRICS = {
         "perplexity": Metric("exp(−ELBO per pixel) of real test images", log=True),
         "variance": Metric("variance of generation-0 encoder means of samples", "latent units²"),
@@ -115,20 +126,15 @@ class VAEEngine(TorchEngine):
             return
         if not params.images:
             raise DataError('engine.images: source "files" needs a path to MNIST IDX images or an .npz')
-        for key in FILE_KEYS:
-            value = getattr(params, key)
-            if value and not Path(value).is_file():
-                raise DataError(f"engine.{key}: no such file: {value}")
         if params.test_labels and not params.test_images:
             raise DataError("engine.test_labels: given without engine.test_images")
 
     def hub_needs(self) -> list[tuple[str, str]]:
         return [("engine.source", f"the dataset {self.params.hub_id!r}")] if self.params.source == "hub" else []
 
-    def preflight(self) -> None:
-        super().preflight()
-        for key, what in self.hub_needs():
-            check_hub(key, what, LOCAL_ALTERNATIVE)
+    def preflight(self) -> list[str]:
+        hub = hub_problems(self.hub_needs(), {"engine.source": LOCAL_ALTERNATIVE})
+        return super().preflight() + missing_files(self.params) + hub
 
     def example_shape(self) -> tuple[int, ...] | None:
         """8x8 digits; local files: their header's (a few bytes read); the hub's: known once downloaded."""
@@ -153,7 +159,10 @@ class VAEEngine(TorchEngine):
         if self._data is None:
             p = self.params
             paths = {k: str(self.path(getattr(p, k)) or "") for k in FILE_KEYS}
-            self.check_params(dataclasses.replace(p, **paths))
+            resolved = dataclasses.replace(p, **paths)
+            self.check_params(resolved)
+            if missing := missing_files(resolved):
+                raise DataError(missing[0])
             counts = p.train_count, p.test_count
             if p.source == "digits":
                 self._data = load_digits(*counts)

@@ -208,6 +208,19 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def no_hub(monkeypatch):
+    """The hub at a port where nothing listens (refused at once, no network touched), probed afresh."""
+    from collapse_tui.engines import hub
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    hub.unreachable.cache_clear()
+    yield
+    hub.unreachable.cache_clear()
+
+
+@pytest.fixture
 def write_preset(tmp_path: Path):
     """Write a preset file in tmp_path and return its path."""
 
@@ -262,7 +275,7 @@ def run_loop(tmp_path: Path, preset: str, overrides: list[str], stop_after: int 
 
 def tiny_opt(**params: object):
     """An OPT engine on the tiny config and the first 20,000 characters of the WikiText-2 files."""
-    from collapse_tui.engines.opt import OPTEngine
+    from collapse_tui.engines.lm import OPTEngine
 
     base = dict(model="tiny", train=WIKI_TRAIN, test=WIKI_TEST, max_chars=20000, block_size=16, vocab_size=500)
     return OPTEngine({**base, **params})

@@ -226,7 +226,7 @@ def test_a_cache_the_decoder_cannot_drive_is_left_to_generate_and_said_once():
         mamba = transformers.MambaForCausalLM(cfg).eval()
     notes = []
 
-    def report(phase, step, total, loss):
+    def report(phase, step, total, loss, detail=""):
         if phase.startswith(NOTE):
             notes.append(Progress(0, phase, step, total, loss))
 

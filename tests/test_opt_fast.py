@@ -11,8 +11,8 @@ import pytest
 from conftest import WIKI_TEST, WIKI_TRAIN, tiny_opt
 
 from collapse_tui.engines.base import DataError
+from collapse_tui.engines.lm import OPTEngine
 from collapse_tui.engines.lm_train import cosine_lambda
-from collapse_tui.engines.opt import OPTEngine
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")

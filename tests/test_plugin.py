@@ -70,7 +70,7 @@ def test_an_installed_plugin_is_listed_run_and_reported(tmp_path):
     listed = cli(site, tmp_path, "presets")
     assert listed.returncode == 0, listed.stderr
     assert any(line.split()[:2] == ["kde", "kde"] for line in listed.stdout.splitlines())
-    assert listed.stdout.splitlines()[-1] == "engines: categorical, gaussian, gmm, kde, linreg, ngram, opt, vae"
+    assert listed.stdout.splitlines()[-1] == "engines: categorical, gaussian, gmm, kde, linreg, lm, ngram, opt, vae"
 
     run = cli(site, tmp_path, "--batch", "kde", "--runs-dir", "runs")
     assert run.returncode == 0, run.stderr[-2000:]

@@ -181,7 +181,7 @@ def test_every_builtin_preset_is_valid_and_listed(capsys):
     assert main(["presets"]) == 0
     *lines, engines = capsys.readouterr().out.splitlines()
     assert sorted(line.split()[0] for line in lines) == sorted([*names, *builtin_sweeps()])  # sweeps: test_sweep.py
-    assert engines == "engines: categorical, gaussian, gmm, linreg, ngram, opt, vae"
+    assert engines == "engines: categorical, gaussian, gmm, linreg, lm, ngram, opt, vae"
     for name in names:
         cfg = load_preset(name)
         assert cfg.name == name and cfg.experiment["description"]

@@ -325,6 +325,7 @@ async def test_the_trend_row_marks_the_expected_curve(tmp_path):
     from collapse_tui.tui import render
     from collapse_tui.tui.app import build_app
     from collapse_tui.tui.components import Trend
+    from collapse_tui.tui.components.trend import LABEL_WIDTH
 
     rundir = RunDir.create(tmp_path, preset("experiment.generations=30", "experiment.seeds=20", "engine.samples=20"))
     assert run_in_process(rundir, stop_after=11) == "stopped"
@@ -335,7 +336,9 @@ async def test_the_trend_row_marks_the_expected_curve(tmp_path):
         assert trend.expected == list(read_theory(rundir.path)["variance"])  # all 30 generations: theory runs ahead
         rows = trend.render().plain.splitlines()
         assert rows[1].startswith(f"{render.MARKS[2]} theory")
-        top = rows[0][11 : 11 + 30]  # a column per generation: the line at 1 tops the frame, over the bars
+        top = rows[0][
+            LABEL_WIDTH : LABEL_WIDTH + 30
+        ]  # a column per generation: the line at 1 tops the frame, over the bars
         assert all(c == render.MARKS[-1] or c in render.EIGHTHS[1:] for c in top)
         assert top.count(render.MARKS[-1]) > 20  # where the bars do not reach the top row
         last = [r for r in rundir.read_metrics() if r["generation"] == 11]

@@ -40,9 +40,8 @@ def text_run(tmp_path: Path, generations: int = 6) -> Path:
     path = RunDir.create(tmp_path, cfg).path.rename(tmp_path / "demo-text")
     run = RunDir(path)
     for g in range(generations):
-        rows = [
-            {"seed": s, "generation": g, "perplexity": 20.0 * 1.3**g + s, "variance": 2.0 / (1 + g)} for s in (0, 1)
-        ]
+        spread = {"variance": 2.0 / (1 + g), "distinct_1": 0.5 / (1 + g)}  # distinct_1: a text engine's headline
+        rows = [{"seed": s, "generation": g, "perplexity": 20.0 * 1.3**g + s, **spread} for s in (0, 1)]
         run.append_metrics(rows)
         texts = []
         for tokens in paragraphs:
@@ -74,6 +73,13 @@ def test_snapshot_run_screen_light_theme(snap_compare, tmp_path):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=light)
+
+
+def test_snapshot_plot_pane(snap_compare, tmp_path):
+    """The plot pane (g) of the stopped gaussian run: variance's median and band over 12 of 40 generations, theory's
+    expected mean over all 40 and the seeds' mean."""
+    app = build_app(str(stopped_run(tmp_path)), [], tmp_path)
+    assert snap_compare(app, terminal_size=SIZE, press=["g"])
 
 
 def test_snapshot_diff_pane(snap_compare, tmp_path):

@@ -46,12 +46,15 @@ async def test_the_sweep_screen_shows_the_cells_and_opens_one(sweep):
         await pilot.pause()
         assert isinstance(app.screen, SweepScreen)
         table = app.screen.query_one(CellTable)
-        assert table.row_count == 2 and str(table.columns["trend"].label) == "perplexity"
+        assert table.row_count == 2 and str(table.columns["trend"].label) == "perplexity ↑"
+        medians = [
+            [s.centre for s in by_generation(c.rundir.read_metrics(), "perplexity").values()] for c in sweep.cells
+        ]
+        frame = (min(map(min, medians)), max(map(max, medians)))  # one scale for both cells
         for i, cell in enumerate(sweep.cells):
-            name, state, gen, spark = table.get_row_at(i)
-            medians = [s.centre for s in by_generation(cell.rundir.read_metrics(), "perplexity").values()]
+            name, state, gen, spark, *_ = table.get_row_at(i)
             assert (name, state, gen) == (cell.name, "finished", "5/5")
-            assert spark == render.sparkline(medians, SPARK_WIDTH, total=5)[0] and spark.strip()
+            assert spark == render.sparkline(medians[i], SPARK_WIDTH, total=5, frame=frame)[0] and spark.strip()
         await pilot.press("m")
         assert app.screen.metric == "nll" and str(table.columns["trend"].label) == "nll"
         await pilot.press("down", "enter")

@@ -11,18 +11,25 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from ..compare import compare_rows, grid, letters
-from ..runs import Run
+from ..runs import Run, shared_metrics
+from .components.plot_pane import PlotPane, cycle, first_metric
 
 
 class CompareScreen(Screen):
     BINDINGS = [
+        Binding("g", "toggle_plot", "Plot"),
+        Binding("m", "metric(1)", "Metric", show=False),
+        Binding("M", "metric(-1)", "Metric-", show=False),
         Binding("escape", "app.pop_screen", "Back"),
         Binding("q", "app.quit", "Quit"),
     ]
+
+    plot_metric = var("")  # the plot's (g shows it)
 
     def __init__(self, runs: list[Run]):
         """runs: from runs.load_runs (labelled)."""
@@ -40,6 +47,7 @@ class CompareScreen(Screen):
             yield Static("\n".join(lines), markup=False)
         yield DataTable(id="compare", cursor_type="row", zebra_stripes=True)
         yield Static("no metric shared by these runs (or no generation finished)", id="compare-empty")
+        yield PlotPane(id="compare-plot")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -54,3 +62,22 @@ class CompareScreen(Screen):
         table.display = bool(self.rows)
         self.query_one("#compare-empty", Static).display = not self.rows
         table.focus()
+        self.query_one(PlotPane).display = False
+
+    def watch_plot_metric(self, key: str) -> None:
+        if key:
+            self.query_one(PlotPane).show_runs(self.runs, letters(len(self.runs)), key)
+
+    def action_toggle_plot(self) -> None:
+        """The table, or the runs' medians of a metric overlaid (m, M: which)."""
+        plot = self.query_one(PlotPane)
+        plot.display = not plot.display
+        self.query_one("#compare", DataTable).display = bool(self.rows) and not plot.display
+        if plot.display and not self.plot_metric:
+            keys = shared_metrics(self.runs)
+            self.plot_metric = first_metric(keys)
+
+    def action_metric(self, step: int) -> None:
+        if not self.query_one(PlotPane).display:
+            self.action_toggle_plot()
+        self.plot_metric = cycle(shared_metrics(self.runs), self.plot_metric, step)

@@ -37,12 +37,13 @@ from ..rundir import RunDir
 from ..runlog import resumable
 from ..summary import SERIES, is_log
 from .branch_dialog import BranchDialog
-from .components import DiffPane, MetricsTable, ProgressRow, SamplesView, Trend
+from .components import DiffPane, MetricsTable, PlotPane, ProgressRow, SamplesView, Trend
+from .components.plot_pane import cycle, first_metric
 from .previews import preview_kind
 from .state import RESUMABLE, ScreenState, disk_state
 
 REFRESH = 0.1  # seconds between updates while events arrive
-TABS = ("samples", "diff", "table", "log")
+TABS = ("samples", "diff", "table", "log", "plot")
 GEN = Binding.Group("Gen n", compact=True)
 PROMPT = Binding.Group("Prompt", compact=True)
 
@@ -59,9 +60,13 @@ class RunScreen(Screen):
         Binding("left_curly_bracket", "gen(-10)", "Gen-10", key_display="{", show=False),
         Binding("right_curly_bracket", "gen(10)", "Gen+10", key_display="}", show=False),
         Binding("l", "latest", "Latest", show=False),
+        Binding("o", "open_samples", "Samples path", show=False),
         Binding("comma", "prompt(-1)", "Prompt-", key_display=",", group=PROMPT),
         Binding("full_stop", "prompt(1)", "Prompt+", key_display=".", group=PROMPT),
         Binding("t", "next_tab", "Pane"),
+        Binding("g", "tab('plot')", "Plot", show=False),
+        Binding("m", "metric(1)", "Metric", show=False),
+        Binding("M", "metric(-1)", "Metric-", show=False),
         Binding("c", "next_chain", "Chain"),
         Binding("v", "toggle_chains", "All chains"),
         *(Binding(str(i + 1), f"tab('{name}')", name.title(), show=False) for i, name in enumerate(TABS)),
@@ -77,6 +82,7 @@ class RunScreen(Screen):
     progress: var[Progress | None] = var(None)
     chain = var("")  # the chain whose series, table and samples show ("" for a single-engine run)
     all_chains = var(False)  # the trends: a row per chain and metric, or the chosen chain's alone
+    plot_metric = var("")  # the plot pane's (m, M)
 
     def __init__(self, rundir: RunDir, cfg: Config, start: str = "browse"):
         """start: 'new' runs at once, 'resume' resumes at once, 'browse' shows what is on disk."""
@@ -84,9 +90,11 @@ class RunScreen(Screen):
         self.rundir, self.cfg, self.start = rundir, cfg, start
         self.kind = preview_kind(cfg.engine_name)
         self.run_state = ScreenState(rundir, cfg)
-        # a trend row per SERIES metric, and one for the first metric theory expects when it expects none of them
-        theory = list(self.run_state.theory)
-        self.trend_keys = [*SERIES, *theory[:1]] if theory and not set(theory) & set(SERIES) else list(SERIES)
+        # a trend row per headline metric of the engine (SERIES, which every engine has, for several chains'),
+        # and one for the first metric theory expects when it expects none of them
+        st, theory = self.run_state, list(self.run_state.theory)
+        heads = list(st.headline_of[""]) if st.chains == [""] else list(SERIES)
+        self.trend_keys = [*heads, *theory[:1]] if theory and not set(theory) & set(heads) else heads
         self.set_reactive(RunScreen.chain, self.run_state.chain)
         self.events: deque[Event] = deque()  # filled by the worker thread, drained by the UI timer
         self.control: loop.Control | None = None
@@ -98,7 +106,7 @@ class RunScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(id="status")
         for key in self.trend_keys:
-            log = is_log(key, self.run_state.logs_of[""]) if key not in SERIES else key == "perplexity"
+            log = is_log(key, self.run_state.logs_of[self.run_state.chain])
             yield Trend(key, log=log, total=self.cfg.generations, id=f"trend-{key}")
         if len(self.run_state.chains) > 1:  # shown by v: a row per chain and metric
             for key in SERIES:
@@ -120,6 +128,8 @@ class RunScreen(Screen):
                 yield MetricsTable(self.run_state, id="metrics").data_bind(RunScreen.done, RunScreen.rewrites)
             with TabPane("Log", id="log"):
                 yield RichLog(id="log-view", max_lines=2000, wrap=True)
+            with TabPane("Plot", id="plot"):
+                yield PlotPane(id="plot-pane")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -138,6 +148,7 @@ class RunScreen(Screen):
             self.set_interval(1.0, self.poll_disk)
         self.set_interval(REFRESH, self.flush)
         self.flush()
+        self._draw_trends()  # the labels' directions before a first generation
 
     # the worker
     def start_loop(self, resume: bool) -> None:
@@ -268,14 +279,26 @@ class RunScreen(Screen):
             resume = " · r resumes from the last checkpoint" if resumable(st.state, st.failure) else ""
             error.border_subtitle = f"traceback in error.log{resume}"
 
+    def watch_plot_metric(self) -> None:
+        self._draw_plot()
+
+    @on(TabbedContent.TabActivated)
+    def _draw_plot(self) -> None:
+        """The plot pane, while it shows: a long run's curves are decimated afresh at each update."""
+        st = self.run_state
+        if self.is_mounted and self.query_one(TabbedContent).active == "plot":
+            self.plot_metric = self.plot_metric if self.plot_metric in st.keys else first_metric(st.keys, st.theory)
+            self.query_one(PlotPane).show_run(st, self.plot_metric)
+
     def _draw_trends(self) -> None:
+        self._draw_plot()
         st = self.run_state
         trends = [(self.query_one(f"#trend-{key}", Trend), key, st.chain) for key in self.trend_keys]
         if self.all_chains:
             trends += [(t, t.sub, t.label) for t in self.query(".chain-trend").results(Trend)]
         checks = {c.metric: c for c in st.checks()}
         for trend, key, chain in trends:
-            trend.values = st.series(key, chain)
+            trend.values, trend.direction = st.series(key, chain), st.headline_of[chain].get(key, "")
             medians = st.medians_of[chain]
             latest = medians[-1].get(key) if medians else None
             trend.band = (latest.lo, latest.hi) if latest is not None else (math.nan, math.nan)
@@ -376,8 +399,25 @@ class RunScreen(Screen):
     def action_latest(self) -> None:
         self.query_one(SamplesView).follow = True
 
+    def action_open_samples(self) -> None:
+        """Where the compared generation's samples are: in a notification and the log, and copied (OSC 52,
+        where the terminal takes it). Over SSH a path is what helps; `export --samples` draws them."""
+        view = self.query_one(SamplesView)
+        if view.n is None:
+            self.notify("no samples saved yet", severity="warning")
+            return
+        path = view.rundir.samples_file(view.n).resolve()
+        self.app.copy_to_clipboard(str(path))
+        self.notify(str(path), title=f"generation {view.n}'s samples (copied where the terminal allows)", timeout=10)
+        self.run_state.say(f"generation {view.n}'s samples: {path} (as PNG or text: export RUN --samples {view.n})")
+        self.flush()
+
     def action_prompt(self, delta: int) -> None:
         self.query_one(SamplesView).step_prompt(delta)
+
+    def action_metric(self, step: int) -> None:
+        self.plot_metric = cycle(self.run_state.keys, self.plot_metric, step)
+        self.action_tab("plot")
 
     def action_next_chain(self) -> None:
         chains = self.run_state.chains

@@ -20,7 +20,7 @@ from ..numbers import fmt_seconds
 from ..records import Failure, RunState
 from ..rundir import RunDir, run_state
 from ..runlog import RunLog, failed_line
-from ..summary import Summary, log_keys_of, scalar_keys, summarize_rows
+from ..summary import Summary, headline_of, log_keys_of, scalar_keys, summarize_rows, values
 from ..theory import Check, checks, expected
 
 RESUMABLE = (RunState.CREATED, RunState.STOPPED, RunState.FAILED, RunState.CRASHED)
@@ -48,17 +48,22 @@ class ScreenState:
     keys_of: dict[str, list[str]] = field(default_factory=dict)
     medians_of: dict[str, list[dict[str, Summary]]] = field(default_factory=dict)
     logs_of: dict[str, set[str]] = field(default_factory=dict)
+    headline_of: dict[str, dict[str, str]] = field(default_factory=dict)  # summary.headline_of its engine
     # what theory expects of the mean over seeds, per metric and generation (theory.py: computed from the
     # preset as loop.run writes it to theory.jsonl, so a run not yet started shows it too; none for chains),
     # and the rows of the last generation shown, which the checks against it read
     theory: dict[str, np.ndarray] = field(default_factory=dict)
     last_rows: list[dict[str, Any]] = field(default_factory=list)
+    means: list[dict[str, float]] = field(
+        default_factory=list
+    )  # per generation, the mean of each metric theory expects
 
     def __post_init__(self) -> None:
         self.chain = self.chains[0]
         for c in self.chains:
             self.keys_of[c], self.medians_of[c] = [], []
-            self.logs_of[c] = log_keys_of(self.cfg.chain(c).engine_name if c else self.cfg.engine_name)
+            engine = self.cfg.chain(c).engine_name if c else self.cfg.engine_name
+            self.logs_of[c], self.headline_of[c] = log_keys_of(engine), headline_of(engine)
         self.theory = expected(self.cfg)
 
     @property
@@ -90,6 +95,7 @@ class ScreenState:
             by_gen.setdefault(row["generation"], []).append(row)
         for medians in self.medians_of.values():
             medians.clear()
+        self.means.clear()
         for gen in sorted(by_gen):
             if gen != len(self.medians):
                 break  # generations are contiguous; anything else is not from this tool
@@ -103,6 +109,9 @@ class ScreenState:
             if not self.keys_of[c]:
                 self.keys_of[c] = scalar_keys(mine)
             self.medians_of[c].append(summarize_rows(mine, self.keys_of[c], self.logs_of[c]))
+        if self.theory:  # what its curves are set against (a single chain's rows)
+            with np.errstate(over="ignore"):
+                self.means.append({k: float(values(rows, k, log=False).mean()) for k in self.theory})
 
     def series(self, key: str, chain: str | None = None) -> list[float]:
         """The medians of key, generation by generation (log10 for log-quantities), of the chain shown or
@@ -119,6 +128,7 @@ class ScreenState:
             if self.done > ev.start_generation:  # rows after the checkpoint are computed again
                 for medians in self.medians_of.values():
                     del medians[ev.start_generation :]
+                del self.means[ev.start_generation :]
                 self.last_rows = []  # of a generation dropped: until the next one, no mean to show
                 self.rewrites += 1
         elif isinstance(ev, Progress):

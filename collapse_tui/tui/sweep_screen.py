@@ -1,11 +1,13 @@
 """The sweep screen: `collapse-tui SWEEP_DIR` shows the sweep's cells, their state, generations and a
-metric's sparkline, read from each cell's run directory once a second (a sweep runs with --batch, in
+metric's sparkline (one scale for all cells, so that their lines compare) with its first and last median
+over seeds and the change, read from each cell's run directory once a second (a sweep runs with --batch, in
 another process); enter opens a cell's run screen, which follows a run another process writes. A cell
 that cannot be read (a bad file, a deleted folder) reads "unreadable" with the reason, the others go on.
 A sweep with variants also shows what each fix buys and costs (collapse_tui.mitigations), below the cells."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -17,12 +19,26 @@ from textual.widgets import DataTable, Footer, Static
 from ..config import ConfigError
 from ..mitigations import HEADLINE, outcomes
 from ..runs import Run, load_run
-from ..summary import SERIES, by_generation, scalar_keys
+from ..summary import SERIES, Summary, by_generation, change_text, headline_of, is_log, scalar_keys, value_text
 from ..sweepdir import SweepDir
-from .components.cell_table import CellRow, CellTable
+from .components.cell_table import CellRow, CellTable, shared_frame
 from .components.mitigation_table import MitigationTable
+from .components.trend import ARROWS
 
 POLL = 1.0  # seconds between reads of the cells' status and metrics
+DIGITS = 3  # significant digits of the numbers beside the sparklines (80 columns)
+
+
+def numbers(series: list[Summary]) -> tuple[str, str, str]:
+    """A cell's first and last median over seeds and the change between them (a ratio for a log-quantity)."""
+    if not series:
+        return "", "", ""
+    first, last = series[0], series[-1]
+    return (
+        value_text(first.centre, first.log, DIGITS),
+        value_text(last.centre, last.log, DIGITS),
+        change_text(first, last, DIGITS),
+    )
 
 
 def _mtime(path: Path) -> int:
@@ -53,6 +69,7 @@ class SweepScreen(Screen):
     def compose(self) -> ComposeResult:
         keys = ", ".join(self.sweep.keys)
         yield Static(f"sweep {self.sweep.name} · {len(self.sweep.cells)} cells over {keys}", id="sweep-title")
+        yield Static(id="sweep-scale")
         yield CellTable(id="cells")
         if self.sweep.variants:
             yield Static(id="mitigations-title")
@@ -91,17 +108,37 @@ class SweepScreen(Screen):
         rows = []
         for cell in self.sweep.cells:
             if cell.name in self.errors:
-                rows.append(CellRow(cell.name, "unreadable", 0, 0, [], self.reason(cell.name)))
+                rows.append(CellRow(cell.name, "unreadable", 0, 0, [], error=self.reason(cell.name)))
                 continue
             run = self.runs[cell.name]
             state, gen, _ = self.states[cell.name]
-            series = by_generation(run.rows, self.metric, run.log_keys) if self.metric else {}
-            medians = [s.centre for s in series.values()]
-            rows.append(CellRow(cell.name, state, gen + 1, run.config.generations, medians))
-        self.query_one(CellTable).show(rows, self.metric or "no metrics yet")
+            series = list(by_generation(run.rows, self.metric, run.log_keys).values()) if self.metric else []
+            medians = [s.centre for s in series]
+            rows.append(CellRow(cell.name, state, gen + 1, run.config.generations, medians, numbers(series)))
+        self.query_one(CellTable).show(rows, self.label())
+        self.show_scale(shared_frame(rows))
         runs = [self.runs[c.name] for c in self.sweep.cells if c.name in self.runs]
         if self.sweep.variants and [id(r) for r in runs] != [id(r) for r in self._shown]:  # read again: new rows
             self.show_variants()
+
+    def label(self) -> str:
+        """The metric, with the way it moves as the model collapses when the engine declares it (Engine.HEADLINE)."""
+        if not self.metric:
+            return "no metrics yet"
+        engine = next((r.engine for r in self.runs.values()), "")  # a sweep's cells share their engine
+        arrow = ARROWS.get(headline_of(engine).get(self.metric, ""), "")
+        return f"{self.metric} {arrow}".rstrip()
+
+    def show_scale(self, frame: tuple[float, float]) -> None:
+        """What the shared scale spans, as the numbers beside the sparklines write it."""
+        scale = self.query_one("#sweep-scale", Static)
+        if math.isnan(frame[0]):
+            scale.update("")
+            return
+        log = is_log(self.metric, next((r.log_keys for r in self.runs.values()), ()))
+        low, high = (value_text(v, log, DIGITS) for v in frame)
+        kind = "log10 scale" if log else "scale"
+        scale.update(f"{self.metric}: one {kind} for all cells' medians, {low} to {high}")
 
     def show_variants(self) -> None:
         """The variants' table, at the last generation every readable cell has reached."""

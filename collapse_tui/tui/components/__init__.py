@@ -3,6 +3,7 @@
 from .diff_pane import DiffPane
 from .fields_form import FieldsForm
 from .metrics_table import TABLE_ROWS, MetricsTable
+from .plot_pane import PlotPane
 from .preset_table import PresetTable
 from .progress_row import ProgressRow
 from .row_table import RowTable
@@ -16,6 +17,7 @@ __all__ = [
     "DiffPane",
     "FieldsForm",
     "MetricsTable",
+    "PlotPane",
     "PresetTable",
     "ProgressRow",
     "RowTable",

@@ -1,7 +1,9 @@
-"""A sweep's cells, a row each: name, state, generations done and a metric's sparkline over generations."""
+"""A sweep's cells, a row each: name, state, generations done, a metric's sparkline over generations on the
+scale every cell shares, and its first and last medians over seeds with the change between them."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -9,7 +11,8 @@ from textual.widgets import DataTable
 
 from .. import render
 
-SPARK_WIDTH = 24
+SPARK_WIDTH = 16
+COLUMNS = ("cell", "state", "gen", "trend", "first", "last", "change")
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,14 @@ class CellRow:
     done: int  # generations finished
     generations: int
     medians: list[float]  # the metric's median over seeds per generation (log10 for a log-quantity)
+    numbers: tuple[str, str, str] = ("", "", "")  # the first and last median and the change (summary.py's texts)
     error: str = ""  # why the cell cannot be read (state "unreadable"), shown in place of the sparkline
+
+
+def shared_frame(rows: list[CellRow]) -> tuple[float, float]:
+    """The y range every cell's sparkline is drawn in: the finite medians of all cells (NaN: none)."""
+    finite = [v for r in rows for v in r.medians if math.isfinite(v)]
+    return (min(finite), max(finite)) if finite else (math.nan, math.nan)
 
 
 class CellTable(DataTable):
@@ -29,20 +39,23 @@ class CellTable(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
 
     def on_mount(self) -> None:
-        for col in ("cell", "state", "gen", "trend"):
+        for col in COLUMNS:
             self.add_column(col, key=col)
 
     def show(self, rows: list[CellRow], metric: str) -> None:
+        """The rows, their sparklines on one scale (shared_frame), so that a cell's line stands against the others'."""
         self.columns["trend"].label = Text(metric)
+        frame = shared_frame(rows)
         for r in rows:
             if r.error:  # the reason in the sparkline's place, cut to its width
                 reason = r.error if len(r.error) <= SPARK_WIDTH else r.error[: SPARK_WIDTH - 1] + "…"
-                cells = (r.name, r.state, "?", reason)
+                cells = (r.name, r.state, "?", reason, "", "", "")
             else:
-                spark = render.sparkline(r.medians, SPARK_WIDTH, total=r.generations)[0]
-                cells = (r.name, r.state, f"{r.done}/{r.generations}", spark)
+                spark = render.sparkline(r.medians, SPARK_WIDTH, total=r.generations, frame=frame)[0]
+                numbers = (Text(n, justify="right") for n in r.numbers)
+                cells = (r.name, r.state, f"{r.done}/{r.generations}", spark, *numbers)
             if r.name in self.rows:
-                for col, value in zip(("cell", "state", "gen", "trend"), cells):
+                for col, value in zip(COLUMNS, cells):
                     self.update_cell(r.name, col, value)
             else:
                 self.add_row(*cells, key=r.name)

@@ -1,5 +1,6 @@
-"""Generation 0 against generation n: for text, the text metrics that moved, repeated phrases and a word
-diff of the continuations; every metric otherwise."""
+"""Generation 0 against generation n: for text, the text metrics that moved, the phrases most prompts'
+continuations share, the phrases repeated inside a continuation and a word diff of the continuations;
+every metric otherwise."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from textual.widgets import Static
 
 from ...engines.text_data import split_prompt
 from ...numbers import NA
-from ...phrases import compare, word_diff
+from ...phrases import SHARED_MIN_WORDS, compare, shared_phrases, texts_holding, word_diff
 from ...summary import change_text, value_text
 from ..state import ScreenState
 
 MARKS = {"appeared": "+", "grew": ">", "shrank": "<", "vanished": "-"}
 # the text engines' metrics of what their samples repeat and keep (engines/text_metrics.py)
-TEXT_KEYS = ("rep4", "distinct_1", "distinct_2", "distinct_3", "types_lost", "singletons_lost", "support")
+TEXT_KEYS = (
+    *("cross_rep", "distinct_conts", "self_bleu", "unigram_js"),  # across prompts (engines/cross_prompt.py)
+    *("rep4", "distinct_1", "distinct_2", "distinct_3", "types_lost", "singletons_lost", "support"),
+)
 
 
 class DiffPane(VerticalScroll):
@@ -78,12 +82,26 @@ class DiffPane(VerticalScroll):
             return []
         return [Content.styled(f"text metrics that moved, generation 0 -> {n}", "bold"), *lines, Content("")]
 
+    def _shared(self, n: int, before: list[str], after: list[str]) -> list[Content]:
+        """The phrases the most continuations of generation n share, with how many held them at generation 0."""
+        head = f"phrases shared by prompts, generation 0 -> {n} (of the {len(after)} shown)"
+        out = [Content.styled(head, "bold")]
+        shared = shared_phrases(after)
+        if not shared:
+            out.append(Content.styled(f"no phrase of {SHARED_MIN_WORDS}+ words in two continuations", "$text-muted"))
+        for ph in shared:
+            out.append(
+                Content(f"{texts_holding(before, ph.key):>3} -> {ph.texts:<3} ") + Content.styled(ph.text, "bold")
+            )
+        return [*out, Content("")]
+
     def _text(self, n: int, first: list[str], other: list[str], prompt: int) -> Content:
         before, after = ([split_prompt(t)[1] for t in texts] for texts in (first, other))
         changes = compare(before, after)
-        out = [*self._moved(n), Content.styled(f"repeated phrases, generation 0 -> {n} (all prompts)", "bold")]
+        out = [*self._moved(n), *self._shared(n, before, after)]
+        out.append(Content.styled(f"phrases repeated inside a continuation, generation 0 -> {n}", "bold"))
         if not changes:
-            out.append(Content.styled("no change", "$text-muted"))
+            out.append(Content.styled("none appeared, grew, shrank or vanished", "$text-muted"))
         for c in changes:
             line = Content(f"{MARKS[c.kind]} {c.kind:<8} {c.before:>3} -> {c.after:<3} ")
             out.append(line + Content.styled(c.text, "bold" if c.kind in ("appeared", "grew") else ""))

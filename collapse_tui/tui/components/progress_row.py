@@ -71,8 +71,7 @@ class ProgressRow(Horizontal):
         if st.state == "paused":
             phase.update(f"paused at gen {st.done} · p continues")
         elif p is not None and p.generation == st.done:
-            loss = f" loss {p.loss:.4g}" if p.loss is not None else ""
-            phase.update(f"gen {p.generation} {p.phase} {p.step}/{p.total}{loss}")
+            phase.update(p.text())
             bar.update(total=max(p.total, 1), progress=p.step)
         else:
             phase.update(f"gen {st.done} starting")

@@ -11,10 +11,12 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from ...engines.base import DOWN, UP
 from ...summary import ratio_text, value_text
 from .. import render
 
-LABEL_WIDTH = 11
+LABEL_WIDTH = 14  # a name of 11 characters, its direction's arrow and a space
+ARROWS = {UP: "↑", DOWN: "↓"}  # beside a metric's name: the way it moves as the model collapses
 TAIL_WIDTH = 22
 # the sparkline's frame spans at least this much around generation 0's value, so that noise does not
 # fill the height as a collapse would: a tenth of a decade for log-quantities, 10% otherwise
@@ -41,6 +43,7 @@ class Trend(Widget):
     band = reactive((math.nan, math.nan))  # 16th and 84th percentile over seeds of the latest generation
     expected: reactive[list[float]] = reactive(list)  # in the values' scale (log10 for a log-quantity)
     theory = reactive((math.nan, math.nan))  # the latest generation's mean over seeds and expected mean
+    direction = reactive("")  # engines.base.UP or DOWN: the engine's Engine.HEADLINE says; "": not declared
 
     def __init__(self, label: str, log: bool = False, total: int | None = None, sub: str | None = None, **kwargs: Any):
         """sub: the second row's label (default: '(log10)' for a log-quantity)."""
@@ -82,6 +85,15 @@ class Trend(Widget):
         spread = [f"{p}{value_text(lo, log, d)}..{value_text(hi, log, d)}" for d in (3, 2, 1) for p in ("seeds ", "")]
         return head, fitting(spread)
 
+    def labels(self) -> tuple[str, str]:
+        """The label, with the direction's arrow, and the second row's: the sub label, else the theory mark's
+        key, else what the arrow means (so that the arrow reads without colour or a legend)."""
+        arrow = ARROWS.get(self.direction, "")
+        room = LABEL_WIDTH - 3  # the arrow, a space before it and one before the sparkline
+        name = self.label if len(self.label) <= room or not arrow else self.label[: room - 1] + "…"
+        sub = self.sub or (f"{render.MARKS[2]} theory" if self.expected else f"{arrow} collapse" if arrow else "")
+        return (f"{name} {arrow}" if arrow else name), sub
+
     def render(self) -> Content:
         height = max(1, self.size.height)
         width = max(0, self.size.width - LABEL_WIDTH - TAIL_WIDTH - 1)
@@ -89,16 +101,15 @@ class Trend(Widget):
         rows = render.sparkline(self.values, width, height, self.total, frame)
         marks = render.marks(self.expected, width, height, self.total, frame)
         tails = [*self.tail(), *[""] * height][:height]
-        sub = f"{render.MARKS[2]} theory" if self.expected and not self.sub else self.sub
-        labels = [self.label, sub, *[""] * height][:height]
+        labels = [*self.labels(), *[""] * height][:height]
         lines = []
-        for label, row, mark, tail in zip(labels, rows, marks, tails):
+        for i, (label, row, mark, tail) in enumerate(zip(labels, rows, marks, tails)):
             lines.append(
                 Content.assemble(
-                    (f"{label:<{LABEL_WIDTH}}", "bold" if label == self.label else "$text-muted"),
+                    (f"{label:<{LABEL_WIDTH}}", "$text-muted" if i else "bold"),
                     marked(row.ljust(width), mark),
                     " ",
-                    (tail[:TAIL_WIDTH], "" if tail is tails[0] and self.values else "$text-muted"),
+                    (tail[:TAIL_WIDTH], "" if i == 0 and self.values else "$text-muted"),
                 )
             )
         return Content("\n").join(lines)

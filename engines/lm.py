@@ -1,9 +1,14 @@
-"""The paper's OPT-125m on WikiText-2 (Nature, section 4): each generation fine-tunes the same starting
-weights on the last generation's text, then continues every block of the ORIGINAL training set with beam
-search; those continuations are the next generation's training blocks.
+"""Any causal language model in transformers on WikiText-2, the paper's OPT-125m by default (Nature,
+section 4): each generation fine-tunes the same starting weights on the last generation's text, then
+continues every block of the ORIGINAL training set with beam search; those continuations are the next
+generation's training blocks. Engine "lm"; "opt" is the same engine under the name the opt presets use.
 
-model: a hub id or a local folder (facebook/opt-125m by default), or "tiny": a small OPT config trained
-from scratch with a byte-level BPE tokenizer learned offline on the training text (tests, CPU demos).
+model: a hub id (read from the Hugging Face cache, with no network call once cached) or a local folder,
+loaded by AutoModelForCausalLM / AutoTokenizer, never with remote code; or "tiny": a small config of
+tiny_arch (OPT, GPT-2, GPT-NeoX, Llama) trained from scratch with a byte-level BPE tokenizer learned
+offline on the training text, with that family's special tokens (tests, CPU demos). The model's own
+generation_config (sampling defaults, banned n-grams) is replaced by the engine's keys; its end-of-text
+tokens are kept. lora_rank > 0 trains LoRA adapters (peft) and leaves the starting weights as they are.
 Data: wikitext-2-raw-v1 from the hub, or local text files (one per split, or a folder holding
 train.txt/valid.txt/test.txt), tokenised line by line, concatenated and cut into block_size blocks with
 the remainder dropped, as the official run_clm code does.
@@ -22,37 +27,59 @@ torch and transformers are imported inside the methods, never when a preset is v
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
-import math
+import importlib.util
+import json
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .base import NOTE, DataError, Fitted, Generated, Metric, Param, Report, TorchEngine, held_apart
-from .hub import check_hub, download_command
+from .cross_prompt import CROSS_PROMPT_METRICS, cross_prompt_metrics
+from .hub import download_command, hub_problems, offline
 from .lm_train import Schedule, Trained, train_causal_lm
 from .text_data import (
     HUB_ALTERNATIVE,
     TextData,
     check_text_paths,
     group_blocks,
+    hub_text,
     local_files,
     prompt_indices,
     rare_tokens,
     read_splits,
     split_blocks,
     text_bytes,
+    text_path_problems,
     text_source_params,
     with_prompt,
 )
-from .text_metrics import METRICS, hashed_ngrams, seq_ppl_stats, text_metrics
+from .text_metrics import METRICS, TEXT_HEADLINE, hashed_ngrams, seq_ppl_stats, text_metrics
 
 INIT_SEED = 1234  # the tiny model's starting weights: the same for every generation, seed and run
 EVAL_MAX = 5000  # generated blocks measured per generation
 SPECIALS = ("<pad>", "</s>", "<unk>")
+# the tiny model's architectures: each family's special tokens (pad, bos, eos, unk) and whether its tokenizer
+# starts every text with bos, as the family's own tokenizer does (OPT's real one does too; the tiny one never did)
+EOT = "<|endoftext|>"
+TINY_TOKENS: dict[str, tuple[str | None, str, str, str, bool]] = {
+    "opt": ("<pad>", "</s>", "</s>", "<unk>", False),
+    "gpt2": (None, EOT, EOT, EOT, False),
+    "gpt_neox": (None, EOT, EOT, EOT, False),
+    "llama": (None, "<s>", "</s>", "<unk>", True),
+}
 PATH_KEYS = ("text_dir", "train", "valid", "test")
 START_FILE = "start.safetensors"  # beside a tiny model's weights: the pretrained ones every generation starts from
+ADAPTER_CONFIG = "adapter_config.json"  # peft's: a saved model that is LoRA adapters on the starting weights
+LORA_MISSING = (
+    "engine.lora_rank: LoRA needs peft, not installed (pip install 'collapse-tui[lora]'); "
+    "or set engine.lora_rank = 0 (full fine-tuning)"
+)
 
 
 def _quiet_hugging_face() -> None:
@@ -63,11 +90,12 @@ def _quiet_hugging_face() -> None:
     hf_logging.set_verbosity_error()
 
 
-class OPTEngine(TorchEngine):
-    name = "opt"
+class LMEngine(TorchEngine):
+    name = "lm"
     preview_kind = "text"
     figures = "collapse_tui.engines.figures.opt"
-    METRICS = METRICS
+    METRICS = {**METRICS, **CROSS_PROMPT_METRICS}
+    HEADLINE = TEXT_HEADLINE
     DISTANCE = Metric("perplexity of the other chain's text under this chain's model", "per token", log=True)
     can_score = True
     requires = ("torch", "transformers", "tokenizers", "safetensors")
@@ -76,7 +104,7 @@ class OPTEngine(TorchEngine):
         "model": Param(
             "facebook/opt-125m",
             str,
-            'hub id, local folder (absolute or relative to the working folder), or "tiny" (small OPT from scratch)',
+            'hub id, local folder (absolute or relative to the working folder), or "tiny" (small model from scratch)',
         ),
         **text_source_params(valid=True),
         "valid_fraction": Param(0.1, float, "no validation text: share of training blocks held out", 0, 0.5),
@@ -85,6 +113,7 @@ class OPTEngine(TorchEngine):
         "tiny_layers": Param(2, int, "tiny: decoder layers", min=1, max=48),
         "tiny_hidden": Param(64, int, "tiny: hidden size", min=8, max=4096),
         "tiny_heads": Param(4, int, "tiny: attention heads (divide tiny_hidden)", min=1, max=64),
+        "tiny_arch": Param("opt", str, "tiny: the architecture built from scratch", choices=tuple(TINY_TOKENS)),
         "pretrain_epochs": Param(
             0,
             int,
@@ -98,6 +127,15 @@ class OPTEngine(TorchEngine):
         "epochs": Param(5, int, "training epochs per generation", min=1),
         "batch": Param(128, int, "blocks per optimizer step", min=1),
         "lr": Param(2e-5, float, "AdamW peak learning rate", min=0, min_exclusive=True),
+        "lora_rank": Param(
+            0,
+            int,
+            "LoRA adapters of this rank on the attention train, the starting weights stay (needs peft: the [lora] "
+            "extra); 0: every weight trains",
+            min=0,
+            max=4096,
+        ),
+        "lora_alpha": Param(0.0, float, "LoRA's scale numerator alpha (0: twice lora_rank)", min=0),
         "lr_min": Param(1e-6, float, "cosine schedule's floor", min=0),
         "weight_decay": Param(0.0, float, "AdamW weight decay", min=0),
         "warmup_steps": Param(0, int, "linear warmup steps before the cosine", min=0),
@@ -125,8 +163,9 @@ class OPTEngine(TorchEngine):
         "blocking": Param(
             "whole",
             str,
-            "how text becomes blocks: each split concatenated whole (whole), or as the official run_clm code "
-            "through datasets' map(batched=True), 1000 rows at a time, each chunk's remainder dropped (official)",
+            "how text becomes blocks: each split concatenated whole (whole), or as the official code's "
+            "map(batched=True, num_proc=4): 4 shards of rows, 1000 rows a batch in each, each batch's remainder "
+            "dropped (official)",
             choices=("whole", "official"),
         ),
         "num_beams": Param(5, int, "beam search width for the synthetic data", min=1, max=64),
@@ -178,7 +217,6 @@ class OPTEngine(TorchEngine):
             raise DataError(f"engine.tiny_heads: {p.tiny_heads} does not divide tiny_hidden")
         if p.lr_min > p.lr:
             raise DataError(f"engine.lr_min: {p.lr_min} is above lr {p.lr}")
-        check_text_paths(p, PATH_KEYS)
 
     def _files(self) -> dict[str, Path | None]:
         p = self.params
@@ -187,23 +225,48 @@ class OPTEngine(TorchEngine):
     def hub_needs(self) -> list[tuple[str, str]]:
         p = self.params
         needs = []
-        if self._files()["train"] is None:
+        if hub_text(p, PATH_KEYS):
             needs.append(("engine.dataset", f"wikitext/{p.dataset}"))
-        if p.model != "tiny" and not Path(p.model).expanduser().exists():
+        if p.model != "tiny" and not Path(p.model).expanduser().exists() and cached_model(p.model) is None:
             needs.append(("engine.model", f"the model {p.model}"))
         return needs
 
-    def preflight(self) -> None:
-        super().preflight()
+    def preflight(self) -> list[str]:
         p = self.params
-        for key, what in self.hub_needs():
-            alternative = (
-                HUB_ALTERNATIVE
-                if key == "engine.dataset"
-                else f"download it ({download_command(p.model)}) and set engine.model to "
-                'that folder, or set engine.model = "tiny"'
+        lines = []
+        if p.lora_rank and importlib.util.find_spec("peft") is None:
+            lines.append(LORA_MISSING)
+        if p.model != "tiny" and p.model.startswith(("/", ".", "~")) and not Path(p.model).expanduser().exists():
+            lines.append(f"engine.model: no folder {p.model}")
+        needs = self.hub_needs()
+        if offline() and ("engine.model", f"the model {p.model}") in needs:
+            lines.append(
+                f"engine.model: {p.model} is not in the Hugging Face cache ({hub_cache()}) and HF_HUB_OFFLINE "
+                f"is set; download it once ({download_command(p.model).replace(' --local-dir DIR', '')}), or "
+                'into a folder and set engine.model to it, or set engine.model = "tiny"'
             )
-            check_hub(key, what, alternative)
+        model = (
+            f"download it ({download_command(p.model)}) and set engine.model to that folder, "
+            'or set engine.model = "tiny"'
+        )
+        hub = hub_problems(needs, {"engine.dataset": HUB_ALTERNATIVE, "engine.model": model})
+        if config := model_config(p.model):
+            try:
+                self.check_positions(config)
+            except DataError as e:
+                lines.append(str(e))
+        return super().preflight() + text_path_problems(p, PATH_KEYS) + hub + lines
+
+    def check_positions(self, config: dict[str, Any]) -> None:
+        """DataError when a prompt block and its continuation do not fit the model's positions (config: the
+        model's config.json as a dict)."""
+        limit = config.get("max_position_embeddings") or config.get("n_positions")
+        need = self.params.block_size + self.new_tokens
+        if limit and need > limit:
+            raise DataError(
+                f"engine.block_size: a block and its continuation take {need} positions, more than the model's "
+                f"{limit} (max_position_embeddings); set engine.block_size to at most {limit // 2}"
+            )
 
     data_keys = "engine.max_chars"
 
@@ -219,7 +282,9 @@ class OPTEngine(TorchEngine):
             _quiet_hugging_face()  # here, not at construction: the start screen builds engines to ask them
             p = self.params
             paths = {k: self.path(getattr(p, k)) for k in PATH_KEYS}
-            self.check_params(dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()}))
+            resolved = dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()})
+            self.check_params(resolved)
+            check_text_paths(resolved, PATH_KEYS)
             files = {k: paths[k] for k in ("train", "valid", "test")}
             texts = read_splits(files, paths["text_dir"], p.dataset, p.max_chars)
             tok = self._tokenizer(texts["train"])
@@ -230,17 +295,24 @@ class OPTEngine(TorchEngine):
 
     def _tokenizer(self, train_lines: list[str]):
         if self.params.model == "tiny":
-            return train_tokenizer(train_lines, self.params.vocab_size)
+            return train_tokenizer(train_lines, self.params.vocab_size, self.params.tiny_arch)
         from transformers import AutoTokenizer
 
         return self._from_hub(AutoTokenizer, "tokenizer")
 
     def _from_hub(self, cls, what: str, **kw):
-        """A pretrained model or tokenizer by hub id or local folder; offline: one line saying what to do."""
+        """A pretrained model or tokenizer by local folder or hub id (from the cache alone once cached, so no
+        network call); never with remote code. Failing: one line saying what to do."""
         name = self.params.model
         local = Path(name).expanduser().exists()
+        only_local = local or cached_model(name) is not None
         try:
-            return cls.from_pretrained(str(Path(name).expanduser()) if local else name, local_files_only=local, **kw)
+            return cls.from_pretrained(
+                str(Path(name).expanduser()) if local else name,
+                local_files_only=only_local,
+                trust_remote_code=False,
+                **kw,
+            )
         except Exception as e:
             where = f"the local folder {name}" if local else f"the Hugging Face hub ({name})"
             raise DataError(
@@ -252,7 +324,13 @@ class OPTEngine(TorchEngine):
     # --- torch ------------------------------------------------------------------------------------
     def new_model(self):
         """The starting weights: the same every generation (the pretrained ones, the tiny seeded init, or the
-        tiny model pretrained once from it)."""
+        tiny model pretrained once from it), with fresh LoRA adapters (the same every generation) when
+        lora_rank is set."""
+        model = self._start_model()
+        return self._with_lora(model) if self.params.lora_rank else model  # peft's model forwards start_state
+
+    def _start_model(self):
+        """The starting weights, without adapters, on the device, generating as the engine's keys say."""
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -266,33 +344,65 @@ class OPTEngine(TorchEngine):
         else:
             if self._start is None:
                 m = self._from_hub(AutoModelForCausalLM, "model", dtype=torch.float32)
-                self._start = {"config": m.config, "state": {k: v.clone() for k, v in m.state_dict().items()}}
-            model = AutoModelForCausalLM.from_config(self._start["config"])
+                self.check_positions(m.config.to_dict())
+                state = {k: v.clone() for k, v in m.state_dict().items()}
+                self._start = {"config": m.config, "generation": m.generation_config, "state": state}
+            model = AutoModelForCausalLM.from_config(self._start["config"], trust_remote_code=False)
             model.load_state_dict(self._start["state"])
+            model.generation_config = copy.deepcopy(self._start["generation"])  # its end-of-text tokens
+        model.generation_config = self._generation_config(model)
         return model.to(self._dev())
+
+    def _generation_config(self, model):
+        """A generation_config with the model's special tokens alone: a model's own sampling defaults (top_k,
+        temperature, banned n-grams) would otherwise change what generate does with the engine's keys."""
+        from transformers import GenerationConfig
+
+        eos = self.eos_ids(model)
+        return GenerationConfig(
+            bos_token_id=model.generation_config.bos_token_id, eos_token_id=eos or None, pad_token_id=self._pad(eos)
+        )
+
+    def eos_ids(self, model) -> list[int]:
+        """The ids that end a text: the model's generation_config's (one or a list) and the tokenizer's."""
+        ids = model.generation_config.eos_token_id
+        ids = [ids] if isinstance(ids, int) else list(ids or [])
+        tok_eos = self.dataset().tokenizer.eos_token_id
+        return ids + [tok_eos] if tok_eos is not None and tok_eos not in ids else ids
+
+    def _pad(self, eos: list[int]) -> int | None:
+        """The pad id generate is given: the tokenizer's, else the first end-of-text id (GPT-2 has no pad)."""
+        pad = self.dataset().tokenizer.pad_token_id
+        return pad if pad is not None else (eos[0] if eos else None)
+
+    def _with_lora(self, model):
+        """model with LoRA adapters on its attention (peft's default modules for its architecture); the
+        adapters' initial weights are seeded, the same every generation."""
+        import torch
+
+        if importlib.util.find_spec("peft") is None:
+            raise DataError(LORA_MISSING)
+        from peft import LoraConfig, get_peft_model
+
+        p = self.params
+        cfg = LoraConfig(r=p.lora_rank, lora_alpha=p.lora_alpha or 2 * p.lora_rank, lora_dropout=0.0)
+        with torch.random.fork_rng(devices=[]), quiet_peft():
+            torch.manual_seed(INIT_SEED)
+            try:
+                return get_peft_model(model, cfg)
+            except ValueError as e:  # an architecture peft has no default target modules for
+                raise DataError(f"engine.lora_rank: peft cannot place adapters on this model ({e})") from None
 
     def _tiny_init(self):
         """The tiny model's seeded initial weights, on the device."""
         import torch
-        from transformers import OPTConfig, OPTForCausalLM
+        from transformers import AutoModelForCausalLM
 
         p, tok = self.params, self.dataset().tokenizer
-        h = p.tiny_hidden
-        cfg = OPTConfig(
-            vocab_size=len(tok),
-            hidden_size=h,
-            num_hidden_layers=p.tiny_layers,
-            ffn_dim=4 * h,
-            num_attention_heads=p.tiny_heads,
-            max_position_embeddings=max(2048, 2 * p.block_size),
-            word_embed_proj_dim=h,
-            pad_token_id=tok.pad_token_id,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-        )
+        cfg = tiny_config(p, tok, max(2048, 2 * p.block_size))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(INIT_SEED)
-            return OPTForCausalLM(cfg).to(self._dev())
+            return AutoModelForCausalLM.from_config(cfg).to(self._dev())
 
     def _pretrained(self, report: Report | None = None) -> dict[str, Any]:
         """The tiny model's pretrained weights: the seeded init trained pretrain_epochs on the real training
@@ -311,7 +421,7 @@ class OPTEngine(TorchEngine):
                 sched,
                 INIT_SEED,
                 validate=lambda m: float(self.block_nll(m, valid).mean()),
-                report=lambda phase, step, total, loss: report("pretrain", step, total, loss) if report else None,
+                report=lambda _, *where: report("pretrain", *where) if report is not None else None,
                 autocast=self._autocast,
                 compile_forward=False,
             )
@@ -375,7 +485,7 @@ class OPTEngine(TorchEngine):
         import torch
 
         if data.shape[0] != 1:
-            raise ValueError(f"the OPT engine trains one seed at a time, got data for {data.shape[0]}")
+            raise ValueError(f"the {self.name} engine trains one seed at a time, got data for {data.shape[0]}")
         p = self.params
         model = self.new_model()
         x = torch.from_numpy(np.ascontiguousarray(data[0], dtype=np.int64)).to(self._dev())
@@ -434,29 +544,33 @@ class OPTEngine(TorchEngine):
 
         from .lm_decode import Decoding, continuer
 
-        p, dev, tok = self.params, self._dev(), self.dataset().tokenizer
+        p, dev = self.params, self._dev()
         k = self.new_tokens
         model.eval()
+        if p.lora_rank:  # the architecture's own model, its attention modules applying the adapters
+            model = model.get_base_model()
+        eos = self.eos_ids(model)
         d = Decoding(p.num_beams, k, p.repetition_penalty, p.do_sample, p.temperature, p.top_k, p.top_p, p.min_p)
         gen = torch.Generator(dev).manual_seed(seed)  # the fast decoder's draws; generate's: the global generator
-        run, why = continuer(model, d, tok.eos_token_id, tok.pad_token_id, p.generator == "fast", gen, self._bf16())
+        run, why = continuer(model, d, eos, self._pad(eos), p.generator == "fast", gen, self._bf16())
         if why and report is not None and why not in self._told:  # once per run and reason
             self._told.add(why)
             report(f"{NOTE}transformers' generate decodes: {why}", 0, 0, None)
         bs = p.gen_batch
-        total = math.ceil(len(prompts) / bs)
         out = np.zeros((len(prompts), k), dtype=np.int32)
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
             torch.manual_seed(seed)
-            for j, i in enumerate(range(0, len(prompts), bs)):
+            for i in range(0, len(prompts), bs):
+                if report is not None:
+                    report("sample", i, len(prompts), None, f"generating {i}/{len(prompts)} prompts")
                 ids = torch.from_numpy(np.ascontiguousarray(prompts[i : i + bs], dtype=np.int64)).to(dev)
                 with self._autocast():
                     new = run(ids)
                 if new.shape[1] != k:
                     raise RuntimeError(f"generation gave {new.shape[1]} new tokens, expected {k}")
                 out[i : i + len(ids)] = new.cpu().numpy()
-                if report is not None:
-                    report("sample", j + 1, total, None)
+        if report is not None:
+            report("sample", len(prompts), len(prompts), None, f"generating {len(prompts)}/{len(prompts)} prompts")
         return out
 
     def decode(self, blocks: np.ndarray) -> list[str]:
@@ -503,6 +617,7 @@ class OPTEngine(TorchEngine):
                     "variance": float(seq_nll.var(ddof=1)) if len(seq_nll) > 1 else 0.0,
                     **seq_ppl_stats(seq_nll),
                     **text_metrics(s, data.rare),
+                    **cross_prompt_metrics(s, data.test),
                 }
             )
         return rows
@@ -514,6 +629,7 @@ class OPTEngine(TorchEngine):
 
     # --- checkpoints ------------------------------------------------------------------------------
     def save(self, model: Any, directory: Path) -> None:
+        """The weights in safetensors; with LoRA the adapters alone (the starting weights are the model's)."""
         directory = Path(directory)
         model.save_pretrained(directory, safe_serialization=True)
         if getattr(model, "start_state", None) is not None:
@@ -522,20 +638,40 @@ class OPTEngine(TorchEngine):
             save_file(model.start_state, directory / START_FILE)
 
     def load(self, directory: Path) -> Any:
+        from safetensors.torch import load_file
         from transformers import AutoModelForCausalLM
 
         _quiet_hugging_face()
         directory = Path(directory)
-        model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True).to(self._dev())
-        if (directory / START_FILE).is_file():
-            from safetensors.torch import load_file
+        start = (
+            load_file(directory / START_FILE, device=str(self._dev())) if (directory / START_FILE).is_file() else None
+        )
+        if (directory / ADAPTER_CONFIG).is_file():
+            from peft import PeftModel
 
-            model.start_state = load_file(directory / START_FILE, device=str(self._dev()))
+            if start is not None:
+                self._start_state = start  # the base the adapters were trained on
+            with quiet_peft():
+                model = PeftModel.from_pretrained(self._start_model(), directory, is_trainable=True)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
+            model = model.to(self._dev())
+        if start is not None:
+            model.start_state = start
         model.eval()
         return model
 
 
 # --- helpers (numpy; the tokenizer ones import tokenizers/transformers) --------------------------------
+@contextlib.contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Engines never print: no notes from peft on GPT-2's Conv1D layout, nor of a transformers deprecation
+    that peft calls."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(fan_in_fan_out|is_gradient_checkpointing).*")
+        yield
+
+
 def encode_lines(tok, lines: list[str]) -> list[list[int]]:
     """Each line (a row of the dataset) tokenised as the official code does: tokenizer(examples['text'])."""
     if not lines:
@@ -543,21 +679,103 @@ def encode_lines(tok, lines: list[str]) -> list[list[int]]:
     return tok(lines)["input_ids"]
 
 
-def train_tokenizer(lines: list[str], vocab_size: int):
-    """A byte-level BPE tokenizer learned on the training text (offline, deterministic)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def train_tokenizer(lines: list[str], vocab_size: int, arch: str = "opt"):
+    """A byte-level BPE tokenizer learned on the training text (offline, deterministic), with the special
+    tokens of the architecture's family (TINY_TOKENS)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
+    pad, bos, eos, unk, adds_bos = TINY_TOKENS[arch]
+    specials = list(SPECIALS) if arch == "opt" else list(dict.fromkeys(t for t in (unk, bos, eos) if t))
     tk = Tokenizer(models.BPE())
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIALS),
+        special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tk.train_from_iterator(lines, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tk, pad_token="<pad>", bos_token="</s>", eos_token="</s>", unk_token="<unk>"
-    )
+    if adds_bos:
+        tk.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tk.token_to_id(bos))]
+        )
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token=pad, bos_token=bos, eos_token=eos, unk_token=unk)
+
+
+def tiny_config(p: Any, tok, positions: int):
+    """The tiny model's config: tiny_arch with tiny_layers layers of tiny_hidden units, tiny_heads heads,
+    feed-forward 4 x hidden, the tokenizer's vocabulary and special tokens."""
+    from transformers import AutoConfig
+
+    h, layers, heads = p.tiny_hidden, p.tiny_layers, p.tiny_heads
+    sizes = {
+        "opt": dict(
+            hidden_size=h,
+            num_hidden_layers=layers,
+            ffn_dim=4 * h,
+            num_attention_heads=heads,
+            max_position_embeddings=positions,
+            word_embed_proj_dim=h,
+        ),
+        "gpt2": dict(n_embd=h, n_layer=layers, n_head=heads, n_inner=4 * h, n_positions=positions),
+        "gpt_neox": dict(
+            hidden_size=h,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=4 * h,
+            max_position_embeddings=positions,
+        ),
+        "llama": dict(
+            hidden_size=h,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=4 * h,
+            max_position_embeddings=positions,
+            tie_word_embeddings=True,
+        ),
+    }[p.tiny_arch]
+    ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    return AutoConfig.for_model(p.tiny_arch, vocab_size=len(tok), **sizes, **ids)
+
+
+def hub_cache() -> str:
+    """The Hugging Face hub cache folder huggingface_hub uses (HF_HUB_CACHE, HF_HOME/hub, ~/.cache/...)."""
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def cached_model(name: str) -> Path | None:
+    """The snapshot folder of hub model name's main revision in the Hugging Face cache, when its config.json
+    is there (the hub's own lookup, reading nothing but the cache's folders); else None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # no torch extra: nothing is cached for this engine
+        return None
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a repository id
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def model_config(name: str) -> dict[str, Any]:
+    """config.json of a local model folder or of a cached hub model, as a dict; {} for "tiny" or a model
+    not here yet (a download: checked once loaded)."""
+    folder = Path(name).expanduser() if name != "tiny" and Path(name).expanduser().is_dir() else None
+    folder = folder or (cached_model(name) if name != "tiny" else None)
+    path = folder / "config.json" if folder else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"engine.model: {path} is unreadable ({type(e).__name__})") from None
+
+
+class OPTEngine(LMEngine):
+    """The lm engine under the name the opt presets use: the same keys, the same rows."""
+
+    name = "opt"
