@@ -14,20 +14,14 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
 
 import machine
 import torch
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    GPTNeoXConfig,
-    GPTNeoXForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-    OPTConfig,
-    OPTForCausalLM,
-)
+from transformers import AutoModelForCausalLM, OPTConfig, OPTForCausalLM
 
+from collapse_tui.engines.lm import tiny_config
 from collapse_tui.engines.lm_decode import Decoding, decode
 from collapse_tui.engines.opt_beam import beam_search
 from collapse_tui.engines.opt_local import OPT_125M
@@ -37,39 +31,25 @@ EOS, PAD = 2, 1
 TINY = dict(hidden=64, layers=2, heads=4, vocab=2000)
 
 
-def tiny_models() -> dict[str, Callable[[], torch.nn.Module]]:
-    h, n, a, v = TINY["hidden"], TINY["layers"], TINY["heads"], TINY["vocab"]
-    ids = dict(bos_token_id=EOS, eos_token_id=EOS, pad_token_id=PAD)
-    return {
-        "opt tiny": lambda: OPTForCausalLM(
-            OPTConfig(
-                vocab_size=v,
-                hidden_size=h,
-                num_hidden_layers=n,
-                ffn_dim=4 * h,
-                num_attention_heads=a,
-                word_embed_proj_dim=h,
-                **ids,
-            )
-        ),
-        "gpt2 tiny": lambda: GPT2LMHeadModel(GPT2Config(vocab_size=v, n_embd=h, n_layer=n, n_head=a, **ids)),
-        "gpt-neox tiny": lambda: GPTNeoXForCausalLM(
-            GPTNeoXConfig(
-                vocab_size=v, hidden_size=h, num_hidden_layers=n, num_attention_heads=a, intermediate_size=4 * h, **ids
-            )
-        ),
-        "llama tiny": lambda: LlamaForCausalLM(
-            LlamaConfig(
-                vocab_size=v,
-                hidden_size=h,
-                num_hidden_layers=n,
-                num_attention_heads=a,
-                num_key_value_heads=a // 2,
-                intermediate_size=4 * h,
-                **ids,
-            )
-        ),
-    }
+@dataclass
+class Vocabulary:
+    """What tiny_config reads from a tokenizer: its special ids and its length."""
+
+    size: int = TINY["vocab"]
+    pad_token_id: int = PAD
+    bos_token_id: int = EOS
+    eos_token_id: int = EOS
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def tiny_model(arch: str) -> torch.nn.Module:
+    """The lm engine's tiny config of arch (engines/lm.py tiny_config), random weights."""
+    p = SimpleNamespace(
+        tiny_arch=arch, tiny_hidden=TINY["hidden"], tiny_layers=TINY["layers"], tiny_heads=TINY["heads"]
+    )
+    return AutoModelForCausalLM.from_config(tiny_config(p, Vocabulary(), 2 * BLOCK))
 
 
 def timed(fn: Callable[[], torch.Tensor], dev: torch.device) -> tuple[float, torch.Tensor]:
@@ -124,7 +104,8 @@ def main() -> None:
     print(f"machine: {machine.torch_device(dev)}")
     print(f"prompts of {BLOCK} tokens, {BLOCK} new tokens, repetition_penalty {args.penalty}, fp32")
     d = Decoding(args.beams, BLOCK, args.penalty)
-    models = tiny_models() if args.shapes != "opt125m" else {}
+    archs = ("opt", "gpt2", "gpt_neox", "llama") if args.shapes != "opt125m" else ()
+    models = {f"{arch} tiny": lambda arch=arch: tiny_model(arch) for arch in archs}
     if args.shapes != "tiny":
         models["opt-125m shape"] = lambda: OPTForCausalLM(
             OPTConfig(**OPT_125M, bos_token_id=EOS, eos_token_id=EOS, pad_token_id=PAD)
