@@ -21,8 +21,8 @@ import machine
 import torch
 from transformers import AutoModelForCausalLM, OPTConfig, OPTForCausalLM
 
-from collapse_tui.engines.lm import tiny_config
 from collapse_tui.engines.lm_decode import Decoding, decode
+from collapse_tui.engines.lm_models import tiny_config
 from collapse_tui.engines.opt_beam import beam_search
 from collapse_tui.engines.opt_local import OPT_125M
 

@@ -17,7 +17,8 @@ import pytest
 from conftest import WIKI_TEST, WIKI_TRAIN, run_loop, run_process
 
 from collapse_tui.cli import main
-from collapse_tui.engines.lm import LORA_MISSING, LMEngine, tiny_config, train_tokenizer
+from collapse_tui.engines.lm import LORA_MISSING, LMEngine
+from collapse_tui.engines.lm_models import tiny_config, train_tokenizer
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")

@@ -16,8 +16,8 @@ from conftest import tiny_opt
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 from collapse_tui.engines.base import NOTE, DataError  # noqa: E402
-from collapse_tui.engines.lm import tiny_config  # noqa: E402
 from collapse_tui.engines.lm_decode import Decoding, continuer, decode, process, unsupported_settings  # noqa: E402
+from collapse_tui.engines.lm_models import tiny_config  # noqa: E402
 
 VOCAB, PROMPTS, PLEN, NEW = 300, 12, 10, 12
 EOS, PAD = 2, 1
