@@ -30,22 +30,8 @@ def _log1p_unit(e: np.ndarray, n: int, out: np.ndarray) -> None:
         s = e[i] / (2.0 + e[i])
         s2 = s * s
         p = 1.0 / 35.0
-        p = p * s2 + 1.0 / 33.0
-        p = p * s2 + 1.0 / 31.0
-        p = p * s2 + 1.0 / 29.0
-        p = p * s2 + 1.0 / 27.0
-        p = p * s2 + 1.0 / 25.0
-        p = p * s2 + 1.0 / 23.0
-        p = p * s2 + 1.0 / 21.0
-        p = p * s2 + 1.0 / 19.0
-        p = p * s2 + 1.0 / 17.0
-        p = p * s2 + 1.0 / 15.0
-        p = p * s2 + 1.0 / 13.0
-        p = p * s2 + 1.0 / 11.0
-        p = p * s2 + 1.0 / 9.0
-        p = p * s2 + 1.0 / 7.0
-        p = p * s2 + 1.0 / 5.0
-        p = p * s2 + 1.0 / 3.0
+        for k in range(33, 1, -2):  # Horner's rule on 1/3, 1/5, ..., 1/35 (unrolled by LLVM)
+            p = p * s2 + 1.0 / k
         out[i] = 2.0 * s * (p * s2 + 1.0)
 
 
