@@ -1,0 +1,393 @@
+"""Beam search and ancestral sampling of the n-gram models (engines/ngram_counts.py), compiled (numba):
+each step ranks a beam's next words over the sparse successor tables, not a dense row of the vocabulary.
+
+The interpolated distribution of a history h = (..., b) is P(w) = T_n(w) + L_n Q_{n-1}(w), where T_n is the
+top order's discounted counts (the successors of h only) and Q_{m} the lower orders' distribution, which
+depends on the last m - 1 words alone: Q_m(w) = T_m(w) + L_m Q_{m-1}(w), down to the base distribution. So
+each order's successors of each context are sorted once per model by their Q_m (what they are worth below
+the top), and the base words by their probability; a step evaluates the top order's successors, then walks
+each lower order's list and the base order only while their bound can still beat the beam's width-th best.
+
+Every value a step ranks is the one the dense rows gave (ngram_counts.dense in float32, then generate's
+penalty and the log), computed the same way: float32 products and float64 additions rounded to float32, in
+the same order; the penalty's power and the log stay numpy's (its SIMD power and log may differ from libm's
+in a last bit), applied to the few candidates. Ties: the lower word id, as the dense argmax passes. The
+bounds carry a relative margin (BOUND_MARGIN) far above float32 rounding, so the words ranked are exactly
+those the dense search ranked: the rows are identical (bench/ngram_generation.py checks it).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit
+
+from .gmm_kernels import _use_cache_dir
+from .ngram_counts import NgramModel
+
+BOUND_MARGIN = 1e-5  # relative; float32 rounding of a value is below 4e-7
+
+_use_cache_dir()
+
+
+class Tables:
+    """A model's levels as flat arrays for the kernels (what the top order of histories of order - 1 words
+    uses: raw counts at the top, continuation counts below), with the sorted lists of the lower orders."""
+
+    def __init__(self, model: NgramModel) -> None:
+        n, V, S = model.order, model.vocab, model.seeds
+        kinds = {m: "raw" if m == n else "cont" for m in range(1, n + 1)}
+        lv = model.levels
+        self.keys = np.concatenate([x.keys for x in lv])
+        self.koff = np.cumsum([0] + [len(x.keys) for x in lv])
+        self.starts = np.concatenate([x.starts for x in lv])
+        self.soff = np.cumsum([0] + [len(x.starts) for x in lv])
+        counts = [(x.raw if kinds[m] == "raw" else x.cont).astype(np.float64) for m, x in enumerate(lv, 1)]
+        self.counts = np.concatenate(counts)
+        sums = [model.context_sums(m, kinds[m]) for m in range(1, n + 1)]
+        self.total = np.concatenate([s[0] for s in sums])
+        self.seen = np.concatenate([s[1] for s in sums])
+        self.coff = np.cumsum([0] + [len(s[0]) for s in sums])
+        kn = model.smoothing == "kneser-ney"
+        self.d = np.zeros((n + 1, S))
+        if kn:
+            for m in range(2, n + 1):
+                self.d[m] = model.discount(m, kinds[m])
+        base = model.base(n)
+        self.base32 = base.astype(np.float32)
+        self.border = np.lexsort((np.broadcast_to(np.arange(V), (S, V)), -self.base32), axis=1).astype(np.int64)
+        self.unigram = np.full((S, V), -1, np.int64)  # each seed's word's rank among the unigrams (-1: unseen)
+        self.unigram.ravel()[lv[0].keys] = np.arange(len(lv[0].keys))
+        self.kv = float(model.k * model.vocab) if not kn else 0.0
+        self.addk = not kn
+        self.qv, self.words, self.chain = self._sorted_lists(model, base)
+
+    def _sorted_lists(self, model: NgramModel, base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each context's successors best first (ties: the lower word), in place of its keys: at the orders
+        2..n-1 (Kneser-Ney) by Q_m (qv), at the top order by count; their words, and their counts (the
+        order's kind) with those of their last m - 1, m - 2, ... words at the orders below (chain), read in
+        sequence by the walks."""
+        n, V = model.order, model.vocab
+        order = np.zeros(len(self.keys), np.int64)
+        qv = np.zeros(len(self.keys))
+        suffixes = np.zeros(len(self.keys), np.int64)
+        lv = model.levels
+        suffix = lv[0].seed  # per m-gram, the index of its last m - 1 words among the (m-1)-grams
+        q = base[lv[0].seed, lv[0].keys % V]  # Q_1 of each unigram
+        for m in range(2, n + 1):
+            keys, ctx, word = lv[m - 1].keys, lv[m - 1].keys // V, lv[m - 1].keys % V
+            suffix = np.searchsorted(lv[m - 2].keys, suffix[ctx] * V + word)
+            lo = self.koff[m - 1]
+            suffixes[lo : lo + len(keys)] = suffix + self.koff[m - 2]
+            if m == n:  # the top order by count
+                order[lo:] = np.lexsort((word, -lv[m - 1].raw, ctx))
+            elif model.smoothing == "kneser-ney":
+                total, seen = model.context_sums(m, "cont")
+                d = model.discount(m, "cont")[lv[m - 1].seed]
+                ch = total[ctx]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    own = np.maximum(lv[m - 1].cont - d, 0) / ch + d * seen[ctx] / ch * q[suffix]
+                q = np.where(ch > 0, own, q[suffix])
+                order[lo : lo + len(keys)] = np.lexsort((word, -q, ctx))
+                qv[lo : lo + len(keys)] = q[order[lo : lo + len(keys)]]
+        chain = np.zeros((len(self.keys), max(n - 1, 1)))  # each key's count, then its last words' below
+        at = np.arange(len(self.keys))
+        for j in range(n - 1):
+            chain[:, j] = self.counts[at]
+            at = suffixes[at]
+        where = order + np.repeat(self.koff[:-1], np.diff(self.koff))  # the sorted lists' keys, as key indices
+        return qv, self.keys[where] % V, chain[where]
+
+    def args(self) -> tuple:
+        """(the arrays as the kernels unpack them: tab), addk, kv."""
+        tab = (
+            self.keys,
+            self.koff,
+            self.starts,
+            self.soff,
+            self.counts,
+            self.total,
+            self.seen,
+            self.coff,
+            self.d,
+            self.base32,
+            self.border,
+            self.words,
+            self.qv,
+            self.chain,
+            self.unigram,
+        )
+        return tab, self.addk, self.kv
+
+
+def tables(model: NgramModel) -> Tables:
+    if "_tables" not in model.cache:
+        model.cache["_tables"] = Tables(model)
+    return model.cache["_tables"]
+
+
+KERNEL = {"cache": True, "nogil": True, "error_model": "numpy"}
+INLINE = {**KERNEL, "inline": "always"}  # numba's own inlining: no call, no reference counts of the arrays
+
+
+@njit(**INLINE)
+def _find(keys, lo, hi, key):
+    """The index of key in the sorted keys[lo:hi], or -1."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < len(keys) and keys[lo] == key else -1
+
+
+@njit(**INLINE)
+def _segment(tab, m, r):
+    """The keys of context r among the m-grams: keys[lo:hi]."""
+    koff, starts, soff = tab[1], tab[2], tab[3]
+    return koff[m - 1] + starts[soff[m - 1] + r], koff[m - 1] + starts[soff[m - 1] + r + 1]
+
+
+@njit(**INLINE)
+def _terms(hist, s, V, n, tab, addk, kv, work):
+    """The interpolation of history hist (n - 1 words) of seed s, as ngram_counts._terms computes it: the
+    active orders (work's act_*: order, context rank, scale, discount, from the top down; they are
+    consecutive), lam[m] the weight of the order-m distribution in P; returns the base distribution's
+    weight and the number of active orders."""
+    keys, koff, total, seen, coff, d, unigram = tab[0], tab[1], tab[5], tab[6], tab[7], tab[8], tab[14]
+    act_m, act_r, act_scale, act_d, lam, ranks = work
+    c = n - 1
+    for j in range(1, c + 1):  # the rank of the last j words among the j-grams (-1: unseen)
+        rank = unigram[s, hist[c - j]]
+        for i in range(1, j):
+            if rank < 0:
+                break
+            lo, hi = _segment(tab, i + 1, rank)
+            pos = _find(keys, lo, hi, rank * V + hist[c - j + i])
+            rank = pos - koff[i] if pos >= 0 else -1
+        ranks[j] = rank
+    weight = 1.0
+    nact = 0
+    lam[:] = 0.0
+    for m in range(n, 1, -1):
+        if addk and m < n:
+            break
+        r = ranks[m - 1]
+        lam[m] = weight
+        if r < 0 or total[coff[m - 1] + r] <= 0:
+            continue
+        ch = total[coff[m - 1] + r]
+        act_m[nact], act_r[nact] = m, r
+        if addk:
+            denom = ch + kv
+            act_scale[nact], act_d[nact] = 1.0 / denom, 0.0
+            weight = kv / denom
+        else:
+            dm = d[m, s]
+            act_scale[nact], act_d[nact] = weight / ch, dm
+            weight = weight * (dm * seen[coff[m - 1] + r] / ch)
+        nact += 1
+    lam[1] = weight
+    return weight, nact
+
+
+@njit(**INLINE)
+def _value(w, s, w32, V, tab, nact, work, at, i):
+    """P(w) in float32 exactly as the dense rows: the weighted base, then each active order's term added
+    in float64 and rounded to float32, from the top down. at: the active order whose sorted list holds w
+    at i (-1: none), where its counts at that order and below are (the active orders are consecutive)."""
+    keys, counts, base32, chain = tab[0], tab[4], tab[9], tab[13]
+    act_m, act_r, act_scale, act_d = work[0], work[1], work[2], work[3]
+    v = w32 * base32[s, w]
+    for a in range(nact):
+        if at >= 0 and a >= at:
+            count = chain[i, a - at]
+        else:
+            lo, hi = _segment(tab, act_m[a], act_r[a])
+            pos = _find(keys, lo, hi, act_r[a] * V + w)
+            if pos < 0:
+                continue
+            count = counts[pos]
+        v = np.float32(np.float64(v) + act_scale[a] * max(count - act_d[a], 0.0))
+    return v
+
+
+@njit(**INLINE)
+def _insert(w, v, top_w, top_v, filled):
+    """Put (w, v) into the best-first lists (value, then the lower id) of at most len(top_w); new fill."""
+    width = len(top_w)
+    i = filled
+    if filled == width:
+        if v < top_v[width - 1] or (v == top_v[width - 1] and w > top_w[width - 1]):
+            return filled
+        i = width - 1
+    while i > 0 and (v > top_v[i - 1] or (v == top_v[i - 1] and w < top_w[i - 1])):
+        if i < width:
+            top_w[i], top_v[i] = top_w[i - 1], top_v[i - 1]
+        i -= 1
+    top_w[i], top_v[i] = w, v
+    return min(filled + 1, width)
+
+
+@njit(**INLINE)
+def _walk(a, seen_pass, marks, penalty, out, filled, n_seen, s, n, V, w32, nact, lower, tab, work):
+    """Walk the words of active order a (a = nact: the base distribution) best first while their bound can
+    still beat the width-th best: the words not yet evaluated into top_w, those stamped told (seen, when
+    penalised; told < 0: none) left out; or in the seen pass those alone, penalised, into seen_w. Returns
+    (filled, n_seen)."""
+    chain, base32, border, words, qv = tab[13], tab[9], tab[10], tab[11], tab[12]
+    act_m, act_r, act_scale, act_d, lam = work[0], work[1], work[2], work[3], work[4]
+    stamp, done, told = marks
+    top_w, top_v, seen_w, seen_v = out
+    width = len(top_w)
+    limit = (top_v[width - 1] * (1 - BOUND_MARGIN)) ** (1 / penalty) if seen_pass else 0.0  # top_v stays
+    m, r = 0, 0
+    lo, hi = 0, V
+    if a < nact:
+        m, r = act_m[a], act_r[a]
+        lo, hi = _segment(tab, m, r)
+    for i in range(lo, hi):
+        if a == nact:
+            w = border[s, i]
+            bound = np.float64(w32 * base32[s, w])
+        else:
+            w = words[i]
+            if m == n:  # the top order, by count: its term, and at most the most the lower orders give
+                bound = act_scale[a] * max(chain[i, 0] - act_d[a], 0.0) + lower
+            else:
+                bound = lam[m] * qv[i]
+        thr = limit if seen_pass else top_v[width - 1]
+        if filled == width and bound * (1 + BOUND_MARGIN) < thr * (1 - BOUND_MARGIN):
+            break
+        if (stamp[w] != told) if seen_pass else (stamp[w] == done or stamp[w] == told):
+            continue
+        v = _value(w, s, w32, V, tab, nact, work, a if a < nact else -1, i)
+        if seen_pass:
+            seen_w[n_seen], seen_v[n_seen] = w, v
+            n_seen += 1
+        else:
+            filled = _insert(w, v, top_w, top_v, filled)
+        stamp[w] = done
+    return filled, n_seen
+
+
+@njit(**INLINE)
+def _candidates(seq, seq_len, s, n, V, penalised, penalty, stamp, mark, out, tab, addk, kv, work):
+    """The best len(top_w) words after the words seq[:seq_len] (prompt and continuation) by their unpenalised
+    value, the seen words left out when penalised; and the seen words that may beat them once penalised
+    (value ** penalty), with their unpenalised values (out = (top_w, top_v, seen_w, seen_v); the count of
+    seen words returned)."""
+    top_w, top_v = out[0], out[1]
+    width = len(top_w)
+    base32, border, qv = tab[9], tab[10], tab[12]
+    weight, nact = _terms(seq[seq_len - (n - 1) : seq_len], s, V, n, tab, addk, kv, work)
+    w32 = np.float32(weight)
+    done, told = mark, mark + 1  # stamps: evaluated, and (penalised) seen
+    if penalised:
+        for i in range(seq_len):
+            stamp[seq[i]] = told
+    lower = np.float64(w32 * base32[s, border[s, 0]])  # the most any word gets below the top order
+    for a in range(nact):
+        if work[0][a] < n:
+            lo, hi = _segment(tab, work[0][a], work[1][a])
+            lower = max(lower, work[4][work[0][a]] * qv[lo])
+    filled, n_seen = 0, 0
+    marks = (stamp, done, told if penalised else -1)
+    for a in range(nact + 1):  # the orders from the top down, then the base distribution
+        filled, n_seen = _walk(a, False, marks, penalty, out, filled, n_seen, s, n, V, w32, nact, lower, tab, work)
+    if penalised:  # the seen words that may still beat the width-th once penalised
+        for a in range(nact + 1):
+            filled, n_seen = _walk(a, True, marks, penalty, out, filled, n_seen, s, n, V, w32, nact, lower, tab, work)
+    for i in range(filled, width):
+        top_w[i], top_v[i] = -1, -1.0
+    return n_seen
+
+
+@njit(**KERNEL)
+def _step(prompts, gen, t, seeds, penalised, penalty, stamp, mark, top_w, top_v, seen_w, seen_v, n_seen, n, V, tab, addk, kv):
+    """One step of every beam of prompts (q, L) with continuations gen (q, beams, >= t): _candidates."""
+    q, L = prompts.shape
+    beams = gen.shape[1]
+    seq = np.empty(L + gen.shape[2], np.int64)
+    work = (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n), np.empty(n), np.empty(n + 1), np.empty(n, np.int64))
+    for i in range(q):
+        seq[:L] = prompts[i]
+        for b in range(beams):
+            row = i * beams + b
+            seq[L : L + t] = gen[i, b, :t]
+            out = (top_w[row], top_v[row], seen_w[row], seen_v[row])
+            n_seen[row] = _candidates(seq, L + t, seeds[i], n, V, penalised, penalty, stamp, mark + 2 * row, out, tab, addk, kv, work)
+
+
+@njit(**KERNEL)
+def _merge(top_w, top_v, seen_w, seen_p, n_seen, cand, prob):
+    """Each row's best words among its unpenalised best and its penalised seen words (value, then the lower
+    id), best first: cand and prob (float64 of the float32 values)."""
+    width = top_w.shape[1]
+    tw = np.empty(width, np.int64)
+    tv = np.empty(width, np.float32)
+    for row in range(len(top_w)):
+        filled = 0
+        for k in range(width):
+            if top_w[row, k] >= 0:
+                tw[k], tv[k] = top_w[row, k], top_v[row, k]
+                filled += 1
+        for k in range(n_seen[row]):
+            filled = _insert(seen_w[row, k], seen_p[row, k], tw, tv, filled)
+        cand[row] = tw
+        prob[row] = tv
+
+
+CHUNK_PROMPTS = 2048  # prompts searched together: the buffers stay small (the seen words: L + new a beam)
+
+
+def beam_search(
+    model: NgramModel, seed: np.ndarray, prompts: np.ndarray, new: int, beams: int, penalty: float, report=None
+) -> np.ndarray:
+    """(R, new) int32: exactly new words continuing each prompt (R, L) of seed (R,), by beam search on summed
+    (penalised) log-probabilities as generate(num_beams, repetition_penalty) does; the best beam is kept.
+    The best beams of a step lie among each beam's own best words: only those are ranked across beams."""
+    R, V = len(prompts), model.vocab
+    width = min(beams, V)
+    tabs = tables(model).args()
+    stamp = np.full(V, -1, np.int64)
+    penalised = penalty != 1.0
+    out = np.zeros((R, new), dtype=np.int32)
+    chunks = [slice(i, min(R, i + CHUNK_PROMPTS)) for i in range(0, R, CHUNK_PROMPTS)]
+    mark = 0
+    for j, ch in enumerate(chunks):
+        pr = np.ascontiguousarray(prompts[ch], dtype=np.int64)
+        q, rows = len(pr), len(pr) * beams
+        seeds = np.ascontiguousarray(seed[ch], dtype=np.int64)
+        gen = np.zeros((q, beams, new), dtype=np.int64)
+        score = np.full((q, beams), -np.inf)
+        score[:, 0] = 0.0
+        top_w, top_v = np.empty((rows, width), np.int64), np.empty((rows, width), np.float32)
+        seen_w, seen_v = np.zeros((rows, pr.shape[1] + new), np.int64), np.zeros((rows, pr.shape[1] + new), np.float32)
+        n_seen = np.zeros(rows, np.int64)
+        cand, prob = np.empty((rows, width), np.int64), np.empty((rows, width))
+        for t in range(new):
+            _step(pr, gen, t, seeds, penalised, penalty, stamp, mark, top_w, top_v, seen_w, seen_v, n_seen, model.order, V, *tabs)
+            mark += 2 * rows
+            seen_p = seen_v
+            if penalised:  # generate's penalty: p ** penalty for a word already in the row (numpy's float32 power)
+                at = np.repeat(np.arange(rows), n_seen)
+                col = np.arange(len(at)) - np.repeat(np.cumsum(n_seen) - n_seen, n_seen)
+                seen_p = np.zeros_like(seen_v)
+                seen_p[at, col] = seen_v[at, col] ** penalty
+            _merge(top_w, top_v, seen_w, seen_p, n_seen, cand, prob)
+            with np.errstate(divide="ignore"):
+                logp = np.log(prob)
+            total = (score.reshape(-1, 1) + logp).reshape(q, beams * width)
+            order = np.lexsort((np.arange(beams * width)[None].repeat(q, 0), -total), axis=1)[:, :beams]
+            score = np.take_along_axis(total, order, axis=1)
+            parent = order // width
+            word = np.take_along_axis(cand.reshape(q, beams * width), order, axis=1)
+            gen = np.take_along_axis(gen, parent[:, :, None], axis=1)
+            gen[:, :, t] = word
+            if report is not None:
+                where = f"generating {ch.stop if t + 1 == new else ch.start}/{R} prompts, word {t + 1}/{new}"
+                report("sample", j * new + t + 1, len(chunks) * new, None, where)
+        out[ch] = gen[:, 0]
+    return out
