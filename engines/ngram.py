@@ -31,7 +31,8 @@ import numpy as np
 from .base import DataError, Engine, Fitted, Generated, Metric, Param, Report, held_apart
 from .cross_prompt import CROSS_PROMPT_METRICS, cross_prompt_metrics
 from .hub import hub_problems
-from .ngram_counts import NgramModel, ancestral, beam_search, block_nll, count
+from .ngram_counts import NgramModel, ancestral, block_nll, count
+from .ngram_search import beam_search
 from .text_data import (
     EOS,
     HUB_ALTERNATIVE,

@@ -18,6 +18,11 @@ those the dense search ranked: the rows are identical (bench/ngram_generation.py
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 from numba import njit
@@ -234,7 +239,7 @@ def _insert(w, v, top_w, top_v, filled):
 def _walk(a, seen_pass, marks, penalty, out, filled, n_seen, s, n, V, w32, nact, lower, tab, work):
     """Walk the words of active order a (a = nact: the base distribution) best first while their bound can
     still beat the width-th best: the words not yet evaluated into top_w, those stamped told (seen, when
-    penalised; told < 0: none) left out; or in the seen pass those alone, penalised, into seen_w. Returns
+    penalised; else -2: none) left out; or in the seen pass those alone, penalised, into seen_w. Returns
     (filled, n_seen)."""
     chain, base32, border, words, qv = tab[13], tab[9], tab[10], tab[11], tab[12]
     act_m, act_r, act_scale, act_d, lam = work[0], work[1], work[2], work[3], work[4]
@@ -253,10 +258,8 @@ def _walk(a, seen_pass, marks, penalty, out, filled, n_seen, s, n, V, w32, nact,
             bound = np.float64(w32 * base32[s, w])
         else:
             w = words[i]
-            if m == n:  # the top order, by count: its term, and at most the most the lower orders give
-                bound = act_scale[a] * max(chain[i, 0] - act_d[a], 0.0) + lower
-            else:
-                bound = lam[m] * qv[i]
+            # the top order, by count: its term, and at most the most the lower orders give
+            bound = act_scale[a] * max(chain[i, 0] - act_d[a], 0.0) + lower if m == n else lam[m] * qv[i]
         thr = limit if seen_pass else top_v[width - 1]
         if filled == width and bound * (1 + BOUND_MARGIN) < thr * (1 - BOUND_MARGIN):
             break
@@ -293,7 +296,7 @@ def _candidates(seq, seq_len, s, n, V, penalised, penalty, stamp, mark, out, tab
             lo, hi = _segment(tab, work[0][a], work[1][a])
             lower = max(lower, work[4][work[0][a]] * qv[lo])
     filled, n_seen = 0, 0
-    marks = (stamp, done, told if penalised else -1)
+    marks = (stamp, done, told if penalised else -2)  # stamps start at -1
     for a in range(nact + 1):  # the orders from the top down, then the base distribution
         filled, n_seen = _walk(a, False, marks, penalty, out, filled, n_seen, s, n, V, w32, nact, lower, tab, work)
     if penalised:  # the seen words that may still beat the width-th once penalised
@@ -305,19 +308,30 @@ def _candidates(seq, seq_len, s, n, V, penalised, penalty, stamp, mark, out, tab
 
 
 @njit(**KERNEL)
-def _step(prompts, gen, t, seeds, penalised, penalty, stamp, mark, top_w, top_v, seen_w, seen_v, n_seen, n, V, tab, addk, kv):
+def _step(
+    prompts, gen, t, seeds, penalised, penalty, stamp, mark, top_w, top_v, seen_w, seen_v, n_seen, n, V, tab, addk, kv
+):
     """One step of every beam of prompts (q, L) with continuations gen (q, beams, >= t): _candidates."""
     q, L = prompts.shape
     beams = gen.shape[1]
     seq = np.empty(L + gen.shape[2], np.int64)
-    work = (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n), np.empty(n), np.empty(n + 1), np.empty(n, np.int64))
+    work = (
+        np.empty(n, np.int64),
+        np.empty(n, np.int64),
+        np.empty(n),
+        np.empty(n),
+        np.empty(n + 1),
+        np.empty(n, np.int64),
+    )
     for i in range(q):
         seq[:L] = prompts[i]
         for b in range(beams):
             row = i * beams + b
             seq[L : L + t] = gen[i, b, :t]
             out = (top_w[row], top_v[row], seen_w[row], seen_v[row])
-            n_seen[row] = _candidates(seq, L + t, seeds[i], n, V, penalised, penalty, stamp, mark + 2 * row, out, tab, addk, kv, work)
+            n_seen[row] = _candidates(
+                seq, L + t, seeds[i], n, V, penalised, penalty, stamp, mark + 2 * row, out, tab, addk, kv, work
+            )
 
 
 @njit(**KERNEL)
@@ -339,7 +353,86 @@ def _merge(top_w, top_v, seen_w, seen_p, n_seen, cand, prob):
         prob[row] = tv
 
 
-CHUNK_PROMPTS = 2048  # prompts searched together: the buffers stay small (the seen words: L + new a beam)
+@njit(**KERNEL)
+def _select(score, logp, cand, gen, t):
+    """Each prompt's best beams among its beams' candidates (beams x width, by summed log-probability, ties:
+    the earlier candidate, as a stable sort), in place: score (q, beams), gen (q, beams, new) gets word t."""
+    q, beams = score.shape
+    width = cand.shape[1]
+    total = np.empty(beams * width)
+    chosen = np.empty(beams, np.int64)
+    kept = np.empty((beams, gen.shape[2]), np.int64)
+    for i in range(q):
+        for k in range(beams * width):
+            total[k] = score[i, k // width] + logp[i * beams + k // width, k % width]
+        taken = np.zeros(beams * width, np.bool_)
+        for b in range(beams):  # the b-th best: the highest total, the earliest among equal ones
+            best = -1
+            for k in range(beams * width):
+                if not taken[k] and (best < 0 or total[k] > total[best]):
+                    best = k
+            chosen[b], taken[best] = best, True
+        for b in range(beams):
+            kept[b, :t] = gen[i, chosen[b] // width, :t]
+        for b in range(beams):
+            k = chosen[b]
+            gen[i, b, :t] = kept[b, :t]
+            gen[i, b, t] = cand[i * beams + k // width, k % width]
+            score[i, b] = total[k]
+
+
+CHUNK_PROMPTS = 1024  # prompts searched together: the buffers stay small (the seen words: L + new a beam)
+
+
+def _search(
+    pr: np.ndarray, seeds: np.ndarray, new: int, beams: int, penalty: float, model: NgramModel, step
+) -> np.ndarray:
+    """The best beam of each prompt of one chunk; step(t) after each word."""
+    V, width, (tab, addk, kv) = model.vocab, min(beams, model.vocab), tables(model).args()
+    q, rows = len(pr), len(pr) * beams
+    stamp = np.full(V, -1, np.int64)
+    gen = np.zeros((q, beams, new), dtype=np.int64)
+    score = np.full((q, beams), -np.inf)
+    score[:, 0] = 0.0
+    top_w, top_v = np.empty((rows, width), np.int64), np.empty((rows, width), np.float32)
+    seen_w, seen_v = np.zeros((rows, pr.shape[1] + new), np.int64), np.zeros((rows, pr.shape[1] + new), np.float32)
+    n_seen = np.zeros(rows, np.int64)
+    cand, prob = np.empty((rows, width), np.int64), np.empty((rows, width))
+    penalised = penalty != 1.0
+    for t in range(new):
+        mark = 2 * rows * t
+        _step(
+            pr,
+            gen,
+            t,
+            seeds,
+            penalised,
+            penalty,
+            stamp,
+            mark,
+            top_w,
+            top_v,
+            seen_w,
+            seen_v,
+            n_seen,
+            model.order,
+            V,
+            tab,
+            addk,
+            kv,
+        )
+        seen_p = seen_v
+        if penalised:  # generate's penalty: p ** penalty for a word already in the row (numpy's float32 power)
+            at = np.repeat(np.arange(rows), n_seen)
+            col = np.arange(len(at)) - np.repeat(np.cumsum(n_seen) - n_seen, n_seen)
+            seen_p = np.zeros_like(seen_v)
+            seen_p[at, col] = seen_v[at, col] ** penalty
+        _merge(top_w, top_v, seen_w, seen_p, n_seen, cand, prob)
+        with np.errstate(divide="ignore"):
+            logp = np.log(prob)  # numpy's log, as the dense search took it
+        _select(score, logp, cand, gen, t)
+        step(t + 1)
+    return gen[:, 0]
 
 
 def beam_search(
@@ -347,47 +440,35 @@ def beam_search(
 ) -> np.ndarray:
     """(R, new) int32: exactly new words continuing each prompt (R, L) of seed (R,), by beam search on summed
     (penalised) log-probabilities as generate(num_beams, repetition_penalty) does; the best beam is kept.
-    The best beams of a step lie among each beam's own best words: only those are ranked across beams."""
-    R, V = len(prompts), model.vocab
-    width = min(beams, V)
-    tabs = tables(model).args()
-    stamp = np.full(V, -1, np.int64)
-    penalised = penalty != 1.0
+    The best beams of a step lie among each beam's own best words: only those are ranked across beams.
+    Chunks of prompts run on NUMBA_NUM_THREADS threads (the kernels release the GIL); the calling thread
+    reports the progress of all."""
+    R = len(prompts)
+    threads = min(numba.config.NUMBA_NUM_THREADS, -(-R // 64))
+    bounds = np.linspace(0, R, max(threads, -(-R // CHUNK_PROMPTS)) + 1).astype(int)
+    spans = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
     out = np.zeros((R, new), dtype=np.int32)
-    chunks = [slice(i, min(R, i + CHUNK_PROMPTS)) for i in range(0, R, CHUNK_PROMPTS)]
-    mark = 0
-    for j, ch in enumerate(chunks):
-        pr = np.ascontiguousarray(prompts[ch], dtype=np.int64)
-        q, rows = len(pr), len(pr) * beams
-        seeds = np.ascontiguousarray(seed[ch], dtype=np.int64)
-        gen = np.zeros((q, beams, new), dtype=np.int64)
-        score = np.full((q, beams), -np.inf)
-        score[:, 0] = 0.0
-        top_w, top_v = np.empty((rows, width), np.int64), np.empty((rows, width), np.float32)
-        seen_w, seen_v = np.zeros((rows, pr.shape[1] + new), np.int64), np.zeros((rows, pr.shape[1] + new), np.float32)
-        n_seen = np.zeros(rows, np.int64)
-        cand, prob = np.empty((rows, width), np.int64), np.empty((rows, width))
-        for t in range(new):
-            _step(pr, gen, t, seeds, penalised, penalty, stamp, mark, top_w, top_v, seen_w, seen_v, n_seen, model.order, V, *tabs)
-            mark += 2 * rows
-            seen_p = seen_v
-            if penalised:  # generate's penalty: p ** penalty for a word already in the row (numpy's float32 power)
-                at = np.repeat(np.arange(rows), n_seen)
-                col = np.arange(len(at)) - np.repeat(np.cumsum(n_seen) - n_seen, n_seen)
-                seen_p = np.zeros_like(seen_v)
-                seen_p[at, col] = seen_v[at, col] ** penalty
-            _merge(top_w, top_v, seen_w, seen_p, n_seen, cand, prob)
-            with np.errstate(divide="ignore"):
-                logp = np.log(prob)
-            total = (score.reshape(-1, 1) + logp).reshape(q, beams * width)
-            order = np.lexsort((np.arange(beams * width)[None].repeat(q, 0), -total), axis=1)[:, :beams]
-            score = np.take_along_axis(total, order, axis=1)
-            parent = order // width
-            word = np.take_along_axis(cand.reshape(q, beams * width), order, axis=1)
-            gen = np.take_along_axis(gen, parent[:, :, None], axis=1)
-            gen[:, :, t] = word
-            if report is not None:
-                where = f"generating {ch.stop if t + 1 == new else ch.start}/{R} prompts, word {t + 1}/{new}"
-                report("sample", j * new + t + 1, len(chunks) * new, None, where)
-        out[ch] = gen[:, 0]
+    done = [0] * len(spans)
+    claim = itertools.count()  # next() on it is atomic under the GIL
+    caller = threading.get_ident()
+
+    def take_chunks() -> None:
+        while (j := next(claim)) < len(spans):
+            ch = spans[j]
+
+            def step(t: int, j: int = j, ch: slice = ch) -> None:
+                done[j] = t
+                if report is not None and threading.get_ident() == caller:
+                    where = f"generating {ch.stop if t == new else ch.start}/{R} prompts, word {t}/{new}"
+                    report("sample", sum(done), len(spans) * new, None, where)
+
+            pr = np.ascontiguousarray(prompts[ch], dtype=np.int64)
+            out[ch] = _search(pr, np.ascontiguousarray(seed[ch], dtype=np.int64), new, beams, penalty, model, step)
+
+    tables(model)  # once, before the threads
+    with ThreadPoolExecutor(threads - 1) if threads > 1 else contextlib.nullcontext() as pool:
+        helpers = [pool.submit(take_chunks) for _ in range(threads - 1)] if pool else []
+        take_chunks()
+        for f in helpers:
+            f.result()
     return out
