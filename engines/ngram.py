@@ -32,7 +32,6 @@ from .base import DataError, Engine, Fitted, Generated, Metric, Param, Report, h
 from .cross_prompt import CROSS_PROMPT_METRICS, cross_prompt_metrics
 from .hub import hub_problems
 from .ngram_counts import NgramModel, ancestral, block_nll, count
-from .ngram_search import beam_search
 from .text_data import (
     EOS,
     HUB_ALTERNATIVE,
@@ -266,6 +265,8 @@ class NgramEngine(Engine):
             u = np.concatenate([r.random((n, k)) for r in rngs])
             out = ancestral(model, seed, prompts, k, u, p.repetition_penalty, p.temperature, report)
         else:
+            from .ngram_search import beam_search  # numba loads for a run, not when a preset is validated
+
             out = beam_search(model, seed, prompts, k, p.num_beams, p.repetition_penalty, report)
         out = out.reshape(S, n, k)
         shown = prompt_indices(source.shape[1], n)
