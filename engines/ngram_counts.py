@@ -281,35 +281,3 @@ def _penalise(p: np.ndarray, seen: np.ndarray, penalty: float) -> None:
     the row's prompt or continuation by penalty (once however often it occurs): here p ** penalty."""
     rows = np.arange(len(p))[:, None]
     p[rows, seen] = p[rows, seen] ** penalty
-
-
-def ancestral(
-    model: NgramModel,
-    seed: np.ndarray,
-    prompts: np.ndarray,
-    new: int,
-    u: np.ndarray,
-    penalty: float,
-    temperature: float,
-    report=None,
-) -> np.ndarray:
-    """(R, new) int32: new words continuing each prompt, each drawn from the (penalised, tempered) next-word
-    distribution by inverting its CDF at u (R, new) uniform in [0, 1)."""
-    R, V, c = len(prompts), model.vocab, model.order - 1
-    out = np.zeros((R, new), dtype=np.int64)
-    chunks = list(row_chunks(R, V))
-    for j, ch in enumerate(chunks):
-        pr = np.asarray(prompts[ch], dtype=np.int64)
-        for t in range(new):
-            p = dense(model, seed[ch], _history(pr, out[ch], t, c))
-            if penalty != 1.0:
-                _penalise(p, np.concatenate([pr, out[ch, :t]], axis=1), penalty)
-            if temperature != 1.0:
-                p = p ** (1.0 / temperature)
-            cum = np.cumsum(p, axis=1)
-            word = (cum < (u[ch, t] * cum[:, -1])[:, None]).sum(axis=1)
-            out[ch, t] = np.minimum(word, V - 1)
-            if report is not None:
-                where = f"generating {ch.stop if t + 1 == new else ch.start}/{R} prompts, word {t + 1}/{new}"
-                report("sample", j * new + t + 1, len(chunks) * new, None, where)
-    return out.astype(np.int32)

@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from .gmm_kernels import _use_cache_dir
-from .ngram_counts import NgramModel
+from .ngram_counts import NgramModel, _penalise, row_chunks
 
 BOUND_MARGIN = 1e-5  # relative; float32 rounding of a value is below 4e-7
 
@@ -59,6 +59,7 @@ class Tables:
             for m in range(2, n + 1):
                 self.d[m] = model.discount(m, kinds[m])
         base = model.base(n)
+        self.base = base
         self.base32 = base.astype(np.float32)
         self.border = np.lexsort((np.broadcast_to(np.arange(V), (S, V)), -self.base32), axis=1).astype(np.int64)
         self.unigram = np.full((S, V), -1, np.int64)  # each seed's word's rank among the unigrams (-1: unseen)
@@ -121,6 +122,7 @@ class Tables:
             self.qv,
             self.chain,
             self.unigram,
+            self.base,
         )
         return tab, self.addk, self.kv
 
@@ -472,3 +474,89 @@ def beam_search(
         for f in helpers:
             f.result()
     return out
+
+
+@njit(**KERNEL)
+def _dense_rows(prompts, out, t, seeds, p, n, V, tab, addk, kv):
+    """Each row's whole next-word distribution after its prompt and out[:, :t], into p (q, V) float64, as
+    ngram_counts.dense computes it: the weighted base, then the active orders' terms, from the top down."""
+    keys, counts, base = tab[0], tab[4], tab[15]
+    q, L = prompts.shape
+    seq = np.empty(L + out.shape[1], np.int64)
+    work = (
+        np.empty(n, np.int64),
+        np.empty(n, np.int64),
+        np.empty(n),
+        np.empty(n),
+        np.empty(n + 1),
+        np.empty(n, np.int64),
+    )
+    for i in range(q):
+        seq[:L] = prompts[i]
+        seq[L : L + t] = out[i, :t]
+        s = seeds[i]
+        weight, nact = _terms(seq[L + t - (n - 1) : L + t], s, V, n, tab, addk, kv, work)
+        for w in range(V):
+            p[i, w] = weight * base[s, w]
+        for a in range(nact):
+            r = work[1][a]
+            lo, hi = _segment(tab, work[0][a], r)
+            for pos in range(lo, hi):
+                p[i, keys[pos] - r * V] += work[2][a] * max(counts[pos] - work[3][a], 0.0)
+
+
+@njit(**KERNEL)
+def _inverse_cdf(p, u, words):
+    """Each row's word where its cumulative sum (in order, as numpy's cumsum) first reaches u x the total
+    (the count of partial sums below it, as the dense sampler took it), at most V - 1."""
+    q, V = p.shape
+    for i in range(q):
+        cum = 0.0
+        for w in range(V):
+            cum += p[i, w]
+            p[i, w] = cum
+        target = u[i] * cum
+        lo, hi = 0, V
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if p[i, mid] < target:
+                lo = mid + 1
+            else:
+                hi = mid
+        words[i] = min(lo, V - 1)
+
+
+def ancestral(
+    model: NgramModel,
+    seed: np.ndarray,
+    prompts: np.ndarray,
+    new: int,
+    u: np.ndarray,
+    penalty: float,
+    temperature: float,
+    report=None,
+) -> np.ndarray:
+    """(R, new) int32: new words continuing each prompt, each drawn from the (penalised, tempered) next-word
+    distribution by inverting its CDF at u (R, new) uniform in [0, 1); the rows are built compiled, the
+    penalty's and the temperature's powers stay numpy's."""
+    R, V = len(prompts), model.vocab
+    tab, addk, kv = tables(model).args()
+    out = np.zeros((R, new), dtype=np.int64)
+    chunks = list(row_chunks(R, V))
+    for j, ch in enumerate(chunks):
+        pr = np.ascontiguousarray(prompts[ch], dtype=np.int64)
+        seeds = np.ascontiguousarray(seed[ch], dtype=np.int64)
+        mine = np.zeros((len(pr), new), dtype=np.int64)
+        p = np.empty((len(pr), V))
+        for t in range(new):
+            _dense_rows(pr, mine, t, seeds, p, model.order, V, tab, addk, kv)
+            if penalty != 1.0:
+                _penalise(p, np.concatenate([pr, mine[:, :t]], axis=1), penalty)
+            if temperature != 1.0:
+                p = p ** (1.0 / temperature)
+            _inverse_cdf(p, np.ascontiguousarray(u[ch, t]), mine[:, t])
+            if report is not None:
+                where = f"generating {ch.stop if t + 1 == new else ch.start}/{R} prompts, word {t + 1}/{new}"
+                report("sample", j * new + t + 1, len(chunks) * new, None, where)
+        out[ch] = mine
+    return out.astype(np.int32)
