@@ -7,12 +7,21 @@ baselines measured in the same run for the same steps:
   continuations must equal the engine's sparse search's, word for word.
 
     .venv/bin/python bench/ngram_generation.py             # about a minute on 2 cores
-    .venv/bin/python bench/ngram_generation.py --text-dir DIR --seeds 1 --dense 0   # other text
+    .venv/bin/python bench/ngram_generation.py --text-dir DIR --seeds 1 --dense 300   # other text
+    .venv/bin/python bench/ngram_generation.py --quick OTHER_PYTHON   # ngram-quick, launch to exit
+
+--quick times `python -m collapse_tui --batch ngram-quick` end to end (process start to exit, numba's
+cache warm), this checkout's against another installation's python (e.g. main's .venv), interleaved,
+--repeat times each, medians.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections import Counter
 
@@ -73,12 +82,39 @@ def dense_beam_search(
     return out
 
 
+def launch_to_exit(python: str, runs: str) -> float:
+    t = time.perf_counter()
+    subprocess.run(
+        [python, "-m", "collapse_tui", "--batch", "ngram-quick", "--runs-dir", runs], check=True, capture_output=True
+    )
+    return time.perf_counter() - t
+
+
+def quick(other: str, repeat: int) -> None:
+    """ngram-quick launch to exit, this checkout's python against other's, interleaved (one warm-up each)."""
+    with tempfile.TemporaryDirectory() as runs:
+        times: dict[str, list[float]] = {sys.executable: [], other: []}
+        for i in range(repeat + 1):
+            for python in times:
+                took = launch_to_exit(python, runs)
+                if i:
+                    times[python].append(took)
+    mine, theirs = (statistics.median(times[p]) for p in (sys.executable, other))
+    print(f"machine: {machine.cpu()}")
+    print(f"ngram-quick, launch to exit: {mine:.2f} s ({', '.join(f'{t:.2f}' for t in times[sys.executable])})")
+    print(f"  {other}: {theirs:.2f} s ({', '.join(f'{t:.2f}' for t in times[other])}); {theirs / mine:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", default="", help="another installation's python: time ngram-quick against it")
+    ap.add_argument("--repeat", type=int, default=3, help="--quick: runs of each")
     ap.add_argument("--dense", type=int, default=0, help="prompts the dense baseline continues (0: all)")
     ap.add_argument("--text-dir", default="", help="local text (train.txt, test.txt) instead of the preset's")
     ap.add_argument("--seeds", type=int, default=0, help="seeds (0: the preset's)")
     args = ap.parse_args()
+    if args.quick:
+        return quick(args.quick, args.repeat)
     sets = [f"engine.text_dir={args.text_dir!r}", "engine.train=''", "engine.test=''"] if args.text_dir else []
     cfg = load_preset("ngram", sets + ([f"experiment.seeds={args.seeds}"] if args.seeds else []))
     engine = NgramEngine(cfg.engine)
