@@ -138,6 +138,22 @@ INLINE = {**KERNEL, "inline": "always"}  # numba's own inlining: no call, no ref
 
 
 @njit(**INLINE)
+def _work(n):
+    """A row's work arrays: the active orders (order, context rank, scale, discount), lam, the context
+    ranks, and the walks' places and ends in each list."""
+    return (
+        np.empty(n, np.int64),
+        np.empty(n, np.int64),
+        np.empty(n),
+        np.empty(n),
+        np.empty(n + 1),
+        np.empty(n, np.int64),
+        np.empty(n + 1, np.int64),
+        np.empty(n + 1, np.int64),
+    )
+
+
+@njit(**INLINE)
 def _find(keys, lo, hi, key):
     """The index of key in the sorted keys[lo:hi], or -1."""
     while lo < hi:
@@ -163,7 +179,7 @@ def _terms(hist, s, V, n, tab, addk, kv, work):
     consecutive), lam[m] the weight of the order-m distribution in P; returns the base distribution's
     weight and the number of active orders."""
     keys, koff, total, seen, coff, d, unigram = tab[0], tab[1], tab[5], tab[6], tab[7], tab[8], tab[14]
-    act_m, act_r, act_scale, act_d, lam, ranks = work
+    act_m, act_r, act_scale, act_d, lam, ranks = work[0], work[1], work[2], work[3], work[4], work[5]
     c = n - 1
     for j in range(1, c + 1):  # the rank of the last j words among the j-grams (-1: unseen)
         rank = unigram[s, hist[c - j]]
@@ -238,36 +254,56 @@ def _insert(w, v, top_w, top_v, filled):
 
 
 @njit(**INLINE)
-def _walk(a, seen_pass, marks, penalty, out, filled, n_seen, s, n, V, w32, nact, lower, tab, work):
-    """Walk the words of active order a (a = nact: the base distribution) best first while their bound can
-    still beat the width-th best: the words not yet evaluated into top_w, those stamped told (seen, when
-    penalised; else -2: none) left out; or in the seen pass those alone, penalised, into seen_w. Returns
-    (filled, n_seen)."""
-    chain, base32, border, words, qv = tab[13], tab[9], tab[10], tab[11], tab[12]
-    act_m, act_r, act_scale, act_d, lam = work[0], work[1], work[2], work[3], work[4]
+def _bound(a, i, s, n, nact, w32, lower, tab, work):
+    """The most the word at i of active order a's list (a = nact: the base order) can be worth: at the top
+    order its term and the most the lower orders still give (lower), below it lam[m] Q_m, at the base its
+    value."""
+    if a == nact:
+        return np.float64(w32 * tab[9][s, tab[10][s, i]])
+    m = work[0][a]
+    if m == n:
+        return work[2][a] * max(tab[13][i, 0] - work[3][a], 0.0) + lower
+    return work[4][m] * tab[12][i]
+
+
+@njit(**INLINE)
+def _walk(seen_pass, marks, penalty, out, filled, n_seen, s, n, V, w32, nact, tab, work, cur, end):
+    """Take the words of the active orders' lists and the base order best first, always from the list
+    whose next word may be worth most (Fagin's threshold algorithm), until none can beat the width-th
+    best: the words not yet evaluated into top_w, the seen ones (stamped told when penalised; else -2)
+    left out; or in the seen pass those alone, unpenalised, into seen_w. cur, end: each list's place and
+    end. Returns (filled, n_seen)."""
+    border, words = tab[10], tab[11]
     stamp, done, told = marks
     top_w, top_v, seen_w, seen_v = out
     width = len(top_w)
     limit = (top_v[width - 1] * (1 - BOUND_MARGIN)) ** (1 / penalty) if seen_pass else 0.0  # top_v stays
-    m, r = 0, 0
-    lo, hi = 0, V
-    if a < nact:
-        m, r = act_m[a], act_r[a]
-        lo, hi = _segment(tab, m, r)
-    for i in range(lo, hi):
-        if a == nact:
-            w = border[s, i]
-            bound = np.float64(w32 * base32[s, w])
-        else:
-            w = words[i]
-            # the top order, by count: its term, and at most the most the lower orders give
-            bound = act_scale[a] * max(chain[i, 0] - act_d[a], 0.0) + lower if m == n else lam[m] * qv[i]
-        thr = limit if seen_pass else top_v[width - 1]
-        if filled == width and bound * (1 + BOUND_MARGIN) < thr * (1 - BOUND_MARGIN):
+    while True:
+        lower = 0.0  # the most a word not yet taken gets below the top order
+        for a in range(nact + 1):
+            if cur[a] < end[a] and (a == nact or work[0][a] < n):
+                lower = max(lower, _bound(a, cur[a], s, n, nact, w32, 0.0, tab, work))
+        best, most = -1, -1.0
+        for a in range(nact + 1):
+            if cur[a] < end[a]:
+                b = _bound(a, cur[a], s, n, nact, w32, lower, tab, work)
+                if b > most:
+                    best, most = a, b
+        if best < 0:
             break
+        if filled == width:
+            if not seen_pass and best == nact:  # the base values are exact: ties go to the lower id
+                w = border[s, cur[best]]
+                if most < top_v[width - 1] or (most == top_v[width - 1] and w > top_w[width - 1]):
+                    break
+            elif most * (1 + BOUND_MARGIN) < (limit if seen_pass else top_v[width - 1]) * (1 - BOUND_MARGIN):
+                break
+        i = cur[best]
+        cur[best] += 1
+        w = border[s, i] if best == nact else words[i]
         if (stamp[w] != told) if seen_pass else (stamp[w] == done or stamp[w] == told):
             continue
-        v = _value(w, s, w32, V, tab, nact, work, a if a < nact else -1, i)
+        v = _value(w, s, w32, V, tab, nact, work, best if best < nact else -1, i)
         if seen_pass:
             seen_w[n_seen], seen_v[n_seen] = w, v
             n_seen += 1
@@ -285,25 +321,22 @@ def _candidates(seq, seq_len, s, n, V, penalised, penalty, stamp, mark, out, tab
     seen words returned)."""
     top_w, top_v = out[0], out[1]
     width = len(top_w)
-    base32, border, qv = tab[9], tab[10], tab[12]
     weight, nact = _terms(seq[seq_len - (n - 1) : seq_len], s, V, n, tab, addk, kv, work)
     w32 = np.float32(weight)
     done, told = mark, mark + 1  # stamps: evaluated, and (penalised) seen
     if penalised:
         for i in range(seq_len):
             stamp[seq[i]] = told
-    lower = np.float64(w32 * base32[s, border[s, 0]])  # the most any word gets below the top order
-    for a in range(nact):
-        if work[0][a] < n:
-            lo, hi = _segment(tab, work[0][a], work[1][a])
-            lower = max(lower, work[4][work[0][a]] * qv[lo])
+    cur, end = work[6], work[7]
+    for a in range(nact + 1):
+        cur[a], end[a] = _segment(tab, work[0][a], work[1][a]) if a < nact else (0, V)
     filled, n_seen = 0, 0
     marks = (stamp, done, told if penalised else -2)  # stamps start at -1
-    for a in range(nact + 1):  # the orders from the top down, then the base distribution
-        filled, n_seen = _walk(a, False, marks, penalty, out, filled, n_seen, s, n, V, w32, nact, lower, tab, work)
+    filled, n_seen = _walk(False, marks, penalty, out, filled, n_seen, s, n, V, w32, nact, tab, work, cur, end)
     if penalised:  # the seen words that may still beat the width-th once penalised
         for a in range(nact + 1):
-            filled, n_seen = _walk(a, True, marks, penalty, out, filled, n_seen, s, n, V, w32, nact, lower, tab, work)
+            cur[a], end[a] = _segment(tab, work[0][a], work[1][a]) if a < nact else (0, V)
+        filled, n_seen = _walk(True, marks, penalty, out, filled, n_seen, s, n, V, w32, nact, tab, work, cur, end)
     for i in range(filled, width):
         top_w[i], top_v[i] = -1, -1.0
     return n_seen
@@ -317,14 +350,7 @@ def _step(
     q, L = prompts.shape
     beams = gen.shape[1]
     seq = np.empty(L + gen.shape[2], np.int64)
-    work = (
-        np.empty(n, np.int64),
-        np.empty(n, np.int64),
-        np.empty(n),
-        np.empty(n),
-        np.empty(n + 1),
-        np.empty(n, np.int64),
-    )
+    work = _work(n)
     for i in range(q):
         seq[:L] = prompts[i]
         for b in range(beams):
@@ -483,14 +509,7 @@ def _dense_rows(prompts, out, t, seeds, p, n, V, tab, addk, kv):
     keys, counts, base = tab[0], tab[4], tab[15]
     q, L = prompts.shape
     seq = np.empty(L + out.shape[1], np.int64)
-    work = (
-        np.empty(n, np.int64),
-        np.empty(n, np.int64),
-        np.empty(n),
-        np.empty(n),
-        np.empty(n + 1),
-        np.empty(n, np.int64),
-    )
+    work = _work(n)
     for i in range(q):
         seq[:L] = prompts[i]
         seq[L : L + t] = out[i, :t]
