@@ -1,19 +1,21 @@
 """Beam search and ancestral sampling of the n-gram models (engines/ngram_counts.py), compiled (numba):
-each step ranks a beam's next words over the sparse successor tables, not a dense row of the vocabulary.
+each beam search step ranks a beam's next words over sorted successor tables, not a dense row of the vocabulary.
 
 The interpolated distribution of a history h = (..., b) is P(w) = T_n(w) + L_n Q_{n-1}(w), where T_n is the
-top order's discounted counts (the successors of h only) and Q_{m} the lower orders' distribution, which
+top order's discounted counts (the successors of h only) and Q_m the lower orders' distribution, which
 depends on the last m - 1 words alone: Q_m(w) = T_m(w) + L_m Q_{m-1}(w), down to the base distribution. So
-each order's successors of each context are sorted once per model by their Q_m (what they are worth below
-the top), and the base words by their probability; a step evaluates the top order's successors, then walks
-each lower order's list and the base order only while their bound can still beat the beam's width-th best.
+once per model each context's successors are sorted (the top order's by count, the lower orders' by Q_m)
+and the base words by probability, and a step takes words from those lists best first, always from the
+list whose next word may be worth most (Fagin's threshold algorithm), until none can beat the beam's
+width-th best; the seen words, penalised, get a second such walk.
 
 Every value a step ranks is the one the dense rows gave (ngram_counts.dense in float32, then generate's
 penalty and the log), computed the same way: float32 products and float64 additions rounded to float32, in
 the same order; the penalty's power and the log stay numpy's (its SIMD power and log may differ from libm's
 in a last bit), applied to the few candidates. Ties: the lower word id, as the dense argmax passes. The
 bounds carry a relative margin (BOUND_MARGIN) far above float32 rounding, so the words ranked are exactly
-those the dense search ranked: the rows are identical (bench/ngram_generation.py checks it).
+those the dense search ranked: the rows are identical (tests/test_ngram.py, bench/ngram_generation.py).
+Sampling builds each row's float64 distribution and inverts its cumulative sum as numpy did.
 """
 
 from __future__ import annotations
