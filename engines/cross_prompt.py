@@ -1,5 +1,6 @@
 """What the text engines measure ACROSS one generation's continuations (one per prompt): collapse that the
-per-block metrics miss, when every prompt is continued by the same sentence. numpy only.
+per-block metrics miss, when every prompt is continued by the same sentence. numpy, and Self-BLEU's
+clipped counts compiled (engines/bleu_kernel.py).
 
 Continuations are token-id sequences of equal length, (n, L): words for the n-gram engine, the tokenizer's
 tokens for the language models.
@@ -80,18 +81,14 @@ def self_bleu(conts: np.ndarray) -> float | None:
     k, L = np.shape(conts)
     if k < 2 or L < BLEU_ORDER:
         return None
+    from .bleu_kernel import clipped_matches  # numba loads for a run, not when a preset is validated
+
     sample = bleu_sample(k)
+    hyps, refs = np.array([h for h, _ in sample]), np.stack([r for _, r in sample])
     log_p = 0.0
     for n in range(1, BLEU_ORDER + 1):
         ids = gram_ids(conts, n)
-        clipped = 0
-        for h, refs in sample:
-            grams, counts = np.unique(ids[h], return_counts=True)
-            where = np.searchsorted(grams, ids[refs])  # (refs, runs): the hypothesis' gram each run would be
-            hit = grams[np.minimum(where, len(grams) - 1)] == ids[refs]
-            slot = (np.arange(len(refs))[:, None] * len(grams) + where)[hit]
-            in_ref = np.bincount(slot, minlength=len(refs) * len(grams)).reshape(len(refs), len(grams))
-            clipped += int(np.minimum(counts, in_ref.max(axis=0)).sum())
+        clipped = clipped_matches(ids, hyps, refs)
         if clipped == 0:
             return 0.0
         log_p += np.log(clipped / (len(sample) * ids.shape[1])) / BLEU_ORDER

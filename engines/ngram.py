@@ -31,7 +31,7 @@ import numpy as np
 from .base import DataError, Engine, Fitted, Generated, Metric, Param, Report, held_apart
 from .cross_prompt import CROSS_PROMPT_METRICS, cross_prompt_metrics
 from .hub import hub_problems
-from .ngram_counts import NgramModel, ancestral, beam_search, block_nll, count
+from .ngram_counts import NgramModel, block_nll, count
 from .text_data import (
     EOS,
     HUB_ALTERNATIVE,
@@ -261,6 +261,8 @@ class NgramEngine(Engine):
         prompts = source[:, np.arange(n) % source.shape[1]].reshape(S * n, -1)
         seed = np.repeat(np.arange(S), n)
         k = self.new_tokens
+        from .ngram_search import ancestral, beam_search  # numba loads for a run, not when a preset is validated
+
         if p.do_sample:
             u = np.concatenate([r.random((n, k)) for r in rngs])
             out = ancestral(model, seed, prompts, k, u, p.repetition_penalty, p.temperature, report)

@@ -1,5 +1,5 @@
-"""Word n-gram models, every seed at once, in numpy: counts, probabilities, beam search and sampling
-(no Python loop over tokens or sequences; generation loops over the new positions only).
+"""Word n-gram models, every seed at once, in numpy: counts, probabilities and sampling (no Python loop
+over tokens or sequences; generation loops over the new positions only). Beam search: engines/ngram_search.py.
 
 An m-gram is keyed by (rank of its first m-1 words among the (m-1)-grams) * V + its last word, where the
 0-gram of a seed is the seed itself: the keys of one order, sorted, hold the continuations of each
@@ -281,86 +281,3 @@ def _penalise(p: np.ndarray, seen: np.ndarray, penalty: float) -> None:
     the row's prompt or continuation by penalty (once however often it occurs): here p ** penalty."""
     rows = np.arange(len(p))[:, None]
     p[rows, seen] = p[rows, seen] ** penalty
-
-
-def _best(p: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The width most probable words of each row of p (R, V), best first (ties: the lower id), and their
-    log-probabilities: width passes of argmax, far cheaper than a partition of every row. Overwrites p."""
-    rows = np.arange(len(p))
-    cand = np.empty((len(p), width), dtype=np.int64)
-    prob = np.empty((len(p), width))
-    for i in range(width):
-        cand[:, i] = p.argmax(axis=1)
-        prob[:, i] = p[rows, cand[:, i]]
-        p[rows, cand[:, i]] = -1.0
-    with np.errstate(divide="ignore"):
-        return cand, np.log(prob)
-
-
-def beam_search(
-    model: NgramModel, seed: np.ndarray, prompts: np.ndarray, new: int, beams: int, penalty: float, report=None
-) -> np.ndarray:
-    """(R, new) int32: exactly new words continuing each prompt (R, L) of seed (R,), by beam search on summed
-    (penalised) log-probabilities as generate(num_beams, repetition_penalty) does; the best beam is kept.
-    The best beams of a step lie among each beam's own best words: only those are ranked across beams."""
-    R, V, c = len(prompts), model.vocab, model.order - 1
-    width = min(beams, V)
-    out = np.zeros((R, new), dtype=np.int32)
-    chunks = list(row_chunks(R, V, beams))
-    for j, ch in enumerate(chunks):
-        pr = np.asarray(prompts[ch], dtype=np.int64)
-        q = len(pr)
-        rows_seed = np.repeat(seed[ch], beams)
-        gen = np.zeros((q, beams, new), dtype=np.int64)
-        score = np.full((q, beams), -np.inf)
-        score[:, 0] = 0.0
-        pr_b = np.broadcast_to(pr[:, None, :], (q, beams, pr.shape[1]))
-        for t in range(new):
-            p = dense(model, rows_seed, _history(pr_b, gen, t, c).reshape(q * beams, c), np.float32)
-            if penalty != 1.0:
-                _penalise(p, np.concatenate([pr_b, gen[:, :, :t]], axis=2).reshape(q * beams, -1), penalty)
-            cand, logp = _best(p, width)
-            total = (score.reshape(-1, 1) + logp).reshape(q, beams * width)
-            order = np.lexsort((np.arange(beams * width)[None].repeat(q, 0), -total), axis=1)[:, :beams]
-            score = np.take_along_axis(total, order, axis=1)
-            parent = order // width
-            word = np.take_along_axis(cand.reshape(q, beams * width), order, axis=1)
-            gen = np.take_along_axis(gen, parent[:, :, None], axis=1)
-            gen[:, :, t] = word
-            if report is not None:
-                where = f"generating {ch.stop if t + 1 == new else ch.start}/{R} prompts, word {t + 1}/{new}"
-                report("sample", j * new + t + 1, len(chunks) * new, None, where)
-        out[ch] = gen[:, 0]
-    return out
-
-
-def ancestral(
-    model: NgramModel,
-    seed: np.ndarray,
-    prompts: np.ndarray,
-    new: int,
-    u: np.ndarray,
-    penalty: float,
-    temperature: float,
-    report=None,
-) -> np.ndarray:
-    """(R, new) int32: new words continuing each prompt, each drawn from the (penalised, tempered) next-word
-    distribution by inverting its CDF at u (R, new) uniform in [0, 1)."""
-    R, V, c = len(prompts), model.vocab, model.order - 1
-    out = np.zeros((R, new), dtype=np.int64)
-    chunks = list(row_chunks(R, V))
-    for j, ch in enumerate(chunks):
-        pr = np.asarray(prompts[ch], dtype=np.int64)
-        for t in range(new):
-            p = dense(model, seed[ch], _history(pr, out[ch], t, c))
-            if penalty != 1.0:
-                _penalise(p, np.concatenate([pr, out[ch, :t]], axis=1), penalty)
-            if temperature != 1.0:
-                p = p ** (1.0 / temperature)
-            cum = np.cumsum(p, axis=1)
-            word = (cum < (u[ch, t] * cum[:, -1])[:, None]).sum(axis=1)
-            out[ch, t] = np.minimum(word, V - 1)
-            if report is not None:
-                where = f"generating {ch.stop if t + 1 == new else ch.start}/{R} prompts, word {t + 1}/{new}"
-                report("sample", j * new + t + 1, len(chunks) * new, None, where)
-    return out.astype(np.int32)

@@ -67,8 +67,8 @@ def text_metrics(blocks: np.ndarray, rare: np.ndarray) -> dict[str, float]:
     blocks = np.asarray(blocks, dtype=np.int64)
     out: dict[str, float] = {}
     for n in (1, 2, 3):
-        g = ngrams(blocks, n).reshape(-1, n)
-        out[f"distinct_{n}"] = float(len(np.unique(g, axis=0)) / len(g)) if len(g) else 0.0
+        g = np.ascontiguousarray(ngrams(blocks, n)).reshape(-1, n).view(np.dtype((np.void, 8 * n)))  # a row: an item
+        out[f"distinct_{n}"] = float(len(np.unique(g)) / len(g)) if len(g) else 0.0
     rep = []
     for b in ngrams(blocks, 4):
         if len(b):

@@ -13,7 +13,8 @@ import pytest
 from conftest import WIKI_TEST, WIKI_TRAIN, run_process
 
 from collapse_tui.engines.ngram import NgramEngine
-from collapse_tui.engines.ngram_counts import D_MIN, beam_search, count, dense, prob_of
+from collapse_tui.engines.ngram_counts import D_MIN, count, dense, prob_of
+from collapse_tui.engines.ngram_search import beam_search
 
 
 def engine(**params: object) -> NgramEngine:
@@ -128,6 +129,39 @@ def test_width_one_beam_search_is_greedy_and_the_penalty_forbids_repeats(kn):
     strict = beam_search(model, seed, prompts, 8, 3, 1e3)
     for p_row, s_row in zip(prompts, strict):
         assert len(set(s_row)) == len(s_row) and not set(s_row) & set(p_row)
+
+
+def dense_beams(model, seed: int, prompt: np.ndarray, new: int, beams: int, penalty: float) -> list[int]:
+    """Beam search one prompt at a time from whole float32 rows of dense(): each beam's best words (value,
+    then the lower id), generate's penalty, then the best beams by summed log-probability (stable)."""
+    c = model.order - 1
+    seqs, scores = [list(prompt)], [0.0]
+    for _ in range(new):
+        ranked = []
+        for b, seq in enumerate(seqs):
+            p = dense(model, np.array([seed]), np.array([seq[len(seq) - c :]]).reshape(1, c), np.float32)[0]
+            if penalty != 1.0:
+                p[np.unique(seq)] = p[np.unique(seq)] ** penalty
+            best = np.lexsort((np.arange(len(p)), -p))[:beams]
+            ranked += [(scores[b] + np.log(np.float64(p[w])), b, w) for w in best]
+        if len(seqs) == 1:  # generate's first step: the other beams start at -inf
+            ranked += [(-np.inf, b, w) for b in range(1, beams) for _, _, w in ranked[:beams]]
+        ranked = sorted(ranked, key=lambda r: -r[0])[:beams]
+        seqs, scores = [seqs[b] + [int(w)] for _, b, w in ranked], [r[0] for r in ranked]
+    return seqs[0][len(prompt) :]
+
+
+@pytest.mark.parametrize(
+    ("order", "smoothing", "penalty"), [(3, "kneser-ney", 3.0), (2, "kneser-ney", 1.0), (3, "add-k", 3.0)]
+)
+def test_the_sparse_beam_search_equals_one_over_dense_rows(kn, order, smoothing, penalty):
+    e, data, _ = kn
+    model = count(data, len(e.dataset().words), order, smoothing, 0.5)
+    prompts = data[:, :3].reshape(6, -1)
+    seed = np.repeat([0, 1], 3)
+    got = beam_search(model, seed, prompts, 8, 4, penalty)
+    want = [dense_beams(model, s, p, 8, 4, penalty) for s, p in zip(seed, prompts)]
+    assert got.tolist() == want
 
 
 def test_a_save_load_round_trip_and_text_shared_with_other_engines(kn, tmp_path):
