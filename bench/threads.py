@@ -36,7 +36,7 @@ def spinners(count: int) -> Iterator[None]:
     """count processes spinning in pure Python, in one process group of their own, killed however the block
     ends (SIGTERM to this script included: it becomes SystemExit, so the finally runs)."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    first = subprocess.Popen([sys.executable, "-c", SPIN], start_new_session=True)
+    first = subprocess.Popen([sys.executable, "-c", SPIN], process_group=0)  # a group of its own, this session
     try:
         for _ in range(count - 1):
             subprocess.Popen([sys.executable, "-c", SPIN], process_group=first.pid)
