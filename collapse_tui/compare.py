@@ -182,18 +182,18 @@ def print_comparison(runs: list[Run], out: TextIO, at: int | None = None) -> Non
     from rich.console import Console
 
     tty = out.isatty()
-    # logs: no wrapping, unless COLUMNS asks for a width (COLUMNS=80 collapse-tui compare ... | less)
-    console = Console(file=out, highlight=False, width=None if tty or "COLUMNS" in os.environ else 200)
+    # logs: no wrapping, unless COLUMNS asks for a width (COLUMNS=80 collapse-tui compare ... | less); an
+    # empty or non-numeric COLUMNS asks nothing (rich would then fall back to 80)
+    asked = os.environ.get("COLUMNS", "").isdigit()
+    console = Console(file=out, highlight=False, width=None if tty or asked else 200)
     for name, r in zip(letters(len(runs)), runs):
         seeds = plural(len(r.config.seeds), "seed")
         line = f"{name} = {r.label}: {r.engine}, mode {r.config.data.mode}, {seeds}, {r.progress()}"
-        console.print(f"{line}  [{r.rundir.path}]", markup=False, soft_wrap=True)  # a path is copied whole
+        console.print(f"{line}  [{r.rundir.path}]", markup=False)
     rows = compare_rows(runs, at)
     gens = {r["run"]: r["generation"] for r in rows if r["kind"] == "run"}
     at_each = ", ".join(f"{n} {gens.get(r.label)}" for n, r in zip(letters(len(runs)), runs))
-    console.print(
-        f"final: at generation {at_each}; median [16th, 84th percentile] over seeds", markup=False, soft_wrap=True
-    )
+    console.print(f"final: at generation {at_each}; median [16th, 84th percentile] over seeds", markup=False)
     if not rows:
         console.print("no metric shared by these runs (or no generation finished)", markup=False)
         return
