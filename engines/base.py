@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -278,6 +279,12 @@ class Engine(ABC):
     @abstractmethod
     def load(self, directory: Path) -> Any:
         """The model save wrote."""
+
+
+def user_cache(name: str) -> Path:
+    """A folder of the user's cache (XDG_CACHE_HOME, else ~/.cache)/collapse-tui/name, for what a run can compute
+    again but later runs should not have to: it outlives a reinstall or a new virtual environment."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "collapse-tui" / name
 
 
 def held_apart(examples: np.ndarray | None, rngs: list[np.random.Generator], n: int) -> np.ndarray | None:

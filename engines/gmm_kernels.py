@@ -23,13 +23,15 @@ import numba
 import numpy as np
 from numba import njit
 
+from .base import user_cache
+
 
 def cache_dir() -> Path:
     """Where the compiled kernels are kept: NUMBA_CACHE_DIR, else the user's cache folder
     (~/.cache/collapse-tui/numba), which outlives a reinstall or a new virtual environment."""
     if os.environ.get("NUMBA_CACHE_DIR"):
         return Path(os.environ["NUMBA_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "collapse-tui" / "numba"
+    return user_cache("numba")
 
 
 def _use_cache_dir() -> None:

@@ -14,7 +14,6 @@ torch is imported inside the methods (engines.vae_torch), never when a preset is
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from .base import (
     point_features,
 )
 from .hub import hub_problems
+from .vae_classifier import Classifier, classifier
 from .vae_data import (
     LOCAL_ALTERNATIVE,
     Dataset,
@@ -115,7 +115,7 @@ class VAEEngine(TorchEngine):
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # Engine's params, device, train
         super().__init__(*args, **kwargs)
         self._data: Dataset | None = None
-        self._classifier = None
+        self._classifier: Classifier | None = None
 
     # --- data -----------------------------------------------------------------------------------
     @staticmethod
@@ -278,16 +278,13 @@ class VAEEngine(TorchEngine):
     def fixed_latents(self, latent: int) -> np.ndarray:
         return np.random.default_rng(LATENT_SEED).standard_normal((N_LATENTS, latent), dtype=np.float32)
 
-    def classifier(self):
-        """Logistic regression on the real training pixels: deterministic (lbfgs), trained once per process."""
+    def classifier(self) -> Classifier | None:
+        """Logistic regression on the real training pixels (engines/vae_classifier.py: fitted once per training
+        set, then read from the user's cache); None without labels."""
         data = self.dataset()
         if self._classifier is None and data.train_labels is not None:
-            from sklearn.linear_model import LogisticRegression
-
             x, y = data.train[:CLASSIFIER_MAX], data.train_labels[:CLASSIFIER_MAX]
-            with warnings.catch_warnings():  # lbfgs may stop at max_iter; its accuracy is still ~92% on MNIST
-                warnings.simplefilter("ignore")
-                self._classifier = LogisticRegression(max_iter=100).fit(x.reshape(len(x), -1), y)
+            self._classifier = classifier(x.reshape(len(x), -1), y)
         return self._classifier
 
     def evaluate(self, model: Any, samples: np.ndarray, reference: Any) -> list[dict[str, Any]]:
@@ -309,7 +306,7 @@ class VAEEngine(TorchEngine):
                 "pixel_variance": float(s.var(axis=0).mean()),
             }
             if clf is not None:
-                row.update(class_metrics(clf.predict(s.reshape(len(s), -1)), clf.classes_))
+                row.update(class_metrics(clf.predict(s.reshape(len(s), -1)), clf.classes))
             rows.append(row)
         return rows
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
+import time
 
 import pytest
+from conftest import kill_spawned, spawn
 
 from collapse_tui import batch, seed_workers, threads
 from collapse_tui.events import GenerationDone
@@ -64,6 +67,34 @@ def test_threads_are_the_free_cores_unless_the_user_or_the_runs_start_says(
     chosen = choose(cpus, load, own, env, processes, kept)
     assert chosen.count == count
     assert words in chosen.line and "\n" not in chosen.line
+
+
+@pytest.mark.parametrize(
+    "load, busy, count, words",
+    [
+        # two processes started seconds ago: the 1-minute load average has not seen them yet, the cores busy now
+        (0.2, 2.0, 1, "threads: 1 (2 cores, load 2.0 from other work"),
+        (0.3, 1.6, 1, "threads: 1 (2 cores, load 1.6 from other work"),
+        (0.2, 0.1, 2, "threads: 2 (2 cores, load 0.2 from other work"),
+        # work that just ended: the load average still counts it
+        (1.7, 0.0, 1, "threads: 1 (2 cores, load 1.7 from other work"),
+    ],
+)
+def test_work_started_seconds_ago_counts_before_the_load_average_sees_it(load, busy, count, words):
+    chosen = choose(2, load, 0.0, {}, busy=busy)
+    assert chosen.count == count and words in chosen.line
+
+
+def test_the_cores_busy_now_count_a_spinning_process():
+    """A process that spins on one core: the cores busy now (other work, measured while this one sleeps) count
+    at least most of that core, and never more cores than there are."""
+    spinner = spawn([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)  # started
+        busy = [threads.busy_now() for _ in range(3)]
+    finally:
+        kill_spawned([spinner])
+    assert 0.8 <= max(busy) <= threads.cores() + 0.3, busy
 
 
 @pytest.fixture
