@@ -31,6 +31,9 @@ class Report(Protocol):
     def __call__(self, phase: str, step: int, total: int, loss: float | None, detail: str = "") -> None: ...
 
 
+# report(NOTE + text, 0, 0, None): a line for the run's log (e.g. which path an engine fell back to)
+NOTE = "note: "
+
 # What the sample panes draw for the built-in preview kinds: points (n, d) float32, images (n, H, W)
 # float32 in [0, 1], text: a list of strings. A plugin may declare a kind of its own.
 PREVIEW_KINDS = ("points", "images", "text")

@@ -31,17 +31,24 @@ import contextlib
 import copy
 import dataclasses
 import importlib.util
-import json
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .base import DataError, Fitted, Generated, Metric, Param, Report, TorchEngine, held_apart
+from .base import NOTE, DataError, Fitted, Generated, Metric, Param, Report, TorchEngine, held_apart
 from .cross_prompt import CROSS_PROMPT_METRICS, cross_prompt_metrics
 from .hub import download_command, hub_problems, offline
+from .lm_models import (
+    TINY_TOKENS,
+    cached_model,
+    encode_lines,
+    hub_cache,
+    model_config,
+    quiet_peft,
+    tiny_config,
+    train_tokenizer,
+)
 from .lm_train import Schedule, Trained, train_causal_lm
 from .text_data import (
     HUB_ALTERNATIVE,
@@ -63,16 +70,6 @@ from .text_metrics import METRICS, TEXT_HEADLINE, hashed_ngrams, seq_ppl_stats, 
 
 INIT_SEED = 1234  # the tiny model's starting weights: the same for every generation, seed and run
 EVAL_MAX = 5000  # generated blocks measured per generation
-SPECIALS = ("<pad>", "</s>", "<unk>")
-# the tiny model's architectures: each family's special tokens (pad, bos, eos, unk) and whether its tokenizer
-# starts every text with bos, as the family's own tokenizer does (OPT's real one does too; the tiny one never did)
-EOT = "<|endoftext|>"
-TINY_TOKENS: dict[str, tuple[str | None, str, str, str, bool]] = {
-    "opt": ("<pad>", "</s>", "</s>", "<unk>", False),
-    "gpt2": (None, EOT, EOT, EOT, False),
-    "gpt_neox": (None, EOT, EOT, EOT, False),
-    "llama": (None, "<s>", "</s>", "<unk>", True),
-}
 PATH_KEYS = ("text_dir", "train", "valid", "test")
 START_FILE = "start.safetensors"  # beside a tiny model's weights: the pretrained ones every generation starts from
 ADAPTER_CONFIG = "adapter_config.json"  # peft's: a saved model that is LoRA adapters on the starting weights
@@ -173,11 +170,16 @@ class LMEngine(TorchEngine):
         "repetition_penalty": Param(3.0, float, "generate's repetition_penalty (1.0: none)", min=0, min_exclusive=True),
         "do_sample": Param(False, bool, "sample (with beams: beam sampling) instead of deterministic beam search"),
         "temperature": Param(1.0, float, "do_sample: temperature", min=0, min_exclusive=True),
+        "top_k": Param(0, int, "do_sample: keep the k likeliest tokens (0: all)", min=0),
         "top_p": Param(1.0, float, "do_sample: nucleus top-p", min=0, max=1, min_exclusive=True),
+        "min_p": Param(
+            0.0, float, "do_sample: drop tokens below min_p x the likeliest one's probability (0: none)", 0, 1
+        ),
         "generator": Param(
             "fast",
             str,
-            "fast: the engine's batched beam search (generate's tokens); hf: transformers' generate (sampling)",
+            "fast: the engine's decoder (generate's tokens; generate itself for a model whose cache it cannot "
+            "drive, said in the log); hf: transformers' generate",
             choices=("fast", "hf"),
         ),
         "gen_batch": Param(
@@ -196,6 +198,7 @@ class LMEngine(TorchEngine):
         self._data: TextData | None = None
         self._start: dict[str, Any] | None = None  # starting weights of a pretrained model
         self._start_state: dict[str, Any] | None = None  # the tiny model's pretrained weights (pretrain_epochs)
+        self._told: set[str] = set()  # why generate decodes instead of the fast decoder, said in the log
 
     # --- parameters and data ----------------------------------------------------------------------
     @staticmethod
@@ -209,10 +212,6 @@ class LMEngine(TorchEngine):
             raise DataError("engine.pretrain_epochs: only the tiny model is pretrained here; set it to 0")
         if p.model == "tiny" and p.tiny_hidden % p.tiny_heads:
             raise DataError(f"engine.tiny_heads: {p.tiny_heads} does not divide tiny_hidden")
-        if p.do_sample and p.generator == "fast":
-            raise DataError(
-                'engine.do_sample: sampling runs through transformers\' generate; set engine.generator = "hf"'
-            )
         if p.lr_min > p.lr:
             raise DataError(f"engine.lr_min: {p.lr_min} is above lr {p.lr}")
 
@@ -436,7 +435,6 @@ class LMEngine(TorchEngine):
         return self.params.compile == "on" or (self.params.compile == "auto" and self._dev().type == "cuda")
 
     def _autocast(self):
-        import contextlib
 
         import torch
 
@@ -537,8 +535,10 @@ class LMEngine(TorchEngine):
 
     def continue_blocks(self, model, prompts: np.ndarray, seed: int, report: Report | None = None) -> np.ndarray:
         """Exactly new_tokens tokens continuing each prompt, (n, new_tokens) int32, gen_batch prompts a batch:
-        by the engine's beam search (engines/opt_beam.py) or, with generator = "hf", by generate."""
+        by the engine's decoder (engines/lm_decode.py) or, with generator = "hf", by generate."""
         import torch
+
+        from .lm_decode import Decoding, continuer
 
         p, dev = self.params, self._dev()
         k = self.new_tokens
@@ -546,38 +546,12 @@ class LMEngine(TorchEngine):
         if p.lora_rank:  # the architecture's own model, its attention modules applying the adapters
             model = model.get_base_model()
         eos = self.eos_ids(model)
-        if p.generator == "fast":
-            from .opt_beam import beam_search, unsupported_settings
-
-            if bad := unsupported_settings(model):
-                raise DataError(f'engine.generator: the model\'s generation_config sets {", ".join(bad)}; set "hf"')
-
-            def run(ids):
-                return beam_search(
-                    model,
-                    ids,
-                    p.num_beams,
-                    k,
-                    p.repetition_penalty,
-                    eos,
-                    dtype=torch.bfloat16 if self._bf16() else None,
-                )
-        else:
-            kw: dict[str, Any] = {
-                "num_beams": p.num_beams,
-                "min_new_tokens": k,
-                "max_new_tokens": k,
-                "repetition_penalty": p.repetition_penalty,
-                "do_sample": p.do_sample,
-                "pad_token_id": self._pad(eos),
-                "eos_token_id": eos or None,
-            }
-            if p.do_sample:
-                kw.update(temperature=p.temperature, top_p=p.top_p, top_k=0)
-
-            def run(ids):
-                return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)[:, ids.shape[1] :]
-
+        d = Decoding(p.num_beams, k, p.repetition_penalty, p.do_sample, p.temperature, p.top_k, p.top_p, p.min_p)
+        gen = torch.Generator(dev).manual_seed(seed)  # the fast decoder's draws; generate's: the global generator
+        run, why = continuer(model, d, eos, self._pad(eos), p.generator == "fast", gen, self._bf16())
+        if why and report is not None and why not in self._told:  # once per run and reason
+            self._told.add(why)
+            report(f"{NOTE}transformers' generate decodes: {why}", 0, 0, None)
         bs = p.gen_batch
         out = np.zeros((len(prompts), k), dtype=np.int32)
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
@@ -685,118 +659,6 @@ class LMEngine(TorchEngine):
 
 
 # --- helpers (numpy; the tokenizer ones import tokenizers/transformers) --------------------------------
-@contextlib.contextmanager
-def quiet_peft() -> Iterator[None]:
-    """Engines never print: no notes from peft on GPT-2's Conv1D layout, nor of a transformers deprecation
-    that peft calls."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(fan_in_fan_out|is_gradient_checkpointing).*")
-        yield
-
-
-def encode_lines(tok, lines: list[str]) -> list[list[int]]:
-    """Each line (a row of the dataset) tokenised as the official code does: tokenizer(examples['text'])."""
-    if not lines:
-        return []
-    return tok(lines)["input_ids"]
-
-
-def train_tokenizer(lines: list[str], vocab_size: int, arch: str = "opt"):
-    """A byte-level BPE tokenizer learned on the training text (offline, deterministic), with the special
-    tokens of the architecture's family (TINY_TOKENS)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    pad, bos, eos, unk, adds_bos = TINY_TOKENS[arch]
-    specials = list(SPECIALS) if arch == "opt" else list(dict.fromkeys(t for t in (unk, bos, eos) if t))
-    tk = Tokenizer(models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tk.train_from_iterator(lines, trainer=trainer)
-    if adds_bos:
-        tk.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tk.token_to_id(bos))]
-        )
-    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token=pad, bos_token=bos, eos_token=eos, unk_token=unk)
-
-
-def tiny_config(p: Any, tok, positions: int):
-    """The tiny model's config: tiny_arch with tiny_layers layers of tiny_hidden units, tiny_heads heads,
-    feed-forward 4 x hidden, the tokenizer's vocabulary and special tokens."""
-    from transformers import AutoConfig
-
-    h, layers, heads = p.tiny_hidden, p.tiny_layers, p.tiny_heads
-    sizes = {
-        "opt": dict(
-            hidden_size=h,
-            num_hidden_layers=layers,
-            ffn_dim=4 * h,
-            num_attention_heads=heads,
-            max_position_embeddings=positions,
-            word_embed_proj_dim=h,
-        ),
-        "gpt2": dict(n_embd=h, n_layer=layers, n_head=heads, n_inner=4 * h, n_positions=positions),
-        "gpt_neox": dict(
-            hidden_size=h,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            intermediate_size=4 * h,
-            max_position_embeddings=positions,
-        ),
-        "llama": dict(
-            hidden_size=h,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            intermediate_size=4 * h,
-            max_position_embeddings=positions,
-            tie_word_embeddings=True,
-        ),
-    }[p.tiny_arch]
-    ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    return AutoConfig.for_model(p.tiny_arch, vocab_size=len(tok), **sizes, **ids)
-
-
-def hub_cache() -> str:
-    """The Hugging Face hub cache folder huggingface_hub uses (HF_HUB_CACHE, HF_HOME/hub, ~/.cache/...)."""
-    from huggingface_hub import constants
-
-    return constants.HF_HUB_CACHE
-
-
-def cached_model(name: str) -> Path | None:
-    """The snapshot folder of hub model name's main revision in the Hugging Face cache, when its config.json
-    is there (the hub's own lookup, reading nothing but the cache's folders); else None."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # no torch extra: nothing is cached for this engine
-        return None
-    try:
-        found = try_to_load_from_cache(name, "config.json")
-    except ValueError:  # not a repository id
-        return None
-    return Path(found).parent if isinstance(found, str) else None
-
-
-def model_config(name: str) -> dict[str, Any]:
-    """config.json of a local model folder or of a cached hub model, as a dict; {} for "tiny" or a model
-    not here yet (a download: checked once loaded)."""
-    folder = Path(name).expanduser() if name != "tiny" and Path(name).expanduser().is_dir() else None
-    folder = folder or (cached_model(name) if name != "tiny" else None)
-    path = folder / "config.json" if folder else None
-    if path is None or not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DataError(f"engine.model: {path} is unreadable ({type(e).__name__})") from None
-
-
 class OPTEngine(LMEngine):
     """The lm engine under the name the opt presets use: the same keys, the same rows."""
 

@@ -12,8 +12,8 @@ per-step overheads:
 As in generate, the penalty and the end-of-text ban (min_new_tokens) act on log-probabilities (on logits
 with one beam: greedy search), a beam's score is the sum of its penalised log-probabilities, and the best
 of the last K beams is returned (all have the same length, so the length penalty cannot change the
-order). Sampling stays with generate.
-torch is imported here; the engine imports this module only when it generates.
+order). Sampling and the other architectures: engines/lm_decode.py, which also checks the model's
+generation_config. torch is imported here; the engine imports this module only when it generates.
 """
 
 from __future__ import annotations
@@ -21,23 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# generation_config settings that add logits processors this search does not apply
-UNSUPPORTED = (
-    "no_repeat_ngram_size",
-    "bad_words_ids",
-    "forced_bos_token_id",
-    "forced_eos_token_id",
-    "suppress_tokens",
-    "begin_suppress_tokens",
-    "sequence_bias",
-    "encoder_repetition_penalty",
-)
-
-
-def unsupported_settings(model) -> list[str]:
-    """The model's generation_config settings that would make generate differ from this search."""
-    cfg = model.generation_config
-    return [k for k in UNSUPPORTED if getattr(cfg, k, None) not in (None, 0, 1.0, [], ())]
+from .lm_decode import Decoding, best_of, process
 
 
 class OPTDecoder:
@@ -125,17 +109,11 @@ class OPTDecoder:
         return self._logits(h[:, 0])
 
 
-def _scores(logits: torch.Tensor, seen: torch.Tensor, penalty: float, eos: torch.Tensor, beams: int) -> torch.Tensor:
-    """Next-token scores as generate makes them: its RepetitionPenaltyLogitsProcessor and
-    MinNewTokensLengthLogitsProcessor act on log-probs in beam search, on raw logits in greedy search."""
+def _scores(logits: torch.Tensor, seen: torch.Tensor, d: Decoding, eos: torch.Tensor) -> torch.Tensor:
+    """Next-token scores as generate makes them (lm_decode.process): its penalty and end-of-text ban act on
+    log-probs in beam search, on raw logits in greedy search."""
     logp = logits.float()
-    if beams > 1:
-        logp = torch.log_softmax(logp, dim=-1)
-        if penalty != 1.0:  # log-probs are <= 0: the processor multiplies every seen one
-            logp = torch.where(seen, logp * penalty, logp)
-    elif penalty != 1.0:
-        logp = torch.where(seen, torch.where(logp < 0, logp * penalty, logp / penalty), logp)
-    return logp.index_fill_(1, eos, -float("inf"))
+    return process(torch.log_softmax(logp, dim=-1) if d.num_beams > 1 else logp, seen, d, eos, 1)
 
 
 @torch.no_grad()
@@ -161,8 +139,9 @@ def beam_search(
     spare = torch.empty_like(gen)  # the reordered cache is written here, then the two swap
     seen = torch.zeros(b, vocab, dtype=torch.bool, device=dev).scatter_(1, prompts, True)
 
-    first = _scores(dec.prompt(prompts, cache), seen, repetition_penalty, eos, k)
-    scores, tokens = torch.topk(first, k, dim=-1)  # (B, K): the first step expands the one live beam
+    d = Decoding(k, new_tokens, repetition_penalty)
+    first = _scores(dec.prompt(prompts, cache), seen, d, eos)
+    scores, tokens = best_of(first, len(eos_token_ids), k)  # (B, K): the first step expands the one live beam
     seq = torch.empty(b * k, new_tokens, dtype=torch.long, device=dev)
     tokens, scores = tokens.reshape(-1), scores.reshape(-1)
     seq[:, 0] = tokens
@@ -171,8 +150,8 @@ def beam_search(
     seen[rows, tokens] = True
     first_beam = torch.arange(b, device=dev)[:, None] * k
     for t in range(1, new_tokens):
-        total = _scores(dec.step(tokens, t - 1, cache, gen), seen, repetition_penalty, eos, k) + scores[:, None]
-        scores, idx = torch.topk(total.view(b, k * vocab), k, dim=-1)
+        total = _scores(dec.step(tokens, t - 1, cache, gen), seen, d, eos) + scores[:, None]
+        scores, idx = best_of(total.view(b, k * vocab), len(eos_token_ids), k)
         parent = (first_beam + idx // vocab).reshape(-1)  # the beam each new beam continues
         tokens, scores = (idx % vocab).reshape(-1), scores.reshape(-1)
         seq, seen = seq[parent], seen[parent]

@@ -17,7 +17,8 @@ import pytest
 from conftest import WIKI_TEST, WIKI_TRAIN, run_loop, run_process
 
 from collapse_tui.cli import main
-from collapse_tui.engines.lm import LORA_MISSING, LMEngine, tiny_config, train_tokenizer
+from collapse_tui.engines.lm import LORA_MISSING, LMEngine
+from collapse_tui.engines.lm_models import tiny_config, train_tokenizer
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -52,11 +53,6 @@ def engine(**keys: object) -> LMEngine:
     return LMEngine({**TEXT, **SMALL, **FIT, **keys})
 
 
-def generator(arch: str) -> str:
-    """The fast beam search drives OPT's cache (engines/opt_beam.py); the others generate through generate."""
-    return "fast" if arch == "opt" else "hf"
-
-
 # --- each architecture through whole runs -----------------------------------------------------------
 @pytest.mark.parametrize("arch", ARCHS)
 def test_each_architecture_runs_and_resumes_to_the_uninterrupted_rows(arch, tmp_path):
@@ -65,7 +61,7 @@ def test_each_architecture_runs_and_resumes_to_the_uninterrupted_rows(arch, tmp_
     Generation 0's test perplexity is the saved model's own loss (transformers' labels=) on the test blocks."""
     from transformers import AutoModelForCausalLM
 
-    keys = dict(model="tiny", tiny_arch=arch, generator=generator(arch))
+    keys = dict(model="tiny", tiny_arch=arch)  # the fast decoder: opt_beam for OPT, lm_decode for the others
     whole = cli_run(tmp_path / "whole", preset(tmp_path / "whole.toml", "opt" if arch == "opt" else "lm", **keys))
     part, state = run_loop(tmp_path / "part", str(preset(tmp_path / "part.toml", "lm", **keys)), [], stop_after=0)
     assert state == "stopped" and len(part.metrics_path.read_text().splitlines()) == 1
@@ -264,7 +260,7 @@ def test_lora_trains_the_adapters_alone_and_a_saved_generation_loads_back(arch, 
     c_attn, a Conv1D: 4 x (32 + 96)): after a generation's fit only those changed, every starting weight is
     as it was; saved (safetensors, the adapters alone) and loaded, the model is the same, weight for weight."""
     pytest.importorskip("peft")
-    e = engine(model="tiny", tiny_arch=arch, lora_rank=4, generator=generator(arch), lr=1e-2)
+    e = engine(model="tiny", tiny_arch=arch, lora_rank=4, lr=1e-2)
     start = {k: v.clone() for k, v in e.new_model().state_dict().items()}
     model = e.fit(e.dataset().train[None], [np.random.default_rng(0)], lambda *a: None).model
     after = model.state_dict()
@@ -278,7 +274,7 @@ def test_lora_trains_the_adapters_alone_and_a_saved_generation_loads_back(arch, 
     (saved := tmp_path / "model").mkdir()
     e.save(model, saved)
     assert {f.suffix for f in saved.iterdir()} <= {".json", ".safetensors", ".md"}  # no pickle
-    loaded = engine(model="tiny", tiny_arch=arch, lora_rank=4, generator=generator(arch)).load(saved)
+    loaded = engine(model="tiny", tiny_arch=arch, lora_rank=4).load(saved)
     back = loaded.state_dict()
     assert back.keys() == after.keys() and all(torch.equal(back[k], after[k]) for k in after)
     test = e.dataset().test

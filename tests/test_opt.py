@@ -16,7 +16,7 @@ from conftest import WIKI_TEST, WIKI_TRAIN, run_loop, run_process, tiny_opt
 
 from collapse_tui.cli import main
 from collapse_tui.engines.hub import download_command
-from collapse_tui.engines.lm import encode_lines, train_tokenizer
+from collapse_tui.engines.lm_models import encode_lines, train_tokenizer
 from collapse_tui.engines.text_data import group_blocks
 from collapse_tui.engines.text_metrics import text_metrics
 
