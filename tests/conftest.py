@@ -178,6 +178,39 @@ def _processes_end_with_their_test():
         )
 
 
+# The slowest modules, slowest first (each one's setups and calls summed by --durations=0 on 2 cores).
+# pytest-xdist's loadfile hands a worker the next module in collection order when it runs out (pyproject.toml
+# turns off its reordering by test count, which put these few-test modules last): the long ones first, the
+# short ones fill in, and no worker ends minutes after the other behind a slow module started late.
+SLOWEST_FIRST = (
+    "test_vae_collapse.py",
+    "test_opt125m_shape.py",
+    "test_opt.py",
+    "test_mitigations_numpy.py",
+    "test_quick_demos.py",
+    "test_resume.py",
+    "test_gaussian_theory.py",
+    "test_faults.py",
+    "test_seed_workers.py",
+    "test_hostile_ray.py",
+    "test_mitigations_torch.py",
+    "test_report.py",
+    "test_theory.py",
+    "test_opt_fast.py",
+    "test_tui.py",
+    "test_sweep.py",
+    "test_chains.py",
+    "test_hostile_workers.py",
+    "test_gmm_engine.py",
+    "test_ngram_theory.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     kill_spawned(list(_spawned))  # a module fixture's processes when no test ran after it
 

@@ -71,14 +71,23 @@ def one_line_exit_2(proc: subprocess.Popen, *words: str) -> str:
 
 # 1. two writers -------------------------------------------------------------------------------------
 def test_two_resumes_started_at_the_same_instant_give_one_writer(tmp_path):
-    # long enough (about 3 s) that the second one starts while the first runs
-    sets = ("experiment.generations=400", "experiment.seeds=50", "engine.samples=2000")
+    # about 1 s of generations (the detector off: it is no part of this), and the lock's holder held (SIGSTOP)
+    # until the other one gave up: they overlap however loaded the machine
+    sets = ("experiment.generations=400", "experiment.seeds=50", "engine.samples=2000", "data.detector_auc=false")
     run = stopped_run(tmp_path / "a", sets=sets)
     settings = [a for s in sets for a in ("--set", s)]
     assert main(["--batch", "gaussian-quick", *settings, "--runs-dir", str(tmp_path / "b")]) == 0
     (whole,) = (tmp_path / "b").iterdir()
     uninterrupted = (whole / "metrics.jsonl").read_text().splitlines()
     procs = [cli("--batch", "--resume", str(run.path), cwd=tmp_path) for _ in range(2)]
+    by_pid = {str(p.pid): p for p in procs}
+    while (holder := by_pid.get(run.lock_path.read_text().strip())) is None and None in [p.poll() for p in procs]:
+        time.sleep(0.001)  # the holder writes its pid in the lock once it has it
+    if holder is not None:
+        holder.send_signal(signal.SIGSTOP)
+        (other,) = [p for p in procs if p is not holder]
+        other.wait(120)
+        holder.send_signal(signal.SIGCONT)
     results = [(p.wait(120), p.stderr.read()) for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
