@@ -112,6 +112,34 @@ def _in_groups(pgids: set[int]) -> list[int]:
     return found
 
 
+def children(pid: int, marker: bytes) -> list[int]:
+    """pid's child processes whose command line holds marker (e.g. b"spawn_main": multiprocessing's workers,
+    its resource tracker left out)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if ppid == pid and marker in cmdline:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def all_end(pids: list[int], timeout: float = 30) -> bool:
+    """Whether every process of pids has ended (or is a zombie) within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not any(alive(pid) for pid in pids)
+
+
 def kill_spawned(procs: list[subprocess.Popen]) -> None:
     """SIGKILL each spawned process's group; wait for the process, then (GRACE at most) for its group."""
     for proc in procs:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_process, spawn
+from conftest import all_end, children, run_process, spawn
 
 from collapse_tui.cli import main
 from collapse_tui.rundir import RunDir
@@ -84,14 +84,11 @@ def test_two_workers_killed_with_9_and_resumed_with_workers_give_the_one_process
         found = list(runs.glob("[!.]*")) if runs.exists() else []
         metrics = found[0] / "metrics.jsonl" if found else None
         time.sleep(0.02)
-    workers = children(proc.pid)
+    workers = children(proc.pid, b"spawn_main")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert len(workers) == 2, "the run had finished, or its workers had not started"
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(alive(pid) for pid in workers), "a worker outlived its killed parent"
+    assert all_end(workers), "a worker outlived its killed parent"
     run = RunDir(metrics.parent)
     assert main(["--batch", "--resume", str(run.path), "--workers", "2"]) == 0
     assert files(run.path) == files(one_process)
@@ -104,25 +101,3 @@ def test_workers_on_a_batched_single_chain_run_exit_2_before_anything_exists(tmp
     runs = tmp_path / "runs"
     assert main(["--batch", "gmm-quick", "--workers", "2", "--runs-dir", str(runs)]) == 2
     assert "trains its seeds together" in capsys.readouterr().err and not runs.exists()
-
-
-def children(pid: int) -> list[int]:
-    """pid's spawned worker processes (multiprocessing's resource tracker left out)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if ppid == pid and b"spawn_main" in cmdline:
-            out.append(int(stat.parent.name))
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"

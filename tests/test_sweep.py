@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_run, run_process, spawn
+from conftest import all_end, children, make_run, run_process, spawn
 
 from collapse_tui.cli import main
 from collapse_tui.executors import ray_resources
@@ -170,13 +170,14 @@ def test_kill_9_mid_sweep_then_resume(made, tmp_path):
         if "finished" in states and set(states) != {"finished"}:
             break
         time.sleep(0.005)
+    cells = children(proc.pid, b"--resume")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert all_end(cells), "a cell's worker outlived its killed sweep"  # they die with it, their locks too
     sweep = SweepDir.open(next((tmp_path / "sweeps").iterdir()))
     states = {c.name: c.state()[0] for c in sweep.cells}
     assert "finished" in states.values() and set(states.values()) != {"finished"}, states
     finished = {c.name: snapshot(c.rundir.path) for c in sweep.cells if states[c.name] == "finished"}
-    time.sleep(0.05)  # a worker that outlived its sweep would still be writing now
     assert main(["--batch", "--resume", str(sweep.path)]) == 0  # the dead workers' locks do not block it
     for name, files in finished.items():
         assert snapshot(sweep.path / "cells" / name) == files  # bytes and mtimes
