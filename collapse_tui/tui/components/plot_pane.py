@@ -218,7 +218,8 @@ class PlotPane(Widget):
 
     def set_curves(self, key: str, log: bool, span: int, curves: Sequence[Curve]) -> None:
         scale = " (log axis)" if log else ""
-        self.title = f"{key}{scale} over generations · m/M: metric"
+        what = f"{key}{scale} over generations" if key else "no generation yet"
+        self.title = f"{what} · m/M: metric"
         self.log_scale, self.span, self.curves = log, span, tuple(curves)
 
     def compose(self) -> ComposeResult:
