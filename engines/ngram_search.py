@@ -479,6 +479,7 @@ def beam_search(
     spans = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
     out = np.zeros((R, new), dtype=np.int32)
     done = [0] * len(spans)
+    total, reported = len(spans) * new, [0]
     claim = itertools.count()  # next() on it is atomic under the GIL
     caller = threading.get_ident()
 
@@ -490,7 +491,8 @@ def beam_search(
                 done[j] = t
                 if report is not None and threading.get_ident() == caller:
                     where = f"generating {ch.stop if t == new else ch.start}/{R} prompts, word {t}/{new}"
-                    report("sample", sum(done), len(spans) * new, None, where)
+                    reported[0] = sum(done)
+                    report("sample", reported[0], total, None, where)
 
             pr = np.ascontiguousarray(prompts[ch], dtype=np.int64)
             out[ch] = _search(pr, np.ascontiguousarray(seed[ch], dtype=np.int64), new, beams, penalty, model, step)
@@ -501,6 +503,8 @@ def beam_search(
         take_chunks()
         for f in helpers:
             f.result()
+    if report is not None and reported[0] < total:  # a helper thread ran the last words: the end, said once
+        report("sample", total, total, None, f"generating {R}/{R} prompts, word {new}/{new}")
     return out
 
 

@@ -14,7 +14,7 @@ from conftest import WIKI_TEST, WIKI_TRAIN, tiny_opt
 
 from collapse_tui import runlog
 from collapse_tui.batch import BatchView
-from collapse_tui.engines import ngram_counts
+from collapse_tui.engines import ngram_search
 from collapse_tui.engines.ngram import NgramEngine
 from collapse_tui.events import GenerationDone, Progress, RunStarted
 from collapse_tui.preset_files import load_preset
@@ -66,14 +66,13 @@ def test_the_opt_engine_reports_epochs_steps_and_prompts():
 
 def test_the_ngram_engine_reports_prompts_and_words_chunk_by_chunk(monkeypatch):
     e = NgramEngine({"train": WIKI_TRAIN, "test": WIKI_TEST, "max_chars": 6000, "block_size": 8, "num_beams": 2})
-    V = len(e.dataset().words)
-    monkeypatch.setattr(ngram_counts, "CHUNK_ELEMS", V * 2 * 5)  # 5 rows of 2 beams a chunk
+    monkeypatch.setattr(ngram_search, "CHUNK_PROMPTS", 5)  # 12 rows in 3 chunks, on one thread (under 64 rows)
     rngs = [np.random.default_rng(0), np.random.default_rng(1)]
     calls = Calls()
     model = e.fit(e.real_data(rngs), rngs, calls).model
-    e.sample(model, 6, rngs, calls)  # 12 rows: 2 seeds x 6 prompts, in chunks [0, 5), [5, 10), [10, 12)
+    e.sample(model, 6, rngs, calls)  # 12 rows: 2 seeds x 6 prompts, in chunks [0, 4), [4, 8), [8, 12)
     expected = [("train", 0, 1, None), ("train", 1, 1, None)]
-    for j, (start, stop) in enumerate(((0, 5), (5, 10), (10, 12))):
+    for j, (start, stop) in enumerate(((0, 4), (4, 8), (8, 12))):
         for t in range(8):
             done = stop if t == 7 else start
             expected.append(("sample", 8 * j + t + 1, 24, None, f"generating {done}/12 prompts, word {t + 1}/8"))

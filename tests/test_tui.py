@@ -394,12 +394,12 @@ async def test_q_quits_the_start_screen_and_types_in_a_field(tmp_path):
 
 @run_async
 async def test_presets_and_runs_share_the_height(tmp_path):
-    """At 120x46 every built-in preset shows; at 80x24, with six runs, the runs list still shows four or more."""
+    """At 120x50 every built-in preset shows; at 80x24, with six runs, the runs list still shows four or more."""
     runs = tmp_path / "runs"
     for mode in ("replace", "keep", "accumulate", "fresh", "replace", "keep"):
         RunDir.create(runs, load_preset("gaussian-quick", [f"data.mode={mode}"]))
     app = build_app(None, [], runs)
-    async with app.run_test(size=(120, 46)) as pilot:
+    async with app.run_test(size=(120, 50)) as pilot:
         await pilot.pause()
         presets = app.screen.query_one("#presets")
         names = [line.split()[0] for line in shown_lines(presets)[1:] if line.strip()]

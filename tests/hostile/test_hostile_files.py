@@ -59,7 +59,8 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> 
         [sys.executable, "-m", "collapse_tui", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, **(env or {})},
+        # xdist's workers have COLUMNS=80 and LINES=24: a command's width is not theirs to choose here
+        env={**{k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}, **(env or {})},
         start_new_session=True,
     )
     try:
