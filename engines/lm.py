@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -53,15 +52,13 @@ from .lm_train import Schedule, Trained, train_causal_lm
 from .text_data import (
     HUB_ALTERNATIVE,
     TextData,
-    check_text_paths,
+    TextSource,
     group_blocks,
     hub_text,
-    local_files,
     prompt_indices,
     rare_tokens,
     read_splits,
     split_blocks,
-    text_bytes,
     text_path_problems,
     text_source_params,
     with_prompt,
@@ -87,8 +84,9 @@ def _quiet_hugging_face() -> None:
     hf_logging.set_verbosity_error()
 
 
-class LMEngine(TorchEngine):
+class LMEngine(TextSource, TorchEngine):
     name = "lm"
+    PATH_KEYS = PATH_KEYS
     preview_kind = "text"
     figures = "collapse_tui.engines.figures.opt"
     METRICS = {**METRICS, **CROSS_PROMPT_METRICS}
@@ -215,10 +213,6 @@ class LMEngine(TorchEngine):
         if p.lr_min > p.lr:
             raise DataError(f"engine.lr_min: {p.lr_min} is above lr {p.lr}")
 
-    def _files(self) -> dict[str, Path | None]:
-        p = self.params
-        return local_files({k: self.path(getattr(p, k)) for k in ("train", "valid", "test")}, self.path(p.text_dir))
-
     def hub_needs(self) -> list[tuple[str, str]]:
         p = self.params
         needs = []
@@ -265,23 +259,10 @@ class LMEngine(TorchEngine):
                 f"{limit} (max_position_embeddings); set engine.block_size to at most {limit // 2}"
             )
 
-    data_keys = "engine.max_chars"
-
-    def data_bytes(self) -> int:
-        return text_bytes(self._files(), self.params.max_chars)
-
-    @property
-    def new_tokens(self) -> int:
-        return self.params.new_tokens or self.params.block_size
-
     def dataset(self) -> TextData:
         if self._data is None:
             _quiet_hugging_face()  # here, not at construction: the start screen builds engines to ask them
-            p = self.params
-            paths = {k: self.path(getattr(p, k)) for k in PATH_KEYS}
-            resolved = dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()})
-            self.check_params(resolved)
-            check_text_paths(resolved, PATH_KEYS)
+            p, paths = self.params, self._checked_paths()
             files = {k: paths[k] for k in ("train", "valid", "test")}
             texts = read_splits(files, paths["text_dir"], p.dataset, p.max_chars)
             tok = self._tokenizer(texts["train"])

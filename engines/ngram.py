@@ -19,7 +19,6 @@ training data that the generated data lack: in replace mode, those that do not r
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from .text_data import (
     EOS,
     HUB_ALTERNATIVE,
     UNK,
-    check_text_paths,
+    TextSource,
     group_blocks,
     hub_text,
     line_words,
@@ -45,7 +44,6 @@ from .text_data import (
     rare_tokens,
     read_splits,
     read_text,
-    text_bytes,
     text_path_problems,
     text_source_params,
     text_words,
@@ -73,8 +71,9 @@ class WordData:
         return [self.index.get(w, UNK_ID) for w in words]
 
 
-class NgramEngine(Engine):
+class NgramEngine(TextSource, Engine):
     name = "ngram"
+    PATH_KEYS = PATH_KEYS
     preview_kind = "text"
     figures = "collapse_tui.engines.figures.ngram"
     batched = True
@@ -131,10 +130,6 @@ class NgramEngine(Engine):
         if p.do_sample and p.num_beams != 1:
             raise DataError("engine.num_beams: do_sample draws one continuation per prompt; set num_beams = 1")
 
-    def _files(self) -> dict[str, Path | None]:
-        p = self.params
-        return local_files({k: self.path(getattr(p, k)) for k in ("train", "test")}, self.path(p.text_dir))
-
     def hub_needs(self) -> list[tuple[str, str]]:
         return [("engine.dataset", f"wikitext/{self.params.dataset}")] if hub_text(self.params, PATH_KEYS) else []
 
@@ -142,22 +137,10 @@ class NgramEngine(Engine):
         hub = hub_problems(self.hub_needs(), {"engine.dataset": HUB_ALTERNATIVE})
         return text_path_problems(self.params, PATH_KEYS) + hub
 
-    data_keys = "engine.max_chars"
-
-    def data_bytes(self) -> int:
-        return text_bytes(self._files(), self.params.max_chars)
-
-    @property
-    def new_tokens(self) -> int:
-        return self.params.new_tokens or self.params.block_size
-
     def dataset(self) -> WordData:
         if self._data is None:
             p = self.params
-            paths = {k: self.path(getattr(p, k)) for k in PATH_KEYS}
-            resolved = dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()})
-            self.check_params(resolved)
-            check_text_paths(resolved, PATH_KEYS)
+            self._checked_paths()
             texts = read_splits(self._files(), None, p.dataset, p.max_chars)
             texts["held"] = texts["valid"] or self._after_training()
             rows = {split: line_words(texts[split]) for split in ("train", "test", "held")}

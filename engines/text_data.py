@@ -6,6 +6,7 @@ numpy only; `datasets` and `tokenizers` are imported when they are used.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,34 @@ def words_text(words: list[str]) -> str:
     for w in words:
         out.append("\n" if w == EOS else w if not out or out[-1] == "\n" else f" {w}")
     return "".join(out)
+
+
+class TextSource:
+    """What the text engines (ngram, lm) share about their text: the files their source keys name, what reading
+    them costs, and the keys resolved and checked before the text is read. An engine mixing it in has
+    text_source_params' keys plus block_size and new_tokens, and sets PATH_KEYS (text_dir and its splits)."""
+
+    PATH_KEYS: tuple[str, ...]
+    data_keys = "engine.max_chars"
+
+    def _files(self) -> dict[str, Path | None]:
+        p = self.params
+        splits = {k: self.path(getattr(p, k)) for k in self.PATH_KEYS if k != "text_dir"}
+        return local_files(splits, self.path(p.text_dir))
+
+    def data_bytes(self) -> int:
+        return text_bytes(self._files(), self.params.max_chars)
+
+    @property
+    def new_tokens(self) -> int:
+        return self.params.new_tokens or self.params.block_size
+
+    def _checked_paths(self) -> dict[str, Path | None]:
+        """The path keys resolved against the working folder, after check_params and check_text_paths pass on
+        them (a bad key: DataError)."""
+        p = self.params
+        paths = {k: self.path(getattr(p, k)) for k in self.PATH_KEYS}
+        resolved = dataclasses.replace(p, **{k: str(v or "") for k, v in paths.items()})
+        self.check_params(resolved)
+        check_text_paths(resolved, self.PATH_KEYS)
+        return paths
