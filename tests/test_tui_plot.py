@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import run_async, wait_for
 from test_tui import Gate
 from textual.color import Color
@@ -22,6 +23,7 @@ from collapse_tui.tui.app import build_app
 from collapse_tui.tui.compare_screen import CompareScreen
 from collapse_tui.tui.components.plot_pane import (
     MARKERS,
+    GenerationTicks,
     PlotPane,
     band_columns,
     decimate,
@@ -305,3 +307,14 @@ def line_colours(app, pane: PlotPane) -> set:
         for seg in strip
         if BRAILLE.search(seg.text) and seg.style and seg.style.color
     }
+
+
+@pytest.mark.parametrize("last, max_ticks", [(3, 8), (1, 8), (2, 20), (39, 8), (1999, 8)])
+def test_generation_ticks_are_whole_generations(last, max_ticks):
+    """A 4-generation run's x axis reads 0 1 2 3 (textual-plot's own ticks would put 0.5 between)."""
+    formatter = GenerationTicks()
+    ticks = formatter.get_ticks(0, last, max_ticks)
+    assert len(ticks) >= 2 and all(t == int(t) and 0 <= t <= last for t in ticks)
+    assert formatter.get_labels_for_ticks(ticks) == [str(int(t)) for t in ticks]
+    if last <= 3:
+        assert ticks == list(range(last + 1))

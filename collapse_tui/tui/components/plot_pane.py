@@ -160,6 +160,17 @@ class Ticks(AxisFormatter):
         return tick_labels(ticks, self.log)
 
 
+class GenerationTicks(AxisFormatter):
+    """The x axis: generations are whole numbers, so its ticks are too (0 1 2 3 for a 4-generation run, no 0.5)."""
+
+    def get_ticks(self, min_: float, max_: float, max_ticks: int = MAX_TICKS) -> list[float]:
+        ticks = [t for t in nice_ticks(min_, max_, max_ticks) if t == int(t)]
+        return ticks if len(ticks) >= 2 else [float(g) for g in range(math.ceil(min_), math.floor(max_) + 1)]
+
+    def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
+        return [str(int(t)) for t in ticks]
+
+
 def first_metric(keys: Sequence[str], theory: Sequence[str] = ()) -> str:
     """The metric a plot opens on: the first theory expects, else the first the sparklines show, else the first."""
     return next((k for k in [*theory, *SERIES] if k in keys), keys[0] if keys else "")
@@ -272,6 +283,7 @@ class PlotPane(Widget):
         plot = self.query_one(BraillePlot)
         plot.clear()
         plot.set_y_formatter(Ticks(self.log_scale))
+        plot.set_x_formatter(GenerationTicks())
         cells = max(plot.size.width - plot.margin_left - 2, 1)  # inside the axes' box
         plot.set_xlimits(0, max(self.span - 1, 1))
         finite = [v for c in self.curves for v in (c.values, c.lo, c.hi) if v is not None]
