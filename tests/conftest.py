@@ -352,6 +352,17 @@ def run_async(test):
     return wrapper
 
 
+def running_past(runs: Path, generation: int = 0) -> RunDir | None:
+    """The one run under `runs` once its status (a heartbeat every few seconds) says that it runs and has
+    finished `generation`; None before. A fixed sleep is not enough: a cold numba cache makes a first
+    generation take seconds on a loaded CI box."""
+    found = list(runs.glob("[!.]*")) if runs.exists() else []
+    if len(found) != 1:
+        return None
+    status = RunDir(found[0]).read_status()
+    return RunDir(found[0]) if status.get("state") == "running" and status.get("generation", -1) >= generation else None
+
+
 async def wait_for(pilot, condition, what: str = "condition", timeout: float = 30.0) -> None:
     """Let the app run until condition() holds (bounded: a hung UI fails the test, not CI)."""
     deadline = time.monotonic() + timeout

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_process, spawn
+from conftest import run_process, running_past, spawn, wait_for
 
 from collapse_tui import loop
 from collapse_tui.cli import main
@@ -264,16 +264,12 @@ def test_a_closed_stdout_does_not_end_the_run(tmp_path):
 def test_sigterm_and_sighup_stop_at_a_checkpoint(tmp_path, sig):
     sets = ["--set", "experiment.generations=100000", "--set", "experiment.checkpoint_seconds=100"]
     proc = cli("--batch", "gaussian-quick", *sets, "--runs-dir", "runs", cwd=tmp_path)
-    runs = tmp_path / "runs"
-    for _ in range(3000):  # until it runs generations
-        found = list(runs.glob("[!.]*")) if runs.exists() else []
-        if found and RunDir(found[0]).read_status().get("state") == "running":
-            break
+    deadline = time.monotonic() + 120
+    while (run := running_past(tmp_path / "runs")) is None:  # until it has finished a generation
+        assert time.monotonic() < deadline and proc.poll() is None, "the run never finished a generation"
         time.sleep(0.01)
-    time.sleep(0.5)
     proc.send_signal(sig)
     assert proc.wait(60) == 128 + sig, proc.stderr.read()
-    run = RunDir(found[0])
     status = run.read_status()
     assert status["state"] == "stopped" and status["checkpoint_generation"] == status["generation"] > 0
     assert len(run.read_metrics()) == 20 * (status["generation"] + 1)  # everything done was kept
@@ -464,11 +460,7 @@ def test_the_app_stops_its_run_at_a_checkpoint_on_sigterm_and_sighup(tmp_path, s
         app = build_app("gaussian-quick", ["experiment.generations=100000"], runs)
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("enter")
-            for _ in range(200):  # until generations are running
-                await pilot.pause(0.05)
-                found = list(runs.glob("[!.]*")) if runs.exists() else []
-                if found and RunDir(found[0]).read_status().get("state") == "running":
-                    break
+            await wait_for(pilot, lambda: running_past(runs) is not None, "a finished generation", 120)
             os.kill(os.getpid(), sig)
             for _ in range(400):
                 await pilot.pause(0.05)

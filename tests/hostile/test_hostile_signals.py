@@ -67,7 +67,10 @@ def runs_when_running(tmp_path: Path, count: int) -> list[RunDir]:
     """The `count` runs under tmp_path/runs (a sweep's cells) once every one of them is running."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        found = sorted((tmp_path / "runs").rglob("status.json"))
+        try:
+            found = sorted((tmp_path / "runs").rglob("status.json"))
+        except FileNotFoundError:  # a run's hidden folder was renamed into place while rglob walked it
+            continue
         runs = [RunDir(p.parent) for p in found if ".tmp" not in str(p) and "/." not in str(p)]
         if len(runs) == count and all(r.read_status().get("state") == "running" for r in runs):
             return runs
