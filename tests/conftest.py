@@ -34,6 +34,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
@@ -68,6 +69,7 @@ GRACE = 10.0  # seconds a process left behind gets to end by itself before the g
 # processes that outlive a test by design: multiprocessing's resource tracker lives as long as this process,
 # the gmm engine's compile_aside process (its own session) finishes filling numba's kernel cache
 EXPECTED = (b"multiprocessing.resource_tracker", b"compile_second_share")
+CACHE = pytest.StashKey[str]()  # the session's XDG_CACHE_HOME
 _spawned: list[subprocess.Popen] = []  # started by spawn and not yet killed, each the leader of its group
 
 
@@ -237,6 +239,19 @@ SLOWEST_FIRST = (
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The user's cache (XDG_CACHE_HOME: collapse-tui's classifiers, matplotlib's fonts) is a folder of this
+    session's, made by the controller before xdist starts its workers (they inherit it) and removed at its
+    end: tests write nothing to ~/.cache, and a machine that ran the suite before tests what CI tests."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        config.stash[CACHE] = os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="collapse-tui-tests-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if CACHE in config.stash:
+        shutil.rmtree(config.stash[CACHE], ignore_errors=True)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
