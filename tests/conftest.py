@@ -215,6 +215,7 @@ def _processes_end_with_their_test():
 SLOWEST_FIRST = (
     "test_vae_collapse.py",
     "test_opt125m_shape.py",
+    "test_opt_fast.py",
     "test_opt.py",
     "test_mitigations_numpy.py",
     "test_quick_demos.py",
@@ -242,11 +243,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The user's cache (XDG_CACHE_HOME: collapse-tui's classifiers, matplotlib's fonts) is a folder of this
-    session's, made by the controller before xdist starts its workers (they inherit it) and removed at its
-    end: tests write nothing to ~/.cache, and a machine that ran the suite before tests what CI tests."""
+    """The caches (XDG_CACHE_HOME: collapse-tui's classifiers and numba kernels, Hugging Face's locks,
+    matplotlib's fonts; torch inductor's kernels, ~100 MB a compiled test, else left in /tmp) are a folder of
+    this session's, made by the controller before xdist starts its workers (they inherit it) and removed at
+    its end: tests write nothing outside their folders, and a machine that ran the suite before tests what
+    CI tests."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
-        config.stash[CACHE] = os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="collapse-tui-tests-cache-")
+        cache = config.stash[CACHE] = tempfile.mkdtemp(prefix="collapse-tui-tests-cache-")
+        os.environ["XDG_CACHE_HOME"] = cache
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache, "torchinductor")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -151,9 +151,15 @@ def test_training_loop_gives_the_plain_loops_loss_curve(trained):
     assert result.train_loss == pytest.approx(plain[-1], rel=2e-4)
 
 
-def test_compiled_training_gives_the_plain_loops_loss_curve():
+def test_compiled_training_gives_the_plain_loops_loss_curve(tmp_path, monkeypatch):
     """torch.compile on the CPU (inductor; about 45 s on 2 cores): the path CUDA runs by default. Dropout
     is off on both sides, since compiled dropout draws other random numbers."""
+    import torch._inductor.codecache
+
+    # inductor's precompiled headers (~150 MB) go to /tmp/torchinductor_USER whatever its cache folder
+    # (conftest points that at the session's): here, this test's folder
+    monkeypatch.setattr(torch._inductor.codecache, "_HEADER_DIR", str(tmp_path / "headers"))
+    monkeypatch.setattr(torch._inductor.codecache, "_HEADER_LOCK_DIR", str(tmp_path / "headers" / "locks"))
     e = engine(compile="on")
     build = e.new_model
 
