@@ -244,14 +244,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """The caches (XDG_CACHE_HOME: collapse-tui's classifiers and numba kernels, Hugging Face's locks,
-    matplotlib's fonts; torch inductor's kernels, ~100 MB a compiled test, else left in /tmp) are a folder of
+    matplotlib's fonts; torch inductor's kernels, ~100 MB a compiled test; Ray's session folders) are a folder of
     this session's, made by the controller before xdist starts its workers (they inherit it) and removed at
     its end: tests write nothing outside their folders, and a machine that ran the suite before tests what
     CI tests."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
-        cache = config.stash[CACHE] = tempfile.mkdtemp(prefix="collapse-tui-tests-cache-")
+        cache = config.stash[CACHE] = tempfile.mkdtemp(prefix="ctt-")  # short: Ray's sockets
         os.environ["XDG_CACHE_HOME"] = cache
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache, "torchinductor")
+        os.environ["RAY_TMPDIR"] = cache  # Ray's sessions (it adds ray/), else left in /tmp/ray
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -7,6 +7,7 @@ metrics. About a minute on 2 cores (a 500 MB model, saved four times)."""
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -24,7 +25,9 @@ TEXT = {"train": WIKI_TRAIN, "test": WIKI_TEST, "max_chars": 1500, "block_size":
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    return opt_local.build(tmp_path_factory.mktemp("opt125m") / "model")
+    root = tmp_path_factory.mktemp("opt125m")
+    yield opt_local.build(root / "model")
+    shutil.rmtree(root)  # 480 MB of weights: pytest keeps a fixture's folder for two more sessions
 
 
 def test_the_folder_has_opt125ms_shape_and_gpt2s_segmentation(folder):
