@@ -121,8 +121,10 @@ def cross_fit(real: np.ndarray, fake: np.ndarray, rngs: list[np.random.Generator
 
 
 def take(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """x[s, idx[s]] for every seed s: (S, k, f) (take_along_axis broadcasts a third index: 4x slower)."""
-    return x[np.arange(len(x))[:, None], idx]
+    """x[s, idx[s]] for every seed s: (S, k, f), compiled (numpy's fancy index: 8x slower at the gmm's size)."""
+    from .engines.logistic_kernels import gather
+
+    return gather(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(idx, dtype=np.int64))
 
 
 def fit_logistic(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

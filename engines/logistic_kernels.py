@@ -201,6 +201,18 @@ def fit_logistic_batch(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def gather(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """x[s, idx[s]] for every seed s of x (S, n, f) and idx (S, k): (S, k, f). numpy's fancy index with a
+    broadcast row index took 0.17 ms for a gmm fold (32 x 500 x 4), 0.7 ms a generation."""
+    s, k = idx.shape
+    out = np.empty((s, k, x.shape[2]))
+    for j in range(s):
+        for i in range(k):
+            out[j, i] = x[j, idx[j, i]]
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def logits_batch(
     x: np.ndarray, coef: np.ndarray, intercept: np.ndarray, centre: np.ndarray, scale: np.ndarray
 ) -> np.ndarray:
@@ -249,5 +261,6 @@ def compile_kernels() -> None:
         (fit_logistic_batch, (x, x, 1.0, 1, 1.0, beta, beta[:, :2].copy(), beta[:, :2].copy())),
         (logits_batch, (x, beta[:, :-1], beta[:, -1], beta[:, :2].copy(), beta[:, :2].copy())),
         (auc_sorted, (beta, beta)),
+        (gather, (x, np.zeros((2, 2), np.int64))),
     ):
         kernel.compile(tuple(numba.typeof(a) for a in args))
