@@ -10,7 +10,7 @@ from .engines.base import NOTE
 from .events import Event, GenerationDone, Progress, RunStarted
 from .numbers import plural
 from .records import Failure, RunState
-from .summary import SERIES, is_log, summarize, value_text, values
+from .summary import SERIES, headline_of, is_log, summarize, value_text, values
 
 LINE_INTERVAL = 1.0  # seconds: fast engines finish hundreds of generations a second
 PROGRESS_LINE_INTERVAL = 30.0  # seconds without a line before one says where a long generation is
@@ -22,6 +22,7 @@ class RunLog:
 
     def __init__(self) -> None:
         self.generations = 0
+        self.headline: list[str] = list(SERIES)  # the engine's headline metrics, once the run has started
         self._last = -math.inf  # when the last generation line was written
         self._said = time.monotonic()  # when the last line of any kind was
 
@@ -34,6 +35,7 @@ class RunLog:
     def _lines(self, ev: Event) -> list[str]:
         if isinstance(ev, RunStarted):
             self.generations = ev.generations
+            self.headline = list(headline_of(ev.engine))
             where = f"resuming at generation {ev.start_generation}" if ev.start_generation else "starting"
             seeds = plural(len(ev.seeds), "seed")
             head = f"{ev.name}: {ev.engine}, {ev.generations} generations, {seeds}, {where}"
@@ -51,10 +53,11 @@ class RunLog:
             self._last = now
             medians = []
             chains = list(dict.fromkeys(r.get("chain", "") for r in ev.rows))
+            keys = self.headline if chains == [""] else SERIES  # chains of other engines share these two
             for chain in chains:  # a run of several chains: each chain's medians after its name
                 rows = [r for r in ev.rows if r.get("chain", "") == chain]
                 medians += [f"{chain}:"] if chain else []
-                for key in SERIES:
+                for key in keys:
                     log = is_log(key)
                     medians.append(f"{key} {value_text(summarize(values(rows, key, log), log).centre, log)}")
             return ["  ".join([f"gen {ev.generation}/{self.generations - 1}", *medians]) + f"  ({ev.seconds:.2f} s)"]
