@@ -26,9 +26,11 @@ def engine(**params: object) -> OPTEngine:
     return tiny_opt(**{**FIT, **params})
 
 
-def train(e: OPTEngine, rng_seed: int):
-    """(model, what training measured) of OPTEngine.train, seeded as fit seeds it from np.random.default_rng."""
-    return e.train(e.dataset().train[None], int(np.random.default_rng(rng_seed).integers(2**63)), lambda *a: None)
+def train(e: OPTEngine, rng_seed: int, blocks: np.ndarray | None = None):
+    """(model, what training measured) of OPTEngine.train on blocks (default: the training set), seeded as
+    fit seeds it from np.random.default_rng."""
+    blocks = e.dataset().train if blocks is None else blocks
+    return e.train(blocks[None], int(np.random.default_rng(rng_seed).integers(2**63)), lambda *a: None)
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +110,17 @@ def test_settings_the_fast_search_lacks_are_refused(trained):
 
 
 # --- training -------------------------------------------------------------------------------------
-def plain_loop_losses(e: OPTEngine, seed_rng: np.random.Generator, no_dropout: bool = False) -> list[float]:
-    """fit's recipe written the plain way: blocks on the host, unfused AdamW, loss.item() every step."""
+def plain_loop_losses(
+    e: OPTEngine, seed_rng: np.random.Generator, no_dropout: bool = False, blocks: np.ndarray | None = None
+) -> list[float]:
+    """fit's recipe written the plain way: blocks (default: the training set) on the host, unfused AdamW,
+    loss.item() every step."""
     p = e.params
     train_seed = int(seed_rng.integers(2**63))
     model = e.new_model()
     if no_dropout:
         switch_off_dropout(model)
-    x = torch.from_numpy(e.dataset().train.astype(np.int64))
+    x = torch.from_numpy((e.dataset().train if blocks is None else blocks).astype(np.int64))
     total = math.ceil(len(x) / p.batch) * p.epochs
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(total, p.warmup_steps, p.lr, p.lr_min))
@@ -152,7 +157,7 @@ def test_training_loop_gives_the_plain_loops_loss_curve(trained):
 
 
 def test_compiled_training_gives_the_plain_loops_loss_curve(tmp_path, monkeypatch):
-    """torch.compile on the CPU (inductor; about 45 s on 2 cores): the path CUDA runs by default. Dropout
+    """torch.compile on the CPU (inductor; about 25 s on 2 cores): the path CUDA runs by default. Dropout
     is off on both sides, since compiled dropout draws other random numbers."""
     import torch._inductor.codecache
 
@@ -169,9 +174,13 @@ def test_compiled_training_gives_the_plain_loops_loss_curve(tmp_path, monkeypatc
         return m
 
     e.new_model = new_model
-    compiled = train(e, 2)[1].step_losses
-    plain = plain_loop_losses(e, np.random.default_rng(2), no_dropout=True)
-    np.testing.assert_allclose(compiled, plain, rtol=1e-3)
+    # whole batches: static shapes compile a last, shorter batch apart (twice the ~20 s compile)
+    blocks = e.dataset().train[: len(e.dataset().train) // FIT["batch"] * FIT["batch"]]
+    compiled = train(e, 2, blocks)[1].step_losses
+    plain = plain_loop_losses(e, np.random.default_rng(2), no_dropout=True, blocks=blocks)
+    # fused kernels round otherwise and training amplifies it: 1e-6 at first, 1.2e-3 at worst by step 62
+    np.testing.assert_allclose(compiled[:10], plain[:10], rtol=1e-5)
+    np.testing.assert_allclose(compiled, plain, rtol=2e-3)
     assert plain[-1] < plain[0] - 0.5
 
 
