@@ -252,7 +252,8 @@ def pytest_configure(config: pytest.Config) -> None:
         cache = config.stash[CACHE] = tempfile.mkdtemp(prefix="ctt-")  # short: Ray's sockets
         os.environ["XDG_CACHE_HOME"] = cache
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache, "torchinductor")
-        os.environ["RAY_TMPDIR"] = cache  # Ray's sessions (it adds ray/), else left in /tmp/ray
+        if len(cache) <= 40:  # Ray's sessions (it adds ray/; its sockets' paths must stay under 108 bytes)
+            os.environ["RAY_TMPDIR"] = cache
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
