@@ -386,22 +386,14 @@ class LMEngine(TextSource, TorchEngine):
         """The tiny model's pretrained weights: the seeded init trained pretrain_epochs on the real training
         blocks (the best validation epoch), computed once, or those a saved model of this run carries."""
         if self._start_state is None:
-            import torch
-
             p = self.params
-            init = self._tiny_init()
-            x = torch.from_numpy(np.ascontiguousarray(self.dataset().train, dtype=np.int64)).to(self._dev())
             sched = Schedule(p.pretrain_epochs, p.batch, p.pretrain_lr, p.lr_min, p.weight_decay, p.warmup_steps, False)
-            valid = self.dataset().valid
-            trained = train_causal_lm(
-                init,
-                x,
+            trained = self._train_blocks(
+                self._tiny_init(),
+                self.dataset().train,
                 sched,
                 INIT_SEED,
-                validate=lambda m: float(self.block_nll(m, valid).mean()),
-                report=lambda _, *where: report("pretrain", *where) if report is not None else None,
-                autocast=self._autocast,
-                compile_forward=False,
+                lambda _, *where: report("pretrain", *where) if report is not None else None,
             )
             self._start_state = {k: v.clone().contiguous() for k, v in trained.best.items()}
         return self._start_state
@@ -459,16 +451,28 @@ class LMEngine(TextSource, TorchEngine):
         )
 
     def train(self, data: np.ndarray, seed: int, report: Report, mit: Any = None) -> tuple[Any, Trained]:
-        import torch
 
         if data.shape[0] != 1:
             raise ValueError(f"the {self.name} engine trains one seed at a time, got data for {data.shape[0]}")
         p = self.params
         model = self.new_model()
-        x = torch.from_numpy(np.ascontiguousarray(data[0], dtype=np.int64)).to(self._dev())
         sched = Schedule(p.epochs, p.batch, p.lr, p.lr_min, p.weight_decay, p.warmup_steps, p.schedule == "epoch")
+        trained = self._train_blocks(model, data[0], sched, seed, report, self._compiles(), mit)
+        if p.checkpoint == "best":
+            model.load_state_dict(trained.best)
+        model.eval()
+        return model, trained
+
+    def _train_blocks(
+        self, model, blocks: np.ndarray, sched: Schedule, seed: int, report, compile_forward=False, mit=None
+    ) -> Trained:
+        """engines/lm_train.py's loop on blocks (N, L), on this engine's device and precision, each epoch
+        validated by the mean NLL of the validation blocks: pretraining and fine-tuning alike."""
+        import torch
+
         valid = self.dataset().valid
-        trained = train_causal_lm(
+        x = torch.from_numpy(np.ascontiguousarray(blocks, dtype=np.int64)).to(self._dev())
+        return train_causal_lm(
             model,
             x,
             sched,
@@ -476,13 +480,9 @@ class LMEngine(TextSource, TorchEngine):
             validate=lambda m: float(self.block_nll(m, valid).mean()),
             report=report,
             autocast=self._autocast,
-            compile_forward=self._compiles(),
+            compile_forward=compile_forward,
             mit=mit,
         )
-        if p.checkpoint == "best":
-            model.load_state_dict(trained.best)
-        model.eval()
-        return model, trained
 
     def block_nll(self, model, blocks: np.ndarray) -> np.ndarray:
         """Mean NLL per predicted token of each block (tokens 2..L given the ones before), (n,) float64."""

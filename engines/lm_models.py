@@ -72,31 +72,12 @@ def tiny_config(p: Any, tok, positions: int):
     from transformers import AutoConfig
 
     h, layers, heads = p.tiny_hidden, p.tiny_layers, p.tiny_heads
-    sizes = {
-        "opt": dict(
-            hidden_size=h,
-            num_hidden_layers=layers,
-            ffn_dim=4 * h,
-            num_attention_heads=heads,
-            max_position_embeddings=positions,
-            word_embed_proj_dim=h,
-        ),
+    hf = dict(hidden_size=h, num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=positions)
+    sizes = {  # GPT-2 names them its own way; the others share the usual names
+        "opt": dict(**hf, ffn_dim=4 * h, word_embed_proj_dim=h),
         "gpt2": dict(n_embd=h, n_layer=layers, n_head=heads, n_inner=4 * h, n_positions=positions),
-        "gpt_neox": dict(
-            hidden_size=h,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            intermediate_size=4 * h,
-            max_position_embeddings=positions,
-        ),
-        "llama": dict(
-            hidden_size=h,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            intermediate_size=4 * h,
-            max_position_embeddings=positions,
-            tie_word_embeddings=True,
-        ),
+        "gpt_neox": dict(**hf, intermediate_size=4 * h),
+        "llama": dict(**hf, intermediate_size=4 * h, tie_word_embeddings=True),
     }[p.tiny_arch]
     ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     return AutoConfig.for_model(p.tiny_arch, vocab_size=len(tok), **sizes, **ids)
