@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
         --cpu) DEVICE=cpu ;;
         --small) SMALL=1 ;;
         --precision) PRECISION=${2:?--precision needs fp32 or bf16}; shift ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift

@@ -227,7 +227,6 @@ SLOWEST_FIRST = (
     "test_mitigations_torch.py",
     "test_report.py",
     "test_theory.py",
-    "test_opt_fast.py",
     "test_tui.py",
     "test_sweep.py",
     "test_chains.py",

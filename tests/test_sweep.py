@@ -167,8 +167,8 @@ def test_kill_9_mid_sweep_then_resume(made, tmp_path):
             states = [c.state()[0] for c in SweepDir.open(next((tmp_path / "sweeps").iterdir())).cells]
         except (StopIteration, OSError, ValueError):
             states = []
-        if "finished" in states and set(states) != {"finished"}:
-            break
+        if "finished" in states and set(states) != {"finished"} and children(proc.pid, b"--resume"):
+            break  # (a cell's worker alive: the check below has one to see die)
         time.sleep(0.005)
     cells = children(proc.pid, b"--resume")
     proc.send_signal(signal.SIGKILL)

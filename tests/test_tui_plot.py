@@ -55,7 +55,8 @@ def test_decimate_keeps_every_columns_extremes_and_the_last_generation():
     assert 1234 in x and 777 in x and 5 not in x
     short = np.arange(30.0)
     x, v = decimate(short, bins, span)  # fewer values than the columns hold: all of them
-    np.testing.assert_array_equal(x, np.arange(30)) and np.testing.assert_array_equal(v, short)
+    np.testing.assert_array_equal(x, np.arange(30))
+    np.testing.assert_array_equal(v, short)
 
 
 def test_band_columns_span_each_columns_band_and_fill_a_short_run():
@@ -238,14 +239,14 @@ async def test_live_run_plot_grows(tmp_path, monkeypatch):
         gate.let(5)
         await wait_for(pilot, lambda: screen.run_state.done == 5, what="5 generations")
         screen.plot_metric = "mean_shift"  # a metric without a theory (whose curve spans the run from the start)
-        await pilot.press("g")
-        await pilot.pause(0.3)
+        await show_plot(pilot)
+        await wait_for(pilot, lambda: filled_columns(app) > 0, what="the curve")
         early = filled_columns(app)
         width = len(plot_area(app)[1][0])
         assert 0 < early <= 5 / 39 * width + 2  # the x axis spans the whole run from the start
         gate.let(15)
         await wait_for(pilot, lambda: screen.run_state.done == 20, what="20 generations")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: filled_columns(app) > early, what="the curve grown")
         later = filled_columns(app)
         assert later > early and abs(later - 19 / 39 * width) <= 3
         await pilot.press("s")
@@ -270,7 +271,7 @@ async def test_no_color_draws_markers(tmp_path, monkeypatch):
         assert f"{MARKERS[0] * 2} mean" in legend and f"{MARKERS[1] * 2} theory: mean" in legend
         assert drawn.count(MARKERS[0]) >= 10 and drawn.count(MARKERS[1]) >= 10
         await pilot.resize_terminal(120, 40)  # larger than the canvases' first buffers
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: len(plot_area(app)[1][0]) > 100, what="the plot resized")
         _, inside = plot_area(app)
         assert len(inside[0]) > 100 and BRAILLE.search("".join(inside))
 
@@ -291,7 +292,7 @@ async def test_compare_overlays_runs_each_in_its_colour(tmp_path):
         dark = line_colours(app, pane)
         assert len(dark) == 2
         app.theme = "textual-light"  # the curves take the light theme's colours, still two
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: line_colours(app, pane) != dark, what="the light theme's colours")
         light = line_colours(app, pane)
         theme = app.current_theme
         own = {Color.parse(c).rich_color for c in (theme.accent, theme.primary, theme.success, theme.error)}
