@@ -28,7 +28,6 @@ from .preset_files import read_toml
 from .rundir import RunDir
 from .sweepdir import REPORT, check_output
 
-KINDS = ("points", "images", "text")  # the preview kinds drawn here (engines/base.py PREVIEW_KINDS)
 GRID_COLUMNS = 8
 MIN_CELL = 24  # pixels a grid's image spans at least: an 8x8 digit is drawn 3 times its size
 GAP, GAP_LEVEL = 1, 96  # pixels between a grid's images, and their grey

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +84,7 @@ def run_threads(processes: int = 1, kept: int | None = None) -> Threads:
         load = os.getloadavg()[0]
     except OSError:  # no load average here: every core counts as free
         load = 0.0
-    return choose(cores(), load, own_load(), os.environ, processes, kept, busy_now())
+    return choose(cores(), load, own_load(), os.environ, processes, kept, busy_now)  # measured only when it counts
 
 
 def choose(
@@ -94,10 +94,11 @@ def choose(
     env: Mapping[str, str],
     processes: int = 1,
     kept: int | None = None,
-    busy: float = 0.0,
+    busy: float | Callable[[], float] = 0.0,
 ) -> Threads:
     """The threads of each of processes processes, on cpus cores with a 1-minute load average load of which
-    own is this process's and busy cores busy with other work now, given the environment env and the count a
+    own is this process's and busy cores busy with other work now (or what measures them: it takes 0.1 s, so
+    it is called only when no variable or kept count decides), given the environment env and the count a
     resumed run started with (kept)."""
     ignored: list[str] = []
     found = _from_env(env, (VARIABLE,), ignored)
@@ -107,7 +108,7 @@ def choose(
         var, count = found
         why = f"from {var}={count}"
     else:
-        others = max(0.0, load - own, busy)
+        others = max(0.0, load - own, busy() if callable(busy) else busy)
         count = max(1, int(max(0.0, cpus - others) + 0.5) // processes)
         why = f"{cpus} cores, load {others:.1f} from other work; {VARIABLE} sets another"
     each = f" in each of {processes} processes" if processes > 1 else ""

@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .gmm_kernels import _use_cache_dir
-
-_use_cache_dir()
+from . import numba_cache  # noqa: F401 (numba's cache in collapse-tui's folder)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -23,23 +23,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from .base import user_cache
-
-
-def cache_dir() -> Path:
-    """Where the compiled kernels are kept: NUMBA_CACHE_DIR, else the user's cache folder
-    (~/.cache/collapse-tui/numba), which outlives a reinstall or a new virtual environment."""
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return Path(os.environ["NUMBA_CACHE_DIR"])
-    return user_cache("numba")
-
-
-def _use_cache_dir() -> None:
-    try:
-        cache_dir().mkdir(parents=True, exist_ok=True)
-    except OSError:  # not writable: numba's own choice (beside this file, else its user folder)
-        return
-    numba.config.CACHE_DIR = str(cache_dir())
+from .numba_cache import cache_dir  # points numba's cache at collapse-tui's folder
 
 
 def cached() -> bool:
@@ -65,8 +49,6 @@ def compile_aside(d: int, k: int) -> None:
             start_new_session=True,
         )
 
-
-_use_cache_dir()  # before the kernels below are decorated: numba reads it then
 
 EPS = float(np.finfo(np.float64).eps)  # sklearn adds 10 * eps to every component's mass
 LOG_2PI = float(np.log(2.0 * np.pi))

@@ -68,6 +68,7 @@ from .text_metrics import METRICS, TEXT_HEADLINE, hashed_ngrams, seq_ppl_stats, 
 INIT_SEED = 1234  # the tiny model's starting weights: the same for every generation, seed and run
 EVAL_MAX = 5000  # generated blocks measured per generation
 PATH_KEYS = ("text_dir", "train", "valid", "test")
+LOCAL = ("/", ".", "~")  # a model named so is a folder here, never a hub id
 START_FILE = "start.safetensors"  # beside a tiny model's weights: the pretrained ones every generation starts from
 ADAPTER_CONFIG = "adapter_config.json"  # peft's: a saved model that is LoRA adapters on the starting weights
 LORA_MISSING = (
@@ -82,6 +83,11 @@ def _quiet_hugging_face() -> None:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+
+
+def local_path(model: str) -> bool:
+    """model names a folder here: one that exists, or a path (/, ., ~) that should."""
+    return model.startswith(LOCAL) or Path(model).expanduser().exists()
 
 
 class LMEngine(TextSource, TorchEngine):
@@ -214,11 +220,12 @@ class LMEngine(TextSource, TorchEngine):
             raise DataError(f"engine.lr_min: {p.lr_min} is above lr {p.lr}")
 
     def hub_needs(self) -> list[tuple[str, str]]:
+        """A model named by a path (or a folder that exists) is local: preflight says when it is missing."""
         p = self.params
         needs = []
         if hub_text(p, PATH_KEYS):
             needs.append(("engine.dataset", f"wikitext/{p.dataset}"))
-        if p.model != "tiny" and not Path(p.model).expanduser().exists() and cached_model(p.model) is None:
+        if p.model != "tiny" and not local_path(p.model) and cached_model(p.model) is None:
             needs.append(("engine.model", f"the model {p.model}"))
         return needs
 
@@ -227,7 +234,7 @@ class LMEngine(TextSource, TorchEngine):
         lines = []
         if p.lora_rank and importlib.util.find_spec("peft") is None:
             lines.append(LORA_MISSING)
-        if p.model != "tiny" and p.model.startswith(("/", ".", "~")) and not Path(p.model).expanduser().exists():
+        if p.model != "tiny" and p.model.startswith(LOCAL) and not Path(p.model).expanduser().exists():
             lines.append(f"engine.model: no folder {p.model}")
         needs = self.hub_needs()
         if offline() and ("engine.model", f"the model {p.model}") in needs:

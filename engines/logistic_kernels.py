@@ -17,7 +17,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from .gmm_kernels import _exp_nonpositive  # also points numba's cache at collapse-tui's folder
+from .gmm_kernels import _exp_nonpositive
 
 LANES = 8  # partial sums per sum over examples
 

@@ -29,12 +29,10 @@ import numba
 import numpy as np
 from numba import njit
 
-from .gmm_kernels import _use_cache_dir
+from . import numba_cache  # noqa: F401 (numba's cache in collapse-tui's folder)
 from .ngram_counts import NgramModel, _penalise, row_chunks
 
 BOUND_MARGIN = 1e-5  # relative; float32 rounding of a value is below 4e-7
-
-_use_cache_dir()
 
 
 class Tables:

@@ -23,7 +23,7 @@ from textual.widgets import Static
 from textual_plot import HiResMode, NumericAxisFormatter
 from textual_plot.axis_formatter import AxisFormatter
 
-from ...numbers import plural
+from ...numbers import fmt, plural
 from ...runs import Run
 from ...summary import SERIES, Summary, by_generation, is_log, value_text
 from ..state import ScreenState
@@ -125,20 +125,13 @@ def nice_ticks(lo: float, hi: float, max_ticks: int = MAX_TICKS) -> list[float]:
     return [0.0 if abs(t) < 1e-9 * step else t for t in ticks]
 
 
-def number_label(x: float, digits: int) -> str:
-    """x in at most `digits` significant digits, positional from 1e-4 to 1e6 ('1000', '0.35'), else '2.5e7'."""
-    if x == 0 or 1e-4 <= abs(x) < 1e6:
-        return np.format_float_positional(x, precision=digits, fractional=False, trim="-")
-    return f"{x:.{digits}g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
-
-
 def tick_labels(ticks: Sequence[float], log: bool) -> list[str]:
     """The ticks in the quantity's own units (10^t on a log axis), in the fewest significant digits that write
     each exactly (a label never reads as another number); past float's range, as summary.value_text writes them."""
     values = [10.0**t if log and abs(t) < 300 else t for t in ticks]
     huge = log and any(abs(t) >= 300 for t in ticks)
     for digits in range(1, 8):
-        labels = [value_text(t, True, digits) if huge else number_label(v, digits) for t, v in zip(ticks, values)]
+        labels = [value_text(t, True, digits) if huge else fmt(v, digits=digits) for t, v in zip(ticks, values)]
         exact = huge or all(
             math.isclose(float(label), v, rel_tol=1e-6, abs_tol=1e-300) for label, v in zip(labels, values)
         )
