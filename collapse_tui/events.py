@@ -58,4 +58,12 @@ class RunFailed:
     resumable: bool = True  # the run resumes from its last checkpoint, and that can help (records.Failure)
 
 
-Event = RunStarted | Progress | GenerationDone | RunFinished | RunFailed
+@dataclass(frozen=True)
+class Note:
+    """A line for the run's log from inside a generation (an engine's report(NOTE + text, ...)): not progress."""
+
+    generation: int
+    text: str
+
+
+Event = RunStarted | Progress | Note | GenerationDone | RunFinished | RunFailed

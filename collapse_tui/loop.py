@@ -28,7 +28,8 @@ from .chains import Chain, Step, check_shapes, measure_distances, shared_samples
 from .checkpoints import check_resumable, load_chains, save_checkpoint
 from .config import Config, ConfigError, DataSection, chain_specs
 from .engines import DataError, Report, engine_class
-from .events import Event, GenerationDone, Progress, RunFailed, RunFinished, RunStarted
+from .engines.base import NOTE
+from .events import Event, GenerationDone, Note, Progress, RunFailed, RunFinished, RunStarted
 from .files import atomic_write, disk_full, now_iso, printable
 from .generation import chain_next_data, one_generation, sample_saved
 from .mixing import synthetic_data
@@ -297,7 +298,9 @@ def _reporter(gen: int, emit: Callable[[Event], None], control: Control, rundir:
     def report(phase: str, step: int, total: int, loss: float | None, detail: str = "") -> None:
         control.check()
         now = time.monotonic()
-        if step >= total or now - last[0] >= PROGRESS_INTERVAL:
+        if phase.startswith(NOTE):
+            emit(Note(gen, phase.removeprefix(NOTE)))
+        elif step >= total or now - last[0] >= PROGRESS_INTERVAL:
             last[0] = now
             emit(Progress(gen, phase, step, total, loss, detail))
         if now - last[1] >= STATUS_INTERVAL:  # long generations keep the heartbeat fresh

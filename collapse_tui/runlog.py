@@ -6,8 +6,7 @@ import math
 import time
 from pathlib import Path
 
-from .engines.base import NOTE
-from .events import Event, GenerationDone, Progress, RunStarted
+from .events import Event, GenerationDone, Note, Progress, RunStarted
 from .numbers import plural
 from .records import Failure, RunState
 from .summary import SERIES, headline_of, is_log, summarize, value_text, values
@@ -42,8 +41,8 @@ class RunLog:
             return [head, f"run directory: {ev.run_dir}", *([ev.threads] if ev.threads else [])]
         if isinstance(ev, Progress) and ev.phase == "compile" and ev.step == 0:
             return ["compiling the engine's kernels: the first run only, later runs load them from a cache"]
-        if isinstance(ev, Progress) and ev.phase.startswith(NOTE):
-            return [ev.phase.removeprefix(NOTE)]
+        if isinstance(ev, Note):
+            return [ev.text]
         if isinstance(ev, Progress) and time.monotonic() - self._said >= PROGRESS_LINE_INTERVAL:
             return [ev.text()]
         if isinstance(ev, GenerationDone):

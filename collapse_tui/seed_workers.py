@@ -48,6 +48,7 @@ import numpy as np
 from .chains import Chain, Group, Step, rng_from
 from .config import Config, ConfigError, DataSection, chain_specs
 from .engines import engine_class
+from .engines.base import NOTE
 from .generation import one_generation
 from .rundir import RunDir
 
@@ -294,8 +295,9 @@ def _reporter(gen: int, key: int, results: Connection) -> Callable:
 
     def report(phase: str, step: int, total: int, loss: float | None, detail: str = "") -> None:
         now = time.monotonic()
-        if step >= total or now - last[0] >= PROGRESS_INTERVAL:
-            last[0] = now
+        note = phase.startswith(NOTE)  # a log line (the parent's report makes it a Note): it resets no interval
+        if note or step >= total or now - last[0] >= PROGRESS_INTERVAL:
+            last[0] = last[0] if note else now
             _send(results, "progress", key, (phase, step, total, loss, detail))
 
     return report

@@ -15,7 +15,7 @@ from conftest import tiny_opt
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-from collapse_tui.engines.base import NOTE, DataError  # noqa: E402
+from collapse_tui.engines.base import DataError  # noqa: E402
 from collapse_tui.engines.lm_decode import Decoding, continuer, decode, process, unsupported_settings  # noqa: E402
 from collapse_tui.engines.lm_models import tiny_config  # noqa: E402
 
@@ -195,8 +195,9 @@ def test_engine_samples_on_the_fast_path_with_generates_tokens_across_batches():
 
 def test_a_cache_the_decoder_cannot_drive_is_left_to_generate_and_said_once():
     """Mamba's cache holds recurrent states, not keys and values: generate decodes, and the run's log says so
-    once (RunLog turns the note into a line)."""
-    from collapse_tui.events import Progress
+    once: the loop's reporter makes the note a Note event, not progress, and RunLog a line of it."""
+    from collapse_tui.events import Note
+    from collapse_tui.loop import Control, _reporter
     from collapse_tui.runlog import RunLog
 
     e = tiny_opt(num_beams=2, block_size=8)
@@ -204,17 +205,16 @@ def test_a_cache_the_decoder_cannot_drive_is_left_to_generate_and_said_once():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         mamba = transformers.MambaForCausalLM(cfg).eval()
-    notes = []
-
-    def report(phase, step, total, loss, detail=""):
-        if phase.startswith(NOTE):
-            notes.append(Progress(0, phase, step, total, loss))
+    events = []
+    report = _reporter(0, events.append, Control(), SimpleNamespace(write_status=lambda: None))
 
     prompts = e.dataset().train[:6]
     first = e.continue_blocks(mamba, prompts, seed=0, report=report)
     e.continue_blocks(mamba, prompts, seed=0, report=report)
     assert np.array_equal(first, tiny_opt(num_beams=2, block_size=8, generator="hf").continue_blocks(mamba, prompts, 0))
+    notes = [ev for ev in events if isinstance(ev, Note)]
     assert len(notes) == 1
+    assert not [ev for ev in events if "note" in getattr(ev, "phase", "")]  # not progress
     (line,) = RunLog().lines(notes[0])
     assert line.startswith("transformers' generate decodes: MambaForCausalLM's cache has") and "Linear" in line
 
