@@ -134,7 +134,7 @@ def fit_logistic(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.nda
     ||w||^2 / 2 + C sum_i s_i (log(1 + e^z_i) - y_i z_i), z = x w + b, balanced weights s_i = N / (2 N_class)
     (the intercept unpenalised), by Newton's method with step halving; each seed stops on its own
     (compiled: engines/logistic_kernels.py)."""
-    from .engines.gmm import over_seeds  # the gmm engine's chunks of seeds on threads
+    from .engines.parallel import over_seeds  # chunks of seeds on threads
     from .engines.logistic_kernels import fit_logistic_batch  # numba loads when a run measures
 
     sn, f = real.shape[0], real.shape[2]

@@ -171,7 +171,7 @@ def test_a_first_run_and_a_run_from_the_cache_give_the_same_bits(tmp_path) -> No
 
 def test_seeds_do_not_influence_each_other() -> None:
     # a seed's result depends only on its own data and Generator, not on the batch it is fitted in:
-    # 40 seeds go in chunks to threads (gmm.over_seeds), one seed alone in one call
+    # 40 seeds go in chunks to threads (parallel.over_seeds), one seed alone in one call
     from collapse_tui.engines import gmm
 
     data = np.stack([g.standard_normal((1000, 2)) for g in rngs(40, 60)])
