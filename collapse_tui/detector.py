@@ -134,8 +134,8 @@ def fit_logistic(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.nda
     ||w||^2 / 2 + C sum_i s_i (log(1 + e^z_i) - y_i z_i), z = x w + b, balanced weights s_i = N / (2 N_class)
     (the intercept unpenalised), by Newton's method with step halving; each seed stops on its own
     (compiled: engines/logistic_kernels.py)."""
-    from .engines.parallel import over_seeds  # chunks of seeds on threads
     from .engines.logistic_kernels import fit_logistic_batch  # numba loads when a run measures
+    from .engines.parallel import over_seeds  # chunks of seeds on threads
 
     sn, f = real.shape[0], real.shape[2]
     beta, centre, scale = np.empty((sn, f + 1)), np.empty((sn, f)), np.empty((sn, f))

@@ -152,13 +152,8 @@ def preview_kind(engine: str, sample: Any) -> str:
     return "images" if sample.ndim == 3 else "points"
 
 
-def write_generation(rundir: RunDir, generation: int, out: Path | None = None) -> list[str]:
-    """Write a generation's samples of every chain into out (default: RUN/report/samples/, apart from the
-    report's figures): gen-NNNNNN[-chain].png, or a folder gen-NNNNNN[-chain]/ of sample-NN.txt files.
-    Returns a line per file or folder written, saying what it holds. ConfigError when the generation has no
-    samples saved or out is not a place to write."""
-    out = Path(out) if out is not None else rundir.path / REPORT / "samples"
-    check_output(out, "--to")
+def check_generation(rundir: RunDir, generation: int) -> dict[str, str]:
+    """The run's chains (their engines by name); ConfigError when one has no samples of generation saved."""
     chains = Preset.read(rundir).engines
     missing = [c for c in chains if generation not in rundir.sample_generations(c)]
     if missing:
@@ -166,6 +161,17 @@ def write_generation(rundir: RunDir, generation: int, out: Path | None = None) -
         where = f" (chain {missing[0]})" if missing[0] else ""
         have = f"saved: {saved[0]}..{saved[-1]}, {plural(len(saved), 'generation')}" if saved else "none saved"
         raise ConfigError(f"{rundir.path}: no samples of generation {generation}{where} ({have})")
+    return chains
+
+
+def write_generation(rundir: RunDir, generation: int, out: Path | None = None) -> list[str]:
+    """Write a generation's samples of every chain into out (default: RUN/report/samples/, apart from the
+    report's figures): gen-NNNNNN[-chain].png, or a folder gen-NNNNNN[-chain]/ of sample-NN.txt files.
+    Returns a line per file or folder written, saying what it holds. ConfigError when the generation has no
+    samples saved or out is not a place to write."""
+    out = Path(out) if out is not None else rundir.path / REPORT / "samples"
+    check_output(out, "--to")
+    chains = check_generation(rundir, generation)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

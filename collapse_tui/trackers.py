@@ -38,7 +38,16 @@ from .config import ConfigError
 from .export import flatten_row
 from .numbers import plural
 from .rundir import RunDir
-from .sample_files import Preset, density_image, extent, image_grid, png_bytes, preview_kind, write_generation
+from .sample_files import (
+    Preset,
+    check_generation,
+    density_image,
+    extent,
+    image_grid,
+    png_bytes,
+    preview_kind,
+    write_generation,
+)
 from .summary import is_log, log_keys_of, summarize, values
 from .sweepdir import REPORT, check_output, expand
 
@@ -60,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     rundirs = [RunDir.open(Path(p)) for p in names]
     if args.samples is not None and len(rundirs) > 1:
         raise ConfigError("export --samples: one run directory at a time")
+    if args.samples is not None:  # before the tables below are written (write_generation checks them when it runs)
+        check_generation(rundirs[0], args.samples)
+        if args.to:
+            check_output(Path(args.to), "--to")
     if args.tensorboard:
         if len({r.path.name for r in rundirs}) < len(rundirs):  # DIR/<run name> would hold both
             raise ConfigError("--tensorboard: two runs of the same name (in different folders): one at a time")

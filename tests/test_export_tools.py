@@ -256,6 +256,12 @@ def test_bad_outputs_exit_2_with_one_line(gmm_run: Path, args, message, capsys):
     assert sorted(p.name for p in gmm_run.iterdir()) == before
 
 
+def test_a_missing_generation_is_refused_before_the_tables_are_written(gmm_run: Path, tmp_path: Path, capsys):
+    assert main(["export", str(gmm_run), "--csv", str(tmp_path / "m.csv"), "--samples", "99"]) == 2
+    assert "no samples of generation 99" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # not even the CSV
+
+
 @pytest.mark.parametrize(
     "option, module, extra", [("--tensorboard", "tensorboard", "[tensorboard]"), ("--mlflow", "mlflow", "[mlflow]")]
 )

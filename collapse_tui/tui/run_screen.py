@@ -287,8 +287,11 @@ class RunScreen(Screen):
         """The plot pane, while it shows: a long run's curves are decimated afresh at each update."""
         st = self.run_state
         if self.is_mounted and self.query_one(TabbedContent).active == "plot":
-            self.plot_metric = self.plot_metric if self.plot_metric in st.keys else first_metric(st.keys, st.theory)
-            self.query_one(PlotPane).show_run(st, self.plot_metric)
+            metric = self.plot_metric if self.plot_metric in st.keys else first_metric(st.keys, st.theory)
+            if metric != self.plot_metric:
+                self.plot_metric = metric  # its watcher draws it
+            else:
+                self.query_one(PlotPane).show_run(st, metric)
 
     def _draw_trends(self) -> None:
         self._draw_plot()

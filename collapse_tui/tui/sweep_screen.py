@@ -21,7 +21,7 @@ from ..mitigations import HEADLINE, outcomes
 from ..runs import Run, load_run
 from ..summary import SERIES, Summary, by_generation, change_text, headline_of, is_log, scalar_keys, value_text
 from ..sweepdir import SweepDir
-from .components.cell_table import CellRow, CellTable, shared_frame
+from .components.cell_table import CellRow, CellTable
 from .components.mitigation_table import MitigationTable
 from .components.trend import ARROWS
 
@@ -115,8 +115,7 @@ class SweepScreen(Screen):
             series = list(by_generation(run.rows, self.metric, run.log_keys).values()) if self.metric else []
             medians = [s.centre for s in series]
             rows.append(CellRow(cell.name, state, gen + 1, run.config.generations, medians, numbers(series)))
-        self.query_one(CellTable).show(rows, self.label())
-        self.show_scale(shared_frame(rows))
+        self.show_scale(self.query_one(CellTable).show(rows, self.label()))
         runs = [self.runs[c.name] for c in self.sweep.cells if c.name in self.runs]
         if self.sweep.variants and [id(r) for r in runs] != [id(r) for r in self._shown]:  # read again: new rows
             self.show_variants()

@@ -42,8 +42,9 @@ class CellTable(DataTable):
         for col in COLUMNS:
             self.add_column(col, key=col)
 
-    def show(self, rows: list[CellRow], metric: str) -> None:
-        """The rows, their sparklines on one scale (shared_frame), so that a cell's line stands against the others'."""
+    def show(self, rows: list[CellRow], metric: str) -> tuple[float, float]:
+        """The rows, their sparklines on one scale (shared_frame, returned), so that a cell's line stands against
+        the others'."""
         self.columns["trend"].label = Text(metric)
         frame = shared_frame(rows)
         for r in rows:
@@ -59,3 +60,4 @@ class CellTable(DataTable):
                     self.update_cell(r.name, col, value)
             else:
                 self.add_row(*cells, key=r.name)
+        return frame
