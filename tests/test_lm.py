@@ -177,20 +177,13 @@ def test_an_uncached_hub_model_offline_says_what_to_download(hub_home, tmp_path)
 
 
 @pytest.fixture
-def cache_here(hub_home, monkeypatch):
+def cache_here(hub_home, monkeypatch, no_hub):
     """This process reads hub_home's cache (as HF_HOME = hub_home[0] makes a new one do: the uncached test checks
-    that); the hub itself is a closed local port."""
+    that); the hub itself is a closed local port (no_hub)."""
     from huggingface_hub import constants
 
-    from collapse_tui.engines import hub
-
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_home[0] / "hub"))
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
-    hub.unreachable.cache_clear()
-    yield hub_home
-    hub.unreachable.cache_clear()
+    return hub_home
 
 
 def test_a_cached_hub_model_runs_by_name_offline_as_its_folder_does(cache_here, monkeypatch, tmp_path):

@@ -57,12 +57,15 @@ def test_official_blocks_are_those_of_datasets_map_in_4_processes(rows):
     """4005 rows (the shipped text read over again; not a multiple of 4 or of 1000): 4 shards of 1002, 1001,
     1001 and 1001 rows, each grouped as a batch of 1000 rows and one of the rest, each batch's remainder
     dropped. The second shard's last batch is one empty row, a single token: main.py's short block, which
-    official_blocks leaves out. 3 rows: datasets runs 3 processes, one row each."""
-    lines = [LINES[i % len(LINES)] for i in range(rows)]
+    official_blocks leaves out. 3 rows, each of over 64 words: datasets runs 3 processes, one row each, and
+    each makes its own blocks (the shipped text's first 3 lines are too short to make any)."""
+    long = [line for line in LINES if len(line.split()) > 64]
+    lines = [LINES[i % len(LINES)] for i in range(rows)] if rows > 3 else long[:rows]
     theirs = preprocess_datasets(datasets.Dataset.from_dict({"text": lines}))["input_ids"]
     ids = tokenize_function({"text": lines})["input_ids"]
     ours = official_blocks(ids, 64)
     full = [b for b in theirs if len(b) == 64]
+    assert full
     assert ours.shape == (len(full), 64) and ours.tolist() == full
     if rows == 4005:
         assert [len(b) for b in theirs if len(b) != 64] == [1]  # the short block, from the second shard

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from conftest import WIKI_TEST, WIKI_TRAIN, tiny_opt
+from conftest import WIKI_TEST, WIKI_TRAIN, tiny_opt, wait_for
 
 from collapse_tui import runlog
 from collapse_tui.batch import BatchView
@@ -98,10 +98,7 @@ def test_the_loop_passes_the_detail_on_and_the_progress_row_shows_it(tmp_path, m
             await pilot.press("enter")
             phase = app.screen.query_one("#phase")
             want = f"gen 0 sample: generating {R}/{R} prompts, word 8/8"
-            for _ in range(200):
-                await pilot.pause(0.05)
-                if str(phase.render()) == want:
-                    break
+            await wait_for(pilot, lambda: str(phase.render()) == want, what="the detail", timeout=10)
             assert str(phase.render()) == want
             gate.set()
 

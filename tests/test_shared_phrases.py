@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from conftest import WIKI_TEST, WIKI_TRAIN
+from conftest import WIKI_TEST, WIKI_TRAIN, run_loop
 
 from collapse_tui.engines.text_data import split_prompt
 from collapse_tui.phrases import SHARED_MIN_WORDS, shared_phrases, texts_holding, words
-from collapse_tui.preset_files import load_preset
 from collapse_tui.records import RunState
 from collapse_tui.rundir import RunDir
-from collapse_tui.testing import run_in_process
 from collapse_tui.tui.app import build_app
 
 SIZE = (80, 24)
@@ -57,9 +55,9 @@ def collapsed_run(tmp_path: Path) -> Path:
     generations on the shipped WikiText-2, whose shown prompts end up continued alike."""
     sets = [f"engine.train='{WIKI_TRAIN}'", f"engine.test='{WIKI_TEST}'", "experiment.seeds=1"]
     sets += ["experiment.generations=3", "engine.max_chars=20000", "engine.block_size=32", "engine.num_beams=3"]
-    path = RunDir.create(tmp_path, load_preset("ngram", sets)).path
-    assert run_in_process(RunDir(path)) == RunState.FINISHED
-    return path
+    rundir, state = run_loop(tmp_path, "ngram", sets)
+    assert state == RunState.FINISHED
+    return rundir.path
 
 
 def test_the_diff_pane_shows_the_sentence_every_prompt_ends_in(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_async, wait_for
+from conftest import run_async, run_loop, wait_for
 from test_tui import Gate
 from textual.color import Color
 from textual_plot import NumericAxisFormatter, PlotWidget
@@ -18,7 +18,6 @@ from textual_plot import NumericAxisFormatter, PlotWidget
 from collapse_tui.preset_files import load_preset
 from collapse_tui.rundir import RunDir
 from collapse_tui.runs import load_runs
-from collapse_tui.testing import run_in_process
 from collapse_tui.tui.app import build_app
 from collapse_tui.tui.compare_screen import CompareScreen
 from collapse_tui.tui.components.plot_pane import (
@@ -128,9 +127,8 @@ async def show_plot(pilot) -> PlotPane:
 
 def gaussian_run(tmp_path: Path, generations: int = 40) -> tuple[RunDir, list[dict]]:
     """A real gaussian-quick run, finished."""
-    cfg = load_preset("gaussian-quick", [f"experiment.generations={generations}"])
-    rundir = RunDir.create(tmp_path / "runs", cfg)
-    assert run_in_process(rundir) == "finished"
+    rundir, state = run_loop(tmp_path, "gaussian-quick", [f"experiment.generations={generations}"])
+    assert state == "finished"
     return rundir, rundir.read_metrics()
 
 
