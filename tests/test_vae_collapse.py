@@ -84,7 +84,7 @@ def test_replace_loses_digit_classes(series):
 def test_accumulate_keeps_spread_and_classes_above_replace(series):
     rep, acc = series["replace"], series["accumulate"]
     # the spread of 100 latents is noisy from one generation to the next; the gap shows by the last one
-    # (by hand, seeds 0, 1, 2: 0.16, 0.08, 0.10)
+    # (by hand, seeds 0, 1, 2: 0.15, 0.02, 0.13: seed 1's gap is within that noise)
     assert col(acc, "latent_spread")[-1] > col(rep, "latent_spread")[-1] + 0.05
     assert np.all(col(acc, "class_entropy")[1:] > col(rep, "class_entropy")[1:] + 0.2)
     assert col(acc, "class_entropy")[-1] > col(acc, "class_entropy")[0] - 0.2  # accumulate holds the classes
