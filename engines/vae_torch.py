@@ -55,11 +55,11 @@ class VAE(nn.Module):
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (B, latent) -> pixel logits (B, H, W); the image is their sigmoid."""
         h = F.relu(self.deconv2(self.fc_dec(z).view(-1, *self.grid)))
-        if h.is_cuda:
-            out = self.deconv1(h)[:, 0]
-        else:  # oneDNN's kernel for one output channel took 2.5x the gemm + col2im one (forward and backward)
+        if h.device.type == "cpu":  # oneDNN's kernel for one output channel took 2.5x the gemm + col2im one
             d = self.deconv1
             out = torch.ops.aten.slow_conv_transpose2d(h, d.weight, d.kernel_size, d.bias, d.stride, d.padding)[:, 0]
+        else:
+            out = self.deconv1(h)[:, 0]
         return out[:, : self.height, : self.width]
 
     def config(self) -> dict[str, int]:

@@ -95,6 +95,32 @@ def test_the_papers_vae_has_647081_parameters_and_adapts_to_the_image_size():
         assert model.decode_logits(mu).shape == (3, h, w)
 
 
+def test_the_cpu_decoders_last_layer_is_the_transposed_convolution_forward_and_backward():
+    """On the CPU the last layer runs the gemm + col2im kernel, not the layer's own (oneDNN's): the same
+    function, checked against the layer itself, its gradients too, in float64 (differences are rounding)."""
+    needs_torch()
+    import torch
+    import torch.nn.functional as F
+
+    from collapse_tui.engines.vae_torch import VAE
+
+    torch.manual_seed(0)
+    model = VAE(28, 28, 20, 16).double()
+    z = torch.randn(7, 20, dtype=torch.float64)
+    layer = F.relu(model.deconv2(model.fc_dec(z).view(-1, *model.grid)))
+    by_layer = model.deconv1(layer)[:, 0]
+    torch.testing.assert_close(model.decode_logits(z), by_layer, rtol=0, atol=1e-12)
+    weight = torch.randn(7, 28, 28, dtype=torch.float64)
+    grads = []
+    for out in (lambda: model.decode_logits(z), lambda: model.deconv1(layer.detach())[:, 0]):
+        model.zero_grad()
+        (out() * weight).sum().backward()
+        grads.append((model.deconv1.weight.grad.clone(), model.deconv1.bias.grad.clone()))
+    for ours, theirs in zip(*grads):
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+    assert grads[0][0].abs().sum() > 0
+
+
 def test_a_checkpoint_loads_back_and_gives_the_same_metrics(tmp_path):
     needs_torch()
     eng = engine(source="digits", capacity=8, epochs=2, batch=64)
