@@ -88,7 +88,7 @@ def self_bleu(conts: np.ndarray) -> float | None:
     log_p = 0.0
     for n in range(1, BLEU_ORDER + 1):
         ids = gram_ids(conts, n)
-        clipped = clipped_matches(ids, hyps, refs)
+        clipped = clipped_matches(np.sort(ids, axis=1), hyps, refs)
         if clipped == 0:
             return 0.0
         log_p += np.log(clipped / (len(sample) * ids.shape[1])) / BLEU_ORDER
