@@ -111,7 +111,8 @@ def _kmeans_labels(x: np.ndarray, cols: np.ndarray, k: int, u: np.ndarray, n_loc
     centers = np.empty((k, d))
     # k-means++: first centre uniform, the next ones the best of n_local candidates drawn by D^2
     first = min(int(u[0] * n), n - 1)
-    centers[0] = x[first]
+    for a in range(d):  # element by element: a row assigned whole compiles numba's shape checks (1.6 s)
+        centers[0, a] = x[first, a]
     # plain loops, not np.cumsum / np.searchsorted / slice copies: a third of the first run's compile
     closest = np.empty(n)
     closest[:] = np.inf
@@ -133,7 +134,8 @@ def _kmeans_labels(x: np.ndarray, cols: np.ndarray, k: int, u: np.ndarray, n_loc
                 best_pot, best = cand_pot, j
                 best_d, cand_d = cand_d, best_d
         closest, best_d = best_d, closest
-        centers[c] = x[best]
+        for a in range(d):
+            centers[c, a] = x[best, a]
 
     # Lloyd, with sklearn's tolerance: 1e-4 times the mean per-feature variance of the data
     tol = _scatter(x) / (n * d) * KMEANS_TOL
@@ -822,7 +824,8 @@ def mean_log_density_batch(x: np.ndarray, means: np.ndarray, covs: np.ndarray, w
     for j in range(s):
         xs = x[j - j * shared]
         if k == 2 and d == 2 and (j == 0 or not shared):
-            cx[:], cy[:] = xs[:, 0], xs[:, 1]
+            for i in range(t):  # element by element, as _kmeans_labels' rows
+                cx[i], cy[i] = xs[i, 0], xs[i, 1]
         linv = np.zeros((k, d, d))
         const = np.empty(k)
         if not _precompute(weights[j], covs[j], linv, const):
