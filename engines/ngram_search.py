@@ -359,10 +359,12 @@ def _step(
     seq = np.empty(L + gen.shape[2], np.int64)
     work = _work(n)
     for i in range(q):
-        seq[:L] = prompts[i]
+        for j in range(L):  # element by element: a slice assigned whole compiles numba's shape checks (1.6 s)
+            seq[j] = prompts[i, j]
         for b in range(beams):
             row = i * beams + b
-            seq[L : L + t] = gen[i, b, :t]
+            for j in range(t):
+                seq[L + j] = gen[i, b, j]
             out = (top_w[row], top_v[row], seen_w[row], seen_v[row])
             n_seen[row] = _candidates(
                 seq, L + t, seeds[i], n, V, penalised, penalty, stamp, mark + 2 * row, out, tab, addk, kv, work
@@ -408,10 +410,12 @@ def _select(score, logp, cand, gen, t):
                     best = k
             chosen[b], taken[best] = best, True
         for b in range(beams):
-            kept[b, :t] = gen[i, chosen[b] // width, :t]
+            for j in range(t):
+                kept[b, j] = gen[i, chosen[b] // width, j]
         for b in range(beams):
             k = chosen[b]
-            gen[i, b, :t] = kept[b, :t]
+            for j in range(t):
+                gen[i, b, j] = kept[b, j]
             gen[i, b, t] = cand[i * beams + k // width, k % width]
             score[i, b] = total[k]
 
@@ -522,8 +526,10 @@ def _dense_rows(prompts, out, t, seeds, p, n, V, tab, addk, kv):
     seq = np.empty(L + out.shape[1], np.int64)
     work = _work(n)
     for i in range(q):
-        seq[:L] = prompts[i]
-        seq[L : L + t] = out[i, :t]
+        for j in range(L):  # element by element, as _step
+            seq[j] = prompts[i, j]
+        for j in range(t):
+            seq[L + j] = out[i, j]
         s = seeds[i]
         weight, nact = _terms(seq[L + t - (n - 1) : L + t], s, V, n, tab, addk, kv, work)
         for w in range(V):
