@@ -386,8 +386,8 @@ def _merge(top_w, top_v, seen_w, seen_p, n_seen, cand, prob):
                 filled += 1
         for k in range(n_seen[row]):
             filled = _insert(seen_w[row, k], seen_p[row, k], tw, tv, filled)
-        cand[row] = tw
-        prob[row] = tv
+        for k in range(width):  # element by element, as _step
+            cand[row, k], prob[row, k] = tw[k], tv[k]
 
 
 @njit(**KERNEL)
