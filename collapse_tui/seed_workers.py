@@ -297,7 +297,8 @@ def _reporter(gen: int, key: int, results: Connection) -> Callable:
         now = time.monotonic()
         note = phase.startswith(NOTE)  # a log line (the parent's report makes it a Note): it resets no interval
         if note or step >= total or now - last[0] >= PROGRESS_INTERVAL:
-            last[0] = last[0] if note else now
+            if not note:
+                last[0] = now
             _send(results, "progress", key, (phase, step, total, loss, detail))
 
     return report

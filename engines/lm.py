@@ -458,7 +458,6 @@ class LMEngine(TextSource, TorchEngine):
         )
 
     def train(self, data: np.ndarray, seed: int, report: Report, mit: Any = None) -> tuple[Any, Trained]:
-
         if data.shape[0] != 1:
             raise ValueError(f"the {self.name} engine trains one seed at a time, got data for {data.shape[0]}")
         p = self.params

@@ -17,6 +17,7 @@ import numba
 import numpy as np
 from numba import njit
 
+from . import numba_cache  # noqa: F401 (numba's cache in collapse-tui's folder)
 from .gmm_kernels import _exp_nonpositive
 
 LANES = 8  # partial sums per sum over examples
