@@ -6,16 +6,17 @@ highest D, data.reweight = "detector" draws the training set with probability pr
 
 The discriminator is L2-regularised logistic regression on standardised features with balanced classes:
 the objective of scikit-learn's LogisticRegression(C=1, class_weight="balanced"), minimised here by
-Newton's method, compiled (engines/logistic_kernels.py; tests/test_detector.py checks it against
-scikit-learn's fit). One scikit-learn fit per seed and fold costs milliseconds: more than a whole
-generation of the point engines, whose 20 seeds would need 40 of them. The real examples are the engine's
+Newton's method, compiled (engines/logistic_kernels.py) or, for fits small enough that numba's start
+would cost more, in numpy (engines/logistic_numpy.py); tests/test_detector.py checks both against
+scikit-learn's fit and each other. One scikit-learn fit per seed and fold costs milliseconds: more than a
+whole generation of the point engines, whose 20 seeds would need 40 of them. The real examples are the engine's
 detector_real(): held apart from the training and the test data. The fit is cross-fitted on two folds of
 both, so every sample's D and each fold's AUC come from a model that did not see them; at most CAP examples
 of each class are fitted.
 
-It calls no BLAS: the same bits whatever the machine's cores and --workers, and no threads waiting on each
-other on a busy machine (ngram-quick's detector on a loaded 2-core machine, with numpy's BLAS: 2.3 s a
-generation on OpenBLAS's two threads, 0.2 s on one).
+It starts no BLAS threads: the same bits whatever the machine's cores and --workers, and no threads
+waiting on each other on a busy machine (ngram-quick's detector on a loaded 2-core machine, with numpy's
+BLAS: 2.3 s a generation on OpenBLAS's two threads, 0.2 s on one).
 
 Randomness: the detector's own generators, derived from (seed, generation), never the run's: a run that
 does not filter with the detector trains on what it did before, and a resumed run recomputes each number.
@@ -24,6 +25,7 @@ does not filter with the detector trains on what it did before, and a resumed ru
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -101,74 +103,77 @@ def cross_fit(real: np.ndarray, fake: np.ndarray, rngs: list[np.random.Generator
     other fold's samples their logits and its AUC. Each fold fits at most CAP / 2 samples and REAL_PER_FAKE
     times as many real examples (at least CAP / 10): more would cost time and hardly narrow an AUC that the
     samples' count limits. Returns the logits (S, n) and the two folds' mean AUC (S,)."""
-    s, m, n = real.shape[0], real.shape[1], fake.shape[1]
+    s, m, n, f = real.shape[0], real.shape[1], fake.shape[1], real.shape[2]
     h_fake = min(n // 2, CAP // 2)
     h_real = min(m // 2, CAP // 2, max(REAL_PER_FAKE * h_fake, CAP // 10))
+    k = kernels(h_real + h_fake, f)
     perm = np.stack([rng.permutation(n) for rng in rngs])
     folds = [perm[:, 0::2], perm[:, 1::2]]
     coef, intercept, centre, scale = fit_logistic(
-        np.concatenate([real[:, k::2][:, :h_real] for k in (0, 1)]),
-        np.concatenate([take(fake, folds[k][:, :h_fake]) for k in (0, 1)]),
+        np.concatenate([real[:, j::2][:, :h_real] for j in (0, 1)]),
+        np.concatenate([take(fake, folds[j][:, :h_fake], k) for j in (0, 1)]),
+        k,
     )
     logit, aucs = np.full((s, n), np.nan), []
-    for k in (0, 1):  # model k scores fold 1 - k
-        model = [p[k * s : (k + 1) * s] for p in (coef, intercept, centre, scale)]
-        z_fake = decision(take(fake, folds[1 - k]), *model)
-        z_real = decision(real[:, 1 - k :: 2][:, :h_real], *model)
-        np.put_along_axis(logit, folds[1 - k], z_fake, axis=1)
-        aucs.append(auc(z_real, z_fake))
+    for j in (0, 1):  # model j scores fold 1 - j
+        model = [p[j * s : (j + 1) * s] for p in (coef, intercept, centre, scale)]
+        z_fake = decision(take(fake, folds[1 - j], k), *model, k)
+        z_real = decision(real[:, 1 - j :: 2][:, :h_real], *model, k)
+        np.put_along_axis(logit, folds[1 - j], z_fake, axis=1)
+        aucs.append(auc(z_real, z_fake, k))
     return logit, (aucs[0] + aucs[1]) / 2
 
 
-def take(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """x[s, idx[s]] for every seed s: (S, k, f), compiled (numpy's fancy index: 8x slower at the gmm's size)."""
-    from .engines.logistic_kernels import gather
+def kernels(examples: int, features: int) -> ModuleType:
+    """The detector's arithmetic for fits of this many examples and features: numpy for small fits
+    (engines/logistic_numpy.py: no numba to start), else compiled (engines/logistic_kernels.py). Chosen by
+    one fit's size, so a seed's numbers depend neither on the other seeds nor on what else the process ran."""
+    from .engines import logistic_numpy
 
-    return gather(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(idx, dtype=np.int64))
+    if examples * (features + 1) ** 2 <= logistic_numpy.SMALL_FIT:
+        return logistic_numpy
+    from .engines import logistic_kernels  # numba loads when a run measures larger fits
+
+    return logistic_kernels
 
 
-def fit_logistic(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def take(x: np.ndarray, idx: np.ndarray, k: ModuleType) -> np.ndarray:
+    """x[s, idx[s]] for every seed s: (S, k, f) (compiled, numpy's fancy index: 8x slower at the gmm's size)."""
+    return k.gather(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(idx, dtype=np.int64))
+
+
+def fit_logistic(
+    real: np.ndarray, fake: np.ndarray, k: ModuleType | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Logistic regression of real (label 1, (S, a, f)) against fake (label 0, (S, b, f)) per seed:
     (coef (S, f), intercept (S,), centre (S, f), scale (S, f)) on features standardised by the fit set's
     mean and standard deviation (a constant feature: scale 1). Minimises scikit-learn's objective
     ||w||^2 / 2 + C sum_i s_i (log(1 + e^z_i) - y_i z_i), z = x w + b, balanced weights s_i = N / (2 N_class)
     (the intercept unpenalised), by Newton's method with step halving; each seed stops on its own
-    (compiled: engines/logistic_kernels.py)."""
-    from .engines.logistic_kernels import fit_logistic_batch  # numba loads when a run measures
+    (k: the arithmetic's module, by default kernels' choice for the problem's size)."""
     from .engines.parallel import over_seeds  # chunks of seeds on threads
 
     sn, f = real.shape[0], real.shape[2]
+    k = k or kernels(real.shape[1] + fake.shape[1], f)
     beta, centre, scale = np.empty((sn, f + 1)), np.empty((sn, f)), np.empty((sn, f))
-    over_seeds(
-        fit_logistic_batch,
-        sn * (real.shape[1] + fake.shape[1]) * (f + 1) ** 2 * PASSES,
-        sn,
-        np.ascontiguousarray(real, dtype=np.float64),
-        np.ascontiguousarray(fake, dtype=np.float64),
-        C,
-        NEWTON_STEPS,
-        TOL,
-        beta,
-        centre,
-        scale,
-    )
+    args = (np.ascontiguousarray(real, dtype=np.float64), np.ascontiguousarray(fake, dtype=np.float64), C)
+    args += (NEWTON_STEPS, TOL, beta, centre, scale)
+    over_seeds(k.fit_logistic_batch, sn * (real.shape[1] + fake.shape[1]) * (f + 1) ** 2 * PASSES, sn, *args)
     return beta[:, :-1], beta[:, -1], centre, scale
 
 
-def decision(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray, centre: np.ndarray, scale: np.ndarray):
+def decision(
+    x: np.ndarray, coef: np.ndarray, intercept: np.ndarray, centre: np.ndarray, scale: np.ndarray, k: ModuleType
+) -> np.ndarray:
     """The fitted model's logit log D / (1 - D) of examples x (S, k, f): (S, k)."""
-    from .engines.logistic_kernels import logits_batch
-
-    return logits_batch(np.ascontiguousarray(x, dtype=np.float64), coef, intercept, centre, scale)
+    return k.logits_batch(np.ascontiguousarray(x, dtype=np.float64), coef, intercept, centre, scale)
 
 
-def auc(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
+def auc(real: np.ndarray, fake: np.ndarray, k: ModuleType) -> np.ndarray:
     """Area under the ROC curve of scores that should be higher for real (S, a) than for fake (S, b):
     P(real > fake) + P(real = fake) / 2 per seed, the Mann-Whitney U / (a b) (Hanley and McNeil 1982),
-    counted exactly (engines/logistic_kernels.auc_sorted)."""
-    from .engines.logistic_kernels import auc_sorted
-
-    return auc_sorted(np.sort(real, axis=1).astype(np.float64), np.sort(fake, axis=1).astype(np.float64))
+    counted exactly (k.auc_sorted)."""
+    return k.auc_sorted(np.sort(real, axis=1).astype(np.float64), np.sort(fake, axis=1).astype(np.float64))
 
 
 def most_real(samples: np.ndarray, logit: np.ndarray, n: int) -> np.ndarray:

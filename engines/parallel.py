@@ -39,11 +39,13 @@ def over_seeds(kernel: Callable[..., Any], work: int, seeds: int, *args: Any) ->
 def start_over_seeds(kernel: Callable[..., Any], work: int, seeds: int, *args: Any) -> Callable[[], list[Any]]:
     """over_seeds begun: the helper threads start on the chunks now; the returned function has the
     calling thread take the chunks still left, waits for the helpers and returns the results."""
-    import numba
+    if work < PARALLEL_WORK or threading.current_thread().name.startswith(HELPER):
+        return lambda: [kernel(*args)]  # a helper's own call in one piece: its chunks would wait behind it
+    import numba  # (after the test: a small numpy problem starts no numba)
 
     threads = min(numba.config.NUMBA_NUM_THREADS, seeds)
-    if work < PARALLEL_WORK or threads < 2 or threading.current_thread().name.startswith(HELPER):
-        return lambda: [kernel(*args)]  # a helper's own call in one piece: its chunks would wait behind it
+    if threads < 2:
+        return lambda: [kernel(*args)]
     bounds = np.linspace(0, seeds, min(seeds, threads * CHUNKS_PER_THREAD) + 1).astype(int)
     spans = list(zip(bounds, bounds[1:]))
     results: list[Any] = [None] * len(spans)

@@ -4,6 +4,7 @@ keeps and what reweight draws, a resumed run with the detector on, and the combi
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,17 @@ from sklearn.metrics import roc_auc_score
 
 from collapse_tui.cli import main
 from collapse_tui.config import DataSection
-from collapse_tui.detector import Detection, auc, cross_fit, decision, fit_logistic, most_real, reweighted, select
+from collapse_tui.detector import (
+    Detection,
+    auc,
+    cross_fit,
+    decision,
+    fit_logistic,
+    kernels,
+    most_real,
+    reweighted,
+    select,
+)
 from collapse_tui.engines.base import DataError, point_features
 from collapse_tui.engines.ngram import NgramEngine
 from collapse_tui.engines.text_metrics import hashed_ngrams
@@ -25,31 +36,61 @@ def rngs(seeds: int, base: int = 0) -> list[np.random.Generator]:
     return [np.random.default_rng(base + s) for s in range(seeds)]
 
 
-def test_the_fit_is_scikit_learns_logistic_regression():
+NUMPY, COMPILED = (importlib.import_module(f"collapse_tui.engines.logistic_{m}") for m in ("numpy", "kernels"))
+
+
+@pytest.mark.parametrize("k", [NUMPY, COMPILED], ids=["numpy", "compiled"])
+def test_the_fit_is_scikit_learns_logistic_regression(k):
     """Coefficients and logits equal LogisticRegression(C=1, class_weight='balanced') fitted to convergence on
     the same standardised features, seed by seed, with unequal classes and one constant feature."""
     rng = np.random.default_rng(3)
     real = rng.standard_normal((3, 120, 3)) + [0.3, 0.0, 0.0]
     fake = rng.standard_normal((3, 70, 3)) * [1.0, 0.6, 0.0]
     real[..., 2] = fake[..., 2] = 1.5  # constant: scale 1, coefficient 0
-    coef, intercept, centre, scale = fit_logistic(real, fake)
+    coef, intercept, centre, scale = fit_logistic(real, fake, k)
     for s in range(3):
         x = (np.concatenate([real[s], fake[s]]) - centre[s]) / scale[s]
         y = np.r_[np.ones(120), np.zeros(70)]
         sk = LogisticRegression(C=1.0, class_weight="balanced", tol=1e-12, max_iter=10_000).fit(x, y)
         np.testing.assert_allclose(coef[s], sk.coef_[0], atol=1e-6)
         np.testing.assert_allclose(intercept[s], sk.intercept_[0], atol=1e-6)
-        z = decision(fake[s : s + 1], coef[s : s + 1], intercept[s : s + 1], centre[s : s + 1], scale[s : s + 1])
+        model = (coef[s : s + 1], intercept[s : s + 1], centre[s : s + 1], scale[s : s + 1])
+        z = decision(fake[s : s + 1], *model, k)
         np.testing.assert_allclose(z[0], sk.decision_function((fake[s] - centre[s]) / scale[s]), atol=1e-6)
 
 
-def test_auc_is_roc_auc_score_ties_included():
+@pytest.mark.parametrize("k", [NUMPY, COMPILED], ids=["numpy", "compiled"])
+def test_auc_is_roc_auc_score_ties_included(k):
     rng = np.random.default_rng(5)
     real, fake = rng.integers(0, 12, (4, 50)).astype(float), rng.integers(0, 10, (4, 80)).astype(float)
-    ours = auc(real, fake)
+    ours = auc(real, fake, k)
     for s in range(4):
         expected = roc_auc_score(np.r_[np.ones(50), np.zeros(80)], np.r_[real[s], fake[s]])
         assert ours[s] == pytest.approx(expected, abs=1e-12)
+
+
+def test_numpys_fits_are_the_compiled_ones_and_small_fits_take_numpy():
+    """The two implementations on 60 random problems (1 to 40 fits of 4 to 120 examples, 1 to 3
+    coordinates and their squares; a constant feature in some, samples far from the real data in others,
+    where Newton's first steps overshoot and are halved): coefficients, centres and scales to 1e-12 of the
+    largest coefficient, the logits of new examples likewise, the AUCs equal. Small fits (gaussian-quick's:
+    60 examples of 2 features) take numpy, larger ones (gmm-quick's: 250 of 4) the compiled kernels."""
+    rng = np.random.default_rng(8)
+    for trial in range(60):
+        s, a, b, d = rng.integers(1, 41), rng.integers(2, 81), rng.integers(2, 41), rng.integers(1, 4)
+        real = point_features(rng.standard_normal((s, a, d)))
+        fake = point_features(rng.normal(rng.uniform(-3, 3), rng.uniform(0.05, 3), (s, b, d)))
+        if trial % 5 == 0:
+            real[..., 0] = fake[..., 0] = 2.0
+        fits = [fit_logistic(real, fake, k) for k in (NUMPY, COMPILED)]
+        size = max(1.0, np.abs(fits[1][0]).max())
+        for ours, theirs in zip(*fits):
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12 * size)
+        new = point_features(rng.standard_normal((s, 30, d)))
+        z = [decision(new, *fit, k) for fit, k in zip(fits, (NUMPY, COMPILED))]
+        np.testing.assert_allclose(z[0], z[1], rtol=0, atol=1e-11 * size)
+        assert np.array_equal(auc(z[1][:, :10], z[1][:, 10:], NUMPY), auc(z[1][:, :10], z[1][:, 10:], COMPILED))
+    assert kernels(50 + 10, 2) is NUMPY and kernels(200 + 50, 4) is COMPILED
 
 
 def test_the_compiled_log1p_is_numpys_to_a_few_ulp():
