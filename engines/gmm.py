@@ -20,6 +20,7 @@ from .mixture import Mixture, MixtureEngine, _safe_cholesky, l2_distance, log_de
 from .parallel import PARALLEL_WORK, over_seeds, start_over_seeds
 
 FIT_PASSES = 20  # k-means and EM passes over the data in a typical fit, for its work estimate
+NORMALS_ON_THREADS = 16_384  # normals a generation (~0.16 ms) from which a thread's wake is worth it
 
 
 def check_fitted(info: np.ndarray) -> None:
@@ -129,6 +130,19 @@ def map_mixtures(
     return {"weights": weights, "means": means, "covs": covs}, info
 
 
+def _seeded(rngs: list[np.random.Generator]) -> np.ndarray:
+    """The generators as an array (S,), which over_seeds cuts into chunks of seeds as it does the data."""
+    out = np.empty(len(rngs), dtype=object)
+    out[:] = rngs
+    return out
+
+
+def _normals(rngs: np.ndarray, out: np.ndarray) -> None:
+    """out[s] = standard normals from seed s's generator: what rngs[s].standard_normal(out[s].shape) draws."""
+    for rng, o in zip(rngs, out):
+        rng.standard_normal(o.shape, out=o)
+
+
 class GMMEngine(MixtureEngine):
     name = "gmm"
     figures = "collapse_tui.engines.figures.gmm"
@@ -208,7 +222,9 @@ class GMMEngine(MixtureEngine):
         the matrix product may round differently in the last bit), without its (S, n, d, d) gather."""
         w = model["weights"] / model["weights"].sum(1, keepdims=True)
         counts = np.stack([rng.multinomial(n, wi) for rng, wi in zip(rngs, w)])
-        z = np.stack([rng.standard_normal((n, model["means"].shape[-1])) for rng in rngs])
+        z = np.empty((len(rngs), n, model["means"].shape[-1]))
+        # numpy fills without the GIL: the seeds' normals on the threads (the gmm preset's: 0.66 -> 0.37 ms)
+        over_seeds(_normals, PARALLEL_WORK if z.size >= NORMALS_ON_THREADS else 0, len(rngs), _seeded(rngs), z)
         from .gmm_kernels import place_samples
 
         x = place_samples(model["means"], _safe_cholesky(model["covs"]), counts, z)
