@@ -109,15 +109,16 @@ def cross_fit(real: np.ndarray, fake: np.ndarray, rngs: list[np.random.Generator
     k = kernels(h_real + h_fake, f)
     perm = np.stack([rng.permutation(n) for rng in rngs])
     folds = [perm[:, 0::2], perm[:, 1::2]]
+    dealt = [take(fake, fold, k) for fold in folds]  # each fold's samples; the first h_fake are fitted
     coef, intercept, centre, scale = fit_logistic(
         np.concatenate([real[:, j::2][:, :h_real] for j in (0, 1)]),
-        np.concatenate([take(fake, folds[j][:, :h_fake], k) for j in (0, 1)]),
+        np.concatenate([dealt[j][:, :h_fake] for j in (0, 1)]),
         k,
     )
     logit, aucs = np.full((s, n), np.nan), []
     for j in (0, 1):  # model j scores fold 1 - j
         model = [p[j * s : (j + 1) * s] for p in (coef, intercept, centre, scale)]
-        z_fake = decision(take(fake, folds[1 - j], k), *model, k)
+        z_fake = decision(dealt[1 - j], *model, k)
         z_real = decision(real[:, 1 - j :: 2][:, :h_real], *model, k)
         np.put_along_axis(logit, folds[1 - j], z_fake, axis=1)
         aucs.append(auc(z_real, z_fake, k))
