@@ -30,7 +30,16 @@ def fit_logistic_batch(
     beta: np.ndarray, centre: np.ndarray, scale: np.ndarray,
 ) -> None:  # fmt: skip
     """logistic_kernels.fit_logistic_batch: each fit's Newton steps with step halving, a fit stopping on its
-    own (the fits still moving take the next step together; the others keep theirs)."""
+    own (the fits still moving take the next step together; the others keep theirs). Silent on inf and NaN,
+    as the kernels (error_model "numpy"): a seed's NaN stays that seed's."""
+    with np.errstate(all="ignore"):
+        _fit(real, fake, c, steps, tol, beta, centre, scale)
+
+
+def _fit(
+    real: np.ndarray, fake: np.ndarray, c: float, steps: int, tol: float,
+    beta: np.ndarray, centre: np.ndarray, scale: np.ndarray,
+) -> None:  # fmt: skip
     a, b = real.shape[1], fake.shape[1]
     n = a + b
     x = np.concatenate([real, fake], axis=1)
@@ -75,7 +84,8 @@ def logits_batch(
     x: np.ndarray, coef: np.ndarray, intercept: np.ndarray, centre: np.ndarray, scale: np.ndarray
 ) -> np.ndarray:
     """logistic_kernels.logits_batch: the fitted models' logits of examples x (S, k, f), (S, k)."""
-    return ((x - centre[:, None]) / scale[:, None] * coef[:, None]).sum(-1) + intercept[:, None]
+    with np.errstate(all="ignore"):
+        return ((x - centre[:, None]) / scale[:, None] * coef[:, None]).sum(-1) + intercept[:, None]
 
 
 def auc_sorted(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
