@@ -5,6 +5,7 @@ keeps and what reweight draws, a resumed run with the detector on, and the combi
 from __future__ import annotations
 
 import importlib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,22 @@ def test_numpys_fits_are_the_compiled_ones_and_small_fits_take_numpy():
         np.testing.assert_allclose(z[0], z[1], rtol=0, atol=1e-11 * size)
         assert np.array_equal(auc(z[1][:, :10], z[1][:, 10:], NUMPY), auc(z[1][:, :10], z[1][:, 10:], COMPILED))
     assert kernels(50 + 10, 2) is NUMPY and kernels(200 + 50, 4) is COMPILED
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e200])
+def test_numpys_fits_are_silent_on_a_bad_sample_and_keep_it_to_its_seed(bad):
+    """A sample of nan, inf or 1e200 (a diverged model's) in seed 1: no warning (the compiled kernels raise
+    none), seed 1's numbers are the compiled ones' (NaN where theirs are), the other seeds' unchanged."""
+    rng = np.random.default_rng(0)
+    real, fake = point_features(rng.standard_normal((3, 50, 1))), point_features(rng.standard_normal((3, 10, 1)))
+    clean = fit_logistic(real, fake, NUMPY)
+    fake[1, 3] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fits = [fit_logistic(real, fake, k) for k in (NUMPY, COMPILED)]
+    for ours, theirs, before in zip(*fits, clean):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)  # NaN where theirs is
+        np.testing.assert_array_equal(ours[[0, 2]], before[[0, 2]])
 
 
 def test_the_compiled_log1p_is_numpys_to_a_few_ulp():
