@@ -106,22 +106,22 @@ def cross_fit(real: np.ndarray, fake: np.ndarray, rngs: list[np.random.Generator
     s, m, n, f = real.shape[0], real.shape[1], fake.shape[1], real.shape[2]
     h_fake = min(n // 2, CAP // 2)
     h_real = min(m // 2, CAP // 2, max(REAL_PER_FAKE * h_fake, CAP // 10))
-    k = kernels(h_real + h_fake, f)
+    ops = kernels(h_real + h_fake, f)
     perm = np.stack([rng.permutation(n) for rng in rngs])
     folds = [perm[:, 0::2], perm[:, 1::2]]
-    dealt = [take(fake, fold, k) for fold in folds]  # each fold's samples; the first h_fake are fitted
+    dealt = [take(fake, fold, ops) for fold in folds]  # each fold's samples; the first h_fake are fitted
     coef, intercept, centre, scale = fit_logistic(
         np.concatenate([real[:, j::2][:, :h_real] for j in (0, 1)]),
         np.concatenate([dealt[j][:, :h_fake] for j in (0, 1)]),
-        k,
+        ops,
     )
     logit, aucs = np.full((s, n), np.nan), []
     for j in (0, 1):  # model j scores fold 1 - j
         model = [p[j * s : (j + 1) * s] for p in (coef, intercept, centre, scale)]
-        z_fake = decision(dealt[1 - j], *model, k)
-        z_real = decision(real[:, 1 - j :: 2][:, :h_real], *model, k)
+        z_fake = decision(dealt[1 - j], *model, ops)
+        z_real = decision(real[:, 1 - j :: 2][:, :h_real], *model, ops)
         np.put_along_axis(logit, folds[1 - j], z_fake, axis=1)
-        aucs.append(auc(z_real, z_fake, k))
+        aucs.append(auc(z_real, z_fake, ops))
     return logit, (aucs[0] + aucs[1]) / 2
 
 
@@ -138,43 +138,43 @@ def kernels(examples: int, features: int) -> ModuleType:
     return logistic_kernels
 
 
-def take(x: np.ndarray, idx: np.ndarray, k: ModuleType) -> np.ndarray:
-    """x[s, idx[s]] for every seed s: (S, k, f) (compiled, numpy's fancy index: 8x slower at the gmm's size)."""
-    return k.gather(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(idx, dtype=np.int64))
+def take(x: np.ndarray, idx: np.ndarray, ops: ModuleType) -> np.ndarray:
+    """x[s, idx[s]] for every seed s: (S, k, f) (compiled at the gmm's size, where numpy's fancy index is 8x slower)."""
+    return ops.gather(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(idx, dtype=np.int64))
 
 
 def fit_logistic(
-    real: np.ndarray, fake: np.ndarray, k: ModuleType | None = None
+    real: np.ndarray, fake: np.ndarray, ops: ModuleType | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Logistic regression of real (label 1, (S, a, f)) against fake (label 0, (S, b, f)) per seed:
     (coef (S, f), intercept (S,), centre (S, f), scale (S, f)) on features standardised by the fit set's
     mean and standard deviation (a constant feature: scale 1). Minimises scikit-learn's objective
     ||w||^2 / 2 + C sum_i s_i (log(1 + e^z_i) - y_i z_i), z = x w + b, balanced weights s_i = N / (2 N_class)
     (the intercept unpenalised), by Newton's method with step halving; each seed stops on its own
-    (k: the arithmetic's module, by default kernels' choice for the problem's size)."""
+    (ops: the arithmetic's module, by default kernels' choice for the fits' size)."""
     from .engines.parallel import over_seeds  # chunks of seeds on threads
 
     sn, f = real.shape[0], real.shape[2]
-    k = k or kernels(real.shape[1] + fake.shape[1], f)
+    ops = ops or kernels(real.shape[1] + fake.shape[1], f)
     beta, centre, scale = np.empty((sn, f + 1)), np.empty((sn, f)), np.empty((sn, f))
     args = (np.ascontiguousarray(real, dtype=np.float64), np.ascontiguousarray(fake, dtype=np.float64), C)
     args += (NEWTON_STEPS, TOL, beta, centre, scale)
-    over_seeds(k.fit_logistic_batch, sn * (real.shape[1] + fake.shape[1]) * (f + 1) ** 2 * PASSES, sn, *args)
+    over_seeds(ops.fit_logistic_batch, sn * (real.shape[1] + fake.shape[1]) * (f + 1) ** 2 * PASSES, sn, *args)
     return beta[:, :-1], beta[:, -1], centre, scale
 
 
 def decision(
-    x: np.ndarray, coef: np.ndarray, intercept: np.ndarray, centre: np.ndarray, scale: np.ndarray, k: ModuleType
+    x: np.ndarray, coef: np.ndarray, intercept: np.ndarray, centre: np.ndarray, scale: np.ndarray, ops: ModuleType
 ) -> np.ndarray:
     """The fitted model's logit log D / (1 - D) of examples x (S, k, f): (S, k)."""
-    return k.logits_batch(np.ascontiguousarray(x, dtype=np.float64), coef, intercept, centre, scale)
+    return ops.logits_batch(np.ascontiguousarray(x, dtype=np.float64), coef, intercept, centre, scale)
 
 
-def auc(real: np.ndarray, fake: np.ndarray, k: ModuleType) -> np.ndarray:
+def auc(real: np.ndarray, fake: np.ndarray, ops: ModuleType) -> np.ndarray:
     """Area under the ROC curve of scores that should be higher for real (S, a) than for fake (S, b):
     P(real > fake) + P(real = fake) / 2 per seed, the Mann-Whitney U / (a b) (Hanley and McNeil 1982),
-    counted exactly (k.auc_sorted)."""
-    return k.auc_sorted(np.sort(real, axis=1).astype(np.float64), np.sort(fake, axis=1).astype(np.float64))
+    counted exactly (ops.auc_sorted)."""
+    return ops.auc_sorted(np.sort(real, axis=1).astype(np.float64), np.sort(fake, axis=1).astype(np.float64))
 
 
 def most_real(samples: np.ndarray, logit: np.ndarray, n: int) -> np.ndarray:
