@@ -97,8 +97,8 @@ def test_numpys_fits_are_the_compiled_ones_and_small_fits_take_numpy():
 def test_numpys_step_halving_is_the_compiled_ones(monkeypatch):
     """Newton's full step overshoots (and is halved) only where the ridge hardly holds it: C from 1e5 to 1e8
     on small, nearly separable problems. The first 5 of the random problems where the numpy fits halved a
-    step (counted: more losses than Newton steps): the coefficients equal the compiled ones' to 1e-14 of the
-    largest."""
+    step (counted: more losses than Newton steps): the coefficients equal the compiled ones' to 1e-12 of the
+    largest (they differ by ~1e-15 of it; a halving by 3 instead of 2 by ~4e-8)."""
     losses, steps, orig_loss, orig_solve = [0], [0], NUMPY._loss, np.linalg.solve
     monkeypatch.setattr(NUMPY, "_loss", lambda *a: (losses.__setitem__(0, losses[0] + 1), orig_loss(*a))[1])
     monkeypatch.setattr(np.linalg, "solve", lambda *a: (steps.__setitem__(0, steps[0] + 1), orig_solve(*a))[1])
@@ -117,7 +117,7 @@ def test_numpys_step_halving_is_the_compiled_ones(monkeypatch):
             halved |= ops is NUMPY and losses[0] > steps[0] + 1
         if halved:
             found += 1
-            np.testing.assert_allclose(betas[0], betas[1], rtol=0, atol=1e-14 * np.abs(betas[1]).max())
+            np.testing.assert_allclose(betas[0], betas[1], rtol=0, atol=1e-12 * np.abs(betas[1]).max())
             if found == 5:
                 break
     assert found == 5
