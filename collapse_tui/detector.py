@@ -154,12 +154,12 @@ def fit_logistic(
     (ops: the arithmetic's module, by default kernels' choice for the fits' size)."""
     from .engines.parallel import over_seeds  # chunks of seeds on threads
 
-    sn, f = real.shape[0], real.shape[2]
-    ops = ops or kernels(real.shape[1] + fake.shape[1], f)
+    sn, examples, f = real.shape[0], real.shape[1] + fake.shape[1], real.shape[2]
+    ops = ops or kernels(examples, f)
     beta, centre, scale = np.empty((sn, f + 1)), np.empty((sn, f)), np.empty((sn, f))
     args = (np.ascontiguousarray(real, dtype=np.float64), np.ascontiguousarray(fake, dtype=np.float64), C)
     args += (NEWTON_STEPS, TOL, beta, centre, scale)
-    over_seeds(ops.fit_logistic_batch, sn * (real.shape[1] + fake.shape[1]) * (f + 1) ** 2 * PASSES, sn, *args)
+    over_seeds(ops.fit_logistic_batch, sn * examples * (f + 1) ** 2 * PASSES, sn, *args)
     return beta[:, :-1], beta[:, -1], centre, scale
 
 

@@ -4,7 +4,6 @@ keeps and what reweight draws, a resumed run with the detector on, and the combi
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from collapse_tui.detector import (
     reweighted,
     select,
 )
+from collapse_tui.engines import logistic_kernels, logistic_numpy
 from collapse_tui.engines.base import DataError, point_features
 from collapse_tui.engines.ngram import NgramEngine
 from collapse_tui.engines.text_metrics import hashed_ngrams
@@ -37,7 +37,7 @@ def rngs(seeds: int, base: int = 0) -> list[np.random.Generator]:
     return [np.random.default_rng(base + s) for s in range(seeds)]
 
 
-NUMPY, COMPILED = (importlib.import_module(f"collapse_tui.engines.logistic_{m}") for m in ("numpy", "kernels"))
+NUMPY, COMPILED = logistic_numpy, logistic_kernels
 
 
 @pytest.mark.parametrize("ops", [NUMPY, COMPILED], ids=["numpy", "compiled"])
@@ -99,9 +99,18 @@ def test_numpys_step_halving_is_the_compiled_ones(monkeypatch):
     on small, nearly separable problems. The first 5 of the random problems where the numpy fits halved a
     step (counted: more losses than Newton steps): the coefficients equal the compiled ones' to 1e-12 of the
     largest (they differ by ~1e-15 of it; a halving by 3 instead of 2 by ~4e-8)."""
-    losses, steps, orig_loss, orig_solve = [0], [0], NUMPY._loss, np.linalg.solve
-    monkeypatch.setattr(NUMPY, "_loss", lambda *a: (losses.__setitem__(0, losses[0] + 1), orig_loss(*a))[1])
-    monkeypatch.setattr(np.linalg, "solve", lambda *a: (steps.__setitem__(0, steps[0] + 1), orig_solve(*a))[1])
+    calls = {"_loss": 0, "solve": 0}  # the numpy fits' losses and Newton steps
+
+    def counted(owner, name):
+        def call(*args):
+            calls[name] += 1
+            return fn(*args)
+
+        fn = getattr(owner, name)
+        monkeypatch.setattr(owner, name, call)
+
+    counted(NUMPY, "_loss")
+    counted(np.linalg, "solve")
     rng, found = np.random.default_rng(5), 0
     for _ in range(400):
         a, b, f = rng.integers(2, 30), rng.integers(2, 30), rng.integers(1, 4)
@@ -111,10 +120,10 @@ def test_numpys_step_halving_is_the_compiled_ones(monkeypatch):
         betas, halved = [], False
         for ops in (NUMPY, COMPILED):
             beta, centre, scale = np.empty((2, f + 1)), np.empty((2, f)), np.empty((2, f))
-            losses[0] = steps[0] = 0
+            calls["_loss"] = calls["solve"] = 0
             ops.fit_logistic_batch(real, fake, c, 50, 1e-6, beta, centre, scale)
             betas.append(beta)
-            halved |= ops is NUMPY and losses[0] > steps[0] + 1
+            halved |= ops is NUMPY and calls["_loss"] > calls["solve"] + 1
         if halved:
             found += 1
             np.testing.assert_allclose(betas[0], betas[1], rtol=0, atol=1e-12 * np.abs(betas[1]).max())
